@@ -1,0 +1,174 @@
+"""The engram data model: the one definition of what the memory stores.
+
+An engram has three parts (see the README):
+
+* a **context vector**: an L2-normalised float32 embedding for fuzzy similarity;
+* a **sketch**: a few canonical, human-readable tags for exact filtering and debugging;
+* **associative metadata**: pose and frame, time, modality, confidence, evidence URIs.
+
+Perception produces :class:`Observation` objects; the store turns them into :class:`Engram`
+objects (new ones, or merged into existing ones). Nothing here imports ROS.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from dataclasses import field
+from typing import Sequence
+
+import numpy as np
+
+#: Kinds of engram the memory knows. The order is stable: the index stores the position as a
+#: small integer code, so new kinds are only ever appended.
+KINDS: tuple[str, ...] = ('place', 'object', 'audio', 'event')
+
+#: Modalities an observation can come from.
+MODALITIES: tuple[str, ...] = ('vision', 'depth', 'audio', 'text', 'multi')
+
+#: Storage tiers of the hierarchical store.
+TIER_SHORT = 'short'
+TIER_LONG = 'long'
+TIERS: tuple[str, ...] = (TIER_SHORT, TIER_LONG)
+
+#: Identity covariance used when a producer gives none (1 m^2 / 1 rad^2 diagonal).
+_DEFAULT_COVARIANCE = tuple(float(i % 7 == 0) for i in range(36))
+
+
+class InvalidObservation(ValueError):
+    """An observation that cannot be stored; the message says what was wrong."""
+
+
+def kind_code(kind: str) -> int:
+    """Return the stable integer code of ``kind``.
+
+    :raises ValueError: for a kind not in :data:`KINDS`.
+    """
+    try:
+        return KINDS.index(kind)
+    except ValueError:
+        raise ValueError(f'unknown kind {kind!r}; accepted: {", ".join(KINDS)}') from None
+
+
+def normalize_vector(vector: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Return ``vector`` as a float32 array of unit length (a zero vector stays zero)."""
+    v = np.asarray(vector, dtype=np.float32).reshape(-1)
+    norm = float(np.linalg.norm(v))
+    if norm > 0.0:
+        v = v / norm
+    return v.astype(np.float32, copy=False)
+
+
+@dataclass
+class Observation:
+    """One encoded observation on its way into the memory (what perception publishes).
+
+    Positions are metres in ``frame_id``; stamps are seconds since the Unix epoch.
+    """
+
+    kind: str
+    frame_id: str
+    position: np.ndarray
+    stamp: float
+    vector: np.ndarray
+    tags: tuple[str, ...] = ()
+    label: str = ''
+    orientation: np.ndarray = field(default_factory=lambda: np.array([0.0, 0.0, 0.0, 1.0]))
+    covariance: np.ndarray = field(default_factory=lambda: np.array(_DEFAULT_COVARIANCE))
+    modality: str = 'vision'
+    confidence: float = 1.0
+    evidence: tuple[str, ...] = ()
+
+    def validate(self, dim: int, frame_id: str | None = None) -> None:
+        """Check the observation against the store's contract.
+
+        :param dim: the store's context-vector dimension.
+        :param frame_id: the store's fixed frame; ``None`` accepts any non-empty frame.
+        :raises InvalidObservation: naming the first problem found.
+        """
+        if self.kind not in KINDS:
+            raise InvalidObservation(f'unknown kind {self.kind!r}; accepted: {", ".join(KINDS)}')
+        if self.modality not in MODALITIES:
+            raise InvalidObservation(
+                f'unknown modality {self.modality!r}; accepted: {", ".join(MODALITIES)}')
+        if not self.frame_id:
+            raise InvalidObservation('empty frame_id; observations must name their frame')
+        if frame_id is not None and self.frame_id != frame_id:
+            raise InvalidObservation(
+                f'frame {self.frame_id!r} is not the memory frame {frame_id!r}; '
+                'transform observations before publishing them')
+        _check_finite('position', self.position, 3)
+        _check_finite('orientation', self.orientation, 4)
+        _check_finite('covariance', self.covariance, 36)
+        q_norm = float(np.linalg.norm(self.orientation))
+        if abs(q_norm - 1.0) > 1e-3:
+            raise InvalidObservation(
+                f'orientation quaternion has norm {q_norm:.4f}; a unit quaternion is required')
+        if not math.isfinite(self.stamp) or self.stamp < 0.0:
+            raise InvalidObservation(f'stamp {self.stamp!r} must be finite and >= 0')
+        _check_finite('vector', self.vector, dim)
+        if not float(np.linalg.norm(self.vector)) > 0.0:
+            raise InvalidObservation('vector is all zeros; it cannot be ranked')
+        if not (0.0 <= self.confidence <= 1.0) or not math.isfinite(self.confidence):
+            raise InvalidObservation(f'confidence {self.confidence!r} must be in [0, 1]')
+
+
+@dataclass
+class Engram:
+    """A memory trace: one place, object, sound or event, possibly seen many times.
+
+    ``vector`` is unit length. ``covariance`` is the 6x6 row-major pose covariance
+    (x, y, z, roll, pitch, yaw) as in ``geometry_msgs/PoseWithCovariance``.
+    """
+
+    id: int
+    kind: str
+    frame_id: str
+    position: np.ndarray
+    vector: np.ndarray
+    first_seen: float
+    last_seen: float
+    tags: tuple[str, ...] = ()
+    label: str = ''
+    orientation: np.ndarray = field(default_factory=lambda: np.array([0.0, 0.0, 0.0, 1.0]))
+    covariance: np.ndarray = field(default_factory=lambda: np.array(_DEFAULT_COVARIANCE))
+    modality: str = 'vision'
+    confidence: float = 1.0
+    evidence: tuple[str, ...] = ()
+    observation_count: int = 1
+    #: Usefulness / consolidation score in [0, 1]; grows when recalls of it help a planner.
+    score: float = 0.5
+    tier: str = TIER_SHORT
+    pinned: bool = False
+    #: Last time (s since epoch) it was written or recalled: the LRU key of the short-term tier.
+    last_access: float = 0.0
+    recall_count: int = 0
+
+    @classmethod
+    def from_observation(cls, engram_id: int, obs: Observation) -> 'Engram':
+        """Make a new short-term engram from a validated observation."""
+        return cls(
+            id=engram_id, kind=obs.kind, frame_id=obs.frame_id,
+            position=np.asarray(obs.position, dtype=np.float64).copy(),
+            vector=normalize_vector(obs.vector),
+            first_seen=obs.stamp, last_seen=obs.stamp,
+            tags=tuple(sorted(set(obs.tags))), label=obs.label,
+            orientation=np.asarray(obs.orientation, dtype=np.float64).copy(),
+            covariance=np.asarray(obs.covariance, dtype=np.float64).copy(),
+            modality=obs.modality, confidence=float(obs.confidence),
+            evidence=tuple(obs.evidence), last_access=obs.stamp)
+
+    def copy(self) -> 'Engram':
+        """Deep copy (arrays included)."""
+        return dataclasses.replace(
+            self, position=self.position.copy(), vector=self.vector.copy(),
+            orientation=self.orientation.copy(), covariance=self.covariance.copy())
+
+
+def _check_finite(name: str, value: Sequence[float] | np.ndarray, length: int) -> None:
+    arr = np.asarray(value, dtype=np.float64).reshape(-1)
+    if arr.shape[0] != length:
+        raise InvalidObservation(f'{name} has {arr.shape[0]} values; {length} are required')
+    if not np.all(np.isfinite(arr)):
+        raise InvalidObservation(f'{name} contains NaN or inf')

@@ -1,0 +1,161 @@
+"""Recall queries: what a planner may ask, how a request is validated, what comes back.
+
+Status codes are defined here once; ``srv/Recall.srv`` mirrors them as named constants and
+``test/core/test_query.py`` checks that the two agree.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from dataclasses import field
+from enum import IntEnum
+from typing import Sequence
+
+import numpy as np
+
+from engram_ros.core.engram import Engram
+from engram_ros.core.engram import KINDS
+
+
+class RecallStatus(IntEnum):
+    """Outcome of a recall; the values are the ``Recall.srv`` ``STATUS_*`` constants."""
+
+    OK = 0
+    INVALID_K = 1
+    INVALID_NUMBER = 2
+    DIMENSION_MISMATCH = 3
+    EMPTY_QUERY = 4
+    UNKNOWN_KIND = 5
+    INVALID_TIME_WINDOW = 6
+    INVALID_RADIUS = 7
+    UNKNOWN_FRAME = 8
+    INVALID_SCORE = 9
+    INTERNAL_ERROR = 255
+
+
+class QueryError(ValueError):
+    """A recall request that cannot be answered; carries the status code for the caller."""
+
+    def __init__(self, status: RecallStatus, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class RecallQuery:
+    """A two-stage recall request: symbolic/space/time filter, then dense ranking.
+
+    Unset parts do not filter: ``radius == 0`` means no spatial filter, ``t_start``/``t_end``
+    of ``None`` leave that side of the window open, empty ``kinds`` accepts every kind.
+    Times are seconds since the Unix epoch and select engrams whose [first_seen, last_seen]
+    interval overlaps the window. Positions are metres in ``frame_id``.
+    """
+
+    text: str = ''
+    tags_all: tuple[str, ...] = ()
+    tags_any: tuple[str, ...] = ()
+    tags_none: tuple[str, ...] = ()
+    vector: np.ndarray | None = None
+    center: np.ndarray | None = None
+    radius: float = 0.0
+    frame_id: str = ''
+    t_start: float | None = None
+    t_end: float | None = None
+    kinds: tuple[str, ...] = ()
+    k: int = 10
+    min_score: float = 0.0
+
+    def is_empty(self) -> bool:
+        """True when the request names nothing to look for."""
+        return not (self.text.strip() or self.tags_all or self.tags_any or self.tags_none
+                    or self.vector is not None or self.radius > 0.0
+                    or self.t_start is not None or self.t_end is not None or self.kinds)
+
+    def validate(self, dim: int, max_k: int, frame_id: str) -> None:
+        """Check the request before anything is searched.
+
+        :param dim: the store's context-vector dimension.
+        :param max_k: the largest ``k`` the memory serves.
+        :param frame_id: the memory frame spatial queries must be expressed in.
+        :raises QueryError: with the status code and a message saying what is accepted.
+        """
+        if not 1 <= self.k <= max_k:
+            raise QueryError(RecallStatus.INVALID_K, f'k={self.k} is out of range; accepted: 1..{max_k}')
+        if not math.isfinite(self.min_score) or not 0.0 <= self.min_score <= 1.0:
+            raise QueryError(RecallStatus.INVALID_SCORE,
+                             f'min_score={self.min_score} is out of range; accepted: 0..1')
+        if self.vector is not None:
+            vec = np.asarray(self.vector, dtype=np.float64).reshape(-1)
+            if vec.shape[0] != dim:
+                raise QueryError(RecallStatus.DIMENSION_MISMATCH,
+                                 f'query vector has {vec.shape[0]} values; the memory uses {dim}')
+            if not np.all(np.isfinite(vec)):
+                raise QueryError(RecallStatus.INVALID_NUMBER, 'query vector contains NaN or inf')
+            if not float(np.linalg.norm(vec)) > 0.0:
+                raise QueryError(RecallStatus.INVALID_NUMBER,
+                                 'query vector is all zeros; give a non-zero vector or none')
+        if not math.isfinite(self.radius):
+            raise QueryError(RecallStatus.INVALID_NUMBER, f'radius={self.radius} is not finite')
+        if self.radius < 0.0:
+            raise QueryError(RecallStatus.INVALID_RADIUS,
+                             f'radius={self.radius} is negative; accepted: 0 (no spatial filter) '
+                             'or a positive distance in metres')
+        if self.radius > 0.0:
+            if self.center is None:
+                raise QueryError(RecallStatus.INVALID_RADIUS, 'a radius was given without a centre')
+            c = np.asarray(self.center, dtype=np.float64).reshape(-1)
+            if c.shape[0] != 3 or not np.all(np.isfinite(c)):
+                raise QueryError(RecallStatus.INVALID_NUMBER,
+                                 'centre must be three finite coordinates (x, y, z in metres)')
+            if self.frame_id and self.frame_id != frame_id:
+                raise QueryError(RecallStatus.UNKNOWN_FRAME,
+                                 f'centre is in frame {self.frame_id!r}; the memory answers in '
+                                 f'{frame_id!r}')
+        for name, t in (('t_start', self.t_start), ('t_end', self.t_end)):
+            if t is not None and not math.isfinite(t):
+                raise QueryError(RecallStatus.INVALID_NUMBER, f'{name} is not finite')
+        if self.t_start is not None and self.t_end is not None and self.t_end < self.t_start:
+            raise QueryError(RecallStatus.INVALID_TIME_WINDOW,
+                             f'time window ends ({self.t_end}) before it starts ({self.t_start}); '
+                             'accepted: end >= start, or either side left open (0)')
+        unknown = [kind for kind in self.kinds if kind not in KINDS]
+        if unknown:
+            raise QueryError(RecallStatus.UNKNOWN_KIND,
+                             f'unknown kind(s) {", ".join(map(repr, unknown))}; '
+                             f'accepted: {", ".join(KINDS)}')
+        if self.is_empty():
+            raise QueryError(RecallStatus.EMPTY_QUERY,
+                             'empty query: give text, tags, a vector, a centre with radius, '
+                             'a time window or kinds')
+
+
+@dataclass
+class RecallHit:
+    """One ranked answer with the per-stage scores that explain its rank (each in [0, 1])."""
+
+    engram: Engram
+    score: float
+    symbolic: float
+    dense: float
+    spatial: float
+    temporal: float
+
+
+@dataclass
+class RecallResult:
+    """A recall's answer: hits best first, and how many engrams passed the filter stage."""
+
+    hits: list[RecallHit] = field(default_factory=list)
+    candidates: int = 0
+    status: RecallStatus = RecallStatus.OK
+    message: str = ''
+
+    @property
+    def ids(self) -> list[int]:
+        return [hit.engram.id for hit in self.hits]
+
+
+def as_tags(values: Sequence[str]) -> tuple[str, ...]:
+    """Strip and drop empty entries, keep order (helper for message conversions)."""
+    return tuple(v.strip() for v in values if v.strip())
