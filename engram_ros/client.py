@@ -1,0 +1,85 @@
+"""A typed client of the memory's services, for planners, tools and tests.
+
+    client = MemoryClient(node)                   # any rclpy node you already spin
+    response = client.recall(text='mug', k=3)     # Recall.Response; raises on timeouts
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Sequence
+
+import numpy as np
+from rclpy.node import Node
+
+from engram_ros import conversions
+from engram_ros.srv import Consolidate
+from engram_ros.srv import Recall
+
+
+class MemoryClient:
+    """Calls ``engram/recall`` and ``engram/consolidate`` of a memory node.
+
+    The node must be spun by an executor in another thread (or the caller's), as for any
+    rclpy client; calls block the calling thread until the answer arrives.
+    """
+
+    def __init__(self, node: Node, namespace: str = '') -> None:
+        prefix = namespace.rstrip('/') + '/' if namespace else ''
+        self.node = node
+        self.recall_client = node.create_client(Recall, f'{prefix}engram/recall')
+        self.consolidate_client = node.create_client(Consolidate, f'{prefix}engram/consolidate')
+
+    def wait_for_services(self, timeout: float = 10.0) -> None:
+        """:raises RuntimeError: when the memory's services do not appear within ``timeout``."""
+        for client in (self.recall_client, self.consolidate_client):
+            if not client.wait_for_service(timeout_sec=timeout):
+                raise RuntimeError(f'service {client.srv_name} not available after {timeout} s; '
+                                   'is the memory node running (same ROS_DOMAIN_ID)?')
+
+    def recall(self, *, text: str = '', tags_all: Sequence[str] = (),
+               tags_any: Sequence[str] = (), tags_none: Sequence[str] = (),
+               vector: np.ndarray | None = None, center: Sequence[float] | None = None,
+               radius: float = 0.0, frame_id: str = '', start: float = 0.0, end: float = 0.0,
+               kinds: Sequence[str] = (), k: int = 10, min_score: float = 0.0,
+               timeout: float = 10.0) -> Recall.Response:
+        """Ask the memory; times are seconds since the epoch (0 = open)."""
+        request = Recall.Request()
+        request.text = text
+        request.tags_all = list(tags_all)
+        request.tags_any = list(tags_any)
+        request.tags_none = list(tags_none)
+        if vector is not None:
+            request.query_vector = np.asarray(vector, dtype=np.float32)
+        if center is not None:
+            request.center.point.x, request.center.point.y, request.center.point.z = (
+                float(c) for c in center)
+        request.center.header.frame_id = frame_id
+        request.radius = float(radius)
+        request.start = conversions.seconds_to_time(start)
+        request.end = conversions.seconds_to_time(end)
+        request.kinds = list(kinds)
+        request.k = int(k)
+        request.min_score = float(min_score)
+        return self.call(self.recall_client, request, timeout)
+
+    def consolidate(self, *, dry_run: bool = False, timeout: float = 30.0,
+                    request: Consolidate.Request | None = None) -> Consolidate.Response:
+        request = request or Consolidate.Request()
+        request.dry_run = dry_run
+        return self.call(self.consolidate_client, request, timeout)
+
+    def call(self, client, request, timeout: float):
+        """Call ``client`` and wait for the response.
+
+        :raises RuntimeError: when the service is missing or does not answer in ``timeout``.
+        """
+        if not client.wait_for_service(timeout_sec=timeout):
+            raise RuntimeError(f'service {client.srv_name} not available after {timeout} s')
+        done = threading.Event()
+        future = client.call_async(request)
+        future.add_done_callback(lambda _: done.set())
+        if not done.wait(timeout):
+            client.remove_pending_request(future)
+            raise RuntimeError(f'service {client.srv_name} did not answer within {timeout} s')
+        return future.result()

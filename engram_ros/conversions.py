@@ -1,0 +1,199 @@
+"""The one place where ROS messages become core objects and back.
+
+Every function here is a plain translation: no validation beyond what a type conversion needs
+(the core validates), no state.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from builtin_interfaces.msg import Time
+from geometry_msgs.msg import PoseWithCovariance
+
+from engram_ros.core.engram import Engram
+from engram_ros.core.engram import Observation
+from engram_ros.core.query import RecallQuery
+from engram_ros.core.query import RecallResult
+from engram_ros.core.store import ConsolidationReport
+from engram_ros.core.store import ConsolidationScope
+from engram_ros.msg import Engram as EngramMsg
+from engram_ros.msg import Observation as ObservationMsg
+from engram_ros.srv import Consolidate
+from engram_ros.srv import Recall
+
+
+def time_to_seconds(stamp: Time) -> float:
+    """``builtin_interfaces/Time`` to seconds since the epoch."""
+    return float(stamp.sec) + float(stamp.nanosec) * 1e-9
+
+
+def seconds_to_time(seconds: float) -> Time:
+    """Seconds since the epoch to ``builtin_interfaces/Time`` (clamped at 0)."""
+    seconds = max(0.0, seconds) if math.isfinite(seconds) else 0.0
+    sec = int(seconds)
+    return Time(sec=sec, nanosec=min(int(round((seconds - sec) * 1e9)), 999_999_999))
+
+
+def optional_time(stamp: Time) -> float | None:
+    """A time that means "open" when zero."""
+    return None if stamp.sec == 0 and stamp.nanosec == 0 else time_to_seconds(stamp)
+
+
+def pose_to_arrays(pose: PoseWithCovariance) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    p, q = pose.pose.position, pose.pose.orientation
+    return (np.array([p.x, p.y, p.z], dtype=np.float64),
+            np.array([q.x, q.y, q.z, q.w], dtype=np.float64),
+            np.asarray(pose.covariance, dtype=np.float64).copy())
+
+
+def arrays_to_pose(position: np.ndarray, orientation: np.ndarray,
+                   covariance: np.ndarray) -> PoseWithCovariance:
+    msg = PoseWithCovariance()
+    msg.pose.position.x, msg.pose.position.y, msg.pose.position.z = map(float, position)
+    (msg.pose.orientation.x, msg.pose.orientation.y, msg.pose.orientation.z,
+     msg.pose.orientation.w) = map(float, orientation)
+    msg.covariance = [float(c) for c in covariance]
+    return msg
+
+
+def observation_from_msg(msg: ObservationMsg) -> Observation:
+    position, orientation, covariance = pose_to_arrays(msg.pose)
+    return Observation(
+        kind=msg.kind, frame_id=msg.header.frame_id, position=position,
+        stamp=time_to_seconds(msg.header.stamp),
+        vector=np.asarray(msg.vector, dtype=np.float32), tags=tuple(msg.tags), label=msg.label,
+        orientation=orientation, covariance=covariance, modality=msg.modality,
+        confidence=float(msg.confidence), evidence=tuple(msg.evidence_uris))
+
+
+def observation_to_msg(obs: Observation) -> ObservationMsg:
+    msg = ObservationMsg()
+    msg.header.stamp = seconds_to_time(obs.stamp)
+    msg.header.frame_id = obs.frame_id
+    msg.kind = obs.kind
+    msg.label = obs.label
+    msg.pose = arrays_to_pose(obs.position, obs.orientation, obs.covariance)
+    msg.vector = np.asarray(obs.vector, dtype=np.float32)
+    msg.tags = list(obs.tags)
+    msg.modality = obs.modality
+    msg.confidence = float(obs.confidence)
+    msg.evidence_uris = list(obs.evidence)
+    return msg
+
+
+def engram_to_msg(engram: Engram) -> EngramMsg:
+    msg = EngramMsg()
+    msg.id = int(engram.id)
+    msg.kind = engram.kind
+    msg.label = engram.label
+    msg.frame_id = engram.frame_id
+    msg.pose = arrays_to_pose(engram.position, engram.orientation, engram.covariance)
+    msg.first_seen = seconds_to_time(engram.first_seen)
+    msg.last_seen = seconds_to_time(engram.last_seen)
+    msg.vector = np.asarray(engram.vector, dtype=np.float32)
+    msg.tags = list(engram.tags)
+    msg.modality = engram.modality
+    msg.confidence = float(engram.confidence)
+    msg.evidence_uris = list(engram.evidence)
+    msg.observation_count = int(engram.observation_count)
+    msg.score = float(engram.score)
+    msg.tier = engram.tier
+    msg.pinned = bool(engram.pinned)
+    return msg
+
+
+def engram_from_msg(msg: EngramMsg) -> Engram:
+    position, orientation, covariance = pose_to_arrays(msg.pose)
+    return Engram(
+        id=int(msg.id), kind=msg.kind, frame_id=msg.frame_id, position=position,
+        vector=np.asarray(msg.vector, dtype=np.float32),
+        first_seen=time_to_seconds(msg.first_seen), last_seen=time_to_seconds(msg.last_seen),
+        tags=tuple(msg.tags), label=msg.label, orientation=orientation, covariance=covariance,
+        modality=msg.modality, confidence=float(msg.confidence),
+        evidence=tuple(msg.evidence_uris), observation_count=int(msg.observation_count),
+        score=float(msg.score), tier=msg.tier, pinned=bool(msg.pinned))
+
+
+def recall_query_from_request(request: Recall.Request) -> RecallQuery:
+    c = request.center.point
+    return RecallQuery(
+        text=request.text, tags_all=tuple(request.tags_all), tags_any=tuple(request.tags_any),
+        tags_none=tuple(request.tags_none),
+        vector=(np.asarray(request.query_vector, dtype=np.float32)
+                if len(request.query_vector) else None),
+        center=np.array([c.x, c.y, c.z], dtype=np.float64), radius=float(request.radius),
+        frame_id=request.center.header.frame_id, t_start=optional_time(request.start),
+        t_end=optional_time(request.end), kinds=tuple(request.kinds), k=int(request.k),
+        min_score=float(request.min_score))
+
+
+def fill_recall_response(result: RecallResult, response: Recall.Response) -> Recall.Response:
+    response.engrams = [engram_to_msg(h.engram) for h in result.hits]
+    response.scores = [h.score for h in result.hits]
+    response.symbolic_scores = [h.symbolic for h in result.hits]
+    response.dense_scores = [h.dense for h in result.hits]
+    response.spatial_scores = [h.spatial for h in result.hits]
+    response.temporal_scores = [h.temporal for h in result.hits]
+    response.candidates = int(result.candidates)
+    response.status = int(result.status)
+    response.message = result.message
+    return response
+
+
+class RequestError(ValueError):
+    """A request that breaks its service contract; ``status`` is the service's STATUS_* code."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def consolidation_scope_from_request(request: Consolidate.Request,
+                                     frame_id: str) -> ConsolidationScope:
+    """Translate and check the scope of a Consolidate request.
+
+    :param frame_id: the memory frame a region's centre must be in.
+    :raises RequestError: with a ``Consolidate.Response.STATUS_*`` code.
+    """
+    r = Consolidate.Response
+    c = request.center.point
+    center = np.array([c.x, c.y, c.z])
+    if request.scope == Consolidate.Request.SCOPE_ALL:
+        return ConsolidationScope()
+    if request.scope == Consolidate.Request.SCOPE_REGION:
+        if not (np.all(np.isfinite(center)) and math.isfinite(request.radius)):
+            raise RequestError(r.STATUS_INVALID_NUMBER, 'centre and radius must be finite')
+        if request.radius <= 0.0:
+            raise RequestError(r.STATUS_INVALID_SCOPE,
+                               f'radius={request.radius}; SCOPE_REGION needs a radius > 0 [m]')
+        if request.center.header.frame_id not in ('', frame_id):
+            raise RequestError(r.STATUS_UNKNOWN_FRAME,
+                               f'centre is in {request.center.header.frame_id!r}; the memory '
+                               f'frame is {frame_id!r}')
+        return ConsolidationScope(center=center, radius=float(request.radius))
+    if request.scope == Consolidate.Request.SCOPE_TIME_WINDOW:
+        start, end = optional_time(request.start), optional_time(request.end)
+        if start is not None and end is not None and end < start:
+            raise RequestError(r.STATUS_INVALID_TIME_WINDOW,
+                               'time window ends before it starts; accepted: end >= start, '
+                               'or either side open (0)')
+        return ConsolidationScope(t_start=start, t_end=end)
+    raise RequestError(r.STATUS_INVALID_SCOPE,
+                       f'unknown scope {request.scope}; accepted: 0 (all), 1 (region), '
+                       '2 (time window)')
+
+
+def fill_consolidate_response(report: ConsolidationReport,
+                              response: Consolidate.Response) -> Consolidate.Response:
+    response.merged = report.merged
+    response.forgotten = report.forgotten
+    response.promoted = report.promoted
+    response.size_before = report.size_before
+    response.size_after = report.size_after
+    response.status = Consolidate.Response.STATUS_OK
+    verb = 'would' if report.dry_run else 'did'
+    response.message = (f'{verb} merge {report.merged}, promote {report.promoted}, '
+                        f'forget {report.forgotten}')
+    return response

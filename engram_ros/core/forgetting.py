@@ -1,0 +1,64 @@
+"""Where engrams are forgotten: which ones to evict when the memory is over its budget.
+
+Two rules, applied by :class:`engram_ros.core.store.MemoryStore`:
+
+* the short-term tier is an LRU cache: past its capacity, the least recently used short-term
+  engrams (seen once, never reactivated) go first;
+* the whole store has a storage budget: past it, the engrams with the lowest *retention* go.
+  Retention mixes usefulness (planners' feedback), frequency (observation and recall counts) and
+  recency. Pinned engrams are never evicted.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterable
+
+from engram_ros.core.engram import Engram
+from engram_ros.core.engram import TIER_LONG
+
+
+@dataclass
+class RetentionPolicy:
+    """How much each signal counts towards keeping an engram."""
+
+    usefulness: float = 0.5
+    frequency: float = 0.3
+    recency: float = 0.2
+    #: Recency half-life [s]: an engram untouched this long has half its recency left.
+    half_life: float = 7 * 24 * 3600.0
+    #: Bonus for long-term engrams: consolidated memories outlive one-off sightings.
+    long_term_bonus: float = 0.1
+
+
+def retention(engram: Engram, now: float, policy: RetentionPolicy) -> float:
+    """Score in [0, 1 + bonus]: higher is kept longer."""
+    frequency = 1.0 - 1.0 / (1.0 + math.log1p(engram.observation_count + engram.recall_count))
+    age = max(0.0, now - max(engram.last_seen, engram.last_access))
+    recency = 0.5 ** (age / policy.half_life)
+    value = (policy.usefulness * engram.score + policy.frequency * frequency
+             + policy.recency * recency)
+    if engram.tier == TIER_LONG:
+        value += policy.long_term_bonus
+    return value
+
+
+def select_evictions(engrams: Iterable[Engram], budget: int, now: float,
+                     policy: RetentionPolicy) -> list[int]:
+    """Ids to evict so that at most ``budget`` engrams remain, lowest retention first.
+
+    Pinned engrams are never selected, so the result may leave the store above budget when
+    everything left is pinned.
+
+    :raises ValueError: for a budget below 1.
+    """
+    if budget < 1:
+        raise ValueError(f'budget={budget}; accepted: a positive number of engrams')
+    all_engrams = list(engrams)
+    excess = len(all_engrams) - budget
+    if excess <= 0:
+        return []
+    evictable = [e for e in all_engrams if not e.pinned]
+    evictable.sort(key=lambda e: (retention(e, now, policy), e.last_seen, e.id))
+    return [e.id for e in evictable[:excess]]

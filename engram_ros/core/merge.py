@@ -1,0 +1,131 @@
+"""Where engrams are merged: deciding that an observation is something already remembered, and
+soft-merging it into that engram.
+
+Matching is overlap-aware so that similar-but-different things do not interfere: a candidate
+must be of the same kind, lie within a kind-specific radius, agree on its label tags (two mugs
+are both ``label:mug``; a mug and a bowl never merge), and have a similar context vector.
+Merging fuses the pose by inverse variance (so the uncertainty shrinks with evidence), averages
+the context vector by observation count, and keeps first/last seen, tags and evidence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from dataclasses import field
+
+import numpy as np
+
+from engram_ros.core.engram import Engram
+from engram_ros.core.engram import normalize_vector
+from engram_ros.core.engram import Observation
+from engram_ros.core.engram import TIER_LONG
+from engram_ros.core.engram import TIER_SHORT
+
+#: Tag namespaces that name *what* a thing is; engrams that disagree on them never merge.
+IDENTITY_NAMESPACES: tuple[str, ...] = ('label:', 'sound:')
+
+#: Smallest position variance kept after fusion [m^2]: evidence never makes a pose exact.
+_MIN_VARIANCE = 1e-6
+
+
+@dataclass
+class MergePolicy:
+    """Thresholds that decide when an observation reactivates an existing engram."""
+
+    #: Radius [m] within which an observation may be the same thing, per kind.
+    radius: dict[str, float] = field(default_factory=lambda: {
+        'place': 1.0, 'object': 0.5, 'audio': 2.0, 'event': 1.0})
+    #: Minimum cosine similarity of context vectors, per kind. Places use appearance only as a
+    #: tie-breaker; objects and sounds must look or sound alike.
+    min_similarity: dict[str, float] = field(default_factory=lambda: {
+        'place': 0.5, 'object': 0.7, 'audio': 0.6, 'event': 0.8})
+    #: Observations needed before a short-term engram is promoted to a long-term slot.
+    promote_after: int = 2
+    #: Evidence URIs kept per engram (the most recent ones).
+    max_evidence: int = 8
+    #: Sketch tags kept per engram; identity tags are always kept.
+    max_tags: int = 16
+
+    def radius_for(self, kind: str) -> float:
+        return float(self.radius.get(kind, 1.0))
+
+    def similarity_for(self, kind: str) -> float:
+        return float(self.min_similarity.get(kind, 0.8))
+
+
+def identity_tags(tags: tuple[str, ...] | list[str]) -> frozenset[str]:
+    """The tags that say what a thing is (labels, sound classes)."""
+    return frozenset(t for t in tags if t.startswith(IDENTITY_NAMESPACES))
+
+
+def compatible(obs_tags: tuple[str, ...], engram_tags: tuple[str, ...]) -> bool:
+    """True unless both sides name what they are and the names share nothing."""
+    a = identity_tags(obs_tags)
+    b = identity_tags(engram_tags)
+    return not a or not b or bool(a & b)
+
+
+def merge(engram: Engram, obs: Observation, policy: MergePolicy) -> Engram:
+    """Return a new engram: ``engram`` with ``obs`` soft-merged into it.
+
+    The input engram is not modified. Position is fused by inverse variance using the diagonal
+    of the position covariance; the context vector is the count-weighted mean, renormalised.
+    """
+    out = engram.copy()
+    n = engram.observation_count
+
+    var_old = np.maximum(np.diag(engram.covariance.reshape(6, 6))[:3], _MIN_VARIANCE)
+    var_obs = np.maximum(np.diag(np.asarray(obs.covariance).reshape(6, 6))[:3], _MIN_VARIANCE)
+    var_new = 1.0 / (1.0 / var_old + 1.0 / var_obs)
+    out.position = var_new * (engram.position / var_old + np.asarray(obs.position) / var_obs)
+    cov = out.covariance.reshape(6, 6)
+    cov[0:3, :] = 0.0
+    cov[:, 0:3] = 0.0
+    cov[0, 0], cov[1, 1], cov[2, 2] = var_new
+    out.covariance = cov.reshape(36)
+
+    out.vector = normalize_vector(n * engram.vector + normalize_vector(obs.vector))
+    out.observation_count = n + 1
+    out.first_seen = min(engram.first_seen, obs.stamp)
+    out.last_seen = max(engram.last_seen, obs.stamp)
+    out.last_access = max(engram.last_access, obs.stamp)
+    # Confidence: the count-weighted mean, so one poor detection does not erase a good history.
+    out.confidence = float((n * engram.confidence + obs.confidence) / (n + 1))
+    out.tags = _merge_tags(engram.tags, tuple(obs.tags), policy.max_tags)
+    if not out.label and obs.label:
+        out.label = obs.label
+    evidence = tuple(dict.fromkeys(engram.evidence + tuple(obs.evidence)))
+    out.evidence = evidence[-policy.max_evidence:]
+    if out.tier == TIER_SHORT and out.observation_count >= policy.promote_after:
+        out.tier = TIER_LONG
+    return out
+
+
+def merge_engrams(keep: Engram, other: Engram, policy: MergePolicy) -> Engram:
+    """Fold ``other`` (a duplicate found by consolidation) into ``keep``; counts add up."""
+    obs = Observation(
+        kind=other.kind, frame_id=other.frame_id, position=other.position,
+        stamp=other.last_seen, vector=other.vector, tags=other.tags, label=other.label,
+        orientation=other.orientation, covariance=other.covariance, modality=other.modality,
+        confidence=other.confidence, evidence=other.evidence)
+    out = merge(keep, obs, policy)
+    # merge() counted `other` as one observation; it stands for observation_count of them.
+    out.observation_count = keep.observation_count + other.observation_count
+    out.vector = normalize_vector(keep.observation_count * keep.vector
+                                  + other.observation_count * other.vector)
+    out.first_seen = min(keep.first_seen, other.first_seen)
+    out.score = max(keep.score, other.score)
+    out.pinned = keep.pinned or other.pinned
+    out.recall_count = keep.recall_count + other.recall_count
+    if out.observation_count >= policy.promote_after:
+        out.tier = TIER_LONG
+    return out
+
+
+def _merge_tags(old: tuple[str, ...], new: tuple[str, ...], limit: int) -> tuple[str, ...]:
+    merged = list(dict.fromkeys(old + new))
+    if len(merged) > limit:
+        keep = [t for t in merged if t.startswith(IDENTITY_NAMESPACES)]
+        rest = [t for t in merged if not t.startswith(IDENTITY_NAMESPACES)]
+        merged = keep + rest[: max(0, limit - len(keep))]
+    return tuple(sorted(merged))

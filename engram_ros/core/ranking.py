@@ -1,0 +1,106 @@
+"""Where engrams are ranked: the second stage of recall, and the scores that explain each rank.
+
+Stage one (:meth:`EngramIndex.filter`) leaves the candidates that pass the symbolic, kind,
+space and time filters. Stage two orders them: by dense similarity when the query has a vector
+(faiss, over the candidates only), and by a combined score of the per-stage scores:
+
+* symbolic: fraction of the query's tags the engram carries;
+* dense: cosine similarity mapped to [0, 1];
+* spatial: 1 at the query centre, falling linearly to 0 at the radius;
+* temporal: how recently within the window it was last seen;
+* usefulness: the learned score of the engram (planners' feedback).
+
+Stages the query does not use are left out of the combination (their reported score is the
+neutral value documented in ``Recall.srv``), so the combined score stays in [0, 1].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from engram_ros.core.index import EngramIndex
+from engram_ros.core.query import RecallQuery
+
+#: Dense candidates fetched per requested hit, so re-ranking by the other stages can reorder.
+_DENSE_OVERFETCH = 4
+
+
+@dataclass
+class RankingWeights:
+    """Relative weights of the stages in the combined score (renormalised over used stages)."""
+
+    dense: float = 0.6
+    symbolic: float = 0.2
+    spatial: float = 0.1
+    temporal: float = 0.05
+    usefulness: float = 0.05
+
+
+@dataclass
+class Ranked:
+    """Ranked slots of the index, best first, with the per-stage scores."""
+
+    slots: np.ndarray
+    combined: np.ndarray
+    symbolic: np.ndarray
+    dense: np.ndarray
+    spatial: np.ndarray
+    temporal: np.ndarray
+
+
+def rank(index: EngramIndex, query: RecallQuery, candidates: np.ndarray | None,
+         query_tags: tuple[str, ...], weights: RankingWeights, now: float) -> Ranked:
+    """Order ``candidates`` (slots from the filter stage; ``None`` = every live engram).
+
+    :param query_tags: every tag the query names (all, any and those from its text).
+    :param now: current time [s since epoch], closing an open time window.
+    """
+    if query.vector is not None:
+        fetch = query.k * _DENSE_OVERFETCH
+        slots, sims = index.dense_topk(np.asarray(query.vector, dtype=np.float32), fetch,
+                                       candidates)
+        dense = np.clip((np.asarray(sims, dtype=np.float64) + 1.0) / 2.0, 0.0, 1.0)
+    else:
+        slots = np.arange(0) if candidates is None else np.asarray(candidates)
+        dense = np.full(len(slots), 0.5)
+    slots = np.asarray(slots, dtype=np.int64)
+
+    parts: list[tuple[float, np.ndarray]] = [(weights.usefulness, index.scores_of(slots))]
+    if query.vector is not None:
+        parts.append((weights.dense, dense))
+
+    if query_tags:
+        symbolic = index.tag_match_count(slots, query_tags) / float(len(query_tags))
+        parts.append((weights.symbolic, symbolic))
+    else:
+        symbolic = np.ones(len(slots))
+
+    if query.radius > 0.0 and query.center is not None:
+        dist = np.linalg.norm(index.positions_of(slots) - np.asarray(query.center), axis=1)
+        spatial = np.clip(1.0 - dist / query.radius, 0.0, 1.0)
+        parts.append((weights.spatial, spatial))
+    else:
+        spatial = np.ones(len(slots))
+
+    if query.t_start is not None or query.t_end is not None:
+        end = query.t_end if query.t_end is not None else now
+        start = query.t_start if query.t_start is not None else index.first_seen_of(slots).min(
+            initial=end)
+        span = max(end - start, 1.0)
+        temporal = np.clip(1.0 - (end - index.last_seen_of(slots)) / span, 0.0, 1.0)
+        parts.append((weights.temporal, temporal))
+    else:
+        temporal = np.ones(len(slots))
+
+    total = sum(w for w, _ in parts)
+    combined = sum(w * np.asarray(s, dtype=np.float64) for w, s in parts) / total
+    keep = combined >= query.min_score
+    order = np.argsort(-combined[keep], kind='stable')[: query.k]
+
+    def pick(values: np.ndarray) -> np.ndarray:
+        return np.asarray(values)[keep][order]
+
+    return Ranked(slots=pick(slots), combined=pick(combined), symbolic=pick(symbolic),
+                  dense=pick(dense), spatial=pick(spatial), temporal=pick(temporal))

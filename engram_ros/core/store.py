@@ -1,0 +1,486 @@
+"""The hierarchical memory store: ingest, recall, consolidate. The one class the nodes call.
+
+Layout of the memory:
+
+* **storage** (:mod:`engram_ros.core.storage`): every engram's full record, durable (SQLite in
+  WAL mode, evidence files) or in RAM when persistence is not consented to;
+* **index** (:mod:`engram_ros.core.index`): compact columns and compressed vectors of every
+  engram for two-stage retrieval; cached on disk at close, rebuilt from storage when the cache
+  is missing or stale;
+* **tiers**: new engrams enter the short-term tier, an LRU cache of bounded capacity. An
+  observation that matches an engram reactivates it (soft merge, :mod:`engram_ros.core.merge`);
+  reactivated engrams are promoted to long-term slots. :meth:`MemoryStore.consolidate` merges
+  duplicates, promotes, and forgets under the budget (:mod:`engram_ros.core.forgetting`).
+
+Concurrency: one writer at a time (ingest, consolidate) under ``_write_lock``; the in-RAM index
+is guarded by ``_lock``, held only for index reads and updates, never during storage I/O, so a
+slow write never blocks a recall.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
+from dataclasses import field
+from typing import Iterable
+from typing import Sequence
+
+import numpy as np
+
+from engram_ros.core import sketch
+from engram_ros.core.engram import Engram
+from engram_ros.core.engram import kind_code
+from engram_ros.core.engram import normalize_vector
+from engram_ros.core.engram import Observation
+from engram_ros.core.engram import TIER_LONG
+from engram_ros.core.engram import TIER_SHORT
+from engram_ros.core.forgetting import RetentionPolicy
+from engram_ros.core.forgetting import select_evictions
+from engram_ros.core.index import EngramIndex
+from engram_ros.core.index import IndexLoadError
+from engram_ros.core.merge import compatible
+from engram_ros.core.merge import merge
+from engram_ros.core.merge import merge_engrams
+from engram_ros.core.merge import MergePolicy
+from engram_ros.core.query import QueryError
+from engram_ros.core.query import RecallHit
+from engram_ros.core.query import RecallQuery
+from engram_ros.core.query import RecallResult
+from engram_ros.core.ranking import rank
+from engram_ros.core.ranking import RankingWeights
+from engram_ros.core.storage import Storage
+
+_LOG = logging.getLogger(__name__)
+
+_META_INDEX_GENERATION = 'index_generation'
+
+
+@dataclass
+class StoreConfig:
+    """Parameters of the store (the memory node fills it from ``config/engram.yaml``)."""
+
+    dim: int = 256
+    frame_id: str = 'map'
+    max_k: int = 100
+    short_term_capacity: int = 10000
+    #: Most engrams kept in all; consolidation forgets the least worth keeping past it.
+    budget: int = 1_000_000
+    merge: MergePolicy = field(default_factory=MergePolicy)
+    retention: RetentionPolicy = field(default_factory=RetentionPolicy)
+    ranking: RankingWeights = field(default_factory=RankingWeights)
+
+
+@dataclass
+class IngestResult:
+    """What one observation did to the memory."""
+
+    engram_id: int
+    merged: bool
+    promoted: bool
+    evicted: list[int] = field(default_factory=list)
+
+
+@dataclass
+class ConsolidationScope:
+    """Which engrams a consolidation touches; the default is all of them."""
+
+    center: np.ndarray | None = None
+    radius: float = 0.0
+    t_start: float | None = None
+    t_end: float | None = None
+
+
+@dataclass
+class ConsolidationReport:
+    merged: int = 0
+    forgotten: int = 0
+    promoted: int = 0
+    size_before: int = 0
+    size_after: int = 0
+    dry_run: bool = False
+    evicted_ids: list[int] = field(default_factory=list)
+
+
+class MemoryStore:
+    """Engram memory over a :class:`Storage` backend; thread-safe as documented above."""
+
+    def __init__(self, storage: Storage, config: StoreConfig | None = None) -> None:
+        """Open the memory on ``storage``, loading the cached index or rebuilding it.
+
+        :raises ValueError: when the stored vectors' dimension differs from ``config.dim``.
+        """
+        self.config = config or StoreConfig()
+        self.storage = storage
+        self._lock = threading.RLock()
+        self._write_lock = threading.RLock()
+        self._short_lru: OrderedDict[int, None] = OrderedDict()
+        self._dirty: set[int] = set()
+        self._touched: dict[int, tuple[float, int]] = {}
+        self._labels: set[str] = set()
+        self._closed = False
+        self.index = self._open_index()
+
+    # ----------------------------------------------------------------------------- lifecycle
+    def _open_index(self) -> EngramIndex:
+        generation = self.storage.get_meta(_META_INDEX_GENERATION)
+        index_dir = self.storage.index_dir
+        index: EngramIndex | None = None
+        if generation and index_dir is not None and (index_dir / 'GENERATION').exists():
+            if (index_dir / 'GENERATION').read_text().strip() == generation:
+                try:
+                    index = EngramIndex.load(index_dir)
+                except IndexLoadError as exc:
+                    _LOG.warning('cached index unusable (%s); rebuilding from storage', exc)
+            if index is not None and (index.dim != self.config.dim
+                                      or len(index) != self.storage.count()):
+                _LOG.warning('cached index does not match storage; rebuilding')
+                index = None
+        if index is None:
+            index = EngramIndex(self.config.dim)
+            self._rebuild(index)
+        else:
+            for engram in self.storage.iter_all():
+                self._note_loaded(engram)
+        if self.storage.persistent:
+            # Until a clean close saves the index again, the cache on disk is stale.
+            self.storage.set_meta(_META_INDEX_GENERATION, '')
+        _LOG.info('memory open: %d engrams (%d short-term)', len(index), len(self._short_lru))
+        return index
+
+    def _rebuild(self, index: EngramIndex) -> None:
+        batch: list[Engram] = []
+        for engram in self.storage.iter_all():
+            if engram.vector.shape[0] != self.config.dim:
+                raise ValueError(f'stored engram {engram.id} has a {engram.vector.shape[0]}-d '
+                                 f'vector; the memory is configured for {self.config.dim}')
+            batch.append(engram)
+            self._note_loaded(engram)
+            if len(batch) >= 10000:
+                self._index_add(index, batch)
+                batch = []
+        if batch:
+            self._index_add(index, batch)
+
+    def _note_loaded(self, engram: Engram) -> None:
+        if engram.tier == TIER_SHORT:
+            self._short_lru[engram.id] = None
+        if engram.label:
+            self._labels.add(engram.label)
+        # LRU order on load: by last access (iter_all is by id, close enough for ties).
+
+    def close(self) -> None:
+        """Flush recall statistics, save the index cache, close storage. Idempotent."""
+        with self._write_lock:
+            if self._closed:
+                return
+            self._flush_touched()
+            index_dir = self.storage.index_dir
+            if index_dir is not None:
+                generation = uuid.uuid4().hex
+                with self._lock:
+                    self.index.save(index_dir)
+                (index_dir / 'GENERATION').write_text(generation)
+                self.storage.set_meta(_META_INDEX_GENERATION, generation)
+            self.storage.close()
+            self._closed = True
+
+    def __enter__(self) -> 'MemoryStore':
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self.index)
+
+    @property
+    def short_term_size(self) -> int:
+        with self._lock:
+            return len(self._short_lru)
+
+    def known_labels(self) -> frozenset[str]:
+        with self._lock:
+            return frozenset(self._labels)
+
+    # ----------------------------------------------------------------------------- ingest
+    def ingest(self, obs: Observation) -> IngestResult:
+        """Write one observation: reactivate the engram it matches, or add a short-term one.
+
+        :raises engram_ros.core.engram.InvalidObservation: when ``obs`` breaks the contract;
+            nothing is written then.
+        """
+        obs.validate(self.config.dim, self.config.frame_id)
+        obs.tags = sketch.normalize_tags(tuple(obs.tags) + (('label:' + obs.label,)
+                                                           if obs.label else ()))
+        with self._write_lock:
+            with self._lock:
+                match_id = self._find_match(obs)
+            existing = self.storage.get([match_id]) if match_id is not None else []
+            if existing:
+                engram = merge(existing[0], obs, self.config.merge)
+                promoted = existing[0].tier == TIER_SHORT and engram.tier == TIER_LONG
+            else:
+                engram = Engram.from_observation(self.storage.next_id(), obs)
+                promoted = False
+            engram.last_access = max(engram.last_access, time.time())
+            self.storage.put([engram])
+            with self._lock:
+                self._index_put(engram)
+                evict = self._lru_overflow()
+            if evict:
+                self._forget(evict)
+            return IngestResult(engram.id, bool(existing), promoted, evict)
+
+    def bulk_load(self, engrams: Sequence[Engram]) -> None:
+        """Add engrams as they are (ids assigned here), without matching: imports, benchmarks."""
+        with self._write_lock:
+            out = []
+            for engram in engrams:
+                e = engram.copy()
+                e.id = self.storage.next_id()
+                e.vector = normalize_vector(e.vector)
+                out.append(e)
+            self.storage.put(out)
+            with self._lock:
+                self._index_add(self.index, out)
+                for e in out:
+                    self._note_loaded(e)
+                    self._dirty.add(e.id)
+
+    def _find_match(self, obs: Observation) -> int | None:
+        policy = self.config.merge
+        slots = self.index.filter(kinds=[kind_code(obs.kind)], center=np.asarray(obs.position),
+                                  radius=policy.radius_for(obs.kind))
+        if slots is None or len(slots) == 0:
+            return None
+        vec = normalize_vector(obs.vector)
+        top, sims = self.index.dense_topk(vec, min(len(slots), 32), slots)
+        threshold = policy.similarity_for(obs.kind)
+        for slot, sim in zip(top, sims):
+            if sim < threshold:
+                break
+            engram_id = int(self.index.ids_of(np.array([slot]))[0])
+            if compatible(tuple(obs.tags), self.index.tags_of(int(slot))):
+                return engram_id
+        return None
+
+    def _index_add(self, index: EngramIndex, engrams: Sequence[Engram]) -> None:
+        index.add_batch(
+            np.array([e.id for e in engrams], dtype=np.int64),
+            np.stack([e.vector for e in engrams]).astype(np.float32),
+            kinds=np.array([kind_code(e.kind) for e in engrams], dtype=np.int64),
+            positions=np.stack([e.position for e in engrams]),
+            first_seen=np.array([e.first_seen for e in engrams]),
+            last_seen=np.array([e.last_seen for e in engrams]),
+            tags=[e.tags for e in engrams],
+            scores=np.array([e.score for e in engrams], dtype=np.float32))
+
+    def _index_put(self, engram: Engram) -> None:
+        if engram.id in self.index:
+            self.index.update(engram.id, vector=engram.vector, position=engram.position,
+                              first_seen=engram.first_seen, last_seen=engram.last_seen,
+                              tags=engram.tags, score=engram.score)
+        else:
+            self._index_add(self.index, [engram])
+        if engram.tier == TIER_SHORT:
+            self._short_lru[engram.id] = None
+            self._short_lru.move_to_end(engram.id)
+        else:
+            self._short_lru.pop(engram.id, None)
+        if engram.label:
+            self._labels.add(engram.label)
+        self._dirty.add(engram.id)
+
+    def _lru_overflow(self) -> list[int]:
+        excess = len(self._short_lru) - self.config.short_term_capacity
+        return list(self._short_lru)[:excess] if excess > 0 else []
+
+    # ----------------------------------------------------------------------------- recall
+    def recall(self, query: RecallQuery, now: float | None = None) -> RecallResult:
+        """Two-stage recall (filter, then rank). Reactivates the engrams it returns.
+
+        :raises QueryError: for a request that breaks the contract (status code included).
+        """
+        query.validate(self.config.dim, self.config.max_k, self.config.frame_id)
+        now = time.time() if now is None else now
+        tags_all = sketch.normalize_tags(query.tags_all)
+        tags_any = sketch.normalize_tags(query.tags_any)
+        tags_none = sketch.normalize_tags(query.tags_none)
+        text_tags: tuple[str, ...] = ()
+        if query.text.strip():
+            text_tags = sketch.text_to_tags(query.text, known_labels=self.known_labels())
+            if not text_tags and query.vector is None and not (tags_all or tags_any):
+                return RecallResult(message=f'nothing in the memory matches {query.text!r}: '
+                                            'no known label, room, colour or sound in it')
+            tags_any = tags_any + tuple(t for t in text_tags if t not in tags_any)
+        query_tags = tuple(dict.fromkeys(tags_all + tags_any))
+        kinds = [kind_code(k) for k in query.kinds]
+        with self._lock:
+            candidates = self.index.filter(
+                tags_all=tags_all, tags_any=tags_any, tags_none=tags_none, kinds=kinds,
+                center=query.center if query.radius > 0.0 else None, radius=query.radius,
+                t_start=query.t_start, t_end=query.t_end)
+            n_candidates = len(self.index) if candidates is None else len(candidates)
+            ranked = rank(self.index, query, candidates, query_tags, self.config.ranking, now)
+            ids = [int(i) for i in self.index.ids_of(ranked.slots)]
+        engrams = {e.id: e for e in self.storage.get(ids)}
+        hits = []
+        for i, engram_id in enumerate(ids):
+            engram = engrams.get(engram_id)
+            if engram is None:      # forgotten between the two stages
+                continue
+            hits.append(RecallHit(engram, float(ranked.combined[i]), float(ranked.symbolic[i]),
+                                  float(ranked.dense[i]), float(ranked.spatial[i]),
+                                  float(ranked.temporal[i])))
+        self._touch([h.engram.id for h in hits], now)
+        message = f'{len(hits)} of {n_candidates} candidates'
+        if text_tags:
+            message += f' (text matched {", ".join(text_tags)})'
+        return RecallResult(hits=hits, candidates=n_candidates, message=message)
+
+    def _touch(self, ids: Iterable[int], now: float) -> None:
+        with self._lock:
+            for engram_id in ids:
+                _, count = self._touched.get(engram_id, (now, 0))
+                self._touched[engram_id] = (now, count + 1)
+                if engram_id in self._short_lru:
+                    self._short_lru.move_to_end(engram_id)
+
+    def _flush_touched(self) -> None:
+        with self._lock:
+            touched, self._touched = self._touched, {}
+        if not touched:
+            return
+        engrams = self.storage.get(list(touched))
+        for engram in engrams:
+            last, count = touched[engram.id]
+            engram.last_access = max(engram.last_access, last)
+            engram.recall_count += count
+        self.storage.put(engrams)
+
+    # ----------------------------------------------------------------------------- read
+    def get(self, ids: Sequence[int]) -> list[Engram]:
+        return self.storage.get(ids)
+
+    # ----------------------------------------------------------------------------- consolidate
+    def consolidate(self, scope: ConsolidationScope | None = None,
+                    dry_run: bool = False, now: float | None = None) -> ConsolidationReport:
+        """Merge duplicates among engrams changed since the last pass, promote, forget.
+
+        :param scope: restricts merging and promotion to a region or time window; the budget
+            and the short-term capacity are always enforced on the whole memory.
+        :param dry_run: compute and report, change nothing.
+        """
+        scope = scope or ConsolidationScope()
+        now = time.time() if now is None else now
+        with self._write_lock:
+            self._flush_touched()
+            report = ConsolidationReport(size_before=len(self), dry_run=dry_run)
+            with self._lock:
+                dirty = sorted(self._dirty)
+            changed: dict[int, Engram] = {}
+            removed: set[int] = set()
+            for engram in self.storage.get(dirty):
+                if engram.id in removed or not _in_scope(engram, scope):
+                    continue
+                current = changed.get(engram.id, engram)
+                for other in self._duplicates_of(current, removed):
+                    other = changed.get(other.id, other)
+                    keep, gone = (current, other) if _keeps(current, other) else (other, current)
+                    merged = merge_engrams(keep, gone, self.config.merge)
+                    changed[keep.id] = merged
+                    changed.pop(gone.id, None)
+                    removed.add(gone.id)
+                    report.merged += 1
+                    if gone is current:
+                        break
+                    current = merged
+            promotable = [e for e in self.storage.get(list(self._short_lru))
+                          if e.observation_count >= self.config.merge.promote_after
+                          and e.id not in removed and _in_scope(e, scope)]
+            for engram in promotable:
+                engram = changed.get(engram.id, engram)
+                engram.tier = TIER_LONG
+                changed[engram.id] = engram
+                report.promoted += 1
+            with self._lock:
+                size = len(self.index) - len(removed)
+                # Short-term engrams left after this pass, least recently used first.
+                short = [i for i in self._short_lru if i not in removed
+                         and (i not in changed or changed[i].tier == TIER_SHORT)]
+            evict = short[: max(0, len(short) - self.config.short_term_capacity)]
+            size -= len(evict)
+            if size > self.config.budget:
+                remaining = (changed.get(e.id, e) for e in self.storage.iter_all()
+                             if e.id not in removed and e.id not in evict)
+                evict += select_evictions(remaining, self.config.budget, now,
+                                          self.config.retention)
+            report.forgotten = len(evict)
+            report.evicted_ids = list(evict)
+            if dry_run:
+                report.size_after = report.size_before
+                return report
+            if changed:
+                self.storage.put(list(changed.values()))
+                with self._lock:
+                    for engram in changed.values():
+                        self._index_put(engram)
+            self._forget(sorted(removed) + list(evict))
+            with self._lock:
+                self._dirty.clear()
+            report.size_after = len(self)
+            _LOG.info('consolidation: merged %d, promoted %d, forgot %d (%d -> %d engrams)',
+                      report.merged, report.promoted, report.forgotten, report.size_before,
+                      report.size_after)
+            return report
+
+    def _duplicates_of(self, engram: Engram, removed: set[int]) -> list[Engram]:
+        policy = self.config.merge
+        with self._lock:
+            slots = self.index.filter(kinds=[kind_code(engram.kind)], center=engram.position,
+                                      radius=policy.radius_for(engram.kind))
+            if slots is None or len(slots) < 2:
+                return []
+            top, sims = self.index.dense_topk(engram.vector, min(len(slots), 32), slots)
+            ids = [int(i) for i, s in zip(self.index.ids_of(np.asarray(top)), sims)
+                   if s >= policy.similarity_for(engram.kind)]
+        ids = [i for i in ids if i != engram.id and i not in removed]
+        return [o for o in self.storage.get(ids) if compatible(engram.tags, o.tags)]
+
+    def _forget(self, ids: Sequence[int]) -> None:
+        if not ids:
+            return
+        with self._lock:
+            for engram_id in ids:
+                if engram_id in self.index:
+                    self.index.remove(engram_id)
+                self._short_lru.pop(engram_id, None)
+                self._dirty.discard(engram_id)
+                self._touched.pop(engram_id, None)
+        self.storage.delete(list(ids))
+        _LOG.info('forgot %d engrams: %s', len(ids), ', '.join(map(str, list(ids)[:20])))
+
+
+def _keeps(a: Engram, b: Engram) -> bool:
+    """True when ``a`` should absorb ``b``: more evidence wins, then the older engram."""
+    return (a.observation_count, -a.id) >= (b.observation_count, -b.id)
+
+
+def _in_scope(engram: Engram, scope: ConsolidationScope) -> bool:
+    if scope.radius > 0.0 and scope.center is not None:
+        if float(np.linalg.norm(engram.position - np.asarray(scope.center))) > scope.radius:
+            return False
+    if scope.t_start is not None and engram.last_seen < scope.t_start:
+        return False
+    if scope.t_end is not None and engram.last_seen > scope.t_end:
+        return False
+    return True
+
+
+__all__ = ['ConsolidationReport', 'ConsolidationScope', 'IngestResult', 'MemoryStore',
+           'QueryError', 'StoreConfig']

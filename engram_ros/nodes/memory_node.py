@@ -1,0 +1,320 @@
+"""The memory node: serves Recall and Consolidate, ingests observations, shows what it keeps.
+
+Interfaces (relative names, so a namespace such as ``/robot1`` prefixes them):
+
+* service ``engram/recall`` (``engram_ros/srv/Recall``)
+* service ``engram/consolidate`` (``engram_ros/srv/Consolidate``)
+* subscription ``engram/observations`` (``engram_ros/msg/Observation``)
+* publisher ``engram/markers`` (``visualization_msgs/MarkerArray``), latched
+* publisher ``/diagnostics`` (``diagnostic_msgs/DiagnosticArray``)
+
+Ingestion and consolidation run in one mutually exclusive callback group (the writers);
+services run in a reentrant group, so a slow write never blocks a recall. The core store
+guards its own state (see :mod:`engram_ros.core.store`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from diagnostic_msgs.msg import DiagnosticStatus
+from diagnostic_msgs.msg import KeyValue
+from rcl_interfaces.msg import ParameterDescriptor
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.executors import ExternalShutdownException
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy
+from rclpy.qos import QoSProfile
+from visualization_msgs.msg import Marker
+from visualization_msgs.msg import MarkerArray
+
+from engram_ros import conversions
+from engram_ros.core.engram import InvalidObservation
+from engram_ros.core.engram import KINDS
+from engram_ros.core.merge import MergePolicy
+from engram_ros.core.query import QueryError
+from engram_ros.core.query import RecallStatus
+from engram_ros.core.storage import MemoryStorage
+from engram_ros.core.storage import SQLiteStorage
+from engram_ros.core.storage import StoreOpenError
+from engram_ros.core.store import MemoryStore
+from engram_ros.core.store import StoreConfig
+from engram_ros.msg import Observation as ObservationMsg
+from engram_ros.srv import Consolidate
+from engram_ros.srv import Recall
+
+#: Marker colours per kind (RGBA).
+_KIND_COLOURS = {'place': (0.2, 0.5, 1.0, 0.8), 'object': (1.0, 0.6, 0.1, 0.9),
+                 'audio': (0.6, 0.2, 0.9, 0.8), 'event': (0.3, 0.8, 0.3, 0.8)}
+
+# Parameters that shape the store on disk: fixed once the node runs.
+_READ_ONLY = ('persist', 'store_dir', 'frame_id', 'dim', 'ingest_topic')
+
+
+class MemoryNode(Node):
+    """ROS wrapper of :class:`engram_ros.core.store.MemoryStore`."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__('engram_memory', **kwargs)
+        self._declare_parameters()
+        self.store = self._open_store()
+
+        self._writers = MutuallyExclusiveCallbackGroup()
+        self._queries = ReentrantCallbackGroup()
+        self._reporting = MutuallyExclusiveCallbackGroup()
+        self.counters = {'received': 0, 'ingested': 0, 'merged': 0, 'promoted': 0,
+                         'dropped_malformed': 0, 'evicted': 0, 'recalls': 0,
+                         'recall_errors': 0, 'consolidations': 0}
+        self._last_recall_ms = 0.0
+        self._markers_dirty = True
+
+        self.recall_service = self.create_service(
+            Recall, 'engram/recall', self.recall_callback, callback_group=self._queries)
+        self.consolidate_service = self.create_service(
+            Consolidate, 'engram/consolidate', self.consolidate_callback,
+            callback_group=self._writers)
+        self.observation_sub = self.create_subscription(
+            ObservationMsg, self.get_parameter('ingest_topic').value,
+            self.observation_callback, QoSProfile(depth=self.get_parameter('queue_depth').value),
+            callback_group=self._writers)
+        latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.marker_pub = self.create_publisher(MarkerArray, 'engram/markers', latched)
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+
+        self._timers = []
+        self._timers.append(self.create_timer(
+            self.get_parameter('diagnostics_period').value, self.diagnostics_callback,
+            callback_group=self._reporting))
+        self._timers.append(self.create_timer(
+            self.get_parameter('marker_period').value, self.marker_callback,
+            callback_group=self._reporting))
+        period = self.get_parameter('consolidation_period').value
+        if period > 0.0:
+            self._timers.append(self.create_timer(period, self.consolidation_timer_callback,
+                                                  callback_group=self._writers))
+        self.add_on_set_parameters_callback(self.parameters_callback)
+        self.get_logger().info(
+            f'memory ready: {len(self.store)} engrams, '
+            f'{"store " + str(self._store_dir) if self._store_dir else "RAM only (no consent)"}; '
+            f'services {self.recall_service.srv_name}, {self.consolidate_service.srv_name}')
+
+    # ------------------------------------------------------------------------- parameters
+    def _declare_parameters(self) -> None:
+        def declare(name: str, default, description: str) -> None:
+            self.declare_parameter(name, default, ParameterDescriptor(
+                description=description, read_only=name in _READ_ONLY))
+
+        declare('persist', False, 'consent to keep the memory on disk; false keeps it in RAM')
+        declare('store_dir', '~/.ros/engram_store', 'store directory (SQLite, evidence, index)')
+        declare('frame_id', 'map', 'memory frame: observations and queries must use it')
+        declare('dim', 256, 'context vector dimension')
+        declare('max_k', 100, 'largest k a Recall may ask for')
+        declare('short_term_capacity', 10000, 'engrams in the short-term LRU tier')
+        declare('budget', 1000000, 'most engrams kept; consolidation forgets past it')
+        declare('promote_after', 2, 'observations before promotion to long-term')
+        for kind, radius in MergePolicy().radius.items():
+            declare(f'merge_radius.{kind}', radius, f'[m] same-{kind} radius for merging')
+        for kind, sim in MergePolicy().min_similarity.items():
+            declare(f'merge_similarity.{kind}', sim, f'min cosine to merge two {kind} engrams')
+        declare('consolidation_period', 30.0, '[s] background consolidation; 0 disables')
+        declare('marker_period', 2.0, '[s] RViz marker refresh when the memory changed')
+        declare('max_markers', 2000, 'most engrams drawn in RViz')
+        declare('diagnostics_period', 1.0, '[s] diagnostics publishing period')
+        declare('ingest_topic', 'engram/observations', 'topic of engram_ros/msg/Observation')
+        declare('queue_depth', 100, 'ingest subscription queue depth')
+
+    def _config(self) -> StoreConfig:
+        p = self.get_parameter
+        merge = MergePolicy(
+            radius={k: p(f'merge_radius.{k}').value for k in KINDS},
+            min_similarity={k: p(f'merge_similarity.{k}').value for k in KINDS},
+            promote_after=p('promote_after').value)
+        return StoreConfig(dim=p('dim').value, frame_id=p('frame_id').value,
+                           max_k=p('max_k').value,
+                           short_term_capacity=p('short_term_capacity').value,
+                           budget=p('budget').value, merge=merge)
+
+    def parameters_callback(self, params: list[Parameter]) -> SetParametersResult:
+        """Validate changes; applies the tunable ones to the running store."""
+        positive_ints = ('max_k', 'short_term_capacity', 'budget', 'promote_after',
+                         'max_markers')
+        for param in params:
+            if param.name in positive_ints and param.value < 1:
+                return SetParametersResult(successful=False,
+                                           reason=f'{param.name} must be >= 1')
+            if param.name.startswith('merge_') and not (math.isfinite(param.value)
+                                                         and param.value >= 0.0):
+                return SetParametersResult(successful=False,
+                                           reason=f'{param.name} must be finite and >= 0')
+        config = self.store.config
+        for param in params:
+            if param.name in ('max_k', 'short_term_capacity', 'budget'):
+                setattr(config, param.name, param.value)
+            elif param.name == 'promote_after':
+                config.merge.promote_after = param.value
+            elif param.name.startswith('merge_radius.'):
+                config.merge.radius[param.name.split('.', 1)[1]] = param.value
+            elif param.name.startswith('merge_similarity.'):
+                config.merge.min_similarity[param.name.split('.', 1)[1]] = param.value
+        return SetParametersResult(successful=True)
+
+    def _open_store(self) -> MemoryStore:
+        self._store_dir: Path | None = None
+        if self.get_parameter('persist').value:
+            self._store_dir = Path(os.path.expanduser(self.get_parameter('store_dir').value))
+            storage = SQLiteStorage(self._store_dir)
+        else:
+            storage = MemoryStorage()
+        return MemoryStore(storage, self._config())
+
+    # ------------------------------------------------------------------------- callbacks
+    def observation_callback(self, msg: ObservationMsg) -> None:
+        self.counters['received'] += 1
+        try:
+            result = self.store.ingest(conversions.observation_from_msg(msg))
+        except (InvalidObservation, ValueError) as exc:
+            self.counters['dropped_malformed'] += 1
+            self.get_logger().warning(f'dropped an observation: {exc}',
+                                      throttle_duration_sec=5.0)
+            return
+        self.counters['ingested'] += 1
+        self.counters['merged'] += int(result.merged)
+        self.counters['promoted'] += int(result.promoted)
+        self.counters['evicted'] += len(result.evicted)
+        self._markers_dirty = True
+
+    def recall_callback(self, request: Recall.Request,
+                        response: Recall.Response) -> Recall.Response:
+        start = time.perf_counter()
+        self.counters['recalls'] += 1
+        try:
+            result = self.store.recall(conversions.recall_query_from_request(request))
+            conversions.fill_recall_response(result, response)
+        except QueryError as exc:
+            self.counters['recall_errors'] += 1
+            response.status = int(exc.status)
+            response.message = str(exc)
+        except Exception as exc:  # a planner must get an answer, never a dead service
+            self.counters['recall_errors'] += 1
+            self.get_logger().error(f'recall failed: {exc!r}')
+            response.status = int(RecallStatus.INTERNAL_ERROR)
+            response.message = f'internal error: {exc}'
+        self._last_recall_ms = (time.perf_counter() - start) * 1e3
+        return response
+
+    def consolidate_callback(self, request: Consolidate.Request,
+                             response: Consolidate.Response) -> Consolidate.Response:
+        try:
+            scope = conversions.consolidation_scope_from_request(
+                request, self.store.config.frame_id)
+            report = self.store.consolidate(scope, dry_run=request.dry_run)
+        except conversions.RequestError as exc:
+            response.status = exc.status
+            response.message = str(exc)
+            return response
+        except Exception as exc:
+            self.get_logger().error(f'consolidation failed: {exc!r}')
+            response.status = Consolidate.Response.STATUS_INTERNAL_ERROR
+            response.message = f'internal error: {exc}'
+            return response
+        self.counters['consolidations'] += 1
+        self._markers_dirty = self._markers_dirty or not request.dry_run
+        return conversions.fill_consolidate_response(report, response)
+
+    def consolidation_timer_callback(self) -> None:
+        report = self.store.consolidate()
+        self.counters['consolidations'] += 1
+        if report.merged or report.forgotten or report.promoted:
+            self._markers_dirty = True
+
+    def marker_callback(self) -> None:
+        if not self._markers_dirty:
+            return
+        self._markers_dirty = False
+        stamp = self.get_clock().now().to_msg()
+        frame = self.store.config.frame_id
+        markers = MarkerArray()
+        markers.markers.append(Marker(action=Marker.DELETEALL))
+        limit = self.get_parameter('max_markers').value
+        for i, engram in enumerate(self.store.storage.iter_all(batch_size=1000)):
+            if i >= limit:
+                break
+            colour = _KIND_COLOURS.get(engram.kind, (0.7, 0.7, 0.7, 0.8))
+            for shape, offset in ((Marker.SPHERE, 0.0), (Marker.TEXT_VIEW_FACING, 0.3)):
+                m = Marker()
+                m.header.frame_id = frame
+                m.header.stamp = stamp
+                m.ns = f'{engram.kind}_{"label" if shape == Marker.TEXT_VIEW_FACING else "body"}'
+                m.id = int(engram.id)
+                m.type = shape
+                m.action = Marker.ADD
+                m.pose.position.x, m.pose.position.y = map(float, engram.position[:2])
+                m.pose.position.z = float(engram.position[2]) + offset
+                m.pose.orientation.w = 1.0
+                size = 0.15 + 0.05 * min(engram.observation_count, 6)
+                m.scale.x = m.scale.y = m.scale.z = size if shape == Marker.SPHERE else 0.15
+                m.color.r, m.color.g, m.color.b, m.color.a = colour
+                if shape == Marker.TEXT_VIEW_FACING:
+                    m.text = f'{engram.label or engram.kind} #{engram.id} x{engram.observation_count}'
+                    m.color.r = m.color.g = m.color.b = 1.0
+                markers.markers.append(m)
+        self.marker_pub.publish(markers)
+
+    def diagnostics_callback(self) -> None:
+        status = DiagnosticStatus()
+        status.level = DiagnosticStatus.OK
+        status.name = f'{self.get_name()}: memory'
+        status.hardware_id = 'engram_ros'
+        dropped = self.counters['dropped_malformed']
+        status.message = (f'{len(self.store)} engrams'
+                          + (f', {dropped} malformed observations dropped' if dropped else ''))
+        if dropped:
+            status.level = DiagnosticStatus.WARN
+        values = dict(self.counters, engrams=len(self.store),
+                      short_term=self.store.short_term_size,
+                      last_recall_ms=round(self._last_recall_ms, 3))
+        status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
+        array = DiagnosticArray()
+        array.header.stamp = self.get_clock().now().to_msg()
+        array.status = [status]
+        self.diagnostics_pub.publish(array)
+
+    def destroy_node(self) -> None:
+        """Close the store (index saved, statistics flushed) before the node goes away."""
+        self.store.close()
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args)
+    try:
+        node = MemoryNode()
+    except (StoreOpenError, ValueError) as exc:
+        rclpy.logging.get_logger('engram_memory').fatal(f'cannot open the memory: {exc}')
+        rclpy.try_shutdown()
+        return 2
+    executor = MultiThreadedExecutor(num_threads=4)
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
