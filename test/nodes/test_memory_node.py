@@ -1,0 +1,276 @@
+"""The memory node in a real rclpy graph: its own process, real DDS, real SQLite store."""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+import time
+
+import numpy as np
+import pytest
+
+from conftest import wait_for
+
+rclpy = pytest.importorskip('rclpy')
+
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from engram_ros import conversions  # noqa: E402
+from engram_ros.client import MemoryClient  # noqa: E402
+from engram_ros.core.engram import Observation  # noqa: E402
+from engram_ros.msg import Observation as ObservationMsg  # noqa: E402
+from engram_ros.srv import Consolidate  # noqa: E402
+from engram_ros.srv import Recall  # noqa: E402
+from visualization_msgs.msg import MarkerArray  # noqa: E402
+
+DIM = 256
+RNG = np.random.default_rng(7)
+VECTORS = {name: RNG.normal(size=DIM) for name in ('mug', 'book', 'kitchen', 'plant')}
+
+
+def observation(label: str, position, kind: str = 'object', stamp: float | None = None,
+                tags=()) -> ObservationMsg:
+    vec = VECTORS[label] + 0.05 * RNG.normal(size=DIM)
+    return conversions.observation_to_msg(Observation(
+        kind=kind, frame_id='map', position=np.asarray(position, dtype=float),
+        stamp=stamp or time.time(), vector=vec, label=label, tags=tuple(tags)))
+
+
+class Memory:
+    """A memory node process and the test's handles on it."""
+
+    def __init__(self, test_node, process, namespace: str) -> None:
+        self.process = process
+        self.namespace = namespace
+        self.client = MemoryClient(test_node, namespace)
+        try:
+            self.client.wait_for_services(timeout=20.0)
+        except RuntimeError:
+            pytest.fail(f'memory node did not come up:\n{process.log()}')
+        self.publisher = test_node.create_publisher(
+            ObservationMsg, f'{namespace}/engram/observations', 100)
+        self.diagnostics: list[DiagnosticArray] = []
+        test_node.create_subscription(DiagnosticArray, '/diagnostics',
+                                      self.diagnostics.append, 10)
+        assert wait_for(lambda: self.publisher.get_subscription_count() > 0, 10.0)
+
+    def publish(self, *msgs: ObservationMsg) -> None:
+        for msg in msgs:
+            self.publisher.publish(msg)
+
+    def diagnostic(self, key: str) -> str | None:
+        """Latest value of ``key`` in this node's diagnostics."""
+        for array in reversed(self.diagnostics):
+            for status in array.status:
+                if self.namespace.strip('/') in status.name or 'engram_memory' in status.name:
+                    values = {kv.key: kv.value for kv in status.values}
+                    if key in values:
+                        return values[key]
+        return None
+
+    def count(self) -> int:
+        response = self.client.recall(kinds=['place', 'object', 'audio', 'event'], k=100)
+        assert response.status == Recall.Response.STATUS_OK, response.message
+        return len(response.engrams)
+
+
+@pytest.fixture
+def memory(test_node, start_memory, tmp_path):
+    process, namespace = start_memory(store_dir=tmp_path / 'store')
+    return Memory(test_node, process, namespace)
+
+
+def ingest(memory: Memory, msgs: list[ObservationMsg], expected: int) -> None:
+    before = memory.count()
+    memory.publish(*msgs)
+    assert wait_for(lambda: memory.count() >= before + expected, 10.0), memory.process.log()
+
+
+def test_observations_become_engrams_found_by_recall(memory):
+    ingest(memory, [observation('mug', (1.0, 2.0, 0.8), tags=['color:red']),
+                    observation('book', (4.0, 1.0, 0.5))], expected=2)
+
+    response = memory.client.recall(text='where is the red mug?', k=5)
+
+    assert response.status == Recall.Response.STATUS_OK, response.message
+    assert [e.label for e in response.engrams] == ['mug']
+    mug = response.engrams[0]
+    assert mug.pose.pose.position.x == pytest.approx(1.0, abs=1e-6)
+    assert 'color:red' in mug.tags and 'label:mug' in mug.tags
+    assert mug.frame_id == 'map'
+    assert len(mug.vector) == DIM
+    assert len(response.scores) == len(response.dense_scores) == len(response.spatial_scores) == 1
+    assert 0.0 <= response.scores[0] <= 1.0
+
+
+def test_repeated_observation_reactivates_and_promotes(memory):
+    ingest(memory, [observation('mug', (1.0, 2.0, 0.8))], expected=1)
+    memory.publish(observation('mug', (1.02, 2.0, 0.8)), observation('mug', (1.0, 1.98, 0.8)))
+
+    def counted() -> bool:
+        hits = memory.client.recall(tags_all=['label:mug'], k=5).engrams
+        return len(hits) == 1 and hits[0].observation_count == 3
+
+    assert wait_for(counted, 10.0)
+    mug = memory.client.recall(tags_all=['label:mug'], k=5).engrams[0]
+    assert mug.tier == 'long'
+
+
+def test_dense_and_spatial_ranking_over_dds(memory):
+    ingest(memory, [observation('mug', (1.0, 0.0, 0.5)), observation('book', (2.0, 0.0, 0.5)),
+                    observation('plant', (9.0, 0.0, 0.5))], expected=3)
+
+    near = memory.client.recall(center=(1.5, 0.0, 0.5), radius=2.0, k=10)
+    assert {e.label for e in near.engrams} == {'mug', 'book'}
+    assert near.candidates == 2
+
+    by_vector = memory.client.recall(vector=VECTORS['book'], k=1)
+    assert [e.label for e in by_vector.engrams] == ['book']
+    assert by_vector.dense_scores[0] > 0.9
+
+
+def test_restart_on_the_same_store_finds_the_same_engrams(test_node, start_memory, tmp_path):
+    store = tmp_path / 'store'
+    process, namespace = start_memory(store_dir=store)
+    memory = Memory(test_node, process, namespace)
+    ingest(memory, [observation('mug', (1.0, 2.0, 0.8)), observation('book', (4.0, 1.0, 0.5))],
+           expected=2)
+    before = memory.client.recall(kinds=['object'], k=10)
+    assert process.stop() == 0, process.log()
+
+    process, namespace = start_memory(namespace, store)
+    memory = Memory(test_node, process, namespace)
+    after = memory.client.recall(kinds=['object'], k=10)
+
+    assert sorted((e.id, e.label) for e in after.engrams) == \
+        sorted((e.id, e.label) for e in before.engrams)
+    assert len(after.engrams) == 2
+
+
+def test_without_consent_nothing_is_written(test_node, start_memory, tmp_path):
+    process, namespace = start_memory(None, None, f'store_dir:={tmp_path / "store"}')
+    memory = Memory(test_node, process, namespace)
+    ingest(memory, [observation('mug', (1.0, 2.0, 0.8))], expected=1)
+    assert not (tmp_path / 'store').exists()
+
+
+BAD_REQUESTS = [
+    ('k zero', dict(text='mug', k=0), Recall.Response.STATUS_INVALID_K),
+    ('k above max', dict(text='mug', k=101), Recall.Response.STATUS_INVALID_K),
+    ('nan in vector', dict(vector=np.full(DIM, np.nan)), Recall.Response.STATUS_INVALID_NUMBER),
+    ('inf in centre', dict(center=(math.inf, 0, 0), radius=1.0),
+     Recall.Response.STATUS_INVALID_NUMBER),
+    ('wrong dimension', dict(vector=np.ones(12)), Recall.Response.STATUS_DIMENSION_MISMATCH),
+    ('empty query', dict(), Recall.Response.STATUS_EMPTY_QUERY),
+    ('unknown kind', dict(kinds=['spaceship']), Recall.Response.STATUS_UNKNOWN_KIND),
+    ('end before start', dict(text='mug', start=2000.0, end=1000.0),
+     Recall.Response.STATUS_INVALID_TIME_WINDOW),
+    ('negative radius', dict(center=(0, 0, 0), radius=-1.0), Recall.Response.STATUS_INVALID_RADIUS),
+    ('centre in another frame', dict(center=(0, 0, 0), radius=1.0, frame_id='odom'),
+     Recall.Response.STATUS_UNKNOWN_FRAME),
+    ('min score above one', dict(text='mug', min_score=2.0), Recall.Response.STATUS_INVALID_SCORE),
+]
+
+
+def test_bad_recall_requests_get_a_status_and_change_nothing(memory):
+    ingest(memory, [observation('mug', (1.0, 2.0, 0.8))], expected=1)
+    before = memory.client.recall(kinds=['object'], k=10)
+
+    for name, kwargs, status in BAD_REQUESTS:
+        response = memory.client.recall(**kwargs)
+        assert response.status == status, f'{name}: {response.message}'
+        assert response.message, name
+        assert len(response.engrams) == 0, name
+
+    after = memory.client.recall(kinds=['object'], k=10)
+    assert [(e.id, e.observation_count) for e in after.engrams] == \
+        [(e.id, e.observation_count) for e in before.engrams]
+    assert memory.process.proc.poll() is None
+
+
+def test_malformed_observations_are_dropped_and_counted(memory):
+    bad_frame = observation('mug', (1.0, 2.0, 0.8))
+    bad_frame.header.frame_id = 'odom'
+    nan_pose = observation('mug', (1.0, 2.0, 0.8))
+    nan_pose.pose.pose.position.x = math.nan
+    short_vector = observation('mug', (1.0, 2.0, 0.8))
+    short_vector.vector = np.ones(3, dtype=np.float32)
+    bad_quaternion = observation('mug', (1.0, 2.0, 0.8))
+    bad_quaternion.pose.pose.orientation.w = 3.0
+    bad_kind = observation('mug', (1.0, 2.0, 0.8))
+    bad_kind.kind = 'spaceship'
+    memory.publish(bad_frame, nan_pose, short_vector, bad_quaternion, bad_kind)
+
+    assert wait_for(lambda: memory.diagnostic('dropped_malformed') == '5', 10.0), \
+        memory.process.log()
+    assert memory.count() == 0
+    assert memory.process.proc.poll() is None
+    ingest(memory, [observation('book', (4.0, 1.0, 0.5))], expected=1)
+
+
+def test_consolidate_service_dry_run_and_bad_scopes(memory):
+    ingest(memory, [observation('mug', (1.0, 2.0, 0.8)), observation('book', (4.0, 1.0, 0.5))],
+           expected=2)
+
+    dry = memory.client.consolidate(dry_run=True)
+    assert dry.status == Consolidate.Response.STATUS_OK, dry.message
+    assert dry.size_before == dry.size_after == 2
+
+    bad = Consolidate.Request(scope=Consolidate.Request.SCOPE_REGION, radius=-1.0)
+    assert memory.client.consolidate(request=bad).status == \
+        Consolidate.Response.STATUS_INVALID_SCOPE
+    unknown = Consolidate.Request(scope=9)
+    assert memory.client.consolidate(request=unknown).status == \
+        Consolidate.Response.STATUS_INVALID_SCOPE
+    window = Consolidate.Request(scope=Consolidate.Request.SCOPE_TIME_WINDOW)
+    window.start.sec, window.end.sec = 2000, 1000
+    assert memory.client.consolidate(request=window).status == \
+        Consolidate.Response.STATUS_INVALID_TIME_WINDOW
+
+    real = memory.client.consolidate()
+    assert real.status == Consolidate.Response.STATUS_OK
+    assert real.size_after == 2
+
+
+def test_markers_show_what_it_remembers(test_node, memory):
+    received: list[MarkerArray] = []
+    from rclpy.qos import DurabilityPolicy
+    from rclpy.qos import QoSProfile
+    test_node.create_subscription(
+        MarkerArray, f'{memory.namespace}/engram/markers', received.append,
+        QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+    ingest(memory, [observation('mug', (1.0, 2.0, 0.8))], expected=1)
+
+    def labelled() -> bool:
+        return any('mug' in m.text for a in received for m in a.markers)
+
+    assert wait_for(labelled, 10.0)
+
+
+def test_corrupt_store_stops_the_node_and_is_not_wiped(test_node, start_memory, tmp_path):
+    store = tmp_path / 'store'
+    process, namespace = start_memory(store_dir=store)
+    Memory(test_node, process, namespace)
+    assert process.stop() == 0
+    db = store / 'engrams.sqlite3'
+    for extra in db.parent.glob('engrams.sqlite3-*'):
+        extra.unlink()
+    db.write_bytes(b'this is not a database' * 100)
+    original = db.read_bytes()
+
+    process, _ = start_memory(namespace, store)
+    assert process.proc.wait(30) != 0
+    assert 'cannot open the memory' in process.log()
+    assert db.read_bytes() == original
+
+
+def test_unknown_schema_version_stops_the_node(test_node, start_memory, tmp_path):
+    store = tmp_path / 'store'
+    process, namespace = start_memory(store_dir=store)
+    Memory(test_node, process, namespace)
+    assert process.stop() == 0
+    with sqlite3.connect(store / 'engrams.sqlite3') as conn:
+        conn.execute('PRAGMA user_version = 99')
+
+    process, _ = start_memory(namespace, store)
+    assert process.proc.wait(30) != 0
+    assert 'schema' in process.log().lower()
