@@ -6,10 +6,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from typing import Iterator
 from typing import Sequence
 
 import numpy as np
+import rclpy
+from rclpy.executors import ExternalShutdownException
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 
 from engram_ros import conversions
@@ -37,13 +42,23 @@ class MemoryClient:
                 raise RuntimeError(f'service {client.srv_name} not available after {timeout} s; '
                                    'is the memory node running (same ROS_DOMAIN_ID)?')
 
-    def recall(self, *, text: str = '', tags_all: Sequence[str] = (),
-               tags_any: Sequence[str] = (), tags_none: Sequence[str] = (),
-               vector: np.ndarray | None = None, center: Sequence[float] | None = None,
-               radius: float = 0.0, frame_id: str = '', start: float = 0.0, end: float = 0.0,
-               kinds: Sequence[str] = (), k: int = 10, min_score: float = 0.0,
-               timeout: float = 10.0) -> Recall.Response:
-        """Ask the memory; times are seconds since the epoch (0 = open)."""
+    def recall(self, *, timeout: float = 10.0, **query) -> Recall.Response:
+        """Ask the memory; ``query`` takes the keywords of :meth:`make_recall_request`.
+
+        :raises RuntimeError: when the service is missing or does not answer in ``timeout``.
+        """
+        return self.call(self.recall_client, self.make_recall_request(**query), timeout)
+
+    @staticmethod
+    def make_recall_request(*, text: str = '', tags_all: Sequence[str] = (),
+                            tags_any: Sequence[str] = (), tags_none: Sequence[str] = (),
+                            vector: np.ndarray | None = None,
+                            center: Sequence[float] | None = None, radius: float = 0.0,
+                            frame_id: str = '', start: float = 0.0, end: float = 0.0,
+                            kinds: Sequence[str] = (), k: int = 10,
+                            min_score: float = 0.0,
+                            include_vectors: bool = False) -> Recall.Request:
+        """Build a Recall request; times are seconds since the epoch (0 = open)."""
         request = Recall.Request()
         request.text = text
         request.tags_all = list(tags_all)
@@ -61,7 +76,8 @@ class MemoryClient:
         request.kinds = list(kinds)
         request.k = int(k)
         request.min_score = float(min_score)
-        return self.call(self.recall_client, request, timeout)
+        request.include_vectors = bool(include_vectors)
+        return request
 
     def consolidate(self, *, dry_run: bool = False, timeout: float = 30.0,
                     request: Consolidate.Request | None = None) -> Consolidate.Response:
@@ -83,3 +99,31 @@ class MemoryClient:
             client.remove_pending_request(future)
             raise RuntimeError(f'service {client.srv_name} did not answer within {timeout} s')
         return future.result()
+
+
+@contextlib.contextmanager
+def spinning_node(name: str) -> Iterator[Node]:
+    """Initialise rclpy, create ``name`` and spin it in a background thread until exit.
+
+    Shuts down in the order that lets the spin thread finish before anything is destroyed.
+    """
+    rclpy.init()
+    node = rclpy.create_node(name)
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+
+    def spin() -> None:
+        try:
+            executor.spin()
+        except ExternalShutdownException:
+            pass
+
+    thread = threading.Thread(target=spin, name=f'{name}_spin', daemon=True)
+    thread.start()
+    try:
+        yield node
+    finally:
+        executor.shutdown()
+        thread.join(timeout=5.0)
+        node.destroy_node()
+        rclpy.try_shutdown()

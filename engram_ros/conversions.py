@@ -83,7 +83,7 @@ def observation_to_msg(obs: Observation) -> ObservationMsg:
     return msg
 
 
-def engram_to_msg(engram: Engram) -> EngramMsg:
+def engram_to_msg(engram: Engram, include_vector: bool = True) -> EngramMsg:
     msg = EngramMsg()
     msg.id = int(engram.id)
     msg.kind = engram.kind
@@ -92,7 +92,8 @@ def engram_to_msg(engram: Engram) -> EngramMsg:
     msg.pose = arrays_to_pose(engram.position, engram.orientation, engram.covariance)
     msg.first_seen = seconds_to_time(engram.first_seen)
     msg.last_seen = seconds_to_time(engram.last_seen)
-    msg.vector = np.asarray(engram.vector, dtype=np.float32)
+    if include_vector:
+        msg.vector = np.asarray(engram.vector, dtype=np.float32)
     msg.tags = list(engram.tags)
     msg.modality = engram.modality
     msg.confidence = float(engram.confidence)
@@ -129,8 +130,9 @@ def recall_query_from_request(request: Recall.Request) -> RecallQuery:
         min_score=float(request.min_score))
 
 
-def fill_recall_response(result: RecallResult, response: Recall.Response) -> Recall.Response:
-    response.engrams = [engram_to_msg(h.engram) for h in result.hits]
+def fill_recall_response(result: RecallResult, response: Recall.Response,
+                         include_vectors: bool = False) -> Recall.Response:
+    response.engrams = [engram_to_msg(h.engram, include_vectors) for h in result.hits]
     response.scores = [h.score for h in result.hits]
     response.symbolic_scores = [h.symbolic for h in result.hits]
     response.dense_scores = [h.dense for h in result.hits]

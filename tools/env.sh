@@ -20,7 +20,9 @@ if [ -z "${ROS_DISTRO:-}" ]; then
   export RMW_IMPLEMENTATION=${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}
 fi
 export AMENT_PREFIX_PATH=$ENGRAM_INSTALL${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}
-export PYTHONPATH=$ENGRAM_INSTALL_PY${PYTHONPATH:+:$PYTHONPATH}
+# The source tree first, so edits take effect without a rebuild; the generated msg/srv modules
+# are found in the install space (engram_ros/__init__.py extends the package path).
+export PYTHONPATH=$ENGRAM_ROOT:$ENGRAM_INSTALL_PY${PYTHONPATH:+:$PYTHONPATH}
 export LD_LIBRARY_PATH=$ENGRAM_INSTALL/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 # Keep DDS traffic on this machine unless the user chose otherwise.
 export ROS_AUTOMATIC_DISCOVERY_RANGE=${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}

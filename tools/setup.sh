@@ -106,10 +106,15 @@ src_hash=$(cd "$ROOT" && cat package.xml CMakeLists.txt msg/*.msg srv/*.srv | sh
 if [ ! -f "$ROOT/install/engram_ros/share/engram_ros/package.xml" ] \
    || [ "$(cat "$BUILD_STAMP" 2>/dev/null)" != "$src_hash" ]; then
   log "colcon build (interfaces + Python package)"
+  mkdir -p "$ROOT/log"
   (cd "$ROOT" && "$VENV/bin/colcon" build --base-paths "$ROOT" \
       --build-base "$ROOT/build" --install-base "$ROOT/install" \
       --cmake-args -DBUILD_TESTING=OFF "-DPython3_EXECUTABLE=$PY" \
-      >"$ROOT/build.log" 2>&1) || { tail -40 "$ROOT/build.log" >&2; log "colcon build failed (build.log)"; exit 1; }
+      >"$ROOT/log/colcon-build.log" 2>&1) || {
+    tail -40 "$ROOT/log/colcon-build.log" >&2
+    log "colcon build failed: see log/colcon-build.log"
+    exit 1
+  }
   echo "$src_hash" > "$BUILD_STAMP"
 fi
 # Python sources change often: refresh the installed copy without a rebuild.

@@ -199,7 +199,7 @@ class MemoryNode(Node):
         self.counters['recalls'] += 1
         try:
             result = self.store.recall(conversions.recall_query_from_request(request))
-            conversions.fill_recall_response(result, response)
+            conversions.fill_recall_response(result, response, request.include_vectors)
         except QueryError as exc:
             self.counters['recall_errors'] += 1
             response.status = int(exc.status)

@@ -89,7 +89,7 @@ def test_observations_become_engrams_found_by_recall(memory):
     ingest(memory, [observation('mug', (1.0, 2.0, 0.8), tags=['color:red']),
                     observation('book', (4.0, 1.0, 0.5))], expected=2)
 
-    response = memory.client.recall(text='where is the red mug?', k=5)
+    response = memory.client.recall(text='where is the red mug?', k=5, include_vectors=True)
 
     assert response.status == Recall.Response.STATUS_OK, response.message
     assert [e.label for e in response.engrams] == ['mug']
@@ -100,6 +100,8 @@ def test_observations_become_engrams_found_by_recall(memory):
     assert len(mug.vector) == DIM
     assert len(response.scores) == len(response.dense_scores) == len(response.spatial_scores) == 1
     assert 0.0 <= response.scores[0] <= 1.0
+    without = memory.client.recall(text='where is the red mug?', k=5)
+    assert [e.id for e in without.engrams] == [mug.id] and len(without.engrams[0].vector) == 0
 
 
 def test_repeated_observation_reactivates_and_promotes(memory):
