@@ -31,6 +31,7 @@ class RecallStatus(IntEnum):
     INVALID_RADIUS = 7
     UNKNOWN_FRAME = 8
     INVALID_SCORE = 9
+    INVALID_TAG = 10
     INTERNAL_ERROR = 255
 
 
@@ -91,7 +92,7 @@ class RecallQuery:
                 raise QueryError(RecallStatus.DIMENSION_MISMATCH,
                                  f'query vector has {vec.shape[0]} values; the memory uses {dim}')
             if not np.all(np.isfinite(vec)):
-                raise QueryError(RecallStatus.INVALID_NUMBER, 'query vector contains NaN or inf')
+                raise QueryError(RecallStatus.INVALID_NUMBER, 'query vector contains NaN or inf; accepted: finite values')
             if not float(np.linalg.norm(vec)) > 0.0:
                 raise QueryError(RecallStatus.INVALID_NUMBER,
                                  'query vector is all zeros; give a non-zero vector or none')

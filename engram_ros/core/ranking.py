@@ -95,6 +95,10 @@ def rank(index: EngramIndex, query: RecallQuery, candidates: np.ndarray | None,
         temporal = np.ones(len(slots))
 
     total = sum(w for w, _ in parts)
+    if total <= 0.0:
+        # Every stage the query uses has weight 0: weigh them equally rather than 0/0 = NaN.
+        parts = [(1.0, s) for _, s in parts]
+        total = float(len(parts))
     combined = sum(w * np.asarray(s, dtype=np.float64) for w, s in parts) / total
     keep = combined >= query.min_score
     order = np.argsort(-combined[keep], kind='stable')[: query.k]

@@ -19,6 +19,7 @@ slow write never blocks a recall.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -33,6 +34,7 @@ import numpy as np
 
 from engram_ros.core import sketch
 from engram_ros.core.engram import Engram
+from engram_ros.core.engram import InvalidObservation
 from engram_ros.core.engram import kind_code
 from engram_ros.core.engram import normalize_vector
 from engram_ros.core.engram import Observation
@@ -50,6 +52,7 @@ from engram_ros.core.query import QueryError
 from engram_ros.core.query import RecallHit
 from engram_ros.core.query import RecallQuery
 from engram_ros.core.query import RecallResult
+from engram_ros.core.query import RecallStatus
 from engram_ros.core.ranking import rank
 from engram_ros.core.ranking import RankingWeights
 from engram_ros.core.storage import Storage
@@ -121,6 +124,8 @@ class MemoryStore:
         self._dirty: set[int] = set()
         self._touched: dict[int, tuple[float, int]] = {}
         self._labels: set[str] = set()
+        #: Ids of pinned engrams (as loaded or written by this store): never LRU-evicted.
+        self._pinned: set[int] = set()
         self._closed = False
         self.index = self._open_index()
 
@@ -129,6 +134,7 @@ class MemoryStore:
         generation = self.storage.get_meta(_META_INDEX_GENERATION)
         index_dir = self.storage.index_dir
         index: EngramIndex | None = None
+        access: dict[int, float] = {}
         if generation and index_dir is not None and (index_dir / 'GENERATION').exists():
             if (index_dir / 'GENERATION').read_text().strip() == generation:
                 try:
@@ -141,36 +147,42 @@ class MemoryStore:
                 index = None
         if index is None:
             index = EngramIndex(self.config.dim)
-            self._rebuild(index)
+            self._rebuild(index, access)
         else:
             for engram in self.storage.iter_all():
-                self._note_loaded(engram)
+                self._note_loaded(engram, access)
+        # LRU order on load: least recently accessed first (ties by id).
+        self._short_lru = OrderedDict.fromkeys(
+            sorted(self._short_lru, key=lambda i: (access.get(i, 0.0), i)))
         if self.storage.persistent:
             # Until a clean close saves the index again, the cache on disk is stale.
             self.storage.set_meta(_META_INDEX_GENERATION, '')
         _LOG.info('memory open: %d engrams (%d short-term)', len(index), len(self._short_lru))
         return index
 
-    def _rebuild(self, index: EngramIndex) -> None:
+    def _rebuild(self, index: EngramIndex, access: dict[int, float]) -> None:
         batch: list[Engram] = []
         for engram in self.storage.iter_all():
             if engram.vector.shape[0] != self.config.dim:
                 raise ValueError(f'stored engram {engram.id} has a {engram.vector.shape[0]}-d '
                                  f'vector; the memory is configured for {self.config.dim}')
             batch.append(engram)
-            self._note_loaded(engram)
+            self._note_loaded(engram, access)
             if len(batch) >= 10000:
                 self._index_add(index, batch)
                 batch = []
         if batch:
             self._index_add(index, batch)
 
-    def _note_loaded(self, engram: Engram) -> None:
+    def _note_loaded(self, engram: Engram, access: dict[int, float] | None = None) -> None:
         if engram.tier == TIER_SHORT:
             self._short_lru[engram.id] = None
+            if access is not None:
+                access[engram.id] = engram.last_access
+        if engram.pinned:
+            self._pinned.add(engram.id)
         if engram.label:
             self._labels.add(engram.label)
-        # LRU order on load: by last access (iter_all is by id, close enough for ties).
 
     def close(self) -> None:
         """Flush recall statistics, save the index cache, close storage. Idempotent."""
@@ -215,8 +227,11 @@ class MemoryStore:
             nothing is written then.
         """
         obs.validate(self.config.dim, self.config.frame_id)
-        obs.tags = sketch.normalize_tags(tuple(obs.tags) + (('label:' + obs.label,)
-                                                           if obs.label else ()))
+        try:
+            obs.tags = sketch.normalize_tags(tuple(obs.tags) + (('label:' + obs.label,)
+                                                               if obs.label else ()))
+        except ValueError as exc:   # an unknown tag namespace, an empty tag...
+            raise InvalidObservation(str(exc)) from exc
         with self._write_lock:
             with self._lock:
                 match_id = self._find_match(obs)
@@ -292,13 +307,24 @@ class MemoryStore:
             self._short_lru.move_to_end(engram.id)
         else:
             self._short_lru.pop(engram.id, None)
+        if engram.pinned:
+            self._pinned.add(engram.id)
+        else:
+            self._pinned.discard(engram.id)
         if engram.label:
             self._labels.add(engram.label)
         self._dirty.add(engram.id)
 
     def _lru_overflow(self) -> list[int]:
-        excess = len(self._short_lru) - self.config.short_term_capacity
-        return list(self._short_lru)[:excess] if excess > 0 else []
+        return self._lru_victims(list(self._short_lru))
+
+    def _lru_victims(self, short: list[int], pinned: Iterable[int] = ()) -> list[int]:
+        """Least recently used of ``short`` past the capacity; pinned engrams are never taken."""
+        excess = len(short) - self.config.short_term_capacity
+        if excess <= 0:
+            return []
+        keep = self._pinned.union(pinned)
+        return list(itertools.islice((i for i in short if i not in keep), excess))
 
     # ----------------------------------------------------------------------------- recall
     def recall(self, query: RecallQuery, now: float | None = None) -> RecallResult:
@@ -308,9 +334,12 @@ class MemoryStore:
         """
         query.validate(self.config.dim, self.config.max_k, self.config.frame_id)
         now = time.time() if now is None else now
-        tags_all = sketch.normalize_tags(query.tags_all)
-        tags_any = sketch.normalize_tags(query.tags_any)
-        tags_none = sketch.normalize_tags(query.tags_none)
+        try:
+            tags_all = sketch.normalize_tags(query.tags_all)
+            tags_any = sketch.normalize_tags(query.tags_any)
+            tags_none = sketch.normalize_tags(query.tags_none)
+        except ValueError as exc:
+            raise QueryError(RecallStatus.INVALID_TAG, str(exc)) from None
         text_tags: tuple[str, ...] = ()
         if query.text.strip():
             text_tags = sketch.text_to_tags(query.text, known_labels=self.known_labels())
@@ -383,6 +412,7 @@ class MemoryStore:
             report = ConsolidationReport(size_before=len(self), dry_run=dry_run)
             with self._lock:
                 dirty = sorted(self._dirty)
+                short_before = set(self._short_lru)
             changed: dict[int, Engram] = {}
             removed: set[int] = set()
             for engram in self.storage.get(dirty):
@@ -407,13 +437,15 @@ class MemoryStore:
                 engram = changed.get(engram.id, engram)
                 engram.tier = TIER_LONG
                 changed[engram.id] = engram
-                report.promoted += 1
+            # Short-term engrams now long-term: promoted by count, or by a merge that added up.
+            report.promoted = sum(1 for i, e in changed.items()
+                                  if i in short_before and e.tier == TIER_LONG)
             with self._lock:
                 size = len(self.index) - len(removed)
                 # Short-term engrams left after this pass, least recently used first.
                 short = [i for i in self._short_lru if i not in removed
                          and (i not in changed or changed[i].tier == TIER_SHORT)]
-            evict = short[: max(0, len(short) - self.config.short_term_capacity)]
+                evict = self._lru_victims(short, {i for i, e in changed.items() if e.pinned})
             size -= len(evict)
             if size > self.config.budget:
                 remaining = (changed.get(e.id, e) for e in self.storage.iter_all()
@@ -460,6 +492,7 @@ class MemoryStore:
                 if engram_id in self.index:
                     self.index.remove(engram_id)
                 self._short_lru.pop(engram_id, None)
+                self._pinned.discard(engram_id)
                 self._dirty.discard(engram_id)
                 self._touched.pop(engram_id, None)
         self.storage.delete(list(ids))

@@ -170,6 +170,7 @@ BAD_REQUESTS = [
     ('centre in another frame', dict(center=(0, 0, 0), radius=1.0, frame_id='odom'),
      Recall.Response.STATUS_UNKNOWN_FRAME),
     ('min score above one', dict(text='mug', min_score=2.0), Recall.Response.STATUS_INVALID_SCORE),
+    ('unknown tag namespace', dict(tags_all=['flavour:sweet']), Recall.Response.STATUS_INVALID_TAG),
 ]
 
 

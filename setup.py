@@ -1,0 +1,18 @@
+"""pip install of the ROS-free core (``engram_ros.core``) for offline tools and notebooks.
+
+The ROS package itself is built by colcon from package.xml / CMakeLists.txt (ament_cmake):
+rosidl generates the msg/srv modules there. This file is not used by that build.
+"""
+
+from setuptools import setup
+
+setup(
+    name='engram_ros',
+    version='0.1.0',
+    description='Long-term engram memory for robots: the ROS-free core',
+    packages=['engram_ros', 'engram_ros.core'],
+    package_data={'engram_ros': ['py.typed']},
+    python_requires='>=3.10',
+    install_requires=['numpy>=1.24', 'faiss-cpu>=1.8'],
+    license='Apache-2.0',
+)
