@@ -102,7 +102,8 @@ fi
 # --- 4. colcon build -------------------------------------------------------------------------
 # shellcheck source=tools/env.sh
 source "$ROOT/tools/env.sh"
-src_hash=$(cd "$ROOT" && cat package.xml CMakeLists.txt msg/*.msg srv/*.srv | sha256sum | cut -c1-16)
+src_hash=$(cd "$ROOT" && ls msg srv scripts && cat package.xml CMakeLists.txt msg/*.msg srv/*.srv \
+  | sha256sum | cut -c1-16)
 if [ ! -f "$ROOT/install/engram_ros/share/engram_ros/package.xml" ] \
    || [ "$(cat "$BUILD_STAMP" 2>/dev/null)" != "$src_hash" ]; then
   log "colcon build (interfaces + Python package)"
