@@ -104,10 +104,13 @@ fi
 source "$ROOT/tools/env.sh"
 src_hash=$(cd "$ROOT" && ls msg srv scripts && cat package.xml CMakeLists.txt msg/*.msg srv/*.srv \
   | sha256sum | cut -c1-16)
+# One build at a time per checkout (parallel test runs or shells share build/ and install/).
+mkdir -p "$ROOT/log"
+exec 9>"$ROOT/log/.setup.lock"
+flock 9
 if [ ! -f "$ROOT/install/engram_ros/share/engram_ros/package.xml" ] \
    || [ "$(cat "$BUILD_STAMP" 2>/dev/null)" != "$src_hash" ]; then
   log "colcon build (interfaces + Python package)"
-  mkdir -p "$ROOT/log"
   (cd "$ROOT" && "$VENV/bin/colcon" build --base-paths "$ROOT" \
       --build-base "$ROOT/build" --install-base "$ROOT/install" \
       --cmake-args -DBUILD_TESTING=OFF "-DPython3_EXECUTABLE=$PY" \
@@ -120,4 +123,5 @@ if [ ! -f "$ROOT/install/engram_ros/share/engram_ros/package.xml" ] \
 fi
 # Python sources change often: refresh the installed copy without a rebuild.
 cp -r "$ROOT/engram_ros/." "$ENGRAM_INSTALL_PY/engram_ros/"
+flock -u 9
 log "ready"
