@@ -1,0 +1,157 @@
+"""The launcher with real node processes: clean stop on SIGTERM, a dying node stops the set,
+and the memory's store is closed cleanly with everything in it."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+
+from conftest import ROOT
+from conftest import wait_for
+
+rclpy = pytest.importorskip('rclpy')
+pytest.importorskip('pybullet')
+
+from engram_ros import conversions  # noqa: E402
+from engram_ros.client import MemoryClient  # noqa: E402
+from engram_ros.core.engram import Observation  # noqa: E402
+from engram_ros.core.storage import SQLiteStorage  # noqa: E402
+from engram_ros.launcher import Launcher  # noqa: E402
+from engram_ros.msg import Observation as ObservationMsg  # noqa: E402
+
+DIM = 256
+
+
+class LauncherProcess:
+    """``python -m engram_ros.launcher sim`` without perception, on a small, fast world."""
+
+    def __init__(self, tmp_path: Path, store: Path, run: str) -> None:
+        self.namespace = f'/l{uuid.uuid4().hex[:8]}'
+        self.log_dir = tmp_path / run
+        self.proc = subprocess.Popen(
+            [sys.executable, '-m', 'engram_ros.launcher', 'sim', '--without', 'perception',
+             '--namespace', self.namespace, '--log-dir', str(self.log_dir), '--grace', '10',
+             '-p', 'sim.scenario:=small', '-p', 'sim.width:=96', '-p', 'sim.height:=72',
+             '-p', 'sim.wait_for_subscribers:=false', '-p', 'sim.rate:=2.0',
+             '-p', 'memory.persist:=true', '-p', f'memory.store_dir:={store}',
+             '-p', 'memory.consolidation_period:=0.0'],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def children(self) -> dict[str, psutil.Process]:
+        found = {}
+        for child in psutil.Process(self.proc.pid).children():
+            cmdline = ' '.join(child.cmdline())
+            for name in ('memory', 'sim', 'perception'):
+                if f'engram_ros.nodes.{name}_node' in cmdline:
+                    found[name] = child
+        return found
+
+    def log(self, node: str) -> str:
+        path = self.log_dir / f'{node}.log'
+        return path.read_text() if path.exists() else ''
+
+    def wait(self, timeout: float = 60.0) -> tuple[int, str]:
+        out, _ = self.proc.communicate(timeout=timeout)
+        return self.proc.returncode, out
+
+
+def observation(label: str, i: int) -> ObservationMsg:
+    vector = np.random.default_rng(i).normal(size=DIM)
+    return conversions.observation_to_msg(Observation(
+        kind='object', frame_id='map', position=np.array([float(i), 1.0, 0.5]),
+        stamp=time.time(), vector=vector, label=label, tags=(f'label:{label}',),
+        modality='vision', confidence=0.9))
+
+
+def feed(test_node, launcher: LauncherProcess, labels: list[str], offset: int) -> MemoryClient:
+    client = MemoryClient(test_node, launcher.namespace)
+    client.wait_for_services(timeout=60.0)
+    publisher = test_node.create_publisher(ObservationMsg,
+                                           f'{launcher.namespace}/engram/observations', 100)
+    assert wait_for(lambda: publisher.get_subscription_count() > 0, timeout=30.0)
+    for i, label in enumerate(labels):
+        publisher.publish(observation(label, offset + i))
+    assert wait_for(lambda: len(client.recall(kinds=['object'], k=100).engrams) >= offset
+                    + len(labels), timeout=30.0)
+    return client
+
+
+def stored(store: Path) -> tuple[set[str], bool]:
+    """Labels in the store, and whether its last close was clean (index cache saved)."""
+    with SQLiteStorage(store) as storage:
+        labels = {e.label for e in storage.iter_all()}
+        generation = storage.get_meta('index_generation')
+    marker = store / 'index' / 'GENERATION'
+    clean = bool(generation) and marker.exists() and marker.read_text().strip() == generation
+    return labels, clean
+
+
+def test_launcher_sigterm_stops_every_node_cleanly(test_node, tmp_path):
+    store = tmp_path / 'store'
+    launcher = LauncherProcess(tmp_path, store, 'run1')
+    try:
+        feed(test_node, launcher, ['mug', 'book', 'plant'], 0)
+        children = launcher.children()
+        assert set(children) == {'memory', 'sim'}
+        # the sim patrols meanwhile
+        assert wait_for(lambda: 'laps of' in launcher.log('sim'), timeout=30.0)
+        launcher.proc.send_signal(signal.SIGTERM)
+        code, out = launcher.wait()
+    finally:
+        if launcher.proc.poll() is None:
+            launcher.proc.kill()
+    assert code == 0, out
+    assert 'memory stopped (exit code 0)' in out and 'sim stopped (exit code 0)' in out, out
+    assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+                   for p in children.values())
+    assert 'Traceback' not in launcher.log('memory') + launcher.log('sim')
+    labels, clean = stored(store)
+    assert labels == {'mug', 'book', 'plant'} and clean
+
+
+@pytest.mark.parametrize('victim, sig', [('sim', signal.SIGKILL), ('memory', signal.SIGTERM)])
+def test_a_dying_node_brings_the_others_down_and_the_store_is_intact(test_node, tmp_path,
+                                                                     victim, sig):
+    store = tmp_path / 'store'
+    launcher = LauncherProcess(tmp_path, store, 'run')
+    try:
+        feed(test_node, launcher, ['mug', 'kettle'], 0)
+        children = launcher.children()
+        children[victim].send_signal(sig)
+        code, out = launcher.wait()
+    finally:
+        if launcher.proc.poll() is None:
+            launcher.proc.kill()
+    assert code == 1, out
+    assert f'{victim} exited by itself' in out, out
+    survivor = 'memory' if victim == 'sim' else 'sim'
+    assert f'{survivor} stopped (exit code 0)' in out, out
+    assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+                   for p in children.values())
+    labels, clean = stored(store)
+    assert labels == {'mug', 'kettle'} and clean
+
+
+def test_bad_overrides_are_refused():
+    with pytest.raises(ValueError, match='not <node>.<name>:=<value>'):
+        Launcher('sim', params=['scenario:=small'])
+    with pytest.raises(ValueError, match='unknown set'):
+        Launcher('moon')
+    with pytest.raises(ValueError, match='unknown node'):
+        Launcher('sim', without=['planner'])
+
+
+def test_perception_gets_the_sims_camera_mount():
+    launcher = Launcher('sim', params=['sim.camera_xyz:=[0.2, 0.0, 1.2]'])
+    perception = next(c for c in launcher.children if c.spec.name == 'perception')
+    assert 'camera_xyz:=[0.2, 0.0, 1.2]' in perception.command
+    assert 'camera_convention:=optical' in perception.command
+    assert 'scenario:=small' not in perception.command
