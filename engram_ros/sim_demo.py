@@ -1,0 +1,388 @@
+"""The main demo: a robot patrols the simulated house, then a planner asks its memory.
+
+    python -m engram_ros.sim_demo [--scenario house] [--laps N] [--store DIR] [--png PATH]
+
+It starts the simulated robot, perception and the memory (on the embedded SQLite store in
+``DIR``, wiped first: it is the demo's own) as separate processes with
+:mod:`engram_ros.launcher`, shows a progress bar while the robot explores, then asks through the
+Recall service: where is the mug, what is in the kitchen, what was heard near the hallway, what
+changed since lap 1, and where is something never seen. Answers are printed as tables, with the
+distance to the simulator's ground truth, and drawn on a top-down PNG of the memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from dataclasses import field
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Answer:
+    question: str
+    engrams: list = field(default_factory=list)
+    scores: list = field(default_factory=list)
+    message: str = ''
+    note: list = field(default_factory=list)   # one per engram: extra words for the table
+
+
+class Watcher:
+    """Keeps the latest sim status and ground truth, and the odometry trajectory."""
+
+    def __init__(self, node, namespace: str) -> None:
+        from nav_msgs.msg import Odometry
+        from rclpy.qos import DurabilityPolicy
+        from rclpy.qos import QoSProfile
+        from std_msgs.msg import String
+
+        self.lock = threading.Lock()
+        self.status: dict = {}
+        self.truth: dict = {}
+        self.trajectory: list[tuple[float, float]] = []
+        latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self._subs = [
+            node.create_subscription(String, f'{namespace}/sim/status', self.status_callback,
+                                     latched),
+            node.create_subscription(String, f'{namespace}/sim/ground_truth',
+                                     self.truth_callback, latched),
+            node.create_subscription(Odometry, f'{namespace}/odom', self.odom_callback, 50)]
+
+    def status_callback(self, msg) -> None:
+        with self.lock:
+            self.status = json.loads(msg.data)
+
+    def truth_callback(self, msg) -> None:
+        with self.lock:
+            self.truth = json.loads(msg.data)
+
+    def odom_callback(self, msg) -> None:
+        p = msg.pose.pose.position
+        with self.lock:
+            self.trajectory.append((p.x, p.y))
+
+
+def progress_bar(status: dict, started: float, width: int = 30) -> str:
+    total = max(1, status.get('total_frames', 1))
+    done = min(total, status.get('frame', 0))
+    filled = int(width * done / total)
+    return (f'\r  exploring [{"#" * filled}{"." * (width - filled)}] '
+            f'lap {status.get("lap", 1)}/{status.get("laps", "?")}  '
+            f'frame {done}/{total}  {time.monotonic() - started:5.0f} s')
+
+
+def table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
+    out = ['  ' + '  '.join(h.ljust(w) for h, w in zip(header, widths)),
+           '  ' + '  '.join('-' * w for w in widths)]
+    out += ['  ' + '  '.join(str(c).ljust(w) for c, w in zip(r, widths)) for r in rows]
+    return '\n'.join(out)
+
+
+def truth_distance(engram, truth: dict) -> str:
+    """Distance [m] in the plane to the true object of the same label, if there is one."""
+    p = engram.pose.pose.position
+    for obj in truth.get('objects', []):
+        if obj['label'] == engram.label:
+            return f'{math.hypot(p.x - obj["position"][0], p.y - obj["position"][1]):.2f}'
+    for sound in truth.get('sounds', []):
+        if sound['label'] == engram.label:
+            return f'{math.hypot(p.x - sound["position"][0], p.y - sound["position"][1]):.2f}'
+    return '-'
+
+
+def room_of(x: float, y: float, truth: dict) -> str:
+    for room in truth.get('rooms', []):
+        if room['min'][0] <= x <= room['max'][0] and room['min'][1] <= y <= room['max'][1]:
+            return room['name']
+    return ''
+
+
+def show(answer: Answer, truth: dict) -> None:
+    print(f'\n> {answer.question}')
+    if not answer.engrams:
+        print(f'  I don\'t know: I remember nothing like that ({answer.message}).')
+        return
+    rows = []
+    for i, e in enumerate(answer.engrams):
+        p = e.pose.pose.position
+        rows.append([e.label or '(unnamed)', e.kind, room_of(p.x, p.y, truth),
+                     f'({p.x:.2f}, {p.y:.2f}, {p.z:.2f})', str(e.observation_count),
+                     f'{answer.scores[i]:.2f}' if i < len(answer.scores) else '',
+                     truth_distance(e, truth), answer.note[i] if i < len(answer.note) else ''])
+    print(table(rows, ['what', 'kind', 'room', 'where [m, map]', 'seen', 'score',
+                       'off truth [m]', 'note']))
+
+
+def ask(client, truth: dict, lap_ends: list[float]) -> list[Answer]:
+    from engram_ros.conversions import time_to_seconds
+    from engram_ros.srv import Recall
+
+    def recall(question: str, **query) -> Answer:
+        response = client.recall(**query)
+        if response.status != Recall.Response.STATUS_OK:
+            return Answer(question, message=f'status {response.status}: {response.message}')
+        return Answer(question, list(response.engrams), list(response.scores),
+                      response.message)
+
+    answers = [recall('Where is the mug?', text='where is the mug?', kinds=['object'], k=1,
+                      min_score=0.0)]
+    answers[0].engrams = [e for e in answers[0].engrams if e.label == 'mug']
+    rooms = {r['name']: r for r in truth.get('rooms', [])}
+    if 'kitchen' in rooms:
+        r = rooms['kitchen']
+        cx, cy = (r['min'][0] + r['max'][0]) / 2, (r['min'][1] + r['max'][1]) / 2
+        radius = math.hypot(r['max'][0] - cx, r['max'][1] - cy)
+        a = recall('What is in the kitchen?', kinds=['object'], center=(cx, cy, 0.0),
+                   radius=radius, k=20)
+        keep = [i for i, e in enumerate(a.engrams)
+                if room_of(e.pose.pose.position.x, e.pose.pose.position.y, truth) == 'kitchen']
+        a.engrams, a.scores = [a.engrams[i] for i in keep], [a.scores[i] for i in keep]
+        answers.append(a)
+    if 'hallway' in rooms:
+        r = rooms['hallway']
+        cx, cy = (r['min'][0] + r['max'][0]) / 2, (r['min'][1] + r['max'][1]) / 2
+        answers.append(recall('What did you hear near the hallway?', kinds=['audio'],
+                              center=(cx, cy, 0.0), radius=4.0, k=5))
+    if len(lap_ends) >= 2:
+        since = lap_ends[0]
+        everything = recall('What changed since lap 1?', kinds=['object'], k=100)
+        changed = Answer('What changed since lap 1?', message=everything.message)
+        for e, s in zip(everything.engrams, everything.scores):
+            first, last = time_to_seconds(e.first_seen), time_to_seconds(e.last_seen)
+            if first > since:
+                changed.engrams.append(e)
+                changed.scores.append(s)
+                changed.note.append('new since lap 1')
+            elif last < lap_ends[-2]:
+                changed.engrams.append(e)
+                changed.scores.append(s)
+                changed.note.append('not seen in the last lap')
+        answers.append(changed)
+    a = recall('Where is the unicorn?', text='where is the unicorn?', kinds=['object'], k=1)
+    a.engrams = [e for e in a.engrams if e.label == 'unicorn']
+    answers.append(a)
+    return answers
+
+
+def all_engrams(client) -> dict[str, list]:
+    return {kind: list(client.recall(kinds=[kind], k=100).engrams)
+            for kind in ('place', 'object', 'audio')}
+
+
+def draw(path: Path, truth: dict, trajectory: list[tuple[float, float]], engrams: dict,
+         answers: list[Answer], scale: float = 70.0) -> None:
+    """A top-down PNG: rooms, walls, trajectory, places, objects, sounds, each answer."""
+    import cv2
+
+    rooms = truth['rooms']
+    x0 = min(r['min'][0] for r in rooms) - 0.5
+    y0 = min(r['min'][1] for r in rooms) - 0.5
+    x1 = max(r['max'][0] for r in rooms) + 0.5
+    y1 = max(r['max'][1] for r in rooms) + 0.5
+    legend_w = 330
+    w, h = int((x1 - x0) * scale), int((y1 - y0) * scale)
+    img = np.full((h, w + legend_w, 3), 255, np.uint8)
+
+    def px(x: float, y: float) -> tuple[int, int]:
+        return int((x - x0) * scale), int((y1 - y) * scale)
+
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    for r in rooms:
+        cv2.rectangle(img, px(r['min'][0], r['max'][1]), px(r['max'][0], r['min'][1]),
+                      (240, 240, 232), -1)
+        cv2.putText(img, r['name'], px(r['min'][0] + 0.15, r['max'][1] - 0.35), font, 0.55,
+                    (150, 150, 150), 1, cv2.LINE_AA)
+    for wx0, wy0, wx1, wy1, _ in truth['walls']:
+        cv2.line(img, px(wx0, wy0), px(wx1, wy1), (40, 40, 40), 4)
+    for obj in truth.get('objects', []):
+        cx, cy = px(*obj['position'][:2])
+        cv2.drawMarker(img, (cx, cy), (170, 170, 170), cv2.MARKER_TILTED_CROSS, 10, 1)
+    if len(trajectory) > 1:
+        pts = np.array([px(x, y) for x, y in trajectory[::2]], np.int32)
+        cv2.polylines(img, [pts], False, (230, 160, 90), 1, cv2.LINE_AA)
+    for e in engrams.get('place', []):
+        p = e.pose.pose.position
+        cv2.circle(img, px(p.x, p.y), 4, (90, 170, 60), -1, cv2.LINE_AA)
+    for e in engrams.get('audio', []):
+        p = e.pose.pose.position
+        cv2.circle(img, px(p.x, p.y), 9, (160, 50, 150), 2, cv2.LINE_AA)
+        cv2.putText(img, e.label or 'sound', (px(p.x, p.y)[0] + 10, px(p.x, p.y)[1] + 14),
+                    font, 0.42, (160, 50, 150), 1, cv2.LINE_AA)
+    for e in engrams.get('object', []):
+        p = e.pose.pose.position
+        cv2.circle(img, px(p.x, p.y), 6, (20, 130, 240), -1, cv2.LINE_AA)
+        cv2.putText(img, e.label or 'object', (px(p.x, p.y)[0] + 7, px(p.x, p.y)[1] - 5),
+                    font, 0.42, (20, 90, 200), 1, cv2.LINE_AA)
+    colours = [(40, 40, 220), (200, 60, 40), (150, 40, 160), (20, 150, 150), (90, 90, 90)]
+    ly = 30
+    cv2.putText(img, 'engram_ros memory', (w + 15, ly), font, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
+    for text, colour in (('trajectory (odometry)', (230, 160, 90)),
+                         ('place engram', (90, 170, 60)), ('object engram', (20, 130, 240)),
+                         ('sound engram', (160, 50, 150)), ('true object (sim)', (170, 170, 170))):
+        ly += 24
+        cv2.circle(img, (w + 25, ly - 5), 6, colour, -1)
+        cv2.putText(img, text, (w + 40, ly), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    ly += 16
+    for i, answer in enumerate(answers):
+        colour = colours[i % len(colours)]
+        ly += 26
+        cv2.putText(img, f'Q{i + 1}: {answer.question}', (w + 15, ly), font, 0.45, colour, 1,
+                    cv2.LINE_AA)
+        ly += 18
+        names = ', '.join(sorted({e.label or e.kind for e in answer.engrams})) or "I don't know"
+        cv2.putText(img, f'  {names[:40]}', (w + 15, ly), font, 0.4, (60, 60, 60), 1,
+                    cv2.LINE_AA)
+        for e in answer.engrams:
+            p = e.pose.pose.position
+            cv2.circle(img, px(p.x, p.y), 13 + 3 * i, colour, 2, cv2.LINE_AA)
+            cv2.putText(img, f'Q{i + 1}', (px(p.x, p.y)[0] - 10, px(p.x, p.y)[1] + 26 + 3 * i),
+                        font, 0.4, colour, 1, cv2.LINE_AA)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), img)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--scenario', default='house', help='scenario name or path')
+    parser.add_argument('--laps', type=int, default=0, help='override the scenario\'s laps')
+    parser.add_argument('--store', type=Path, default=ROOT / 'demo_store',
+                        help='store directory for the demo (wiped first)')
+    parser.add_argument('--png', type=Path, default=ROOT / 'demo_memory.png',
+                        help='where to write the picture of the memory')
+    parser.add_argument('--size', default='320x240', help='camera WIDTHxHEIGHT')
+    parser.add_argument('--rate', type=float, default=4.0, help='[Hz] camera frames')
+    parser.add_argument('--timeout', type=float, default=600.0,
+                        help='[s] give up exploring after this long')
+    args = parser.parse_args(argv)
+    width, _, height = args.size.partition('x')
+
+    from engram_ros.core.storage import MARKER_NAME
+    if args.store.exists():
+        if any(args.store.iterdir()) and not (args.store / MARKER_NAME).exists():
+            parser.error(f'{args.store} exists and is not an engram store; not wiping it')
+        shutil.rmtree(args.store)
+    from engram_ros.sim.scenario import ScenarioError
+    from engram_ros.sim.scenario import load_scenario
+    try:
+        scenario_path = str(load_scenario(args.scenario).source)
+    except ScenarioError as exc:
+        parser.error(str(exc))
+    if args.laps > 0:
+        scenario_path = _with_laps(scenario_path, args.laps)
+
+    os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+    from engram_ros.client import spinning_node
+    from engram_ros.launcher import Launcher
+
+    namespace = f'/demo_{uuid.uuid4().hex[:6]}'
+    log_dir = Path(tempfile.mkdtemp(prefix='engram_sim_demo_'))
+    launcher = Launcher('sim', namespace=namespace, log_dir=log_dir, log_level='warn',
+                        params=[f'sim.scenario:={scenario_path}', f'sim.width:={width}',
+                                f'sim.height:={height}', f'sim.rate:={args.rate}',
+                                'memory.persist:=true', f'memory.store_dir:={args.store}',
+                                'memory.consolidation_period:=0.0'])
+    started = time.monotonic()
+    print(f'Starting the simulated robot, perception and memory (logs: {log_dir}).')
+    launcher.start()
+    code = 1
+    try:
+        with spinning_node('engram_sim_demo') as node:
+            code = run(node, launcher, namespace, args, started)
+    except KeyboardInterrupt:
+        print('\ninterrupted')
+    finally:
+        codes = launcher.stop()
+        if codes.get('memory') == 0:
+            print(f'Memory stopped cleanly; its store is in {args.store}.')
+    print(f'Demo took {time.monotonic() - started:.0f} s.')
+    return code
+
+
+def _with_laps(path: str, laps: int) -> str:
+    """A copy of the scenario with another number of laps (events after it are dropped)."""
+    import yaml
+    doc = yaml.safe_load(Path(path).read_text())
+    doc['laps'] = laps
+    doc['events'] = [e for e in doc.get('events', []) if e.get('after_lap', 1) <= laps]
+    for obj in doc.get('objects', []):  # relative assets stay next to the original
+        if 'asset' in obj and not Path(obj['asset']).is_absolute():
+            candidate = Path(path).parent / obj['asset']
+            if candidate.exists():
+                obj['asset'] = str(candidate)
+    out = Path(tempfile.mkdtemp(prefix='engram_scenario_')) / Path(path).name
+    out.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return str(out)
+
+
+def run(node, launcher, namespace: str, args, started: float) -> int:
+    from engram_ros.client import MemoryClient
+
+    client = MemoryClient(node, namespace)
+    watcher = Watcher(node, namespace)
+    client.wait_for_services(timeout=60.0)
+    while True:
+        died = launcher.check()
+        if died is not None:
+            print(f'\n{died.spec.name} stopped unexpectedly (exit code {died.returncode}); its log '
+                  f'ends:\n' + _tail(launcher.log_dir / f'{died.spec.name}.log'))
+            return 1
+        with watcher.lock:
+            status = dict(watcher.status)
+        if status:
+            print(progress_bar(status, started), end='', flush=True, file=sys.stderr)
+        if status.get('done'):
+            break
+        if time.monotonic() - started > args.timeout:
+            print('\nexploration did not finish in time', file=sys.stderr)
+            return 1
+        time.sleep(0.5)
+    print(file=sys.stderr)
+    # let perception flush what is in flight and the memory ingest it
+    previous, stable_since = -1, time.monotonic()
+    deadline = time.monotonic() + 20.0
+    while time.monotonic() < deadline:
+        count = sum(len(v) for v in all_engrams(client).values())
+        if count != previous:
+            previous, stable_since = count, time.monotonic()
+        elif time.monotonic() - stable_since > 2.0:
+            break
+        time.sleep(0.5)
+    with watcher.lock:
+        truth, trajectory, status = dict(watcher.truth), list(watcher.trajectory), watcher.status
+    engrams = all_engrams(client)
+    print(f'Explored {status.get("laps")} laps ({status.get("total_frames")} frames); the memory '
+          f'keeps {len(engrams["place"])} places, {len(engrams["object"])} objects, '
+          f'{len(engrams["audio"])} sounds.')
+    for event in truth.get('applied', []):
+        print(f'  (the simulation, {event["text"]})')
+    answers = ask(client, truth, status.get('lap_end_stamps', []))
+    for answer in answers:
+        show(answer, truth)
+    draw(args.png, truth, trajectory, engrams, answers)
+    print(f'\nThe memory, drawn: {args.png}')
+    return 0
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return '\n'.join(path.read_text().splitlines()[-lines:])
+    except OSError:
+        return '(no log)'
+
+
+if __name__ == '__main__':
+    sys.exit(main())
