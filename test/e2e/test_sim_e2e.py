@@ -1,0 +1,90 @@
+"""End to end: one lap of the small simulated flat through perception into the memory, then a
+planner's questions checked against the simulator's ground truth."""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+import uuid
+
+import pytest
+
+from conftest import ROOT
+from conftest import wait_for
+
+rclpy = pytest.importorskip('rclpy')
+pytest.importorskip('pybullet')
+pytest.importorskip('engram_ros.nodes.perception_node')
+if not (ROOT / 'engram_ros' / 'perception' / 'models' / 'visual_vocabulary.npz').exists():
+    pytest.skip('perception models not generated (tools/train_perception_models.py)',
+                allow_module_level=True)
+
+from rclpy.qos import DurabilityPolicy  # noqa: E402
+from rclpy.qos import QoSProfile  # noqa: E402
+from std_msgs.msg import String  # noqa: E402
+
+from engram_ros.client import MemoryClient  # noqa: E402
+from engram_ros.launcher import Launcher  # noqa: E402
+
+
+def test_where_is_x_matches_ground_truth_after_one_lap(test_node, tmp_path):
+    namespace = f'/e{uuid.uuid4().hex[:8]}'
+    latest: dict[str, dict] = {}
+    lock = threading.Lock()
+
+    def keep(name):
+        def callback(msg):
+            with lock:
+                latest[name] = json.loads(msg.data)
+        return callback
+
+    latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    test_node.create_subscription(String, f'{namespace}/sim/status', keep('status'), latched)
+    test_node.create_subscription(String, f'{namespace}/sim/ground_truth', keep('truth'),
+                                  latched)
+    launcher = Launcher('sim', namespace=namespace, log_dir=tmp_path / 'logs', grace=10.0,
+                        params=['sim.scenario:=small', 'sim.width:=320', 'sim.height:=240',
+                                'memory.consolidation_period:=0.0'])
+    launcher.start()
+    try:
+        client = MemoryClient(test_node, namespace)
+        client.wait_for_services(timeout=60.0)
+
+        def done() -> bool:
+            died = launcher.check()
+            assert died is None, (tmp_path / 'logs' / f'{died.spec.name}.log').read_text()
+            with lock:
+                return latest.get('status', {}).get('done', False)
+
+        assert wait_for(done, timeout=180.0, period=0.5)
+        # perception flushes, the memory ingests: wait for the count to settle
+        counts: list[int] = []
+
+        def settled() -> bool:
+            counts.append(len(client.recall(kinds=['object'], k=100).engrams))
+            return len(counts) > 4 and counts[-1] == counts[-5] and counts[-1] > 0
+
+        assert wait_for(settled, timeout=30.0, period=0.5), counts
+        with lock:
+            truth = latest['truth']
+        found = {}
+        for obj in truth['objects']:
+            if obj['category'] != 'object':
+                continue
+            response = client.recall(text=f'where is the {obj["label"]}?', kinds=['object'],
+                                     k=1)
+            hits = [e for e in response.engrams if e.label == obj['label']]
+            if hits:
+                p = hits[0].pose.pose.position
+                found[obj['label']] = math.hypot(p.x - obj['position'][0],
+                                                 p.y - obj['position'][1])
+        logs = {p.name: p.read_text()[-2000:] for p in (tmp_path / 'logs').iterdir()}
+        assert {'mug', 'kettle'} <= set(found), (found, logs)
+        assert all(d < 0.5 for d in found.values()), found
+        unicorn = client.recall(text='where is the unicorn?', kinds=['object'], k=1)
+        assert not [e for e in unicorn.engrams if e.label == 'unicorn']
+    finally:
+        codes = launcher.stop()
+    assert codes == {'memory': 0, 'perception': 0, 'sim': 0}
