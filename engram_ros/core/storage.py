@@ -244,6 +244,35 @@ class Storage(abc.ABC):
     def close(self) -> None:
         """Release every resource; calling it again does nothing."""
 
+    # Governance helpers: concrete defaults that suit a backend without files.
+
+    def purge(self) -> bool:
+        """Make deleted data unrecoverable from the backend's files; True when complete.
+
+        SQLite overwrites deleted content (``secure_delete``) and truncates its WAL here.
+        """
+        return True
+
+    def vacuum(self) -> None:
+        """Rewrite the backend's files without free space (no-op without files)."""
+
+    def integrity_check(self) -> list[str]:
+        """Problems the backend finds in its own files; ``[]`` when it is sound."""
+        return []
+
+    def evidence_users(self, uris: Sequence[str]) -> dict[str, list[int]]:
+        """Which engrams reference each of ``uris`` (only the URIs some engram references).
+
+        Two URIs that name the same file inside :attr:`evidence_dir` (a path and a ``file:``
+        URI) count as the same reference.
+        """
+        wanted = set(uris)
+        out: dict[str, list[int]] = {}
+        for engram in self.iter_all():
+            for uri in set(engram.evidence) & wanted:
+                out.setdefault(uri, []).append(engram.id)
+        return out
+
     def __enter__(self) -> 'Storage':
         return self
 
@@ -663,6 +692,8 @@ class SQLiteStorage(Storage):
                                check_same_thread=False, timeout=30.0)
         conn.execute('PRAGMA foreign_keys = ON')
         conn.execute('PRAGMA synchronous = NORMAL')
+        # Deleted rows are overwritten with zeros, so a forget leaves nothing in free pages.
+        conn.execute('PRAGMA secure_delete = ON')
         return conn
 
     @staticmethod
@@ -840,6 +871,54 @@ class SQLiteStorage(Storage):
                 _check_dim_meta(value, self._meta_value(conn, META_DIM), has_engrams)
             conn.execute('INSERT INTO meta (key, value) VALUES (?, ?) '
                          'ON CONFLICT(key) DO UPDATE SET value = excluded.value', (key, value))
+
+    def purge(self) -> bool:
+        """See :meth:`Storage.purge`: checkpoint the WAL into the database and truncate it.
+
+        Retries briefly while a reader holds an old snapshot; returns False if one still does
+        (the next purge or a clean close completes it).
+        """
+        for attempt in range(20):
+            with self._write_lock:
+                self._check_open()
+                busy = self._writer.execute('PRAGMA wal_checkpoint(TRUNCATE)').fetchone()[0]
+            if not busy:
+                return True
+            time.sleep(0.01 * (attempt + 1))
+        logger.warning('WAL checkpoint of %s incomplete: a reader is busy', self._directory)
+        return False
+
+    def vacuum(self) -> None:
+        """See :meth:`Storage.vacuum`."""
+        with self._write_lock:
+            self._check_open()
+            self._writer.execute('VACUUM')
+
+    def integrity_check(self) -> list[str]:
+        """See :meth:`Storage.integrity_check` (SQLite ``quick_check``)."""
+        with self._read() as conn:
+            rows = [str(row[0]) for row in conn.execute('PRAGMA quick_check(20)')]
+        return [] if rows == ['ok'] else rows
+
+    def evidence_users(self, uris: Sequence[str]) -> dict[str, list[int]]:
+        """See :meth:`Storage.evidence_users`."""
+        keys: dict[str, list[str]] = {}
+        for uri in uris:
+            key = _evidence_key(uri, self._evidence_dir)
+            if key is not None:
+                keys.setdefault(key, []).append(uri)
+        out: dict[str, list[int]] = {}
+        files = list(keys)
+        with self._read() as conn:
+            for start in range(0, len(files), _CHUNK):
+                chunk = files[start:start + _CHUNK]
+                marks = ', '.join('?' * len(chunk))
+                for key, engram_id in conn.execute(
+                        f'SELECT file, engram_id FROM engram_evidence WHERE file IN ({marks})',
+                        chunk):
+                    for uri in keys[key]:
+                        out.setdefault(uri, []).append(int(engram_id))
+        return out
 
     @property
     def directory(self) -> Path:

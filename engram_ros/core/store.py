@@ -12,9 +12,20 @@ Layout of the memory:
   reactivated engrams are promoted to long-term slots. :meth:`MemoryStore.consolidate` merges
   duplicates, promotes, and forgets under the budget (:mod:`engram_ros.core.forgetting`).
 
-Concurrency: one writer at a time (ingest, consolidate) under ``_write_lock``; the in-RAM index
-is guarded by ``_lock``, held only for index reads and updates, never during storage I/O, so a
-slow write never blocks a recall.
+Concurrency: one writer at a time (ingest, consolidate, edit, forget) under ``_write_lock``; the
+in-RAM index is guarded by ``_lock``, held only for index reads and updates, never during
+storage I/O, so a slow write never blocks a recall.
+
+Governance (:mod:`engram_ros.core.governance`): :meth:`MemoryStore.list_engrams`,
+:meth:`~MemoryStore.get_engrams`, :meth:`~MemoryStore.edit` and :meth:`~MemoryStore.forget` let
+people see, correct and delete what is kept. A forget is real: rows (SQLite ``secure_delete``,
+then a WAL checkpoint that truncates the WAL), evidence files only those engrams referenced, and
+the saved index cache (deleted at once and not saved again by this process, because the in-RAM
+index keeps tombstoned vectors and tag names; the next open rebuilds it from SQLite). Every
+recall, list, get, consolidation, edit and forget is written to the optional audit log
+(:mod:`engram_ros.core.audit`). Observations inside a privacy zone or window
+(:mod:`engram_ros.core.privacy`) are refused with :class:`ObservationExcluded`; consolidation
+deletes evidence files past their retention limit.
 """
 
 from __future__ import annotations
@@ -27,12 +38,15 @@ import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
 from dataclasses import field
+from pathlib import Path
 from typing import Iterable
 from typing import Sequence
 
 import numpy as np
 
 from engram_ros.core import sketch
+from engram_ros.core.audit import AuditLog
+from engram_ros.core.audit import id_summary
 from engram_ros.core.engram import Engram
 from engram_ros.core.engram import InvalidObservation
 from engram_ros.core.engram import kind_code
@@ -40,14 +54,22 @@ from engram_ros.core.engram import normalize_vector
 from engram_ros.core.engram import Observation
 from engram_ros.core.engram import TIER_LONG
 from engram_ros.core.engram import TIER_SHORT
+from engram_ros.core.evidence import EvidenceStore
 from engram_ros.core.forgetting import RetentionPolicy
 from engram_ros.core.forgetting import select_evictions
+from engram_ros.core.governance import check_page
+from engram_ros.core.governance import EngramFilter
+from engram_ros.core.governance import ForgetResult
+from engram_ros.core.governance import GovernanceError
+from engram_ros.core.governance import GovernanceStatus
+from engram_ros.core.governance import ListResult
 from engram_ros.core.index import EngramIndex
 from engram_ros.core.index import IndexLoadError
 from engram_ros.core.merge import compatible
 from engram_ros.core.merge import merge
 from engram_ros.core.merge import merge_engrams
 from engram_ros.core.merge import MergePolicy
+from engram_ros.core.privacy import PrivacyPolicy
 from engram_ros.core.query import QueryError
 from engram_ros.core.query import RecallHit
 from engram_ros.core.query import RecallQuery
@@ -60,6 +82,12 @@ from engram_ros.core.storage import Storage
 _LOG = logging.getLogger(__name__)
 
 _META_INDEX_GENERATION = 'index_generation'
+#: ``"<seq>:<sha256>"`` of the audit log's last line at the last clean close.
+META_AUDIT_HEAD = 'audit_head'
+
+
+class ObservationExcluded(Exception):
+    """An observation inside a privacy zone or window: not stored (not an error of the producer)."""
 
 
 @dataclass
@@ -75,6 +103,8 @@ class StoreConfig:
     merge: MergePolicy = field(default_factory=MergePolicy)
     retention: RetentionPolicy = field(default_factory=RetentionPolicy)
     ranking: RankingWeights = field(default_factory=RankingWeights)
+    #: Privacy zones and windows where nothing is stored; evidence retention limits.
+    privacy: PrivacyPolicy = field(default_factory=PrivacyPolicy)
 
 
 @dataclass
@@ -106,18 +136,32 @@ class ConsolidationReport:
     size_after: int = 0
     dry_run: bool = False
     evicted_ids: list[int] = field(default_factory=list)
+    #: Evidence files deleted (or, dry run, to delete) because they were past their retention.
+    evidence_expired: int = 0
 
 
 class MemoryStore:
     """Engram memory over a :class:`Storage` backend; thread-safe as documented above."""
 
-    def __init__(self, storage: Storage, config: StoreConfig | None = None) -> None:
+    def __init__(self, storage: Storage, config: StoreConfig | None = None,
+                 audit: AuditLog | None = None, evidence: EvidenceStore | None = None) -> None:
         """Open the memory on ``storage``, loading the cached index or rebuilding it.
 
+        :param audit: where recalls, lists, gets, consolidations, edits and forgets are logged;
+            ``None`` logs nothing (tests, benchmarks).
+        :param evidence: the evidence files (for retention and deletion); by default one over
+            ``storage.evidence_dir`` without a key (deleting needs none).
         :raises ValueError: when the stored vectors' dimension differs from ``config.dim``.
         """
         self.config = config or StoreConfig()
         self.storage = storage
+        self.audit = audit
+        if evidence is None and storage.evidence_dir is not None:
+            evidence = EvidenceStore(storage.evidence_dir)
+        self.evidence = evidence
+        #: Set by a forget (or an edit that removed data): the index cache must not be saved
+        #: from this process, since the in-RAM index still holds tombstoned vectors and tags.
+        self._purged = False
         self._lock = threading.RLock()
         self._write_lock = threading.RLock()
         self._short_lru: OrderedDict[int, None] = OrderedDict()
@@ -191,7 +235,13 @@ class MemoryStore:
                 return
             self._flush_touched()
             index_dir = self.storage.index_dir
-            if index_dir is not None:
+            if self.audit is not None and self.storage.persistent:
+                seq, head = self.audit.head
+                self.storage.set_meta(META_AUDIT_HEAD, f'{seq}:{head}')
+            if index_dir is not None and self._purged:
+                _LOG.info('engrams were forgotten: the index cache is not saved; the next open '
+                          'rebuilds it from storage')
+            elif index_dir is not None:
                 generation = uuid.uuid4().hex
                 with self._lock:
                     self.index.save(index_dir)
@@ -227,6 +277,11 @@ class MemoryStore:
             nothing is written then.
         """
         obs.validate(self.config.dim, self.config.frame_id)
+        reason = self.config.privacy.excludes(obs.position, obs.stamp)
+        if reason is not None:
+            self._drop_unreferenced_evidence(obs.evidence)
+            raise ObservationExcluded(f'observation at {np.round(obs.position, 2).tolist()} '
+                                      f'not stored: {reason}')
         try:
             obs.tags = sketch.normalize_tags(tuple(obs.tags) + (('label:' + obs.label,)
                                                                if obs.label else ()))
@@ -251,8 +306,13 @@ class MemoryStore:
                 self._forget(evict)
             return IngestResult(engram.id, bool(existing), promoted, evict)
 
-    def bulk_load(self, engrams: Sequence[Engram]) -> None:
-        """Add engrams as they are (ids assigned here), without matching: imports, benchmarks."""
+    def bulk_load(self, engrams: Sequence[Engram]) -> list[int]:
+        """Add engrams as they are (ids assigned here), without matching: imports, benchmarks.
+
+        :returns: the new ids, in the order of ``engrams``.
+        """
+        if not engrams:
+            return []
         with self._write_lock:
             out = []
             for engram in engrams:
@@ -266,6 +326,7 @@ class MemoryStore:
                 for e in out:
                     self._note_loaded(e)
                     self._dirty.add(e.id)
+            return [e.id for e in out]
 
     def _find_match(self, obs: Observation) -> int | None:
         policy = self.config.merge
@@ -327,11 +388,45 @@ class MemoryStore:
         return list(itertools.islice((i for i in short if i not in keep), excess))
 
     # ----------------------------------------------------------------------------- recall
-    def recall(self, query: RecallQuery, now: float | None = None) -> RecallResult:
+    def recall(self, query: RecallQuery, now: float | None = None,
+               requester: str = 'unknown') -> RecallResult:
         """Two-stage recall (filter, then rank). Reactivates the engrams it returns.
 
+        :param requester: who asks, for the audit log.
         :raises QueryError: for a request that breaks the contract (status code included).
         """
+        try:
+            result = self._recall(query, now)
+        except QueryError as exc:
+            self._audit('recall', requester, self._query_summary(query),
+                        {'status': int(exc.status)})
+            raise
+        self._audit('recall', requester, self._query_summary(query), id_summary(result.ids))
+        return result
+
+    def _query_summary(self, query: RecallQuery) -> dict:
+        if self.audit is None:
+            return {}
+        out: dict = {'k': query.k}
+        if query.text:
+            out['text'] = self.audit.digest(query.text)
+        for name in ('tags_all', 'tags_any', 'tags_none'):
+            if getattr(query, name):
+                out[name] = self.audit.digests(getattr(query, name))
+        if query.kinds:
+            out['kinds'] = list(query.kinds)
+        if query.vector is not None:
+            out['vector'] = True
+        if query.radius and query.center is not None:
+            out['center'] = [round(float(c), 3) for c in np.asarray(query.center).reshape(-1)]
+            out['radius'] = float(query.radius)
+        if query.t_start is not None:
+            out['start'] = query.t_start
+        if query.t_end is not None:
+            out['end'] = query.t_end
+        return out
+
+    def _recall(self, query: RecallQuery, now: float | None) -> RecallResult:
         query.validate(self.config.dim, self.config.max_k, self.config.frame_id)
         now = time.time() if now is None else now
         try:
@@ -398,14 +493,31 @@ class MemoryStore:
 
     # ----------------------------------------------------------------------------- consolidate
     def consolidate(self, scope: ConsolidationScope | None = None,
-                    dry_run: bool = False, now: float | None = None) -> ConsolidationReport:
-        """Merge duplicates among engrams changed since the last pass, promote, forget.
+                    dry_run: bool = False, now: float | None = None,
+                    requester: str = 'unknown') -> ConsolidationReport:
+        """Merge duplicates among engrams changed since the last pass, promote, forget; delete
+        evidence past its retention limit.
 
         :param scope: restricts merging and promotion to a region or time window; the budget
             and the short-term capacity are always enforced on the whole memory.
         :param dry_run: compute and report, change nothing.
+        :param requester: who asks, for the audit log.
         """
         scope = scope or ConsolidationScope()
+        report = self._consolidate(scope, dry_run, now)
+        params: dict = {'dry_run': dry_run}
+        if scope.radius > 0.0 and scope.center is not None:
+            params.update(center=[round(float(c), 3) for c in scope.center], radius=scope.radius)
+        if scope.t_start is not None or scope.t_end is not None:
+            params.update(start=scope.t_start, end=scope.t_end)
+        self._audit('consolidate', requester, params, {
+            'merged': report.merged, 'promoted': report.promoted,
+            'evidence_expired': report.evidence_expired, 'size_before': report.size_before,
+            'size_after': report.size_after, 'forgotten': id_summary(report.evicted_ids)})
+        return report
+
+    def _consolidate(self, scope: ConsolidationScope, dry_run: bool,
+                     now: float | None) -> ConsolidationReport:
         now = time.time() if now is None else now
         with self._write_lock:
             self._flush_touched()
@@ -454,6 +566,7 @@ class MemoryStore:
                                           self.config.retention)
             report.forgotten = len(evict)
             report.evicted_ids = list(evict)
+            report.evidence_expired = self._expire_evidence(now, dry_run)
             if dry_run:
                 report.size_after = report.size_before
                 return report
@@ -498,6 +611,267 @@ class MemoryStore:
         self.storage.delete(list(ids))
         _LOG.info('forgot %d engrams: %s', len(ids), ', '.join(map(str, list(ids)[:20])))
 
+    # ----------------------------------------------------------------------------- governance
+    def list_engrams(self, selection: EngramFilter | None = None, offset: int = 0,
+                     limit: int = 0, requester: str = 'unknown') -> ListResult:
+        """One page of the engrams ``selection`` picks, by increasing id, and their total.
+
+        :param limit: page size, 1..:data:`~engram_ros.core.governance.MAX_LIMIT`; 0 = default.
+        :raises GovernanceError: for a malformed filter or page.
+        """
+        try:
+            selection = (selection or EngramFilter()).normalized(self.config.frame_id)
+            limit = check_page(offset, limit)
+        except GovernanceError as exc:
+            self._audit('list', requester, {}, {'status': int(exc.status)})
+            raise
+        ids = self._select(selection)
+        page = self.storage.get(ids[offset:offset + limit])
+        self._audit('list', requester,
+                    dict(self._filter_summary(selection), offset=offset, limit=limit),
+                    dict(id_summary(e.id for e in page), total=len(ids)))
+        return ListResult(page, len(ids), offset)
+
+    def get_engrams(self, ids: Sequence[int],
+                    requester: str = 'unknown') -> tuple[list[Engram], list[int]]:
+        """The engrams with these ids (in the order given) and the ids that are unknown."""
+        engrams = self.storage.get([int(i) for i in ids])
+        found = {e.id for e in engrams}
+        unknown = [int(i) for i in ids if int(i) not in found]
+        self._audit('get', requester, {'ids': [int(i) for i in ids][:1000]},
+                    dict(id_summary(sorted(found)), unknown=unknown[:1000]))
+        return engrams, unknown
+
+    def edit(self, engram_id: int, *, add_tags: Sequence[str] = (),
+             remove_tags: Sequence[str] = (), label: str | None = None,
+             pinned: bool | None = None, requester: str = 'unknown') -> Engram:
+        """Correct one engram: add or remove tags, rename it, pin or unpin it.
+
+        A new label replaces the ``label:`` tag of the old one; ``label=''`` clears it. Pinned
+        engrams are never forgotten automatically (a user's forget still removes them).
+
+        :returns: the engram as stored after the edit.
+        :raises GovernanceError: ``UNKNOWN_ID``; ``INVALID_TAG``; ``INVALID_EDIT`` when nothing
+            would change or a tag is both added and removed.
+        """
+        params = {'id': int(engram_id), 'add_tags': self._digests(add_tags),
+                  'remove_tags': self._digests(remove_tags),
+                  'label': None if label is None else self._digests([label])[0],
+                  'pinned': pinned}
+        try:
+            engram = self._edit(int(engram_id), add_tags, remove_tags, label, pinned)
+        except GovernanceError as exc:
+            self._audit('edit', requester, params, {'status': int(exc.status)})
+            raise
+        self._audit('edit', requester, params, id_summary([engram.id]))
+        return engram
+
+    def _edit(self, engram_id: int, add_tags: Sequence[str], remove_tags: Sequence[str],
+              label: str | None, pinned: bool | None) -> Engram:
+        try:
+            add = sketch.normalize_tags(tuple(add_tags))
+            remove = sketch.normalize_tags(tuple(remove_tags))
+            new_label = None if label is None else label.strip()
+            label_tag = sketch.normalize_tags(('label:' + new_label,)) if new_label else ()
+        except ValueError as exc:
+            raise GovernanceError(GovernanceStatus.INVALID_TAG, str(exc)) from None
+        both = set(add) & set(remove)
+        if both:
+            raise GovernanceError(GovernanceStatus.INVALID_EDIT,
+                                  f'tag(s) {", ".join(sorted(both))} both added and removed')
+        if not (add or remove or label is not None or pinned is not None):
+            raise GovernanceError(GovernanceStatus.INVALID_EDIT,
+                                  'nothing to change: give tags to add or remove, a label, '
+                                  'pin or unpin')
+        with self._write_lock:
+            found = self.storage.get([engram_id])
+            if not found:
+                raise GovernanceError(GovernanceStatus.UNKNOWN_ID,
+                                      f'no engram with id {engram_id} in the memory')
+            engram = found[0]
+            tags = set(engram.tags) - set(remove)
+            if new_label is not None:
+                if engram.label:
+                    tags.discard(sketch.normalize_tags(('label:' + engram.label,))[0])
+                engram.label = new_label   # as given; its tag is canonical, as on ingest
+                tags.update(label_tag)
+            tags.update(add)
+            removed_something = bool(set(engram.tags) - tags)
+            engram.tags = tuple(sorted(tags))
+            if pinned is not None:
+                engram.pinned = bool(pinned)
+            self.storage.put([engram])
+            with self._lock:
+                self._index_put(engram)
+            if removed_something:
+                self._purge()
+            return engram
+
+    def forget(self, ids: Sequence[int] = (), selection: EngramFilter | None = None,
+               dry_run: bool = False, requester: str = 'unknown') -> ForgetResult:
+        """Delete engrams for good: rows, vectors, evidence files, and the index cache.
+
+        Selects the given ``ids`` (those that exist), narrowed by ``selection`` when both are
+        given, or everything ``selection`` picks. Pinned engrams are forgotten too: the user
+        asked. Unknown ids are reported in the result (status ``UNKNOWN_ID``); the known ones
+        are still forgotten.
+
+        :raises GovernanceError: for a malformed filter or id, or an empty selection (to delete
+            everything, delete the store directory).
+        """
+        params: dict = {'ids': [int(i) for i in ids][:1000], 'dry_run': dry_run}
+        try:
+            result = self._forget_selected(ids, selection, dry_run)
+        except GovernanceError as exc:
+            self._audit('forget', requester, params, {'status': int(exc.status)})
+            raise
+        if selection is not None:
+            params.update(self._filter_summary(selection))
+        self._audit('forget', requester, params,
+                    dict(id_summary(result.forgotten_ids), unknown=result.unknown_ids[:1000],
+                         evidence_files=result.evidence_files))
+        return result
+
+    def _forget_selected(self, ids: Sequence[int], selection: EngramFilter | None,
+                         dry_run: bool) -> ForgetResult:
+        bad = [i for i in ids if not isinstance(i, (int, np.integer)) or int(i) <= 0]
+        if bad:
+            raise GovernanceError(GovernanceStatus.UNKNOWN_ID,
+                                  f'invalid id(s) {bad[:10]}; ids are integers >= 1')
+        if selection is not None:
+            selection = selection.normalized(self.config.frame_id)
+        has_filter = selection is not None and not selection.is_empty()
+        if not ids and not has_filter:
+            raise GovernanceError(GovernanceStatus.EMPTY_SELECTION,
+                                  'nothing selected: give ids, tags, kinds, a region, a time '
+                                  'window, a tier or pinned; to erase the whole memory delete '
+                                  'its store directory')
+        with self._write_lock:
+            chosen: list[int] | None = None
+            unknown: list[int] = []
+            if ids:
+                wanted = list(dict.fromkeys(int(i) for i in ids))
+                with self._lock:
+                    chosen = [i for i in wanted if i in self.index]
+                unknown = [i for i in wanted if i not in set(chosen)]
+            if has_filter:
+                assert selection is not None
+                picked = self._select(selection)
+                chosen = picked if chosen is None else sorted(set(chosen) & set(picked))
+            chosen = chosen or []
+            result = ForgetResult(list(chosen), unknown, dry_run=dry_run)
+            if dry_run or not chosen:
+                return result
+            files = self._evidence_paths(chosen)
+            self._forget(chosen)
+            result.evidence_files = sum(1 for f in files if not f.exists())
+            self._purge()
+            return result
+
+    def audit_event(self, action: str, requester: str = 'unknown', params: dict | None = None,
+                    result: dict | None = None) -> None:
+        """Log an action done outside the store's methods (exports, imports) in its audit log."""
+        self._audit(action, requester, params or {}, result or {})
+
+    def vacuum(self) -> None:
+        """Rewrite the database without free pages (slow on big stores; holds the writer)."""
+        with self._write_lock:
+            self.storage.vacuum()
+            self.storage.purge()
+
+    def _select(self, selection: EngramFilter) -> list[int]:
+        """Ids (increasing) of the live engrams a normalized filter picks."""
+        kinds = [kind_code(k) for k in selection.kinds]
+        with self._lock:
+            slots = self.index.filter(
+                tags_all=selection.tags_all, tags_any=selection.tags_any,
+                tags_none=selection.tags_none, kinds=kinds,
+                center=selection.center if selection.radius > 0.0 else None,
+                radius=selection.radius, t_start=selection.t_start, t_end=selection.t_end)
+            if slots is None:
+                slots = self.index.live_slots()
+            ids = [int(i) for i in self.index.ids_of(np.asarray(slots))]
+            if selection.tier:
+                short = self._short_lru
+                want_short = selection.tier == TIER_SHORT
+                ids = [i for i in ids if (i in short) == want_short]
+            if selection.pinned is not None:
+                ids = [i for i in ids if (i in self._pinned) == selection.pinned]
+        return sorted(ids)
+
+    def _filter_summary(self, selection: EngramFilter) -> dict:
+        out = selection.summary()
+        for name in ('tags_all', 'tags_any', 'tags_none'):
+            if getattr(selection, name):
+                out[name] = self._digests(getattr(selection, name))
+        return out
+
+    def _digests(self, values: Sequence[str]) -> list[str]:
+        return self.audit.digests(values) if self.audit is not None else []
+
+    def _audit(self, action: str, requester: str, params: dict, result: dict) -> None:
+        if self.audit is not None:
+            self.audit.record(action, requester, params, result)
+
+    def _purge(self) -> None:
+        """Make deleted data unrecoverable from the store directory (see the module doc)."""
+        self._purged = True
+        self.storage.purge()
+        index_dir = self.storage.index_dir
+        if index_dir is not None and index_dir.is_dir():
+            for path in index_dir.iterdir():
+                if path.is_file():
+                    path.unlink()
+            self.storage.set_meta(_META_INDEX_GENERATION, '')
+
+    def _evidence_paths(self, ids: Sequence[int]) -> list[Path]:
+        if self.evidence is None:
+            return []
+        paths = []
+        for engram in self.storage.get(list(ids)):
+            paths += [p for p in map(self.evidence.path_of, engram.evidence) if p is not None]
+        return paths
+
+    def _drop_unreferenced_evidence(self, uris: Sequence[str]) -> None:
+        """Delete evidence files of a refused observation unless an engram references them."""
+        if self.evidence is None or not uris:
+            return
+        in_use = self.storage.evidence_users(list(uris))
+        for uri in uris:
+            if uri not in in_use:
+                try:
+                    self.evidence.delete(uri)
+                except OSError as exc:
+                    _LOG.warning('could not delete evidence %s: %s', uri, exc)
+
+    def _expire_evidence(self, now: float, dry_run: bool) -> int:
+        """Delete evidence files past their retention; drop their URIs from engrams."""
+        if self.evidence is None or not self.config.privacy.retention:
+            return 0
+        expired = self.evidence.expired(self.config.privacy, now)
+        if dry_run or not expired:
+            return len(expired)
+        uris = [p.as_uri() for p in expired]
+        users = self.storage.evidence_users(uris)
+        gone = set(expired)
+        changed = []
+        for engram in self.storage.get(sorted({i for ids in users.values() for i in ids})):
+            engram.evidence = tuple(u for u in engram.evidence
+                                    if self.evidence.path_of(u) not in gone)
+            changed.append(engram)
+        if changed:
+            self.storage.put(changed)
+        deleted = 0
+        for path in expired:
+            try:
+                path.unlink()
+                deleted += 1
+            except OSError as exc:
+                _LOG.warning('could not delete expired evidence %s: %s', path, exc)
+        _LOG.info('evidence retention: deleted %d files, updated %d engrams', deleted,
+                  len(changed))
+        return deleted
+
 
 def _keeps(a: Engram, b: Engram) -> bool:
     """True when ``a`` should absorb ``b``: more evidence wins, then the older engram."""
@@ -516,4 +890,4 @@ def _in_scope(engram: Engram, scope: ConsolidationScope) -> bool:
 
 
 __all__ = ['ConsolidationReport', 'ConsolidationScope', 'IngestResult', 'MemoryStore',
-           'QueryError', 'StoreConfig']
+           'ObservationExcluded', 'QueryError', 'StoreConfig']

@@ -1,0 +1,201 @@
+"""Governance requests: which engrams a list or forget selects, edits, and their status codes.
+
+People must be able to see, correct and delete what the robot remembers. The contracts of those
+requests live here; :class:`engram_ros.core.store.MemoryStore` carries them out
+(:meth:`~engram_ros.core.store.MemoryStore.list_engrams`, ``edit``, ``forget``) and the
+``ListEngrams``/``GetEngrams``/``EditEngram``/``ForgetEngrams`` services mirror the status codes
+(``test/core/test_governance.py`` checks that they agree). Nothing here imports ROS.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from dataclasses import field
+from enum import IntEnum
+
+import numpy as np
+
+from engram_ros.core import sketch
+from engram_ros.core.engram import Engram
+from engram_ros.core.engram import KINDS
+from engram_ros.core.engram import TIERS
+
+#: Largest page a list may ask for.
+MAX_LIMIT = 1000
+#: Page size when the caller gives none.
+DEFAULT_LIMIT = 100
+
+
+class GovernanceStatus(IntEnum):
+    """Outcome of a governance request; the values are the services' ``STATUS_*`` constants."""
+
+    OK = 0
+    UNKNOWN_ID = 1
+    INVALID_NUMBER = 2
+    UNKNOWN_KIND = 3
+    INVALID_TAG = 4
+    INVALID_RADIUS = 5
+    INVALID_TIME_WINDOW = 6
+    INVALID_TIER = 7
+    INVALID_PAGE = 8
+    EMPTY_SELECTION = 9
+    INVALID_EDIT = 10
+    UNKNOWN_FRAME = 11
+    INTERNAL_ERROR = 255
+
+
+class GovernanceError(ValueError):
+    """A governance request that breaks its contract; ``status`` says how."""
+
+    def __init__(self, status: GovernanceStatus, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class EngramFilter:
+    """Which engrams a list or forget selects; unset parts do not filter.
+
+    Tags: all of ``tags_all``, one of ``tags_any``, none of ``tags_none``. ``radius > 0`` keeps
+    engrams within ``radius`` metres of ``center`` (memory frame). The time window keeps engrams
+    whose ``[first_seen, last_seen]`` overlaps ``[t_start, t_end]`` (epoch seconds; ``None``
+    leaves a side open). ``tier`` is ``''`` (any), ``'short'`` or ``'long'``; ``pinned`` is
+    ``None`` (any), ``True`` or ``False``.
+    """
+
+    kinds: tuple[str, ...] = ()
+    tags_all: tuple[str, ...] = ()
+    tags_any: tuple[str, ...] = ()
+    tags_none: tuple[str, ...] = ()
+    center: np.ndarray | None = None
+    radius: float = 0.0
+    frame_id: str = ''
+    t_start: float | None = None
+    t_end: float | None = None
+    tier: str = ''
+    pinned: bool | None = None
+
+    def is_empty(self) -> bool:
+        return not (self.kinds or self.tags_all or self.tags_any or self.tags_none
+                    or self.radius > 0.0 or self.t_start is not None or self.t_end is not None
+                    or self.tier or self.pinned is not None)
+
+    def normalized(self, frame_id: str) -> 'EngramFilter':
+        """A checked copy with canonical tags.
+
+        :param frame_id: the memory frame a centre must be in (``''`` in the request = it).
+        :raises GovernanceError: naming the first problem and what is accepted.
+        """
+        unknown = [k for k in self.kinds if k not in KINDS]
+        if unknown:
+            raise GovernanceError(GovernanceStatus.UNKNOWN_KIND,
+                                  f'unknown kind(s) {", ".join(map(repr, unknown))}; '
+                                  f'accepted: {", ".join(KINDS)}')
+        try:
+            tags = [sketch.normalize_tags(t) for t in (self.tags_all, self.tags_any,
+                                                       self.tags_none)]
+        except ValueError as exc:
+            raise GovernanceError(GovernanceStatus.INVALID_TAG, str(exc)) from None
+        if not math.isfinite(self.radius):
+            raise GovernanceError(GovernanceStatus.INVALID_NUMBER,
+                                  f'radius={self.radius} is not finite')
+        if self.radius < 0.0:
+            raise GovernanceError(GovernanceStatus.INVALID_RADIUS,
+                                  f'radius={self.radius} is negative; accepted: 0 (no region) '
+                                  'or a distance in metres')
+        center = None
+        if self.radius > 0.0:
+            if self.center is None:
+                raise GovernanceError(GovernanceStatus.INVALID_RADIUS,
+                                      'a radius was given without a centre')
+            center = np.asarray(self.center, dtype=np.float64).reshape(-1)
+            if center.shape[0] != 3 or not np.all(np.isfinite(center)):
+                raise GovernanceError(GovernanceStatus.INVALID_NUMBER,
+                                      'centre must be three finite coordinates [m]')
+            if self.frame_id not in ('', frame_id):
+                raise GovernanceError(GovernanceStatus.UNKNOWN_FRAME,
+                                      f'centre is in frame {self.frame_id!r}; the memory frame '
+                                      f'is {frame_id!r}')
+        for name, t in (('start', self.t_start), ('end', self.t_end)):
+            if t is not None and not math.isfinite(t):
+                raise GovernanceError(GovernanceStatus.INVALID_NUMBER, f'{name} is not finite')
+        if self.t_start is not None and self.t_end is not None and self.t_end < self.t_start:
+            raise GovernanceError(GovernanceStatus.INVALID_TIME_WINDOW,
+                                  f'time window ends ({self.t_end}) before it starts '
+                                  f'({self.t_start}); accepted: end >= start or an open side')
+        if self.tier not in ('',) + TIERS:
+            raise GovernanceError(GovernanceStatus.INVALID_TIER,
+                                  f'unknown tier {self.tier!r}; accepted: "" (any), '
+                                  f'{", ".join(TIERS)}')
+        return EngramFilter(tuple(self.kinds), tags[0], tags[1], tags[2], center, self.radius,
+                            frame_id, self.t_start, self.t_end, self.tier, self.pinned)
+
+    def summary(self) -> dict:
+        """The filter for the audit log: numbers as they are, tags left to the caller."""
+        out: dict = {}
+        if self.kinds:
+            out['kinds'] = list(self.kinds)
+        if self.radius > 0.0 and self.center is not None:
+            out['center'] = [round(float(c), 3) for c in self.center]
+            out['radius'] = self.radius
+        if self.t_start is not None:
+            out['start'] = self.t_start
+        if self.t_end is not None:
+            out['end'] = self.t_end
+        if self.tier:
+            out['tier'] = self.tier
+        if self.pinned is not None:
+            out['pinned'] = self.pinned
+        return out
+
+
+def check_page(offset: int, limit: int) -> int:
+    """The page size to use (``limit == 0`` means :data:`DEFAULT_LIMIT`).
+
+    :raises GovernanceError: for a negative offset or a limit above :data:`MAX_LIMIT`.
+    """
+    if offset < 0 or limit < 0:
+        raise GovernanceError(GovernanceStatus.INVALID_PAGE,
+                              f'offset={offset}, limit={limit}; accepted: offset >= 0, '
+                              f'0 <= limit <= {MAX_LIMIT}')
+    if limit > MAX_LIMIT:
+        raise GovernanceError(GovernanceStatus.INVALID_PAGE,
+                              f'limit={limit} is above {MAX_LIMIT}; page through with offset')
+    return limit or DEFAULT_LIMIT
+
+
+@dataclass
+class ListResult:
+    """One page of engrams (by increasing id) and how many match in all."""
+
+    engrams: list[Engram] = field(default_factory=list)
+    total: int = 0
+    offset: int = 0
+
+
+@dataclass
+class ForgetResult:
+    """What a forget removed (or, for a dry run, would remove)."""
+
+    forgotten_ids: list[int] = field(default_factory=list)
+    unknown_ids: list[int] = field(default_factory=list)
+    evidence_files: int = 0
+    dry_run: bool = False
+
+    @property
+    def status(self) -> GovernanceStatus:
+        return GovernanceStatus.UNKNOWN_ID if self.unknown_ids else GovernanceStatus.OK
+
+    @property
+    def message(self) -> str:
+        verb = 'would forget' if self.dry_run else 'forgot'
+        text = f'{verb} {len(self.forgotten_ids)} engrams'
+        if self.unknown_ids:
+            text += (f'; unknown id(s) {", ".join(map(str, self.unknown_ids[:20]))}'
+                     f'{" ..." if len(self.unknown_ids) > 20 else ""}: not in the memory')
+        return text
+
+
+__all__ = ['DEFAULT_LIMIT', 'EngramFilter', 'ForgetResult', 'GovernanceError',
+           'GovernanceStatus', 'ListResult', 'MAX_LIMIT', 'check_page']
