@@ -19,11 +19,16 @@ from rclpy.node import Node
 
 from engram_ros import conversions
 from engram_ros.srv import Consolidate
+from engram_ros.srv import EditEngram
+from engram_ros.srv import ForgetEngrams
+from engram_ros.srv import GetEngrams
+from engram_ros.srv import ListEngrams
 from engram_ros.srv import Recall
 
 
 class MemoryClient:
-    """Calls ``engram/recall`` and ``engram/consolidate`` of a memory node.
+    """Calls ``engram/recall``, ``engram/consolidate`` and the governance services
+    (``engram/list``, ``engram/get``, ``engram/edit``, ``engram/forget``) of a memory node.
 
     The node must be spun by an executor in another thread (or the caller's), as for any
     rclpy client; calls block the calling thread until the answer arrives.
@@ -34,10 +39,15 @@ class MemoryClient:
         self.node = node
         self.recall_client = node.create_client(Recall, f'{prefix}engram/recall')
         self.consolidate_client = node.create_client(Consolidate, f'{prefix}engram/consolidate')
+        self.list_client = node.create_client(ListEngrams, f'{prefix}engram/list')
+        self.get_client = node.create_client(GetEngrams, f'{prefix}engram/get')
+        self.edit_client = node.create_client(EditEngram, f'{prefix}engram/edit')
+        self.forget_client = node.create_client(ForgetEngrams, f'{prefix}engram/forget')
 
     def wait_for_services(self, timeout: float = 10.0) -> None:
         """:raises RuntimeError: when the memory's services do not appear within ``timeout``."""
-        for client in (self.recall_client, self.consolidate_client):
+        for client in (self.recall_client, self.consolidate_client, self.list_client,
+                       self.get_client, self.edit_client, self.forget_client):
             if not client.wait_for_service(timeout_sec=timeout):
                 raise RuntimeError(f'service {client.srv_name} not available after {timeout} s; '
                                    'is the memory node running (same ROS_DOMAIN_ID)?')
@@ -84,6 +94,68 @@ class MemoryClient:
         request = request or Consolidate.Request()
         request.dry_run = dry_run
         return self.call(self.consolidate_client, request, timeout)
+
+    def list_engrams(self, *, offset: int = 0, limit: int = 0, include_vectors: bool = False,
+                     requester: str = '', timeout: float = 10.0,
+                     **selection) -> ListEngrams.Response:
+        """One page of engrams; ``selection`` takes the keywords of :meth:`fill_selection`."""
+        request = self.fill_selection(ListEngrams.Request(), **selection)
+        request.offset, request.limit = int(offset), int(limit)
+        request.include_vectors = bool(include_vectors)
+        request.requester = requester
+        return self.call(self.list_client, request, timeout)
+
+    def get_engrams(self, ids: Sequence[int], *, include_vectors: bool = False,
+                    requester: str = '', timeout: float = 10.0) -> GetEngrams.Response:
+        request = GetEngrams.Request(ids=[int(i) for i in ids],
+                                     include_vectors=bool(include_vectors), requester=requester)
+        return self.call(self.get_client, request, timeout)
+
+    def edit_engram(self, engram_id: int, *, add_tags: Sequence[str] = (),
+                    remove_tags: Sequence[str] = (), label: str | None = None,
+                    pinned: bool | None = None, requester: str = '',
+                    timeout: float = 10.0) -> EditEngram.Response:
+        """Edit one engram; ``label=None`` keeps it, ``pinned=None`` keeps the pin."""
+        request = EditEngram.Request(id=int(engram_id), add_tags=list(add_tags),
+                                     remove_tags=list(remove_tags), requester=requester)
+        request.set_label = label is not None
+        request.label = label or ''
+        request.pin = {None: EditEngram.Request.PIN_KEEP, True: EditEngram.Request.PIN,
+                       False: EditEngram.Request.UNPIN}[pinned]
+        return self.call(self.edit_client, request, timeout)
+
+    def forget_engrams(self, ids: Sequence[int] = (), *, dry_run: bool = False,
+                       requester: str = '', timeout: float = 30.0,
+                       **selection) -> ForgetEngrams.Response:
+        """Forget by ids and/or a selection (keywords of :meth:`fill_selection`)."""
+        request = self.fill_selection(ForgetEngrams.Request(), **selection)
+        request.ids = [int(i) for i in ids]
+        request.dry_run = bool(dry_run)
+        request.requester = requester
+        return self.call(self.forget_client, request, timeout)
+
+    @staticmethod
+    def fill_selection(request, *, kinds: Sequence[str] = (), tags_all: Sequence[str] = (),
+                       tags_any: Sequence[str] = (), tags_none: Sequence[str] = (),
+                       center: Sequence[float] | None = None, radius: float = 0.0,
+                       frame_id: str = '', start: float = 0.0, end: float = 0.0,
+                       tier: str = '', pinned: bool | None = None):
+        """Fill the filter fields of a ListEngrams or ForgetEngrams request (times in epoch s,
+        0 = open; ``pinned=None`` accepts both)."""
+        request.kinds = list(kinds)
+        request.tags_all = list(tags_all)
+        request.tags_any = list(tags_any)
+        request.tags_none = list(tags_none)
+        if center is not None:
+            request.center.point.x, request.center.point.y, request.center.point.z = (
+                float(c) for c in center)
+        request.center.header.frame_id = frame_id
+        request.radius = float(radius)
+        request.start = conversions.seconds_to_time(start)
+        request.end = conversions.seconds_to_time(end)
+        request.tier = tier
+        request.pinned = {None: 0, True: 1, False: 2}[pinned]
+        return request
 
     def call(self, client, request, timeout: float):
         """Call ``client`` and wait for the response.

@@ -14,6 +14,11 @@ from geometry_msgs.msg import PoseWithCovariance
 
 from engram_ros.core.engram import Engram
 from engram_ros.core.engram import Observation
+from engram_ros.core.governance import EngramFilter
+from engram_ros.core.governance import ForgetResult
+from engram_ros.core.governance import GovernanceError
+from engram_ros.core.governance import GovernanceStatus
+from engram_ros.core.governance import ListResult
 from engram_ros.core.query import RecallQuery
 from engram_ros.core.query import RecallResult
 from engram_ros.core.store import ConsolidationReport
@@ -21,6 +26,10 @@ from engram_ros.core.store import ConsolidationScope
 from engram_ros.msg import Engram as EngramMsg
 from engram_ros.msg import Observation as ObservationMsg
 from engram_ros.srv import Consolidate
+from engram_ros.srv import EditEngram
+from engram_ros.srv import ForgetEngrams
+from engram_ros.srv import GetEngrams
+from engram_ros.srv import ListEngrams
 from engram_ros.srv import Recall
 
 
@@ -198,4 +207,79 @@ def fill_consolidate_response(report: ConsolidationReport,
     verb = 'would' if report.dry_run else 'did'
     response.message = (f'{verb} merge {report.merged}, promote {report.promoted}, '
                         f'forget {report.forgotten}')
+    return response
+
+
+# ------------------------------------------------------------------------------- governance
+
+def requester_of(request) -> str:
+    """The ``requester`` field of any request, ``'unknown'`` when empty."""
+    return getattr(request, 'requester', '') or 'unknown'
+
+
+def engram_filter_from_request(request: ListEngrams.Request | ForgetEngrams.Request
+                               ) -> EngramFilter:
+    """The filter fields shared by ListEngrams and ForgetEngrams (the core checks them).
+
+    :raises GovernanceError: for a ``pinned`` value that is not a ``PINNED_*`` constant.
+    """
+    pinned = {0: None, 1: True, 2: False}.get(request.pinned, 'bad')
+    if pinned == 'bad':
+        raise GovernanceError(GovernanceStatus.INVALID_PAGE,
+                              f'pinned={request.pinned}; accepted: 0 (any), 1 (only pinned), '
+                              '2 (only unpinned)')
+    c = request.center.point
+    return EngramFilter(
+        kinds=tuple(request.kinds), tags_all=tuple(request.tags_all),
+        tags_any=tuple(request.tags_any), tags_none=tuple(request.tags_none),
+        center=np.array([c.x, c.y, c.z], dtype=np.float64), radius=float(request.radius),
+        frame_id=request.center.header.frame_id, t_start=optional_time(request.start),
+        t_end=optional_time(request.end), tier=request.tier, pinned=pinned)
+
+
+def fill_list_response(result: ListResult, response: ListEngrams.Response,
+                       include_vectors: bool = False) -> ListEngrams.Response:
+    response.engrams = [engram_to_msg(e, include_vectors) for e in result.engrams]
+    response.total = int(result.total)
+    response.status = ListEngrams.Response.STATUS_OK
+    response.message = (f'{len(result.engrams)} of {result.total} engrams from offset '
+                        f'{result.offset}')
+    return response
+
+
+def fill_get_response(engrams: list[Engram], unknown: list[int], response: GetEngrams.Response,
+                      include_vectors: bool = False) -> GetEngrams.Response:
+    response.engrams = [engram_to_msg(e, include_vectors) for e in engrams]
+    response.unknown_ids = [int(i) for i in unknown]
+    if unknown:
+        response.status = GetEngrams.Response.STATUS_UNKNOWN_ID
+        response.message = (f'{len(engrams)} found; unknown id(s): '
+                            f'{", ".join(map(str, unknown[:20]))}')
+    else:
+        response.status = GetEngrams.Response.STATUS_OK
+        response.message = f'{len(engrams)} found'
+    return response
+
+
+def edit_from_request(request: EditEngram.Request) -> dict:
+    """Keyword arguments of :meth:`MemoryStore.edit` from an EditEngram request.
+
+    :raises GovernanceError: for a ``pin`` value that is not a ``PIN_*`` constant.
+    """
+    pinned = {0: None, 1: True, 2: False}.get(request.pin, 'bad')
+    if pinned == 'bad':
+        raise GovernanceError(GovernanceStatus.INVALID_EDIT,
+                              f'pin={request.pin}; accepted: 0 (keep), 1 (pin), 2 (unpin)')
+    return {'add_tags': tuple(request.add_tags), 'remove_tags': tuple(request.remove_tags),
+            'label': request.label if request.set_label else None, 'pinned': pinned}
+
+
+def fill_forget_response(result: ForgetResult,
+                         response: ForgetEngrams.Response) -> ForgetEngrams.Response:
+    response.forgotten = len(result.forgotten_ids)
+    response.forgotten_ids = [int(i) for i in result.forgotten_ids]
+    response.unknown_ids = [int(i) for i in result.unknown_ids]
+    response.evidence_files = int(result.evidence_files)
+    response.status = int(result.status)
+    response.message = result.message
     return response

@@ -4,12 +4,16 @@ Interfaces (relative names, so a namespace such as ``/robot1`` prefixes them):
 
 * service ``engram/recall`` (``engram_ros/srv/Recall``)
 * service ``engram/consolidate`` (``engram_ros/srv/Consolidate``)
+* services ``engram/list``, ``engram/get``, ``engram/edit``, ``engram/forget``
+  (``engram_ros/srv/ListEngrams``, ``GetEngrams``, ``EditEngram``, ``ForgetEngrams``): governance
 * subscription ``engram/observations`` (``engram_ros/msg/Observation``)
 * publisher ``engram/markers`` (``visualization_msgs/MarkerArray``), latched
 * publisher ``/diagnostics`` (``diagnostic_msgs/DiagnosticArray``)
 
-Ingestion and consolidation run in one mutually exclusive callback group (the writers);
-services run in a reentrant group, so a slow write never blocks a recall. The core store
+Ingestion, consolidation, edit and forget run in one mutually exclusive callback group (the
+writers); recall, list and get run in a reentrant group, so a slow write never blocks a recall.
+Every recall, list, get, consolidation, edit and forget is written to the audit log
+(``<store_dir>/audit.jsonl``; in RAM without consent to persist). The core store
 guards its own state (see :mod:`engram_ros.core.store`).
 """
 
@@ -30,6 +34,7 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.executors import ExternalShutdownException
+from rclpy.exceptions import ParameterUninitializedException
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -39,18 +44,34 @@ from visualization_msgs.msg import Marker
 from visualization_msgs.msg import MarkerArray
 
 from engram_ros import conversions
+from engram_ros.core.audit import AUDIT_FILE_NAME
+from engram_ros.core.audit import AuditError
+from engram_ros.core.audit import AuditLog
 from engram_ros.core.engram import InvalidObservation
 from engram_ros.core.engram import KINDS
+from engram_ros.core.evidence import EvidenceError
+from engram_ros.core.evidence import EvidenceStore
+from engram_ros.core.governance import GovernanceError
+from engram_ros.core.governance import GovernanceStatus
+from engram_ros.core.governance import MAX_LIMIT
 from engram_ros.core.merge import MergePolicy
+from engram_ros.core.privacy import DEFAULT_RETENTION
+from engram_ros.core.privacy import PrivacyConfigError
+from engram_ros.core.privacy import PrivacyPolicy
 from engram_ros.core.query import QueryError
 from engram_ros.core.query import RecallStatus
 from engram_ros.core.storage import MemoryStorage
 from engram_ros.core.storage import SQLiteStorage
 from engram_ros.core.storage import StoreOpenError
 from engram_ros.core.store import MemoryStore
+from engram_ros.core.store import ObservationExcluded
 from engram_ros.core.store import StoreConfig
 from engram_ros.msg import Observation as ObservationMsg
 from engram_ros.srv import Consolidate
+from engram_ros.srv import EditEngram
+from engram_ros.srv import ForgetEngrams
+from engram_ros.srv import GetEngrams
+from engram_ros.srv import ListEngrams
 from engram_ros.srv import Recall
 
 #: Marker colours per kind (RGBA).
@@ -58,7 +79,8 @@ _KIND_COLOURS = {'place': (0.2, 0.5, 1.0, 0.8), 'object': (1.0, 0.6, 0.1, 0.9),
                  'audio': (0.6, 0.2, 0.9, 0.8), 'event': (0.3, 0.8, 0.3, 0.8)}
 
 # Parameters that shape the store on disk: fixed once the node runs.
-_READ_ONLY = ('persist', 'store_dir', 'frame_id', 'dim', 'ingest_topic')
+_READ_ONLY = ('persist', 'store_dir', 'frame_id', 'dim', 'ingest_topic', 'privacy.zones',
+              'privacy.time_windows', 'encrypt_evidence', 'encryption_key_file')
 
 
 class MemoryNode(Node):
@@ -74,7 +96,9 @@ class MemoryNode(Node):
         self._reporting = MutuallyExclusiveCallbackGroup()
         self.counters = {'received': 0, 'ingested': 0, 'merged': 0, 'promoted': 0,
                          'dropped_malformed': 0, 'evicted': 0, 'recalls': 0,
-                         'recall_errors': 0, 'consolidations': 0}
+                         'recall_errors': 0, 'consolidations': 0, 'dropped_privacy': 0,
+                         'lists': 0, 'gets': 0, 'edits': 0, 'forgets': 0,
+                         'forgotten': 0, 'evidence_expired': 0, 'governance_errors': 0}
         self._last_recall_ms = 0.0
         self._markers_dirty = True
 
@@ -83,6 +107,14 @@ class MemoryNode(Node):
         self.consolidate_service = self.create_service(
             Consolidate, 'engram/consolidate', self.consolidate_callback,
             callback_group=self._writers)
+        self.list_service = self.create_service(
+            ListEngrams, 'engram/list', self.list_callback, callback_group=self._queries)
+        self.get_service = self.create_service(
+            GetEngrams, 'engram/get', self.get_callback, callback_group=self._queries)
+        self.edit_service = self.create_service(
+            EditEngram, 'engram/edit', self.edit_callback, callback_group=self._writers)
+        self.forget_service = self.create_service(
+            ForgetEngrams, 'engram/forget', self.forget_callback, callback_group=self._writers)
         self.observation_sub = self.create_subscription(
             ObservationMsg, self.get_parameter('ingest_topic').value,
             self.observation_callback, QoSProfile(depth=self.get_parameter('queue_depth').value),
@@ -132,6 +164,23 @@ class MemoryNode(Node):
         declare('diagnostics_period', 1.0, '[s] diagnostics publishing period')
         declare('ingest_topic', 'engram/observations', 'topic of engram_ros/msg/Observation')
         declare('queue_depth', 100, 'ingest subscription queue depth')
+        for name, what in (('privacy.zones', 'regions where nothing is stored: circle:X,Y,R, '
+                            'box:XMIN,YMIN,XMAX,YMAX (memory frame, m)'),
+                           ('privacy.time_windows', 'times when nothing is stored: '
+                            'daily:HH:MM-HH:MM (local), epoch:START-END')):
+            self.declare_parameter(name, Parameter.Type.STRING_ARRAY, ParameterDescriptor(
+                description=what, read_only=True))
+        for kind, age in DEFAULT_RETENTION.items():
+            declare(f'evidence_retention.{kind}', age,
+                    f'[s] {kind} evidence files older than this are deleted; 0 keeps them')
+        declare('encrypt_evidence', False, 'encrypt evidence files at rest (Fernet)')
+        declare('encryption_key_file', '', 'evidence key file; empty: $ENGRAM_KEY')
+
+    def _string_array(self, name: str) -> list[str]:
+        try:
+            return list(self.get_parameter(name).value or [])
+        except ParameterUninitializedException:
+            return []
 
     def _config(self) -> StoreConfig:
         p = self.get_parameter
@@ -139,10 +188,13 @@ class MemoryNode(Node):
             radius={k: p(f'merge_radius.{k}').value for k in KINDS},
             min_similarity={k: p(f'merge_similarity.{k}').value for k in KINDS},
             promote_after=p('promote_after').value)
+        privacy = PrivacyPolicy.parse(
+            self._string_array('privacy.zones'), self._string_array('privacy.time_windows'),
+            {k: float(p(f'evidence_retention.{k}').value) for k in DEFAULT_RETENTION})
         return StoreConfig(dim=p('dim').value, frame_id=p('frame_id').value,
                            max_k=p('max_k').value,
                            short_term_capacity=p('short_term_capacity').value,
-                           budget=p('budget').value, merge=merge)
+                           budget=p('budget').value, merge=merge, privacy=privacy)
 
     def parameters_callback(self, params: list[Parameter]) -> SetParametersResult:
         """Validate changes; applies the tunable ones to the running store."""
@@ -152,8 +204,8 @@ class MemoryNode(Node):
             if param.name in positive_ints and param.value < 1:
                 return SetParametersResult(successful=False,
                                            reason=f'{param.name} must be >= 1')
-            if param.name.startswith('merge_') and not (math.isfinite(param.value)
-                                                         and param.value >= 0.0):
+            if (param.name.startswith('merge_') or param.name.startswith('evidence_retention.')) \
+                    and not (math.isfinite(param.value) and param.value >= 0.0):
                 return SetParametersResult(successful=False,
                                            reason=f'{param.name} must be finite and >= 0')
         config = self.store.config
@@ -166,22 +218,42 @@ class MemoryNode(Node):
                 config.merge.radius[param.name.split('.', 1)[1]] = param.value
             elif param.name.startswith('merge_similarity.'):
                 config.merge.min_similarity[param.name.split('.', 1)[1]] = param.value
+            elif param.name.startswith('evidence_retention.'):
+                config.privacy.retention[param.name.split('.', 1)[1]] = float(param.value)
         return SetParametersResult(successful=True)
 
     def _open_store(self) -> MemoryStore:
+        """Open storage, evidence (key checked) and audit log.
+
+        :raises StoreOpenError, EvidenceError, AuditError, ValueError: the node cannot run.
+        """
         self._store_dir: Path | None = None
+        config = self._config()
+        encrypt = self.get_parameter('encrypt_evidence').value
+        key_file = self.get_parameter('encryption_key_file').value
         if self.get_parameter('persist').value:
             self._store_dir = Path(os.path.expanduser(self.get_parameter('store_dir').value))
             storage = SQLiteStorage(self._store_dir)
-        else:
-            storage = MemoryStorage()
-        return MemoryStore(storage, self._config())
+            try:
+                evidence = EvidenceStore.from_settings(storage.evidence_dir, encrypt, key_file)
+                audit = AuditLog(self._store_dir / AUDIT_FILE_NAME)
+            except BaseException:
+                storage.close()
+                raise
+            return MemoryStore(storage, config, audit=audit, evidence=evidence)
+        if encrypt:   # checked even without files, so a misconfiguration shows at once
+            EvidenceStore.from_settings(Path('/nonexistent'), encrypt, key_file)
+        return MemoryStore(MemoryStorage(), config, audit=AuditLog(None))
 
     # ------------------------------------------------------------------------- callbacks
     def observation_callback(self, msg: ObservationMsg) -> None:
         self.counters['received'] += 1
         try:
             result = self.store.ingest(conversions.observation_from_msg(msg))
+        except ObservationExcluded as exc:
+            self.counters['dropped_privacy'] += 1
+            self.get_logger().info(str(exc), throttle_duration_sec=10.0)
+            return
         except (InvalidObservation, ValueError) as exc:
             self.counters['dropped_malformed'] += 1
             self.get_logger().warning(f'dropped an observation: {exc}',
@@ -198,7 +270,8 @@ class MemoryNode(Node):
         start = time.perf_counter()
         self.counters['recalls'] += 1
         try:
-            result = self.store.recall(conversions.recall_query_from_request(request))
+            result = self.store.recall(conversions.recall_query_from_request(request),
+                                       requester=conversions.requester_of(request))
             conversions.fill_recall_response(result, response, request.include_vectors)
         except QueryError as exc:
             self.counters['recall_errors'] += 1
@@ -217,7 +290,8 @@ class MemoryNode(Node):
         try:
             scope = conversions.consolidation_scope_from_request(
                 request, self.store.config.frame_id)
-            report = self.store.consolidate(scope, dry_run=request.dry_run)
+            report = self.store.consolidate(scope, dry_run=request.dry_run,
+                                            requester=conversions.requester_of(request))
         except conversions.RequestError as exc:
             response.status = exc.status
             response.message = str(exc)
@@ -228,14 +302,82 @@ class MemoryNode(Node):
             response.message = f'internal error: {exc}'
             return response
         self.counters['consolidations'] += 1
+        self.counters['evidence_expired'] += report.evidence_expired
         self._markers_dirty = self._markers_dirty or not request.dry_run
         return conversions.fill_consolidate_response(report, response)
 
     def consolidation_timer_callback(self) -> None:
-        report = self.store.consolidate()
+        report = self.store.consolidate(requester=self.get_fully_qualified_name())
         self.counters['consolidations'] += 1
+        self.counters['evidence_expired'] += report.evidence_expired
         if report.merged or report.forgotten or report.promoted:
             self._markers_dirty = True
+
+    def list_callback(self, request: ListEngrams.Request,
+                      response: ListEngrams.Response) -> ListEngrams.Response:
+        self.counters['lists'] += 1
+        try:
+            result = self.store.list_engrams(conversions.engram_filter_from_request(request),
+                                             offset=request.offset, limit=request.limit,
+                                             requester=conversions.requester_of(request))
+            return conversions.fill_list_response(result, response, request.include_vectors)
+        except Exception as exc:  # a bad request gets a status, never a dead service
+            return self._governance_error('list', exc, response)
+
+    def get_callback(self, request: GetEngrams.Request,
+                     response: GetEngrams.Response) -> GetEngrams.Response:
+        self.counters['gets'] += 1
+        if not 1 <= len(request.ids) <= MAX_LIMIT:
+            return self._governance_error('get', GovernanceError(
+                GovernanceStatus.INVALID_PAGE,
+                f'{len(request.ids)} ids asked for; accepted: 1..{MAX_LIMIT}'), response)
+        try:
+            engrams, unknown = self.store.get_engrams(
+                [int(i) for i in request.ids], requester=conversions.requester_of(request))
+            return conversions.fill_get_response(engrams, unknown, response,
+                                                 request.include_vectors)
+        except Exception as exc:
+            return self._governance_error('get', exc, response)
+
+    def edit_callback(self, request: EditEngram.Request,
+                      response: EditEngram.Response) -> EditEngram.Response:
+        self.counters['edits'] += 1
+        try:
+            engram = self.store.edit(int(request.id), requester=conversions.requester_of(request),
+                                     **conversions.edit_from_request(request))
+        except Exception as exc:
+            return self._governance_error('edit', exc, response)
+        response.engram = conversions.engram_to_msg(engram, include_vector=False)
+        response.status = EditEngram.Response.STATUS_OK
+        response.message = f'engram {engram.id} edited'
+        self._markers_dirty = True
+        return response
+
+    def forget_callback(self, request: ForgetEngrams.Request,
+                        response: ForgetEngrams.Response) -> ForgetEngrams.Response:
+        self.counters['forgets'] += 1
+        try:
+            selection = conversions.engram_filter_from_request(request)
+            result = self.store.forget([int(i) for i in request.ids], selection,
+                                       dry_run=request.dry_run,
+                                       requester=conversions.requester_of(request))
+        except Exception as exc:
+            return self._governance_error('forget', exc, response)
+        self.counters['forgotten'] += 0 if result.dry_run else len(result.forgotten_ids)
+        self._markers_dirty = self._markers_dirty or bool(result.forgotten_ids)
+        return conversions.fill_forget_response(result, response)
+
+    def _governance_error(self, what: str, exc: Exception, response):
+        """Fill ``status``/``message`` of a governance response from an exception."""
+        self.counters['governance_errors'] += 1
+        if isinstance(exc, GovernanceError):
+            response.status = int(exc.status)
+            response.message = str(exc)
+        else:
+            self.get_logger().error(f'{what} failed: {exc!r}')
+            response.status = int(GovernanceStatus.INTERNAL_ERROR)
+            response.message = f'internal error: {exc}'
+        return response
 
     def marker_callback(self) -> None:
         if not self._markers_dirty:
@@ -276,8 +418,11 @@ class MemoryNode(Node):
         status.name = f'{self.get_name()}: memory'
         status.hardware_id = 'engram_ros'
         dropped = self.counters['dropped_malformed']
+        private = self.counters['dropped_privacy']
         status.message = (f'{len(self.store)} engrams'
-                          + (f', {dropped} malformed observations dropped' if dropped else ''))
+                          + (f', {dropped} malformed observations dropped' if dropped else '')
+                          + (f', {private} observations in privacy zones not stored'
+                             if private else ''))
         if dropped:
             status.level = DiagnosticStatus.WARN
         values = dict(self.counters, engrams=len(self.store),
@@ -299,7 +444,7 @@ def main(args: list[str] | None = None) -> int:
     rclpy.init(args=args)
     try:
         node = MemoryNode()
-    except (StoreOpenError, ValueError) as exc:
+    except (StoreOpenError, EvidenceError, AuditError, PrivacyConfigError, ValueError) as exc:
         rclpy.logging.get_logger('engram_memory').fatal(f'cannot open the memory: {exc}')
         rclpy.try_shutdown()
         return 2
