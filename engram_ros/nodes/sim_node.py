@@ -156,12 +156,13 @@ class SimNode(Node):
         depth.is_bigendian = int(sys.byteorder == 'big')
         depth.step = cam.width * 4
         depth.data = frame.render.depth.astype(np.float32).tobytes()
-        self.color_pub.publish(rgb)
-        self.depth_pub.publish(depth)
-        self.info_pub.publish(self.camera_info(stamp))
+        # pose and intrinsics first: a consumer handling an image on arrival finds them there
         self.odom_pub.publish(self.odometry(frame, stamp))
+        self.info_pub.publish(self.camera_info(stamp))
         self.audio_pub.publish(self.audio(frame, stamp))
         self.detections_pub.publish(self.detections(frame, rgb.header))
+        self.color_pub.publish(rgb)
+        self.depth_pub.publish(depth)
 
     def camera_info(self, stamp) -> CameraInfo:
         cam = self.sim.camera
