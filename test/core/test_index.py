@@ -1,0 +1,404 @@
+"""Unit tests of the hot index (real faiss, small sizes)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pytest
+
+from engram_ros.core.index import EngramIndex
+from engram_ros.core.index import IndexLoadError
+
+DIM = 16
+N = 400
+
+
+def _unit(rng: np.random.Generator, n: int, dim: int = DIM) -> np.ndarray:
+    x = rng.standard_normal((n, dim)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def _tags(i: int) -> list[str]:
+    tags = [f'color:{("red", "green", "blue")[i % 3]}', f'room:{("kitchen", "hall")[i % 2]}']
+    if i % 5 == 0:
+        tags.append('label:mug')
+    if i % 7 == 0:
+        tags.append('label:cup')
+    return tags
+
+
+@pytest.fixture()
+def data() -> dict:
+    rng = np.random.default_rng(1)
+    return {
+        'ids': 10 + 3 * np.arange(N, dtype=np.int64),
+        'vectors': _unit(rng, N),
+        'kinds': np.arange(N) % 4,
+        'positions': rng.uniform(-10, 10, (N, 3)),
+        'first': 1000.0 + np.arange(N, dtype=np.float64),
+        'last': 1000.0 + np.arange(N, dtype=np.float64) + 5.0,
+        'tags': [_tags(i) for i in range(N)],
+    }
+
+
+def _build(data: dict, **kwargs: int) -> EngramIndex:
+    index = EngramIndex(DIM, **kwargs)
+    index.add_batch(data['ids'], data['vectors'], kinds=data['kinds'],
+                    positions=data['positions'], first_seen=data['first'],
+                    last_seen=data['last'], tags=data['tags'])
+    return index
+
+
+@pytest.fixture()
+def index(data: dict) -> EngramIndex:
+    return _build(data)
+
+
+def _ids(index: EngramIndex, slots: np.ndarray | None) -> set[int]:
+    assert slots is not None
+    return set(index.ids_of(slots).tolist())
+
+
+def _expected(data: dict, pred) -> set[int]:
+    return {int(data['ids'][i]) for i in range(N) if pred(i)}
+
+
+def _brute(vectors: np.ndarray, q: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
+    q = q / np.linalg.norm(q)
+    sims = vectors[rows] @ q
+    return rows[np.argsort(-sims, kind='stable')[:k]]
+
+
+# ---------------------------------------------------------------- add / lookup
+
+
+def test_add_len_contains_and_columns(index: EngramIndex, data: dict) -> None:
+    assert len(index) == N
+    assert 10 in index and 13 in index and 11 not in index and 'x' not in index
+    slot = index.slot_of(13)
+    assert slot == 1
+    np.testing.assert_array_equal(index.ids_of([slot]), [13])
+    np.testing.assert_allclose(index.positions_of([slot])[0], data['positions'][1], atol=1e-5)
+    assert index.first_seen_of([slot])[0] == 1001.0
+    assert index.last_seen_of([slot])[0] == 1006.0
+    assert index.kinds_of([slot])[0] == 1
+    assert index.scores_of([slot])[0] == pytest.approx(0.5)
+    assert index.tags_of(slot) == tuple(sorted(_tags(1)))
+
+
+def test_single_add_with_out_of_order_id(index: EngramIndex) -> None:
+    rng = np.random.default_rng(2)
+    index.add(11, _unit(rng, 1)[0], kind=2, position=np.zeros(3), first_seen=0.0,
+              last_seen=1.0, tags=['label:new'], score=0.9)
+    assert 11 in index and len(index) == N + 1
+    assert index.slot_of(11) == N
+    assert index.slot_of(13) == 1
+    assert _ids(index, index.filter(tags_all=['label:new'])) == {11}
+
+
+def test_duplicate_id_rejected(index: EngramIndex, data: dict) -> None:
+    with pytest.raises(ValueError):
+        index.add(10, data['vectors'][0], kind=0, position=np.zeros(3), first_seen=0.0,
+                  last_seen=0.0, tags=[])
+
+
+@pytest.mark.parametrize('bad', [np.zeros(DIM), np.full(DIM, np.nan), np.ones(DIM + 1)])
+def test_bad_vector_rejected(index: EngramIndex, bad: np.ndarray) -> None:
+    with pytest.raises(ValueError):
+        index.add(99999, bad, kind=0, position=np.zeros(3), first_seen=0.0, last_seen=0.0,
+                  tags=[])
+    assert 99999 not in index
+
+
+def test_unknown_id_raises_key_error(index: EngramIndex) -> None:
+    with pytest.raises(KeyError):
+        index.slot_of(11)
+    with pytest.raises(KeyError):
+        index.update(11, score=0.1)
+    with pytest.raises(KeyError):
+        index.remove(11)
+
+
+# ---------------------------------------------------------------- filter semantics
+
+
+def test_no_filter_returns_none(index: EngramIndex) -> None:
+    assert index.filter() is None
+
+
+FILTER_CASES = [
+    ({'tags_all': ['label:mug']}, lambda i: i % 5 == 0),
+    ({'tags_all': ['label:mug', 'room:kitchen']}, lambda i: i % 10 == 0),
+    ({'tags_all': ['label:mug', 'nope']}, lambda i: False),
+    ({'tags_any': ['label:mug', 'label:cup']}, lambda i: i % 5 == 0 or i % 7 == 0),
+    ({'tags_any': ['room:kitchen', 'room:hall']}, lambda i: True),
+    ({'tags_any': ['nope']}, lambda i: False),
+    ({'tags_none': ['room:kitchen']}, lambda i: i % 2 == 1),
+    ({'tags_none': ['label:mug', 'nope']}, lambda i: i % 5 != 0),
+    ({'tags_all': ['color:red'], 'tags_any': ['label:mug', 'label:cup'],
+      'tags_none': ['room:hall']}, lambda i: i % 3 == 0 and (i % 5 == 0 or i % 7 == 0)
+     and i % 2 == 0),
+    ({'kinds': [1, 3]}, lambda i: i % 4 in (1, 3)),
+    ({'kinds': [2], 'tags_all': ['label:mug']}, lambda i: i % 4 == 2 and i % 5 == 0),
+    ({'t_start': 1100.0, 't_end': 1110.0}, lambda i: 95 <= i <= 110),
+    ({'t_start': 1390.0}, lambda i: i >= 385),
+    ({'t_end': 1002.0}, lambda i: i <= 2),
+    ({'t_start': 1200.0, 't_end': 1200.0, 'tags_all': ['room:kitchen']},
+     lambda i: 195 <= i <= 200 and i % 2 == 0),
+]
+
+
+@pytest.mark.parametrize('kwargs,pred', FILTER_CASES)
+def test_filter_matches_definition(index: EngramIndex, data: dict, kwargs: dict, pred) -> None:
+    slots = index.filter(**kwargs)
+    as_arrays = index.filter(**{key: np.asarray(value) if isinstance(value, list) else value
+                                for key, value in kwargs.items()})
+    np.testing.assert_array_equal(slots, as_arrays)
+    assert slots is not None
+    assert np.all(np.diff(slots) > 0)
+    assert _ids(index, slots) == _expected(data, pred)
+
+
+@pytest.mark.parametrize('radius', [0.5, 3.0, 8.0, 100.0])
+@pytest.mark.parametrize('with_tag', [False, True])
+def test_radius_filter(index: EngramIndex, data: dict, radius: float, with_tag: bool) -> None:
+    center = np.array([1.0, -2.0, 0.5])
+    dist = np.linalg.norm(data['positions'] - center, axis=1)
+    kwargs = {'tags_all': ['color:blue']} if with_tag else {}
+    slots = index.filter(center=center, radius=radius, **kwargs)
+    expected = _expected(data, lambda i: dist[i] <= radius and (not with_tag or i % 3 == 2))
+    assert _ids(index, slots) == expected
+
+
+def test_radius_without_center_rejected(index: EngramIndex) -> None:
+    with pytest.raises(ValueError):
+        index.filter(radius=1.0)
+
+
+def test_tag_match_count(index: EngramIndex) -> None:
+    slots = np.arange(12)
+    counts = index.tag_match_count(slots, ['label:mug', 'room:kitchen', 'nope'])
+    expected = [int(i % 5 == 0) + int(i % 2 == 0) for i in range(12)]
+    np.testing.assert_array_equal(counts, expected)
+
+
+# ---------------------------------------------------------------- update / remove
+
+
+def test_update_fields_and_tags(index: EngramIndex) -> None:
+    index.update(13, kind=3, position=np.array([1.0, 2.0, 3.0]), first_seen=5.0,
+                 last_seen=6.0, score=0.75, tags=['label:mug', 'extra'])
+    slot = index.slot_of(13)
+    assert index.kinds_of([slot])[0] == 3
+    np.testing.assert_allclose(index.positions_of([slot])[0], [1.0, 2.0, 3.0])
+    assert index.first_seen_of([slot])[0] == 5.0 and index.last_seen_of([slot])[0] == 6.0
+    assert index.scores_of([slot])[0] == pytest.approx(0.75)
+    assert index.tags_of(slot) == ('extra', 'label:mug')
+    assert 13 in _ids(index, index.filter(tags_all=['label:mug']))
+    assert 13 not in _ids(index, index.filter(tags_any=['color:green', 'room:hall']))
+    assert _ids(index, index.filter(tags_all=['extra'])) == {13}
+    assert 13 in _ids(index, index.filter(t_end=10.0))
+
+
+def test_many_tag_updates_keep_postings_consistent(index: EngramIndex, data: dict) -> None:
+    rng = np.random.default_rng(3)
+    truth = {int(i): set(t) for i, t in zip(data['ids'], data['tags'])}
+    vocab = ['a', 'b', 'c', 'label:mug', 'room:hall']
+    for _ in range(600):
+        engram_id = int(rng.choice(data['ids']))
+        new = set(rng.choice(vocab, size=int(rng.integers(0, 4)), replace=False).tolist())
+        index.update(engram_id, tags=sorted(new))
+        truth[engram_id] = new
+    for tag in vocab:
+        expected = {i for i, tags in truth.items() if tag in tags}
+        assert _ids(index, index.filter(tags_all=[tag])) == expected
+
+
+def test_removed_never_returned(data: dict) -> None:
+    index = _build(data, exact_threshold=50)
+    removed = [int(i) for i in data['ids'][::4]]
+    for engram_id in removed:
+        index.remove(engram_id)
+    assert len(index) == N - len(removed)
+    assert all(i not in index for i in removed)
+    gone = set(removed)
+    assert not gone & _ids(index, index.filter(tags_any=['room:kitchen', 'room:hall']))
+    assert not gone & _ids(index, index.filter(kinds=[0, 1, 2, 3]))
+    for q in data['vectors'][::4][:20]:
+        for cand in (None, index.filter(tags_any=['room:kitchen', 'room:hall']),
+                     index.filter(tags_all=['color:red'])):
+            slots, _ = index.dense_topk(q, 10, cand)
+            assert not gone & set(index.ids_of(slots).tolist())
+    # even if a caller passes removed slots explicitly
+    slots, _ = index.dense_topk(data['vectors'][0], 5, np.arange(N))
+    assert not gone & set(index.ids_of(slots).tolist())
+
+
+def test_removed_id_can_be_added_again(index: EngramIndex, data: dict) -> None:
+    index.remove(13)
+    index.add(13, data['vectors'][5], kind=0, position=np.zeros(3), first_seen=0.0,
+              last_seen=0.0, tags=['label:again'])
+    assert 13 in index and index.slot_of(13) == N
+    assert _ids(index, index.filter(tags_all=['label:again'])) == {13}
+
+
+# ---------------------------------------------------------------- dense ranking
+
+
+@pytest.mark.parametrize('exact_threshold', [0, 10_000], ids=['hnsw', 'exact'])
+@pytest.mark.parametrize('filter_kwargs', [None, {'tags_all': ['room:kitchen']},
+                                           {'tags_any': ['label:mug', 'label:cup']}])
+def test_dense_topk_matches_brute_force(data: dict, exact_threshold: int,
+                                        filter_kwargs: dict | None) -> None:
+    index = _build(data, exact_threshold=exact_threshold, ef_search=200)
+    rng = np.random.default_rng(4)
+    cand = None if filter_kwargs is None else index.filter(**filter_kwargs)
+    rows = np.arange(N) if cand is None else cand
+    for q in _unit(rng, 20):
+        slots, sims = index.dense_topk(q, 10, cand)
+        expected = _brute(data['vectors'], q, rows, 10)
+        assert len(set(slots.tolist()) & set(expected.tolist())) >= 9
+        assert np.all(np.diff(sims) <= 1e-6)
+        np.testing.assert_allclose(sims, data['vectors'][slots] @ q, atol=2e-3)
+
+
+def test_dense_topk_exact_path_is_exact(data: dict) -> None:
+    index = _build(data, exact_threshold=10_000)
+    rng = np.random.default_rng(5)
+    cand = index.filter(tags_all=['label:mug'])
+    for q in _unit(rng, 20):
+        slots, _ = index.dense_topk(q, 5, cand)
+        np.testing.assert_array_equal(slots, _brute(data['vectors'], q, cand, 5))
+
+
+@pytest.mark.parametrize('k', [1, 3, 100])
+def test_dense_topk_small_candidate_sets(index: EngramIndex, k: int) -> None:
+    cand = np.array([0, 7, 42])
+    slots, sims = index.dense_topk(np.ones(DIM), k, cand)
+    assert slots.shape[0] == min(k, 3) and set(slots.tolist()) <= {0, 7, 42}
+    assert sims.dtype == np.float32
+    empty_slots, _ = index.dense_topk(np.ones(DIM), k, np.zeros(0, dtype=np.int64))
+    assert empty_slots.shape[0] == 0
+
+
+def test_dense_topk_rejects_bad_input(index: EngramIndex) -> None:
+    with pytest.raises(ValueError):
+        index.dense_topk(np.ones(DIM), 0, None)
+    with pytest.raises(ValueError):
+        index.dense_topk(np.ones(DIM + 1), 5, None)
+
+
+def test_empty_index() -> None:
+    index = EngramIndex(DIM)
+    assert len(index) == 0
+    slots, sims = index.dense_topk(np.ones(DIM), 5, None)
+    assert slots.shape == (0,) and sims.shape == (0,)
+    assert index.filter(tags_all=['x']).shape == (0,)
+
+
+@pytest.mark.parametrize('exact_threshold', [0, 10_000], ids=['hnsw', 'exact'])
+def test_vector_update_changes_ranking(data: dict, exact_threshold: int) -> None:
+    index = _build(data, exact_threshold=exact_threshold, ef_search=200)
+    q = data['vectors'][0]
+    target = int(data['ids'][200])
+    assert target not in index.ids_of(index.dense_topk(q, 3, None)[0])
+    index.update(target, vector=q + 0.01 * data['vectors'][200])
+    slots, sims = index.dense_topk(q, 3, None)
+    assert target in index.ids_of(slots).tolist()
+    assert sims[0] > 0.99
+    np.testing.assert_allclose(np.linalg.norm(index.vectors_of([index.slot_of(target)])), 1.0,
+                               atol=1e-3)
+
+
+def test_filtered_recall_at_low_selectivity() -> None:
+    """Filtered recall@10 on 20k vectors at 10 % and 1 % (HNSW path), 0.2 % (exact path)."""
+    faiss.omp_set_num_threads(1)
+    rng = np.random.default_rng(6)
+    n, dim = 20_000, 32
+    centers = _unit(rng, 50, dim)
+    vectors = centers[rng.integers(0, 50, n)] + 0.2 * _unit(rng, n, dim)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    u = rng.random(n).tolist()
+    tags = [['s10'] * (x < 0.1) + ['s1'] * (x < 0.01) + ['s02'] * (x < 0.002) for x in u]
+    index = EngramIndex(dim, exact_threshold=100, hnsw_m=16, ef_search=32, max_ef=4000,
+                        filtered_ef=32)
+    index.add_batch(np.arange(n), vectors, kinds=np.zeros(n), positions=np.zeros((n, 3)),
+                    first_seen=np.zeros(n), last_seen=np.zeros(n), tags=tags)
+    queries = centers[rng.integers(0, 50, 50)] + 0.2 * _unit(rng, 50, dim)
+    for tag in ('s10', 's1', 's02'):
+        cand = index.filter(tags_all=[tag])
+        hits = 0
+        total = 0
+        for q in queries:
+            slots, _ = index.dense_topk(q, 10, cand)
+            expected = _brute(vectors, q, cand, 10)
+            hits += len(set(slots.tolist()) & set(expected.tolist()))
+            total += expected.shape[0]
+        assert hits / total >= 0.95, tag
+
+
+# ---------------------------------------------------------------- persistence
+
+
+def _answers(index: EngramIndex, queries: np.ndarray) -> list:
+    out = []
+    for kwargs in (None, {'tags_all': ['label:mug']}, {'tags_any': ['room:hall'],
+                                                       'kinds': [1, 3]}):
+        cand = None if kwargs is None else index.filter(**kwargs)
+        for q in queries:
+            slots, sims = index.dense_topk(q, 7, cand)
+            out.append((index.ids_of(slots).tolist(), sims.tolist()))
+    return out
+
+
+@pytest.mark.parametrize('exact_threshold', [0, 10_000], ids=['hnsw', 'exact'])
+def test_save_load_round_trip(data: dict, tmp_path: Path, exact_threshold: int) -> None:
+    index = _build(data, exact_threshold=exact_threshold)
+    index.remove(13)
+    index.update(16, tags=['label:mug'], score=0.9, vector=data['vectors'][3])
+    queries = _unit(np.random.default_rng(7), 10)
+    index.save(tmp_path / 'ix')
+    loaded = EngramIndex.load(tmp_path / 'ix')
+    assert len(loaded) == len(index) and 13 not in loaded and 16 in loaded
+    assert loaded.exact_threshold == exact_threshold
+    assert _answers(loaded, queries) == _answers(index, queries)
+    assert loaded.tags_of(loaded.slot_of(16)) == ('label:mug',)
+    # the loaded index keeps working
+    loaded.add(5, data['vectors'][9], kind=0, position=np.zeros(3), first_seen=0.0,
+               last_seen=0.0, tags=['label:mug'])
+    assert 5 in _ids(loaded, loaded.filter(tags_all=['label:mug']))
+
+
+@pytest.mark.parametrize('damage', ['truncate_faiss', 'flip_columns', 'delete_meta',
+                                    'delete_faiss', 'garble_meta'])
+def test_load_damaged_raises(index: EngramIndex, tmp_path: Path, damage: str) -> None:
+    directory = tmp_path / 'ix'
+    index.save(directory)
+    if damage == 'truncate_faiss':
+        path = directory / 'hnsw.faiss'
+        path.write_bytes(path.read_bytes()[:100])
+    elif damage == 'flip_columns':
+        path = directory / 'columns.npz'
+        raw = bytearray(path.read_bytes())
+        raw[len(raw) // 2] ^= 0xFF
+        path.write_bytes(bytes(raw))
+    elif damage == 'delete_meta':
+        (directory / 'meta.json').unlink()
+    elif damage == 'delete_faiss':
+        (directory / 'hnsw.faiss').unlink()
+    else:
+        (directory / 'meta.json').write_text('{not json', encoding='utf-8')
+    with pytest.raises(IndexLoadError):
+        EngramIndex.load(directory)
+
+
+def test_load_missing_directory_raises(tmp_path: Path) -> None:
+    with pytest.raises(IndexLoadError):
+        EngramIndex.load(tmp_path / 'nothing')
+
+
+def test_memory_bytes_grows(data: dict) -> None:
+    small = EngramIndex(DIM)
+    assert _build(data).memory_bytes() > small.memory_bytes()
