@@ -1,0 +1,157 @@
+"""Object engrams: a 2D detection + depth + intrinsics + camera pose -> where the thing is.
+
+The pixels of the detection (its mask, or its box) with valid depth are back-projected into
+the map frame; when a box is given without a mask, only the foreground (points near the median
+depth of the box's centre) is kept. An Open3D statistical outlier removal cleans the cloud;
+the position is the centre of the inliers' axis-aligned bounding box (the visible surface of
+the object), the extent the box's size. A detection whose box has too little valid depth is
+refused: a wrong 3D position is worse than none.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import open3d as o3d
+
+from engram_ros.core import sketch
+from engram_ros.perception.errors import InputRejected
+from engram_ros.perception.geometry import backproject
+from engram_ros.perception.geometry import Intrinsics
+from engram_ros.perception.geometry import transform_points
+
+#: Size classes by the largest extent [m]: (upper bound, name).
+SIZE_CLASSES: tuple[tuple[float, str], ...] = ((0.3, 'small'), (1.0, 'medium'),
+                                               (float('inf'), 'large'))
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One 2D detection in image pixels; ``mask`` is a boolean image or ``None``."""
+
+    label: str
+    score: float
+    box: tuple[float, float, float, float]          # x_min, y_min, x_max, y_max [px]
+    mask: np.ndarray | None = None
+
+
+@dataclass
+class ObjectEstimate:
+    """Where a detected object is, how large, what colour, and how sure the depth is."""
+
+    position: np.ndarray            # map frame [m]
+    extent: np.ndarray              # axis-aligned size in the map frame [m]
+    colour: tuple[int, int, int]    # median RGB of the inlier pixels
+    size_class: str
+    depth_quality: float            # [0, 1]: valid-depth fraction x inlier fraction
+    points: int
+    range_m: float                  # distance from the camera [m]
+
+    def covariance(self) -> np.ndarray:
+        """6x6 covariance: position noise growing with range; orientation unknown."""
+        sigma = 0.02 + 0.01 * self.range_m ** 2
+        return np.diag([sigma ** 2] * 3 + [np.pi ** 2] * 3).reshape(-1)
+
+
+@dataclass
+class ObjectLocator:
+    """Settings of :meth:`locate`; see ``engram_perception`` in config/engram.yaml."""
+
+    min_depth: float = 0.1
+    max_depth: float = 8.0
+    min_valid_fraction: float = 0.2
+    min_points: int = 20
+    max_points: int = 3000
+    foreground_band: float = 0.15
+    outlier_neighbours: int = 20
+    outlier_std_ratio: float = 2.0
+
+    def locate(self, detection: Detection, depth: np.ndarray, rgb: np.ndarray,
+               intrinsics: Intrinsics, t_map_optical: np.ndarray) -> ObjectEstimate:
+        """Estimate the detected object's position and extent in the map frame.
+
+        :raises InputRejected: ``bad_box`` (empty after clipping, or a mask of another size),
+            ``no_valid_depth`` (too little finite depth in range inside the box),
+            ``too_few_points`` (too little left after outlier removal).
+        """
+        h, w = depth.shape
+        x0, y0, x1, y1 = detection.box
+        if not all(np.isfinite([x0, y0, x1, y1])):
+            raise InputRejected('bad_box', f'{detection.label}: box has NaN coordinates')
+        c0, r0 = max(0, int(np.floor(x0))), max(0, int(np.floor(y0)))
+        c1, r1 = min(w, int(np.ceil(x1))), min(h, int(np.ceil(y1)))
+        if c1 - c0 < 2 or r1 - r0 < 2:
+            raise InputRejected('bad_box', f'{detection.label}: box {detection.box} is empty '
+                                           f'inside the {w}x{h} image')
+        region = depth[r0:r1, c0:c1]
+        valid = np.isfinite(region) & (region >= self.min_depth) & (region <= self.max_depth)
+        if detection.mask is not None:
+            if detection.mask.shape != depth.shape:
+                raise InputRejected('bad_box', f'{detection.label}: mask {detection.mask.shape} '
+                                               f'is not the image size {depth.shape}')
+            inside = detection.mask[r0:r1, c0:c1].astype(bool)
+        else:
+            inside = np.ones_like(valid)
+        n_inside = int(inside.sum())
+        keep = valid & inside
+        fraction = float(keep.sum()) / max(1, n_inside)
+        if n_inside == 0 or fraction < self.min_valid_fraction:
+            raise InputRejected('no_valid_depth', f'{detection.label}: {fraction:.0%} of the '
+                                                  'box has valid depth')
+        if detection.mask is None:
+            keep &= self._foreground(region, keep)
+        rows, cols = np.nonzero(keep)
+        if len(rows) > self.max_points:
+            pick = np.linspace(0, len(rows) - 1, self.max_points).astype(np.int64)
+            rows, cols = rows[pick], cols[pick]
+        z = region[rows, cols]
+        optical = backproject(cols + c0, rows + r0, z, intrinsics)
+        cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(optical))
+        n = len(optical)
+        if n > self.outlier_neighbours:
+            cloud, inliers = cloud.remove_statistical_outlier(self.outlier_neighbours,
+                                                              self.outlier_std_ratio)
+        else:
+            inliers = list(range(n))
+        if len(inliers) < self.min_points:
+            raise InputRejected('too_few_points', f'{detection.label}: {len(inliers)} points '
+                                                  'after outlier removal')
+        points = transform_points(t_map_optical, np.asarray(cloud.points))
+        lo, hi = points.min(axis=0), points.max(axis=0)
+        extent = hi - lo
+        centre = (lo + hi) / 2.0
+        inlier_idx = np.asarray(inliers, dtype=np.int64)
+        pixels = rgb[rows[inlier_idx] + r0, cols[inlier_idx] + c0]
+        colour = tuple(int(c) for c in np.median(pixels.reshape(-1, 3), axis=0))
+        size_class = next(name for bound, name in SIZE_CLASSES if float(extent.max()) < bound)
+        return ObjectEstimate(
+            position=centre, extent=extent, colour=colour, size_class=size_class,
+            depth_quality=fraction * len(inliers) / max(1, n), points=len(inliers),
+            range_m=float(np.median(z[inlier_idx])))
+
+    def _foreground(self, region: np.ndarray, keep: np.ndarray) -> np.ndarray:
+        """Pixels near the object's depth: the median of the box's central half."""
+        h, w = region.shape
+        centre = region[h // 4:h - h // 4 or h, w // 4:w - w // 4 or w]
+        centre_keep = keep[h // 4:h - h // 4 or h, w // 4:w - w // 4 or w]
+        d0 = float(np.median(centre[centre_keep])) if centre_keep.any() else \
+            float(np.median(region[keep]))
+        band = max(self.foreground_band, 0.05 * d0)
+        with np.errstate(invalid='ignore'):
+            return np.abs(region - d0) <= band
+
+
+def object_tags(label: str, colour: tuple[int, int, int], size_class: str) -> tuple[str, ...]:
+    """The sketch of an object: canonical label, colour name, size class.
+
+    :raises ValueError: when the label cannot be a tag (empty).
+    """
+    return sketch.normalize_tags([f'label:{label}', f'color:{sketch.color_name(colour)}',
+                                  f'size:{size_class}'])
+
+
+def object_confidence(score: float, depth_quality: float) -> float:
+    """Detector score tempered by depth quality (a box half full of holes is less sure)."""
+    score = min(1.0, max(0.0, float(score))) if np.isfinite(score) else 0.0
+    return float(score * (0.5 + 0.5 * min(1.0, max(0.0, depth_quality))))

@@ -1,0 +1,424 @@
+"""The perception pipeline: sensor inputs in, encoded :class:`Observation` objects out.
+
+Two halves, so a node can run them in different threads (callback groups):
+
+* the **input half** (``add_*``): cheap per message. Colour and depth are paired by
+  approximate-time synchronisation, paired with the robot pose at their stamp (a frame newer
+  than the newest pose waits for it) and the camera intrinsics, and gated: a frame becomes
+  a :class:`PlaceJob` only when it is a keyframe;
+  detections are paired with the frame of their stamp (an :class:`ObjectJob`); audio is cut
+  into events (an :class:`AudioJob` with the pose where it was heard). Bad input raises
+  :class:`InputRejected` and changes nothing.
+* the **encoding half** (:meth:`Perception.run`): the expensive part, one job at a time:
+  visual/crop/audio embeddings, 3D object estimates, sketch tags, evidence files.
+
+Counters (``Perception.counters``) say what happened to every input; the node publishes them.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections import Counter
+from collections import deque
+from dataclasses import dataclass
+from dataclasses import field
+from typing import Union
+
+import cv2
+import numpy as np
+
+from engram_ros.core import sketch
+from engram_ros.core.engram import InvalidObservation
+from engram_ros.core.engram import Observation
+from engram_ros.perception import evidence
+from engram_ros.perception.audio import audio_embedding
+from engram_ros.perception.audio import audio_features
+from engram_ros.perception.audio import AudioSegment
+from engram_ros.perception.audio import AudioSegmenter
+from engram_ros.perception.audio import SoundClassifier
+from engram_ros.perception.errors import InputRejected
+from engram_ros.perception.geometry import camera_extrinsic
+from engram_ros.perception.geometry import Intrinsics
+from engram_ros.perception.geometry import Pose
+from engram_ros.perception.keyframe import KeyframeGate
+from engram_ros.perception.objects import Detection
+from engram_ros.perception.objects import object_confidence
+from engram_ros.perception.objects import object_tags
+from engram_ros.perception.objects import ObjectLocator
+from engram_ros.perception.pose_buffer import PoseBuffer
+from engram_ros.perception.sync import ApproximateTimeSynchronizer
+from engram_ros.perception.visual import VisualEncoder
+
+_LOG = logging.getLogger(__name__)
+
+#: Side of the square a detection crop is resized to before it is encoded [px].
+CROP_SIZE = 160
+
+
+@dataclass
+class PerceptionConfig:
+    """Settings of the pipeline (the node fills it from ``engram_perception`` parameters)."""
+
+    frame_id: str = 'map'
+    dim: int = 256
+    sync_slop: float = 0.02
+    sync_queue_size: int = 30
+    pose_tolerance: float = 0.1
+    #: Camera pose in base_link; see :func:`engram_ros.perception.geometry.camera_extrinsic`.
+    camera_xyz: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    camera_rpy: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    camera_convention: str = 'body'
+    visual_words_per_place: int = 8
+    min_detection_score: float = 0.3
+    #: Shortest time [s] between two object jobs for the same label: a detector at camera
+    #: rate sees the same thing in every frame, and one look per interval is enough.
+    object_min_interval: float = 0.5
+    place_position_variance: float = 0.25
+    audio_position_variance: float = 4.0
+    evidence_dir: str = ''
+    save_images: bool = True
+    save_audio_clips: bool = False
+    #: A stamp this far [s] behind the same input's newest one means time was reset (a
+    #: simulator restart, a bag looping): every buffer is cleared. Smaller steps back are
+    #: refused.
+    time_reset: float = 3.0
+    keyframe: KeyframeGate = field(default_factory=KeyframeGate)
+    locator: ObjectLocator = field(default_factory=ObjectLocator)
+    segmenter: AudioSegmenter = field(default_factory=AudioSegmenter)
+
+
+@dataclass
+class Frame:
+    """A synchronised RGB-D frame with what is needed to place it in the map."""
+
+    stamp: float
+    rgb: np.ndarray
+    depth: np.ndarray
+    intrinsics: Intrinsics
+    pose: Pose                       # base_link in the map frame at ``stamp``
+    t_map_optical: np.ndarray        # 4x4
+
+
+@dataclass
+class PlaceJob:
+    frame: Frame
+    reason: str
+
+
+@dataclass
+class ObjectJob:
+    frame: Frame
+    detections: list[Detection]
+
+
+@dataclass
+class AudioJob:
+    segment: AudioSegment
+    pose: Pose
+
+
+Job = Union[PlaceJob, ObjectJob, AudioJob]
+
+
+class Perception:
+    """Sensor inputs -> jobs (cheap) -> observations (expensive); see the module docstring."""
+
+    def __init__(self, config: PerceptionConfig, encoder: VisualEncoder,
+                 sound_classifier: SoundClassifier | None) -> None:
+        self.config = config
+        self.encoder = encoder
+        self.sound_classifier = sound_classifier
+        self.counters: Counter[str] = Counter()
+        self._counter_lock = threading.Lock()
+        self.t_base_optical = camera_extrinsic(config.camera_xyz, config.camera_rpy,
+                                               config.camera_convention)
+        self.intrinsics: Intrinsics | None = None
+        self.poses = PoseBuffer(config.pose_tolerance)
+        self._frames = ApproximateTimeSynchronizer(('color', 'depth'), config.sync_slop,
+                                                   config.sync_queue_size)
+        self._detections = ApproximateTimeSynchronizer(('frame', 'detections'),
+                                                       config.sync_slop, config.sync_queue_size)
+        self._audio_stamp: float | None = None
+        self._newest: dict[str, float] = {}
+        self._label_stamps: dict[str, float] = {}
+        #: Synchronised frames newer than the newest pose, waiting for it.
+        self._waiting: deque[tuple[float, np.ndarray, np.ndarray, Intrinsics]] = deque()
+
+    # ----------------------------------------------------------------------------- helpers
+    def count(self, key: str, n: int = 1) -> None:
+        with self._counter_lock:
+            self.counters[key] += n
+
+    def snapshot(self) -> dict[str, int]:
+        with self._counter_lock:
+            values = dict(self.counters)
+        values['frames_unmatched'] = self._frames.dropped
+        return values
+
+    def set_camera_pose(self, xyz, rpy, convention: str) -> None:
+        """:raises ValueError: for non-finite numbers or an unknown convention."""
+        self.t_base_optical = camera_extrinsic(xyz, rpy, convention)
+
+    def set_slop(self, slop: float) -> None:
+        self.config.sync_slop = slop
+        self._frames.slop = self._detections.slop = slop
+
+    def _check_time(self, source: str, stamp: float) -> None:
+        """Clear everything when one input's time jumps back by more than ``time_reset``."""
+        if not math.isfinite(stamp):
+            raise InputRejected('stamp_backwards', 'stamp is not finite')
+        last = self._newest.get(source)
+        if last is not None and stamp < last - self.config.time_reset:
+            _LOG.warning('%s time went back %.1f s: clearing the buffers', source, last - stamp)
+            self.reset()
+            self.count('time_resets')
+        self._newest[source] = max(stamp, self._newest.get(source, stamp))
+
+    def reset(self) -> None:
+        """Forget buffered inputs (poses, unpaired frames, audio, the last keyframe)."""
+        self.poses.clear()
+        self._frames.reset()
+        self._detections.reset()
+        self._waiting.clear()
+        self._label_stamps.clear()
+        self.config.keyframe.reset()
+        self.config.segmenter.reset()
+        self._audio_stamp = None
+        self._newest.clear()
+
+    # ----------------------------------------------------------------------------- inputs
+    def add_camera_info(self, intrinsics: Intrinsics) -> None:
+        self.intrinsics = intrinsics
+
+    def add_pose(self, stamp: float, pose: Pose) -> list[Job]:
+        """Buffer a robot pose; frames that were waiting for it are processed.
+
+        :raises InputRejected: ``stamp_backwards``.
+        """
+        self._check_time('pose', stamp)
+        self.poses.add(stamp, pose)
+        jobs: list[Job] = []
+        while self._waiting and self._waiting[0][0] <= stamp:
+            frame_stamp, rgb, depth, k = self._waiting.popleft()
+            frame_pose = self.poses.lookup(frame_stamp)
+            if frame_pose is None:
+                self.count('skipped_no_pose')
+                continue
+            jobs += self._process(self._make_frame(frame_stamp, rgb, depth, k, frame_pose))
+        return jobs
+
+    def add_color(self, stamp: float, rgb: np.ndarray) -> list[Job]:
+        """:raises InputRejected: see :meth:`_frame`."""
+        self._check_time('color', stamp)
+        return self._pair(self._frames.add('color', stamp, rgb))
+
+    def add_depth(self, stamp: float, depth: np.ndarray) -> list[Job]:
+        """:raises InputRejected: see :meth:`_frame`."""
+        self._check_time('depth', stamp)
+        return self._pair(self._frames.add('depth', stamp, depth))
+
+    def _pair(self, matched) -> list[Job]:
+        """A synchronised colour/depth pair: check it, then process it or let it wait for the
+        pose at its stamp (odometry often arrives after the images).
+
+        :raises InputRejected: ``size_mismatch``, ``no_camera_info``, ``camera_info_mismatch``,
+            ``no_pose`` (older than the pose history).
+        """
+        if matched is None:
+            return []
+        stamp, items = matched
+        self.count('frames_synced')
+        rgb, depth = items['color'], items['depth']
+        k = self._checked_intrinsics(rgb, depth)
+        latest = self.poses.latest()
+        if latest is None or stamp > latest[0]:
+            # Odometry often arrives after the images: wait for a pose at or after the stamp,
+            # so the frame's pose is interpolated, never extrapolated.
+            self._waiting.append((stamp, rgb, depth, k))
+            if len(self._waiting) > self.config.sync_queue_size:
+                self._waiting.popleft()
+                self.count('skipped_no_pose')
+            return []
+        pose = self.poses.lookup(stamp)
+        if pose is None:
+            raise InputRejected('no_pose', f'no robot pose within '
+                                           f'{self.config.pose_tolerance} s of {stamp:.3f}')
+        return self._process(self._make_frame(stamp, rgb, depth, k, pose))
+
+    def _process(self, frame: Frame) -> list[Job]:
+        jobs: list[Job] = []
+        objects = self._detections.add('frame', frame.stamp, frame)
+        if objects is not None:
+            jobs.append(ObjectJob(objects[1]['frame'], objects[1]['detections']))
+        reason = self.config.keyframe.check(frame.stamp, frame.pose, frame.rgb)
+        if reason:
+            self.count('frames_gated')
+            jobs.append(PlaceJob(frame, reason))
+        return jobs
+
+    def _checked_intrinsics(self, rgb: np.ndarray, depth: np.ndarray) -> Intrinsics:
+        if rgb.shape[:2] != depth.shape[:2]:
+            raise InputRejected('size_mismatch', f'colour {rgb.shape[1]}x{rgb.shape[0]} and '
+                                                 f'depth {depth.shape[1]}x{depth.shape[0]} differ')
+        k = self.intrinsics
+        if k is None:
+            raise InputRejected('no_camera_info', 'no CameraInfo received yet')
+        if (k.width, k.height) != (rgb.shape[1], rgb.shape[0]):
+            raise InputRejected('camera_info_mismatch',
+                                f'CameraInfo is {k.width}x{k.height}, images are '
+                                f'{rgb.shape[1]}x{rgb.shape[0]}')
+        return k
+
+    def _make_frame(self, stamp: float, rgb: np.ndarray, depth: np.ndarray, k: Intrinsics,
+                    pose: Pose) -> Frame:
+        return Frame(stamp, rgb, depth, k, pose, pose.matrix() @ self.t_base_optical)
+
+    def add_detections(self, stamp: float, detections: list[Detection]) -> list[Job]:
+        """Pair detections with the frame of their stamp.
+
+        :raises InputRejected: ``stamp_backwards``.
+        """
+        self._check_time('detections', stamp)
+        self.count('detections_received', len(detections))
+        kept = []
+        for d in detections:
+            if d.score < self.config.min_detection_score:
+                continue
+            last = self._label_stamps.get(d.label)
+            if last is not None and 0.0 <= stamp - last < self.config.object_min_interval:
+                self.count('detections_throttled')
+                continue
+            kept.append(d)
+        if not kept:
+            return []
+        for d in kept:
+            self._label_stamps[d.label] = stamp
+        matched = self._detections.add('detections', stamp, kept)
+        if matched is None:
+            return []
+        return [ObjectJob(matched[1]['frame'], matched[1]['detections'])]
+
+    def add_audio(self, stamp: float, samples: np.ndarray, sample_rate: int) -> list[Job]:
+        """Feed a mono chunk; return a job per completed sound event.
+
+        :raises InputRejected: ``stamp_backwards`` for a chunk stamped before the previous one.
+        """
+        self._check_time('audio', stamp)
+        if self._audio_stamp is not None and stamp <= self._audio_stamp:
+            raise InputRejected('stamp_backwards', f'audio stamp {stamp:.3f} is not after '
+                                                   f'{self._audio_stamp:.3f}')
+        self._audio_stamp = stamp
+        jobs: list[Job] = []
+        for segment in self.config.segmenter.push(stamp, samples, sample_rate):
+            self.count('audio_segments')
+            pose = self.poses.lookup(segment.stamp)
+            if pose is None:
+                self.count('skipped_no_pose')
+                continue
+            jobs.append(AudioJob(segment, pose))
+        return jobs
+
+    # ----------------------------------------------------------------------------- encoding
+    def run(self, job: Job) -> list[Observation]:
+        """Encode one job into observations (validated against the memory's contract)."""
+        if isinstance(job, PlaceJob):
+            observations = [self._place(job)]
+        elif isinstance(job, ObjectJob):
+            observations = self._objects(job)
+        else:
+            observations = [self._audio(job)]
+        valid = []
+        for obs in observations:
+            try:
+                obs.validate(self.config.dim, self.config.frame_id)
+            except InvalidObservation as exc:
+                _LOG.warning('not publishing an invalid %s observation: %s', obs.kind, exc)
+                self.count('invalid_observations')
+                continue
+            valid.append(obs)
+            self.count(f'{obs.kind}_observations')
+        return valid
+
+    def _place(self, job: PlaceJob) -> Observation:
+        frame = job.frame
+        if hasattr(self.encoder, 'encode_with_words'):
+            vector, words = self.encoder.encode_with_words(
+                frame.rgb, frame.depth, self.config.visual_words_per_place)
+        else:
+            vector = self.encoder.encode(frame.rgb, frame.depth)
+            words = self.encoder.visual_words(frame.rgb, self.config.visual_words_per_place)
+        self.count('frames_encoded')
+        uris = self._write_image(frame.rgb, 'frame', frame.stamp)
+        var = self.config.place_position_variance
+        return Observation(
+            kind='place', frame_id=self.config.frame_id, position=frame.pose.position.copy(),
+            orientation=frame.pose.orientation.copy(), stamp=frame.stamp, vector=vector,
+            tags=sketch.normalize_tags(f'vw:{w}' for w in words), modality='multi',
+            covariance=np.diag([var, var, var, 0.1, 0.1, 0.1]).reshape(-1),
+            confidence=1.0, evidence=uris)
+
+    def _objects(self, job: ObjectJob) -> list[Observation]:
+        frame = job.frame
+        out = []
+        for det in job.detections:
+            try:
+                label_tag = sketch.normalize_tag(f'label:{det.label}')
+            except ValueError:
+                self.count('skipped_bad_label')
+                continue
+            try:
+                est = self.config.locator.locate(det, frame.depth, frame.rgb, frame.intrinsics,
+                                                 frame.t_map_optical)
+            except InputRejected as exc:
+                self.count(f'skipped_{exc.reason}')
+                _LOG.debug('object skipped: %s', exc)
+                continue
+            x0, y0, x1, y1 = (int(round(v)) for v in det.box)
+            h, w = frame.rgb.shape[:2]
+            crop = frame.rgb[max(0, y0):min(h, y1), max(0, x0):min(w, x1)]
+            crop = cv2.resize(crop, (CROP_SIZE, CROP_SIZE), interpolation=cv2.INTER_AREA)
+            vector = self.encoder.encode(crop)
+            label = label_tag.split(':', 1)[1]
+            out.append(Observation(
+                kind='object', frame_id=self.config.frame_id, position=est.position,
+                stamp=frame.stamp, vector=vector, label=label,
+                tags=object_tags(label, est.colour, est.size_class), modality='multi',
+                covariance=est.covariance(),
+                confidence=object_confidence(det.score, est.depth_quality),
+                evidence=self._write_image(crop, f'{label}_crop', frame.stamp)))
+        return out
+
+    def _audio(self, job: AudioJob) -> Observation:
+        seg = job.segment
+        features = audio_features(seg.samples, seg.sample_rate)
+        sound, similarity = '', 0.0
+        if self.sound_classifier is not None:
+            sound, similarity = self.sound_classifier.classify(features)
+            vector = audio_embedding(features, self.sound_classifier.model, self.config.dim)
+        else:
+            raise RuntimeError('audio needs the sound model')
+        uris: tuple[str, ...] = ()
+        if self.config.save_audio_clips and self.config.evidence_dir:
+            uris = (evidence.write_evidence(self.config.evidence_dir, f'{sound or "sound"}.wav',
+                                            evidence.encode_wav(seg.samples, seg.sample_rate),
+                                            'audio'),)
+        var = self.config.audio_position_variance
+        return Observation(
+            kind='audio', frame_id=self.config.frame_id, position=job.pose.position.copy(),
+            stamp=seg.stamp, vector=vector, label=sound,
+            tags=sketch.normalize_tags([f'sound:{sound}'] if sound else []),
+            modality='audio', covariance=np.diag([var, var, var, 10.0, 10.0, 10.0]).reshape(-1),
+            confidence=float(max(0.05, similarity)) if sound else 0.3, evidence=uris)
+
+    def _write_image(self, rgb: np.ndarray, name: str, stamp: float) -> tuple[str, ...]:
+        if not (self.config.save_images and self.config.evidence_dir):
+            return ()
+        try:
+            return (evidence.write_evidence(self.config.evidence_dir, f'{name}.jpg',
+                                            evidence.encode_jpeg(rgb), 'image'),)
+        except (OSError, ValueError) as exc:
+            self.count('evidence_errors')
+            _LOG.warning('evidence not written: %s', exc)
+            return ()

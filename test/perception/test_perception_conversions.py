@@ -1,0 +1,105 @@
+"""Image, depth, audio, pose and detection messages <-> arrays (cv_bridge is not available)."""
+
+import array
+import math
+
+import numpy as np
+import pytest
+
+pytest.importorskip('rclpy')
+
+from engram_ros import perception_conversions as pc  # noqa: E402
+from engram_ros.perception.errors import InputRejected  # noqa: E402
+from engram_ros.perception.objects import Detection  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
+
+RNG = np.random.default_rng(0)
+RGB = RNG.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize('encoding, layout', [
+    ('rgb8', RGB), ('bgr8', RGB[..., ::-1]),
+    ('rgba8', np.dstack([RGB, np.full(RGB.shape[:2], 255, np.uint8)])),
+    ('bgra8', np.dstack([RGB[..., ::-1], np.zeros(RGB.shape[:2], np.uint8)]))])
+def test_colour_encodings_come_back_as_rgb(encoding, layout):
+    out = pc.color_from_msg(pc.array_to_image(layout, encoding, 12.5, 'cam'))
+    assert out.dtype == np.uint8 and out.flags.c_contiguous and np.array_equal(out, RGB)
+
+
+def test_depth_in_metres_and_millimetres():
+    metres = RNG.uniform(0.2, 5.0, (48, 64)).astype(np.float32)
+    metres[0, 0] = np.nan
+    out = pc.depth_from_msg(pc.array_to_image(metres, '32FC1'))
+    assert np.array_equal(out, metres, equal_nan=True)
+    mm = np.nan_to_num(metres * 1000).astype(np.uint16)
+    mm[0, 0] = 0
+    out = pc.depth_from_msg(pc.array_to_image(mm, '16UC1'))
+    assert out.dtype == np.float32 and out[0, 0] == 0.0
+    assert np.allclose(out[1:], mm[1:] / 1000.0, atol=1e-6)
+
+
+def test_row_padding_and_big_endian():
+    depth = RNG.uniform(0.5, 2.0, (4, 5)).astype('>f4')
+    padded = np.zeros((4, 32), np.uint8)
+    padded[:, :20] = np.frombuffer(depth.tobytes(), np.uint8).reshape(4, 20)
+    msg = Image(height=4, width=5, encoding='32FC1', is_bigendian=1, step=32)
+    msg.data = array.array('B', padded.tobytes())
+    assert np.allclose(pc.depth_from_msg(msg), depth.astype(np.float32))
+
+
+@pytest.mark.parametrize('encoding, convert', [('yuv422', pc.color_from_msg),
+                                               ('32FC1', pc.color_from_msg),
+                                               ('rgb8', pc.depth_from_msg),
+                                               ('64FC1', pc.depth_from_msg)])
+def test_unsupported_encodings_are_rejected(encoding, convert):
+    msg = Image(height=2, width=2, encoding=encoding, step=8)
+    msg.data = array.array('B', bytes(16))
+    with pytest.raises(InputRejected) as info:
+        convert(msg)
+    assert info.value.reason == 'encoding'
+
+
+def test_truncated_data_is_rejected():
+    msg = pc.array_to_image(RGB, 'rgb8')
+    msg.data = msg.data[:100]
+    with pytest.raises(InputRejected) as info:
+        pc.color_from_msg(msg)
+    assert info.value.reason == 'bad_image'
+
+
+@pytest.mark.parametrize('encoding', ['S16LE', 'F32LE'])
+def test_audio_round_trip_and_channel_mix(encoding):
+    x = (0.5 * np.sin(np.arange(1600) / 10.0)).astype(np.float32)
+    stamp, y, sr = pc.audio_from_msg(pc.audio_to_msg(x, 16000, 3.5, encoding))
+    assert stamp == pytest.approx(3.5) and sr == 16000 and np.allclose(x, y, atol=1e-4)
+    stereo = pc.audio_to_msg(np.repeat(x, 2), 16000, 1.0, encoding)
+    stereo.channels = 2
+    assert np.allclose(pc.audio_from_msg(stereo)[1], x, atol=1e-4)
+
+
+@pytest.mark.parametrize('field, value', [('encoding', 'MP3'), ('sample_rate', 0),
+                                          ('channels', 0), ('data', array.array('B', b'abc'))])
+def test_bad_audio_is_rejected(field, value):
+    msg = pc.audio_to_msg(np.zeros(100), 16000, 1.0)
+    setattr(msg, field, value)
+    with pytest.raises(InputRejected) as info:
+        pc.audio_from_msg(msg)
+    assert info.value.reason == 'audio_format'
+
+
+def test_odometry_with_bad_quaternion_is_rejected():
+    stamp, pose = pc.pose_from_odometry(pc.odometry_msg(5.0, (1, 2, 0), (0, 0, 0, 1)))
+    assert stamp == 5.0 and np.allclose(pose.position, (1, 2, 0))
+    for q in [(0, 0, 0, 0.5), (0, 0, math.nan, 1)]:
+        with pytest.raises(InputRejected):
+            pc.pose_from_odometry(pc.odometry_msg(5.0, (1, 2, 0), q))
+
+
+def test_detections_with_masks_round_trip():
+    mask = np.zeros((48, 64), bool)
+    mask[10:20, 5:15] = True
+    msg = pc.detections_to_msg([Detection('cup', 0.9, (5, 10, 15, 20), mask),
+                                Detection('book', 0.5, (1, 2, 3, 4))], 7.0)
+    stamp, dets = pc.detections_from_msg(msg)
+    assert stamp == 7.0 and [d.label for d in dets] == ['cup', 'book']
+    assert np.array_equal(dets[0].mask, mask) and dets[1].mask is None

@@ -1,0 +1,184 @@
+"""The pipeline end to end without ROS: frames, poses, detections and audio -> observations."""
+
+import math
+
+import numpy as np
+import pytest
+
+from engram_ros.perception.audio import SoundClassifier
+from engram_ros.perception.audio import SoundModel
+from engram_ros.perception.errors import InputRejected
+from engram_ros.perception.geometry import camera_extrinsic
+from engram_ros.perception.geometry import checked_pose
+from engram_ros.perception.geometry import Intrinsics
+from engram_ros.perception.objects import Detection
+from engram_ros.perception.pipeline import ObjectJob
+from engram_ros.perception.pipeline import Perception
+from engram_ros.perception.pipeline import PerceptionConfig
+from engram_ros.perception.pipeline import PlaceJob
+from engram_ros.perception.scenes import rgbd_with_objects
+from engram_ros.perception.sounds import synthesise
+from engram_ros.perception.visual import load_visual_encoder
+from test_geometry import yaw_quat
+
+K = Intrinsics(525.0, 525.0, 319.5, 239.5, 640, 480)
+CAM_XYZ, CAM_RPY = (0.2, 0.0, 1.0), (0.0, 0.2, 0.0)
+MUG = np.array([3.0, 0.4, 0.6])
+ENCODER = load_visual_encoder('orb_bow', 256)
+SOUNDS = SoundClassifier(SoundModel.load())
+
+
+def make(tmp_path=None, **kwargs) -> Perception:
+    kwargs.setdefault('object_min_interval', 0.0)
+    config = PerceptionConfig(camera_xyz=CAM_XYZ, camera_rpy=CAM_RPY,
+                              evidence_dir=str(tmp_path / 'evidence') if tmp_path else '',
+                              **kwargs)
+    p = Perception(config, ENCODER, SOUNDS)
+    p.add_camera_info(K)
+    return p
+
+
+def view(x: float, yaw: float = 0.0):
+    pose = checked_pose((x, 0.0, 0.0), yaw_quat(yaw))
+    t = pose.matrix() @ camera_extrinsic(CAM_XYZ, CAM_RPY)
+    rgb, depth, boxes = rgbd_with_objects(K, t, [(MUG, 0.05, (210, 30, 30))], background_seed=7)
+    return pose, rgb, depth, boxes[0]
+
+
+def run_all(p: Perception, jobs):
+    return [obs for job in jobs for obs in p.run(job)]
+
+
+def test_frames_detections_and_poses_become_place_and_object_observations(tmp_path):
+    p = make(tmp_path)
+    observations = []
+    for i, x in enumerate((0.0, 0.1, 0.8)):
+        stamp = 100.0 + i
+        pose, rgb, depth, box = view(x)
+        p.add_pose(stamp - 0.05, pose)
+        p.add_pose(stamp + 0.05, pose)
+        jobs = p.add_depth(stamp, depth) + p.add_color(stamp + 0.002, rgb)
+        jobs += p.add_detections(stamp + 0.002, [Detection('cup', 0.9, box),
+                                                 Detection('ghost', 0.1, box)])
+        observations += run_all(p, jobs)
+    places = [o for o in observations if o.kind == 'place']
+    objects = [o for o in observations if o.kind == 'object']
+    assert len(places) == 2                       # the 0.1 m step is gated out
+    assert np.allclose(places[1].position, (0.8, 0, 0))
+    assert any(t.startswith('vw:') for t in places[0].tags)
+    assert len(objects) == 3                      # the low-score ghost is ignored
+    for obj in objects:
+        assert obj.label == 'mug' and {'label:mug', 'color:red', 'size:small'} <= set(obj.tags)
+        assert np.linalg.norm(obj.position - MUG) < 0.03
+        assert 0.4 < obj.confidence <= 0.9 and obj.evidence[0].startswith('file://')
+    assert np.dot(objects[0].vector, objects[2].vector) > 0.7   # the same mug looks alike
+    counters = p.snapshot()
+    assert counters['frames_synced'] == 3 and counters['frames_gated'] == 2
+    assert counters['object_observations'] == 3
+
+
+def test_the_same_label_is_looked_at_once_per_interval():
+    p = make(object_min_interval=0.5)
+    pose, rgb, depth, box = view(0.0)
+    jobs = []
+    for i in range(6):                                # 10 Hz detector
+        stamp = 10.0 + 0.1 * i
+        p.add_pose(stamp, pose)
+        jobs += p.add_color(stamp, rgb) + p.add_depth(stamp, depth)
+        jobs += p.add_detections(stamp, [Detection('cup', 0.9, box)])
+    assert sum(isinstance(j, ObjectJob) for j in jobs) == 2      # at 10.0 and 10.5
+    assert p.snapshot()['detections_throttled'] == 4
+
+
+def test_detections_may_arrive_before_their_frame():
+    p = make()
+    pose, rgb, depth, box = view(0.0)
+    p.add_pose(9.9, pose)
+    p.add_pose(10.1, pose)
+    assert p.add_detections(10.0, [Detection('cup', 0.9, box)]) == []
+    jobs = p.add_color(10.0, rgb) + p.add_depth(10.0, depth)
+    assert any(isinstance(j, ObjectJob) for j in jobs)
+    assert any(isinstance(j, PlaceJob) for j in jobs)
+
+
+@pytest.mark.parametrize('problem, reason', [
+    ('no_camera_info', 'no_camera_info'), ('size', 'size_mismatch'),
+    ('info_size', 'camera_info_mismatch')])
+def test_bad_frames_are_refused_with_a_reason(problem, reason):
+    p = make()
+    pose, rgb, depth, _ = view(0.0)
+    if problem == 'no_camera_info':
+        p.intrinsics = None
+    if problem == 'size':
+        depth = depth[:240]
+    if problem == 'info_size':
+        p.add_camera_info(Intrinsics(525.0, 525.0, 159.5, 119.5, 320, 240))
+    p.add_pose(5.0, pose)
+    p.add_color(5.0, rgb)
+    with pytest.raises(InputRejected) as info:
+        p.add_depth(5.0, depth)
+    assert info.value.reason == reason
+
+
+def test_frames_wait_for_a_late_pose_and_are_skipped_without_one():
+    p = make()
+    pose, rgb, depth, _ = view(0.0)
+    p.add_pose(4.95, pose)
+    assert p.add_color(5.0, rgb) + p.add_depth(5.0, depth) == []        # odometry is late
+    assert [type(j) for j in p.add_pose(5.02, pose)] == [PlaceJob]
+    p.add_color(7.0, rgb)
+    p.add_depth(7.0, depth)
+    p.add_pose(8.0, pose)                 # odometry had a 3 s gap: no pose for 7.0
+    assert p.snapshot()['skipped_no_pose'] == 1
+
+
+def test_zero_depth_object_is_skipped_and_counted():
+    p = make()
+    pose, rgb, depth, box = view(0.0)
+    depth[:] = 0.0
+    p.add_pose(5.0, pose)
+    jobs = p.add_color(5.0, rgb) + p.add_depth(5.0, depth) + p.add_detections(
+        5.0, [Detection('cup', 0.9, box)])
+    observations = run_all(p, jobs)
+    assert [o.kind for o in observations] == ['place']
+    assert p.snapshot()['skipped_no_valid_depth'] == 1
+
+
+def test_stamps_going_back_are_refused_and_a_big_jump_resets():
+    p = make()
+    pose, rgb, depth, _ = view(0.0)
+    p.add_pose(10.0, pose)
+    p.add_color(10.0, rgb)
+    with pytest.raises(InputRejected):
+        p.add_color(9.5, rgb)
+    with pytest.raises(InputRejected):
+        p.add_pose(9.0, pose)
+    p.add_pose(1.0, pose)                         # 9 s back: a simulator restart
+    assert p.snapshot()['time_resets'] == 1
+    p.add_pose(1.1, pose)
+    jobs = p.add_color(1.0, rgb) + p.add_depth(1.0, depth)
+    assert [type(j) for j in jobs] == [PlaceJob]
+
+
+def test_a_doorbell_becomes_an_audio_observation_where_it_was_heard(tmp_path):
+    p = make(tmp_path, save_audio_clips=True)
+    here = checked_pose((2.0, 1.0, 0.0), yaw_quat(0.3))
+    x = synthesise('doorbell', 42, pad=1.0)
+    jobs = []
+    for i in range(0, len(x), 800):                   # odometry keeps coming while it rings
+        p.add_pose(50.0 + i / 16000, here)
+        jobs += p.add_audio(50.0 + i / 16000, x[i:i + 800], 16000)
+    (obs,) = run_all(p, jobs)
+    assert obs.kind == 'audio' and obs.label == 'doorbell' and obs.tags == ('sound:doorbell',)
+    assert np.allclose(obs.position, (2.0, 1.0, 0.0)) and obs.stamp == pytest.approx(51.0, 0.05)
+    assert obs.evidence and obs.evidence[0].endswith('.wav')
+    assert math.isclose(np.linalg.norm(obs.vector), 1.0, abs_tol=1e-5)
+
+
+def test_audio_clips_are_not_kept_by_default(tmp_path):
+    p = make(tmp_path)
+    for i in range(30):
+        p.add_pose(0.5 + 0.1 * i, checked_pose((0, 0, 0), (0, 0, 0, 1)))
+    x = synthesise('alarm', 1, pad=1.0)
+    (obs,) = run_all(p, p.add_audio(1.0, x, 16000))
+    assert obs.evidence == () and not (tmp_path / 'evidence' / 'audio').exists()
