@@ -1,0 +1,201 @@
+"""The perception node in a real rclpy graph, feeding a real memory node over DDS.
+
+Each node runs in its own process; the test publishes camera, depth, camera info, odometry,
+detections and audio, then finds the engrams through the memory's Recall service.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import pytest
+
+from conftest import NodeProcess
+from conftest import PARAMS
+from conftest import wait_for
+
+rclpy = pytest.importorskip('rclpy')
+
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from engram_ros import perception_conversions as pc  # noqa: E402
+from engram_ros.client import MemoryClient  # noqa: E402
+from engram_ros.msg import AudioChunk  # noqa: E402
+from engram_ros.msg import DetectionArray  # noqa: E402
+from engram_ros.perception.geometry import camera_extrinsic  # noqa: E402
+from engram_ros.perception.geometry import checked_pose  # noqa: E402
+from engram_ros.perception.geometry import Intrinsics  # noqa: E402
+from engram_ros.perception.objects import Detection  # noqa: E402
+from engram_ros.perception.scenes import rgbd_with_objects  # noqa: E402
+from engram_ros.perception.sounds import synthesise  # noqa: E402
+from nav_msgs.msg import Odometry  # noqa: E402
+from sensor_msgs.msg import CameraInfo  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
+
+K = Intrinsics(525.0, 525.0, 319.5, 239.5, 640, 480)
+CAM_XYZ, CAM_RPY = (0.2, 0.0, 1.0), (0.0, 0.2, 0.0)
+CUP = np.array([2.5, 0.3, 0.6])
+
+
+def perception_args(namespace: str, tmp_path, *extra: str) -> list[str]:
+    args = ['--params-file', str(PARAMS), '-r', f'__ns:={namespace}',
+            '-r', '__node:=engram_perception',
+            '-p', f'evidence_dir:={tmp_path / "evidence"}', '-p', 'diagnostics_period:=0.2',
+            '-p', f'camera_xyz:={list(CAM_XYZ)}', '-p', f'camera_rpy:={list(CAM_RPY)}',
+            '-p', 'camera_convention:=body']
+    for item in extra:
+        args += ['-p', item]
+    return args
+
+
+class Robot:
+    """The test's publishers: a fake robot with a camera, a microphone and a detector."""
+
+    def __init__(self, node, namespace: str) -> None:
+        self.ns = namespace
+        self.color = node.create_publisher(Image, f'{namespace}/camera/color/image_raw', 10)
+        self.depth = node.create_publisher(Image, f'{namespace}/camera/depth/image_raw', 10)
+        self.info = node.create_publisher(CameraInfo, f'{namespace}/camera/color/camera_info', 10)
+        self.odom = node.create_publisher(Odometry, f'{namespace}/odom', 50)
+        self.detections = node.create_publisher(DetectionArray, f'{namespace}/detections', 10)
+        self.audio = node.create_publisher(AudioChunk, f'{namespace}/audio/chunk', 100)
+        self.values: dict[str, str] = {}
+        node.create_subscription(DiagnosticArray, '/diagnostics', self.diagnostics_callback, 50)
+
+    def connected(self) -> bool:
+        return all(p.get_subscription_count() > 0 for p in
+                   (self.color, self.depth, self.info, self.odom, self.detections, self.audio))
+
+    def diagnostics_callback(self, array: DiagnosticArray) -> None:
+        for status in array.status:
+            if status.name.startswith(f'{self.ns}/engram_perception'):
+                self.values = {kv.key: kv.value for kv in status.values}
+
+    def diagnostic(self, key: str) -> int:
+        """Latest value of a perception counter."""
+        return int(float(self.values.get(key, 0)))
+
+    def frame(self, stamp: float, x: float, yaw: float = 0.0, detect: bool = True,
+              depth_scale: float = 1.0) -> None:
+        w, z = math.cos(yaw / 2), math.sin(yaw / 2)
+        pose = checked_pose((x, 0.0, 0.0), (0.0, 0.0, z, w))
+        t = pose.matrix() @ camera_extrinsic(CAM_XYZ, CAM_RPY)
+        rgb, depth, (box,) = rgbd_with_objects(K, t, [(CUP, 0.05, (200, 30, 30))], 11)
+        for dt in (-0.05, 0.0):
+            self.odom.publish(pc.odometry_msg(stamp + dt, pose.position, pose.orientation))
+        self.info.publish(pc.intrinsics_to_msg(K, stamp, 'camera_optical'))
+        mm = np.round(depth * 1000 * depth_scale).astype(np.uint16)
+        self.depth.publish(pc.array_to_image(mm, '16UC1', stamp, 'camera_optical'))
+        time.sleep(0.03)                      # best-effort images: no bursts
+        self.color.publish(pc.array_to_image(np.ascontiguousarray(rgb[..., ::-1]), 'bgr8', stamp,
+                                             'camera_optical'))
+        if detect:
+            self.detections.publish(pc.detections_to_msg(
+                [Detection('cup', 0.92, box)], stamp, 'camera_optical'))
+
+    def sound(self, stamp: float, name: str, at) -> None:
+        """Play a sound in 0.1 s chunks while odometry says the robot stands ``at``."""
+        x = synthesise(name, 3, pad=1.0)
+        for i in range(0, len(x), 1600):
+            t = stamp + i / 16000
+            self.odom.publish(pc.odometry_msg(t, at, (0, 0, 0, 1)))
+            self.audio.publish(pc.audio_to_msg(x[i:i + 1600], 16000, t))
+            time.sleep(0.01)
+        self.odom.publish(pc.odometry_msg(stamp + len(x) / 16000, at, (0, 0, 0, 1)))
+
+
+@pytest.fixture
+def graph(test_node, start_memory, tmp_path):
+    memory, namespace = start_memory()
+    perception = NodeProcess('engram_ros.nodes.perception_node',
+                             perception_args(namespace, tmp_path), tmp_path / 'perception.log')
+    client = MemoryClient(test_node, namespace)
+    robot = Robot(test_node, namespace)
+    try:
+        client.wait_for_services(timeout=20.0)
+    except RuntimeError:
+        pytest.fail(f'memory node did not come up:\n{memory.log()}')
+    assert wait_for(robot.connected, 30.0), perception.log()
+    yield robot, client, perception
+    assert perception.stop() == 0, perception.log()
+
+
+def test_a_detected_cup_becomes_a_mug_engram_at_the_right_place(graph):
+    robot, client, perception = graph
+    t0 = time.time()
+
+    def mugs():
+        return client.recall(tags_all=['label:mug'], kinds=['object'], k=5).engrams
+
+    # Keep driving until the mug is seen (a loaded machine may drop a frame).
+    path = (0.0, 0.05, 0.1, 0.8, 0.85, 1.5, 1.55)
+    for i in range(40):
+        robot.frame(t0 + 0.2 * i, path[i % len(path)] if i < len(path) else path[-1])
+        time.sleep(0.2)
+        if i >= len(path) and mugs():
+            break
+    assert mugs(), perception.log()
+    mug = mugs()[0]
+    p = mug.pose.pose.position
+    assert np.linalg.norm(np.array([p.x, p.y, p.z]) - CUP) < 0.05
+    assert {'label:mug', 'color:red', 'size:small'} <= set(mug.tags)
+    assert mug.evidence_uris and mug.evidence_uris[0].startswith('file://')
+    places = client.recall(kinds=['place'], k=10).engrams
+    assert places and any(t.startswith('vw:') for t in places[0].tags)
+    answer = client.recall(text='where is the red cup?', k=1)
+    assert answer.engrams and answer.engrams[0].label == 'mug'
+    assert wait_for(lambda: robot.diagnostic('frames_encoded') >= 2, 5.0), robot.values
+    assert wait_for(lambda: robot.diagnostic('backlog') == 0, 10.0), robot.values
+
+
+def test_a_doorbell_is_remembered_where_it_was_heard(graph):
+    robot, client, perception = graph
+    robot.sound(time.time(), 'doorbell', at=(1.0, 0.0, 0.0))
+
+    def bells():
+        return client.recall(tags_all=['sound:doorbell'], kinds=['audio'], k=5).engrams
+
+    assert wait_for(lambda: len(bells()) == 1, 20.0), (robot.values, perception.log())
+    p = bells()[0].pose.pose.position
+    assert (p.x, p.y) == pytest.approx((1.0, 0.0), abs=1e-3)
+    assert bells()[0].evidence_uris == []     # clips are not kept by default
+
+
+def test_bad_input_is_skipped_counted_and_never_placed(graph):
+    robot, client, perception = graph
+    t0 = time.time()
+    bad_pose = pc.odometry_msg(t0, (0, 0, 0), (0, 0, 0, 0.5))
+    robot.odom.publish(bad_pose)
+    nan_pose = pc.odometry_msg(t0 + 0.01, (math.nan, 0, 0), (0, 0, 0, 1))
+    robot.odom.publish(nan_pose)
+    yuv = pc.array_to_image(np.zeros((480, 640), np.uint8), 'mono8', t0)
+    yuv.encoding = 'yuv422'
+    robot.color.publish(yuv)
+    chunk = pc.audio_to_msg(np.zeros(160), 16000, t0)
+    chunk.encoding = 'MP3'
+    robot.audio.publish(chunk)
+    time.sleep(0.2)
+    robot.frame(t0 + 1.0, 0.0, depth_scale=0.0)          # all depth zero: no object
+    time.sleep(0.2)
+    robot.frame(t0 + 0.5, 0.0)                            # stamps going backwards
+
+    def counted() -> bool:
+        return (robot.diagnostic('skipped_bad_pose') >= 2
+                and robot.diagnostic('skipped_encoding') >= 1
+                and robot.diagnostic('skipped_audio_format') >= 1
+                and robot.diagnostic('skipped_no_valid_depth') >= 1
+                and robot.diagnostic('skipped_stamp_backwards') >= 1)
+
+    assert wait_for(counted, 15.0), (robot.values, perception.log())
+    assert client.recall(kinds=['object'], k=5).engrams == []
+    assert perception.proc.poll() is None
+
+
+def test_invalid_parameters_stop_the_node_with_a_clear_message(tmp_path):
+    proc = NodeProcess('engram_ros.nodes.perception_node',
+                       perception_args('/bad', tmp_path, 'camera_convention:=sideways'),
+                       tmp_path / 'bad.log')
+    assert proc.proc.wait(60) == 2
+    assert 'camera_convention must be body or optical' in proc.log()
+    proc.stop()
