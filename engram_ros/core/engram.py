@@ -79,6 +79,9 @@ class Observation:
     modality: str = 'vision'
     confidence: float = 1.0
     evidence: tuple[str, ...] = ()
+    #: SLAM keyframe this (place) observation was taken at; "" when there is none. A
+    #: keyframe correction moves the place engram that carries it (and what is anchored there).
+    keyframe_id: str = ''
 
     def validate(self, dim: int, frame_id: str | None = None) -> None:
         """Check the observation against the store's contract.
@@ -144,6 +147,23 @@ class Engram:
     #: Last time (s since epoch) it was written or recalled: the LRU key of the short-term tier.
     last_access: float = 0.0
     recall_count: int = 0
+    #: Temporal validity of this belief [s since epoch]: it is the current belief from
+    #: ``valid_from`` until ``valid_to``; ``valid_to is None`` marks a current belief, a time
+    #: marks history (the thing was later believed elsewhere, see ``successor_id``).
+    valid_from: float = 0.0
+    valid_to: float | None = None
+    #: The engram that replaced this one when it became history (0 = none).
+    successor_id: int = 0
+    #: Place engram an object (or sound, event) is anchored to: the nearest place when it was
+    #: last placed; a pose correction of that place moves it along (0 = none).
+    anchor_id: int = 0
+    #: SLAM keyframe a place engram is attached to ("" = none).
+    keyframe_id: str = ''
+
+    @property
+    def current(self) -> bool:
+        """True for a current belief, False for history."""
+        return self.valid_to is None
 
     @classmethod
     def from_observation(cls, engram_id: int, obs: Observation) -> 'Engram':
@@ -157,7 +177,8 @@ class Engram:
             orientation=np.asarray(obs.orientation, dtype=np.float64).copy(),
             covariance=np.asarray(obs.covariance, dtype=np.float64).copy(),
             modality=obs.modality, confidence=float(obs.confidence),
-            evidence=tuple(obs.evidence), last_access=obs.stamp)
+            evidence=tuple(obs.evidence), last_access=obs.stamp, valid_from=obs.stamp,
+            keyframe_id=obs.keyframe_id)
 
     def copy(self) -> 'Engram':
         """Deep copy (arrays included)."""

@@ -6,13 +6,20 @@ Two rules, applied by :class:`engram_ros.core.store.MemoryStore`:
   engrams (seen once, never reactivated) go first;
 * the whole store has a storage budget: past it, the engrams with the lowest *retention* go.
   Retention mixes usefulness (planners' feedback), frequency (observation and recall counts) and
-  recency. Pinned engrams are never evicted.
+  recency. Pinned engrams are never evicted, nor are rare-but-important ones: a usefulness
+  score at or above ``protect_score`` (planners said they helped, however seldom they were
+  seen) or a tag listed in ``important_tags``.
+
+Usefulness is learned from use: a planner's feedback (the ``engram/feedback`` service) moves
+``Engram.score`` by an exponential moving average towards 1 (helped) or 0 (did not help), see
+:func:`update_usefulness`.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from enum import IntEnum
 from typing import Iterable
 
 from engram_ros.core.engram import Engram
@@ -30,6 +37,41 @@ class RetentionPolicy:
     half_life: float = 7 * 24 * 3600.0
     #: Bonus for long-term engrams: consolidated memories outlive one-off sightings.
     long_term_bonus: float = 0.1
+    #: Usefulness at or above which an engram is never evicted by the budget.
+    protect_score: float = 0.95
+    #: Tags that protect an engram from budget eviction (e.g. ``label:fire_extinguisher``).
+    important_tags: tuple[str, ...] = ()
+    #: Step of the usefulness moving average per feedback, in (0, 1].
+    feedback_rate: float = 0.3
+
+
+class FeedbackStatus(IntEnum):
+    """Outcome of a feedback; the values are ``Feedback.srv``'s ``STATUS_*`` constants."""
+
+    OK = 0
+    UNKNOWN_ID = 1
+    EMPTY = 2
+    INTERNAL_ERROR = 255
+
+
+class FeedbackError(ValueError):
+    """Feedback that was not applied (nothing changed); ``status`` says why."""
+
+    def __init__(self, status: FeedbackStatus, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def update_usefulness(score: float, helped: bool, rate: float) -> float:
+    """The usefulness score after one feedback: an exponential moving average in [0, 1]."""
+    target = 1.0 if helped else 0.0
+    return float(min(1.0, max(0.0, (1.0 - rate) * score + rate * target)))
+
+
+def protected(engram: Engram, policy: RetentionPolicy) -> bool:
+    """True when the budget must not evict ``engram``: pinned, very useful, or important."""
+    return (engram.pinned or engram.score >= policy.protect_score
+            or bool(policy.important_tags and set(engram.tags) & set(policy.important_tags)))
 
 
 def retention(engram: Engram, now: float, policy: RetentionPolicy) -> float:
@@ -48,8 +90,8 @@ def select_evictions(engrams: Iterable[Engram], budget: int, now: float,
                      policy: RetentionPolicy) -> list[int]:
     """Ids to evict so that at most ``budget`` engrams remain, lowest retention first.
 
-    Pinned engrams are never selected, so the result may leave the store above budget when
-    everything left is pinned.
+    Protected engrams (:func:`protected`: pinned, very useful, important tags) are never
+    selected, so the result may leave the store above budget when everything left is protected.
 
     :raises ValueError: for a budget below 1.
     """
@@ -59,6 +101,6 @@ def select_evictions(engrams: Iterable[Engram], budget: int, now: float,
     excess = len(all_engrams) - budget
     if excess <= 0:
         return []
-    evictable = [e for e in all_engrams if not e.pinned]
+    evictable = [e for e in all_engrams if not protected(e, policy)]
     evictable.sort(key=lambda e: (retention(e, now, policy), e.last_seen, e.id))
     return [e.id for e in evictable[:excess]]

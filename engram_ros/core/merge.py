@@ -94,6 +94,8 @@ def merge(engram: Engram, obs: Observation, policy: MergePolicy) -> Engram:
     out.tags = _merge_tags(engram.tags, tuple(obs.tags), policy.max_tags)
     if not out.label and obs.label:
         out.label = obs.label
+    if not out.keyframe_id and obs.keyframe_id:
+        out.keyframe_id = obs.keyframe_id
     evidence = tuple(dict.fromkeys(engram.evidence + tuple(obs.evidence)))
     out.evidence = evidence[-policy.max_evidence:]
     if out.tier == TIER_SHORT and out.observation_count >= policy.promote_after:

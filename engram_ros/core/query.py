@@ -16,6 +16,7 @@ import numpy as np
 
 from engram_ros.core.engram import Engram
 from engram_ros.core.engram import KINDS
+from engram_ros.core.validity import check_time
 
 
 class RecallStatus(IntEnum):
@@ -51,6 +52,11 @@ class RecallQuery:
     of ``None`` leave that side of the window open, empty ``kinds`` accepts every kind.
     Times are seconds since the Unix epoch and select engrams whose [first_seen, last_seen]
     interval overlaps the window. Positions are metres in ``frame_id``.
+
+    Temporal validity (:mod:`engram_ros.core.validity`): by default only current beliefs are
+    answered. ``at_time`` answers the beliefs that were current then ("where was X at T");
+    ``changed_since`` answers the beliefs that began or ended since then, history included
+    ("what changed since T"). Both may be combined.
     """
 
     text: str = ''
@@ -66,12 +72,15 @@ class RecallQuery:
     kinds: tuple[str, ...] = ()
     k: int = 10
     min_score: float = 0.0
+    at_time: float | None = None
+    changed_since: float | None = None
 
     def is_empty(self) -> bool:
         """True when the request names nothing to look for."""
         return not (self.text.strip() or self.tags_all or self.tags_any or self.tags_none
                     or self.vector is not None or self.radius > 0.0
-                    or self.t_start is not None or self.t_end is not None or self.kinds)
+                    or self.t_start is not None or self.t_end is not None or self.kinds
+                    or self.at_time is not None or self.changed_since is not None)
 
     def validate(self, dim: int, max_k: int, frame_id: str) -> None:
         """Check the request before anything is searched.
@@ -116,6 +125,10 @@ class RecallQuery:
         for name, t in (('t_start', self.t_start), ('t_end', self.t_end)):
             if t is not None and not math.isfinite(t):
                 raise QueryError(RecallStatus.INVALID_NUMBER, f'{name} is not finite')
+        for name, t in (('at_time', self.at_time), ('changed_since', self.changed_since)):
+            problem = check_time(name, t)
+            if problem:
+                raise QueryError(RecallStatus.INVALID_NUMBER, problem)
         if self.t_start is not None and self.t_end is not None and self.t_end < self.t_start:
             raise QueryError(RecallStatus.INVALID_TIME_WINDOW,
                              f'time window ends ({self.t_end}) before it starts ({self.t_start}); '
@@ -128,7 +141,7 @@ class RecallQuery:
         if self.is_empty():
             raise QueryError(RecallStatus.EMPTY_QUERY,
                              'empty query: give text, tags, a vector, a centre with radius, '
-                             'a time window or kinds')
+                             'a time window, kinds, at_time or changed_since')
 
 
 @dataclass

@@ -7,13 +7,17 @@ interface later without touching the rest of the memory.
 
 A store directory looks like this::
 
-    <dir>/STORE             marker: JSON {"format": "engram_ros store", "schema_version": 1, ...}
+    <dir>/STORE             marker: JSON {"format": "engram_ros store", "schema_version": 2, ...}
     <dir>/engrams.sqlite3   the database (WAL mode; -wal/-shm files appear beside it)
     <dir>/evidence/         evidence files (crops, frames, clips) written by perception
     <dir>/index/            a cached vector index; derived data, safe to delete
 
 Opening never destroys anything: a directory that is not a store, a corrupt database or a schema
-this code does not know is refused with :class:`StoreOpenError` and left exactly as it was.
+this code does not know is refused with :class:`StoreOpenError` and left exactly as it was. A
+store of an older known schema is migrated in place, without losing a row: schema 1 -> 2 adds
+the temporal-validity and anchoring columns of ``engrams`` (``ALTER TABLE ... ADD COLUMN``) and
+the ``place_edges`` table of the place graph (``CREATE TABLE``), in one transaction, then
+rewrites the marker.
 
 Evidence references are strings: ``file://`` URIs, absolute paths, or paths relative to the
 evidence directory. When engrams are deleted, files that lie inside the evidence directory and
@@ -33,6 +37,7 @@ import os
 import sqlite3
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Iterable
@@ -48,7 +53,9 @@ from engram_ros.core.engram import Engram
 logger = logging.getLogger(__name__)
 
 #: Version of the on-disk layout and SQL schema this code reads and writes.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: Older schema versions this code migrates in place when it opens them.
+MIGRATABLE_VERSIONS = frozenset({1})
 #: Value of ``format`` in the marker file.
 STORE_FORMAT = 'engram_ros store'
 MARKER_NAME = 'STORE'
@@ -71,6 +78,27 @@ _INT64_MAX = 2 ** 63 - 1
 _CHUNK = 500
 
 _TABLES = ('meta', 'engrams', 'engram_tags', 'engram_evidence')
+#: Tables added by schema 2.
+_TABLES_V2 = ('place_edges',)
+
+#: What schema 1 -> 2 adds (statements run in order in one transaction).
+_MIGRATE_1_TO_2 = (
+    'ALTER TABLE engrams ADD COLUMN valid_from REAL NOT NULL DEFAULT 0',
+    'ALTER TABLE engrams ADD COLUMN valid_to REAL',           # NULL: a current belief
+    'ALTER TABLE engrams ADD COLUMN successor_id INTEGER NOT NULL DEFAULT 0',
+    'ALTER TABLE engrams ADD COLUMN anchor_id INTEGER NOT NULL DEFAULT 0',
+    "ALTER TABLE engrams ADD COLUMN keyframe_id TEXT NOT NULL DEFAULT ''",
+    'UPDATE engrams SET valid_from = first_seen',
+    # Undirected traversal edges between place engrams, stored with a < b.
+    'CREATE TABLE place_edges ('
+    ' a INTEGER NOT NULL,'
+    ' b INTEGER NOT NULL,'
+    ' traversals INTEGER NOT NULL,'
+    ' last_traversed REAL NOT NULL,'
+    ' PRIMARY KEY (a, b)'
+    ') WITHOUT ROWID',
+    'CREATE INDEX place_edges_by_b ON place_edges(b)',
+)
 
 _SCHEMA_SQL = (
     'CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)',
@@ -113,17 +141,46 @@ _SCHEMA_SQL = (
     'CREATE INDEX engram_evidence_by_file ON engram_evidence(file)',
     'CREATE INDEX engrams_by_kind ON engrams(kind)',
     'CREATE INDEX engrams_by_last_seen ON engrams(last_seen)',
-)
+) + _MIGRATE_1_TO_2
 
 _COLUMNS = ('id', 'kind', 'frame_id', 'label', 'modality', 'confidence', 'first_seen',
             'last_seen', 'observation_count', 'score', 'tier', 'pinned', 'last_access',
             'recall_count', 'position', 'orientation', 'covariance', 'vector', 'tags',
-            'evidence')
+            'evidence', 'valid_from', 'valid_to', 'successor_id', 'anchor_id', 'keyframe_id')
 _SELECT = f'SELECT {", ".join(_COLUMNS)} FROM engrams'
 _UPSERT = (f'INSERT INTO engrams ({", ".join(_COLUMNS)}) '
            f'VALUES ({", ".join("?" for _ in _COLUMNS)}) '
            'ON CONFLICT(id) DO UPDATE SET '
            + ', '.join(f'{c} = excluded.{c}' for c in _COLUMNS[1:]))
+
+
+@dataclass(frozen=True)
+class PlaceEdge:
+    """An undirected edge of the place graph: the robot went from one place to the other.
+
+    ``a < b`` always (see :func:`edge_key`); ``last_traversed`` is seconds since the epoch.
+    """
+
+    a: int
+    b: int
+    traversals: int = 1
+    last_traversed: float = 0.0
+
+
+def edge_key(a: int, b: int) -> tuple[int, int]:
+    """The stored (smaller, larger) pair of an edge between ``a`` and ``b``."""
+    return (a, b) if a < b else (b, a)
+
+
+def _check_edges(edges: Sequence[PlaceEdge]) -> list[tuple]:
+    rows = []
+    for e in edges:
+        a, b = _check_id(e.a), _check_id(e.b)
+        if a <= 0 or b <= 0 or a == b:
+            raise ValueError(f'edge ({a}, {b}): ends must be two different positive ids')
+        a, b = edge_key(a, b)
+        rows.append((a, b, int(e.traversals), float(e.last_traversed)))
+    return rows
 
 
 class StoreOpenError(RuntimeError):
@@ -244,6 +301,24 @@ class Storage(abc.ABC):
     def close(self) -> None:
         """Release every resource; calling it again does nothing."""
 
+    # Place graph: undirected traversal edges between place engrams.
+
+    @abc.abstractmethod
+    def put_edges(self, edges: Sequence[PlaceEdge]) -> None:
+        """Insert or replace place-graph edges (keyed by their ordered pair), atomically.
+
+        :raises ValueError: for an edge whose ends are equal or not positive ids.
+        :raises StoreClosedError: after :meth:`close`.
+        """
+
+    @abc.abstractmethod
+    def delete_edges(self, pairs: Sequence[tuple[int, int]]) -> None:
+        """Delete edges by their (smaller id, larger id) pair; unknown pairs are ignored."""
+
+    @abc.abstractmethod
+    def edges(self) -> list[PlaceEdge]:
+        """Every place-graph edge, ordered by pair. Deleting an engram deletes its edges."""
+
     # Governance helpers: concrete defaults that suit a backend without files.
 
     def purge(self) -> bool:
@@ -327,7 +402,10 @@ def _rows(engrams: Sequence[Engram], dim: int | None) -> tuple[list[tuple], int 
         last_seen = float(e.last_seen)
         score = float(e.score)
         last_access = float(e.last_access)
-        if math.isnan(confidence + first_seen + last_seen + score + last_access):
+        valid_from = float(e.valid_from)
+        valid_to = None if e.valid_to is None else float(e.valid_to)
+        if math.isnan(confidence + first_seen + last_seen + score + last_access + valid_from
+                      + (0.0 if valid_to is None else valid_to)):
             raise ValueError(f'engram {engram_id}: a time, confidence or score is NaN')
         latest[engram_id] = (
             engram_id, str(e.kind), str(e.frame_id), str(e.label), str(e.modality), confidence,
@@ -336,7 +414,8 @@ def _rows(engrams: Sequence[Engram], dim: int | None) -> tuple[list[tuple], int 
             _array_bytes('position', engram_id, e.position, '<f8', 3)[0],
             _array_bytes('orientation', engram_id, e.orientation, '<f8', 4)[0],
             _array_bytes('covariance', engram_id, e.covariance, '<f8', 36)[0],
-            vector, _json_list(e.tags), _json_list(e.evidence))
+            vector, _json_list(e.tags), _json_list(e.evidence), valid_from, valid_to,
+            int(e.successor_id), int(e.anchor_id), str(e.keyframe_id))
     return list(latest.values()), dim
 
 
@@ -356,7 +435,9 @@ def _from_row(row: Sequence) -> Engram:
         covariance=np.frombuffer(row[16], dtype='<f8').astype(np.float64),
         vector=np.frombuffer(row[17], dtype='<f4').astype(np.float32),
         tags=tuple(json.loads(row[18])) if row[18] != '[]' else (),
-        evidence=tuple(json.loads(row[19])) if row[19] != '[]' else ())
+        evidence=tuple(json.loads(row[19])) if row[19] != '[]' else (),
+        valid_from=row[20], valid_to=row[21], successor_id=int(row[22]),
+        anchor_id=int(row[23]), keyframe_id=row[24])
 
 
 def _check_meta(key: str, value: str) -> None:
@@ -397,6 +478,7 @@ class MemoryStorage(Storage):
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self._engrams: dict[int, Engram] = {}
+        self._edges: dict[tuple[int, int], PlaceEdge] = {}
         self._meta: dict[str, str] = {META_SCHEMA_VERSION: str(SCHEMA_VERSION),
                                       META_NEXT_ID: str(FIRST_ID)}
         self._closed = False
@@ -442,7 +524,31 @@ class MemoryStorage(Storage):
         """See :meth:`Storage.delete` (there is no evidence directory to clean)."""
         with self._lock:
             self._check_open()
-            return sum(self._engrams.pop(i, None) is not None for i in {int(i) for i in ids})
+            gone = {int(i) for i in ids}
+            self._edges = {k: e for k, e in self._edges.items()
+                           if k[0] not in gone and k[1] not in gone}
+            return sum(self._engrams.pop(i, None) is not None for i in gone)
+
+    def put_edges(self, edges: Sequence[PlaceEdge]) -> None:
+        """See :meth:`Storage.put_edges`."""
+        rows = _check_edges(edges)
+        with self._lock:
+            self._check_open()
+            for a, b, n, t in rows:
+                self._edges[(a, b)] = PlaceEdge(a, b, n, t)
+
+    def delete_edges(self, pairs: Sequence[tuple[int, int]]) -> None:
+        """See :meth:`Storage.delete_edges`."""
+        with self._lock:
+            self._check_open()
+            for a, b in pairs:
+                self._edges.pop(edge_key(int(a), int(b)), None)
+
+    def edges(self) -> list[PlaceEdge]:
+        """See :meth:`Storage.edges`."""
+        with self._lock:
+            self._check_open()
+            return [self._edges[k] for k in sorted(self._edges)]
 
     def iter_all(self, batch_size: int = 10000) -> Iterator[Engram]:
         """See :meth:`Storage.iter_all`."""
@@ -495,6 +601,7 @@ class MemoryStorage(Storage):
         with self._lock:
             self._closed = True
             self._engrams.clear()
+            self._edges.clear()
 
 
 # --------------------------------------------------------------------------------------------
@@ -575,6 +682,9 @@ class SQLiteStorage(Storage):
                 self._enable_wal(writer)
                 if not initialised:
                     self._init_schema(writer)
+                else:
+                    self._migrate(writer)
+                self._write_marker_version(marker)
             except BaseException:
                 writer.close()
                 raise
@@ -641,7 +751,7 @@ class SQLiteStorage(Storage):
         if version > SCHEMA_VERSION:
             raise self._refusal(f'{where!r} has schema version {version}, newer than the '
                                 f'{SCHEMA_VERSION} this software supports; upgrade engram_ros')
-        if version != SCHEMA_VERSION:
+        if version != SCHEMA_VERSION and version not in MIGRATABLE_VERSIONS:
             raise self._refusal(f'{where!r} has unknown schema version {version} (supported: '
                                 f'{SCHEMA_VERSION})')
 
@@ -669,7 +779,8 @@ class SQLiteStorage(Storage):
             if version == 0 and not tables:
                 return False
             self._check_version(version, where)
-            missing = [t for t in _TABLES if t not in tables]
+            missing = [t for t in _TABLES + (_TABLES_V2 if version >= 2 else ())
+                       if t not in tables]
             if missing:
                 raise self._refusal(f'the database {where!r} lacks tables {", ".join(missing)}')
             row = conn.execute('SELECT value FROM meta WHERE key = ?',
@@ -702,6 +813,45 @@ class SQLiteStorage(Storage):
         if str(mode).lower() != 'wal':
             logger.warning('SQLite refused WAL mode (journal_mode=%s); readers will wait for '
                            'writers', mode)
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        """Bring an older known schema up to :data:`SCHEMA_VERSION` in one transaction.
+
+        Only adds columns and tables: every engram, tag and evidence row is kept.
+        """
+        version = conn.execute('PRAGMA user_version').fetchone()[0]
+        if version == SCHEMA_VERSION:
+            return
+        conn.execute('BEGIN IMMEDIATE')
+        try:
+            if version == 1:
+                for statement in _MIGRATE_1_TO_2:
+                    conn.execute(statement)
+            conn.execute('UPDATE meta SET value = ? WHERE key = ?',
+                         (str(SCHEMA_VERSION), META_SCHEMA_VERSION))
+            conn.execute(f'PRAGMA user_version = {SCHEMA_VERSION}')
+            conn.execute('COMMIT')
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute('ROLLBACK')
+            raise
+        logger.warning('migrated engram store %s from schema %d to %d (%d engrams kept)',
+                       self._directory, version, SCHEMA_VERSION,
+                       conn.execute('SELECT COUNT(*) FROM engrams').fetchone()[0])
+
+    def _write_marker_version(self, marker: Path) -> None:
+        """Record the current schema version in the marker (after a migration committed)."""
+        content = json.loads(marker.read_text(encoding='utf-8'))
+        if content.get('schema_version') == SCHEMA_VERSION:
+            return
+        content['schema_version'] = SCHEMA_VERSION
+        tmp = marker.with_name(MARKER_NAME + '.tmp')
+        with open(tmp, 'w', encoding='utf-8') as f:
+            json.dump(content, f, indent=2)
+            f.write('\n')
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, marker)
 
     def _init_schema(self, conn: sqlite3.Connection) -> None:
         conn.execute('BEGIN IMMEDIATE')
@@ -829,6 +979,8 @@ class SQLiteStorage(Storage):
                 marks = ', '.join('?' * len(chunk))
                 deleted += conn.execute(f'DELETE FROM engrams WHERE id IN ({marks})',
                                         chunk).rowcount
+                conn.execute(f'DELETE FROM place_edges WHERE a IN ({marks}) OR b IN ({marks})',
+                             list(chunk) + list(chunk))
             orphans = [f for f in sorted(candidates) if conn.execute(
                 'SELECT 1 FROM engram_evidence WHERE file = ? LIMIT 1', (f,)).fetchone() is None]
         # Files go only after the commit, so a failed transaction never loses evidence. A put
@@ -850,6 +1002,31 @@ class SQLiteStorage(Storage):
             if len(rows) < batch_size or rows[-1][0] == _INT64_MAX:
                 return
             start = rows[-1][0] + 1
+
+    def put_edges(self, edges: Sequence[PlaceEdge]) -> None:
+        """See :meth:`Storage.put_edges`."""
+        rows = _check_edges(edges)
+        if not rows:
+            return
+        with self._write() as conn:
+            conn.executemany('INSERT INTO place_edges (a, b, traversals, last_traversed) '
+                             'VALUES (?, ?, ?, ?) ON CONFLICT(a, b) DO UPDATE SET '
+                             'traversals = excluded.traversals, '
+                             'last_traversed = excluded.last_traversed', rows)
+
+    def delete_edges(self, pairs: Sequence[tuple[int, int]]) -> None:
+        """See :meth:`Storage.delete_edges`."""
+        keys = [edge_key(int(a), int(b)) for a, b in pairs]
+        if not keys:
+            return
+        with self._write() as conn:
+            conn.executemany('DELETE FROM place_edges WHERE a = ? AND b = ?', keys)
+
+    def edges(self) -> list[PlaceEdge]:
+        """See :meth:`Storage.edges`."""
+        with self._read() as conn:
+            return [PlaceEdge(int(a), int(b), int(n), float(t)) for a, b, n, t in conn.execute(
+                'SELECT a, b, traversals, last_traversed FROM place_edges ORDER BY a, b')]
 
     def count(self) -> int:
         """See :meth:`Storage.count`."""

@@ -26,12 +26,22 @@ recall, list, get, consolidation, edit and forget is written to the optional aud
 (:mod:`engram_ros.core.audit`). Observations inside a privacy zone or window
 (:mod:`engram_ros.core.privacy`) are refused with :class:`ObservationExcluded`; consolidation
 deletes evidence files past their retention limit.
+
+Map-like memory (:mod:`engram_ros.core.places`, :mod:`engram_ros.core.validity`): consecutive
+place observations add traversal edges to a durable place graph (:meth:`MemoryStore.place_graph`);
+objects are anchored to the nearest place and move with it when SLAM corrects its pose
+(:meth:`~MemoryStore.correct_poses`); consolidation turns a belief into history when the thing
+is seen elsewhere and missed where it was, so recall answers current beliefs unless asked
+``at_time`` or ``changed_since``. Planners' :meth:`~MemoryStore.feedback` moves usefulness
+scores, which decide (with frequency and recency) what the budget forgets; every eviction is
+logged and audited (``evict``).
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import math
 import threading
 import time
 import uuid
@@ -55,8 +65,11 @@ from engram_ros.core.engram import Observation
 from engram_ros.core.engram import TIER_LONG
 from engram_ros.core.engram import TIER_SHORT
 from engram_ros.core.evidence import EvidenceStore
+from engram_ros.core.forgetting import FeedbackError
+from engram_ros.core.forgetting import FeedbackStatus
 from engram_ros.core.forgetting import RetentionPolicy
 from engram_ros.core.forgetting import select_evictions
+from engram_ros.core.forgetting import update_usefulness
 from engram_ros.core.governance import check_page
 from engram_ros.core.governance import EngramFilter
 from engram_ros.core.governance import ForgetResult
@@ -66,9 +79,17 @@ from engram_ros.core.governance import ListResult
 from engram_ros.core.index import EngramIndex
 from engram_ros.core.index import IndexLoadError
 from engram_ros.core.merge import compatible
+from engram_ros.core.merge import identity_tags
 from engram_ros.core.merge import merge
 from engram_ros.core.merge import merge_engrams
 from engram_ros.core.merge import MergePolicy
+from engram_ros.core.places import CorrectionError
+from engram_ros.core.places import CorrectionReport
+from engram_ros.core.places import CorrectionStatus
+from engram_ros.core.places import move_engram
+from engram_ros.core.places import PlaceGraph
+from engram_ros.core.places import PoseCorrection
+from engram_ros.core.places import rigid_delta
 from engram_ros.core.privacy import PrivacyPolicy
 from engram_ros.core.query import QueryError
 from engram_ros.core.query import RecallHit
@@ -77,7 +98,12 @@ from engram_ros.core.query import RecallResult
 from engram_ros.core.query import RecallStatus
 from engram_ros.core.ranking import rank
 from engram_ros.core.ranking import RankingWeights
+from engram_ros.core.storage import edge_key
+from engram_ros.core.storage import PlaceEdge
 from engram_ros.core.storage import Storage
+from engram_ros.core.validity import Candidate
+from engram_ros.core.validity import find_moves
+from engram_ros.core.validity import valid_mask
 
 _LOG = logging.getLogger(__name__)
 
@@ -105,6 +131,12 @@ class StoreConfig:
     ranking: RankingWeights = field(default_factory=RankingWeights)
     #: Privacy zones and windows where nothing is stored; evidence retention limits.
     privacy: PrivacyPolicy = field(default_factory=PrivacyPolicy)
+    #: [m] an object is anchored to the nearest current place within this distance.
+    anchor_radius: float = 5.0
+    #: [s] two consecutive place observations at most this far apart make a traversal edge.
+    edge_max_gap: float = 60.0
+    #: [s] a thing not seen for this long after the robot was at its place counts as missed.
+    move_grace: float = 5.0
 
 
 @dataclass
@@ -138,6 +170,8 @@ class ConsolidationReport:
     evicted_ids: list[int] = field(default_factory=list)
     #: Evidence files deleted (or, dry run, to delete) because they were past their retention.
     evidence_expired: int = 0
+    #: (old id, new id) of beliefs that became history because the thing was seen elsewhere.
+    moved: list[tuple[int, int]] = field(default_factory=list)
 
 
 class MemoryStore:
@@ -170,8 +204,22 @@ class MemoryStore:
         self._labels: set[str] = set()
         #: Ids of pinned engrams (as loaded or written by this store): never LRU-evicted.
         self._pinned: set[int] = set()
+        #: Temporal validity of engrams that are history or moved: id -> (valid_from, valid_to
+        #: or inf). Every other engram is current since its first sighting.
+        self._validity: dict[int, tuple[float, float]] = {}
+        self._history: set[int] = set()
+        #: Anchors: engram id -> place id, and place id -> anchored engram ids.
+        self._anchor_of: dict[int, int] = {}
+        self._anchored: dict[int, set[int]] = {}
+        #: SLAM keyframe id -> place engram id.
+        self._keyframes: dict[str, int] = {}
+        #: The place graph, (a, b) with a < b -> edge; mirrored in storage.
+        self._edges: dict[tuple[int, int], PlaceEdge] = {}
+        #: The place the robot was last observed at, and when (for edges and missed things).
+        self._last_place: tuple[int, float] | None = None
         self._closed = False
         self.index = self._open_index()
+        self._edges = {(e.a, e.b): e for e in storage.edges()}
 
     # ----------------------------------------------------------------------------- lifecycle
     def _open_index(self) -> EngramIndex:
@@ -227,6 +275,30 @@ class MemoryStore:
             self._pinned.add(engram.id)
         if engram.label:
             self._labels.add(engram.label)
+        self._note_map(engram)
+
+    def _note_map(self, engram: Engram) -> None:
+        """Track validity, anchor and keyframe of ``engram`` (under ``_lock`` when live)."""
+        if engram.valid_to is not None:
+            self._history.add(engram.id)
+            self._validity[engram.id] = (engram.valid_from, engram.valid_to)
+        else:
+            self._history.discard(engram.id)
+            if engram.valid_from > engram.first_seen:
+                self._validity[engram.id] = (engram.valid_from, math.inf)
+            else:
+                self._validity.pop(engram.id, None)
+        old = self._anchor_of.get(engram.id, 0)
+        if old != engram.anchor_id:
+            if old:
+                self._anchored.get(old, set()).discard(engram.id)
+            if engram.anchor_id:
+                self._anchor_of[engram.id] = engram.anchor_id
+                self._anchored.setdefault(engram.anchor_id, set()).add(engram.id)
+            else:
+                self._anchor_of.pop(engram.id, None)
+        if engram.keyframe_id:
+            self._keyframes[engram.keyframe_id] = engram.id
 
     def close(self) -> None:
         """Flush recall statistics, save the index cache, close storage. Idempotent."""
@@ -298,13 +370,49 @@ class MemoryStore:
                 engram = Engram.from_observation(self.storage.next_id(), obs)
                 promoted = False
             engram.last_access = max(engram.last_access, time.time())
+            edge = None
+            with self._lock:
+                if engram.kind == 'place':
+                    edge = self._traversal(engram.id, obs.stamp)
+                else:
+                    engram.anchor_id = self._nearest_place(engram.position) or engram.anchor_id
             self.storage.put([engram])
+            if edge is not None:
+                self.storage.put_edges([edge])
             with self._lock:
                 self._index_put(engram)
+                if edge is not None:
+                    self._edges[(edge.a, edge.b)] = edge
                 evict = self._lru_overflow()
             if evict:
-                self._forget(evict)
+                self._evict(evict, 'short-term LRU capacity')
             return IngestResult(engram.id, bool(existing), promoted, evict)
+
+    def _traversal(self, place_id: int, stamp: float) -> PlaceEdge | None:
+        """Note that the robot is at ``place_id``; the edge it just traversed, if any."""
+        last, self._last_place = self._last_place, (place_id, stamp)
+        if last is None or last[0] == place_id or abs(stamp - last[1]) > self.config.edge_max_gap:
+            return None
+        if last[0] not in self.index:
+            return None
+        a, b = edge_key(last[0], place_id)
+        old = self._edges.get((a, b))
+        return PlaceEdge(a, b, (old.traversals if old else 0) + 1,
+                         max(stamp, old.last_traversed if old else stamp))
+
+    def _nearest_place(self, position: np.ndarray) -> int:
+        """Id of the nearest current place within the anchor radius (0 = none)."""
+        slots = self.index.filter(kinds=[kind_code('place')], center=np.asarray(position),
+                                  radius=self.config.anchor_radius)
+        if slots is None or len(slots) == 0:
+            return 0
+        slots = np.asarray(slots)
+        ids = self.index.ids_of(slots)
+        keep = np.array([int(i) not in self._history for i in ids], dtype=bool)
+        if not keep.any():
+            return 0
+        d = np.linalg.norm(self.index.positions_of(slots[keep]) - np.asarray(position), axis=1)
+        return int(ids[keep][int(np.argmin(d))])
 
     def bulk_load(self, engrams: Sequence[Engram]) -> list[int]:
         """Add engrams as they are (ids assigned here), without matching: imports, benchmarks.
@@ -341,6 +449,8 @@ class MemoryStore:
             if sim < threshold:
                 break
             engram_id = int(self.index.ids_of(np.array([slot]))[0])
+            if engram_id in self._history:     # history is never reactivated
+                continue
             if compatible(tuple(obs.tags), self.index.tags_of(int(slot))):
                 return engram_id
         return None
@@ -374,6 +484,7 @@ class MemoryStore:
             self._pinned.discard(engram.id)
         if engram.label:
             self._labels.add(engram.label)
+        self._note_map(engram)
         self._dirty.add(engram.id)
 
     def _lru_overflow(self) -> list[int]:
@@ -424,6 +535,10 @@ class MemoryStore:
             out['start'] = query.t_start
         if query.t_end is not None:
             out['end'] = query.t_end
+        if query.at_time is not None:
+            out['at_time'] = query.at_time
+        if query.changed_since is not None:
+            out['changed_since'] = query.changed_since
         return out
 
     def _recall(self, query: RecallQuery, now: float | None) -> RecallResult:
@@ -449,6 +564,7 @@ class MemoryStore:
                 tags_all=tags_all, tags_any=tags_any, tags_none=tags_none, kinds=kinds,
                 center=query.center if query.radius > 0.0 else None, radius=query.radius,
                 t_start=query.t_start, t_end=query.t_end)
+            candidates = self._valid_slots(candidates, query.at_time, query.changed_since)
             n_candidates = len(self.index) if candidates is None else len(candidates)
             ranked = rank(self.index, query, candidates, query_tags, self.config.ranking, now)
             ids = [int(i) for i in self.index.ids_of(ranked.slots)]
@@ -466,6 +582,33 @@ class MemoryStore:
         if text_tags:
             message += f' (text matched {", ".join(text_tags)})'
         return RecallResult(hits=hits, candidates=n_candidates, message=message)
+
+    def _valid_slots(self, slots: np.ndarray | None, at_time: float | None,
+                     changed_since: float | None) -> np.ndarray | None:
+        """Narrow filter-stage slots to the beliefs a recall may see (under ``_lock``).
+
+        ``None`` (every live engram) stays ``None`` when there is no history to hide.
+        """
+        if at_time is None and changed_since is None:
+            if not self._history:
+                return slots
+            hidden = np.array([self.index.slot_of(i) for i in self._history], dtype=np.int64)
+            if slots is None:
+                slots = self.index.live_slots()
+            return np.asarray(slots)[~np.isin(slots, hidden)]
+        if slots is None:
+            slots = self.index.live_slots()
+        slots = np.asarray(slots, dtype=np.int64)
+        valid_from = self.index.first_seen_of(slots).astype(np.float64)
+        valid_to = np.full(len(slots), math.inf)
+        if self._validity:
+            ids = self.index.ids_of(slots)
+            for j, engram_id in enumerate(ids):
+                override = self._validity.get(int(engram_id))
+                if override is not None:
+                    valid_from[j], valid_to[j] = override
+        return slots[valid_mask(valid_from, valid_to, at_time=at_time,
+                                changed_since=changed_since)]
 
     def _touch(self, ids: Iterable[int], now: float) -> None:
         with self._lock:
@@ -490,6 +633,129 @@ class MemoryStore:
     # ----------------------------------------------------------------------------- read
     def get(self, ids: Sequence[int]) -> list[Engram]:
         return self.storage.get(ids)
+
+    # ----------------------------------------------------------------------------- map
+    def place_graph(self, requester: str = 'unknown') -> PlaceGraph:
+        """The current places, the traversal edges between them, and what is anchored where."""
+        with self._lock:
+            slots = self.index.filter(kinds=[kind_code('place')])
+            slots = self.index.live_slots() if slots is None else slots
+            ids = [int(i) for i in self.index.ids_of(np.asarray(slots))
+                   if int(i) not in self._history]
+            edges = sorted(self._edges.values(), key=lambda e: (e.a, e.b))
+            anchors = {i: p for i, p in self._anchor_of.items()
+                       if i not in self._history and p in set(ids)}
+        places = sorted(self.storage.get(ids), key=lambda e: e.id)
+        self._audit('places', requester, {}, dict(id_summary(ids), edges=len(edges)))
+        return PlaceGraph(places, edges, anchors)
+
+    def correct_poses(self, corrections: Sequence[PoseCorrection],
+                      requester: str = 'unknown') -> CorrectionReport:
+        """Re-anchor: move corrected places to their new poses, and their anchored engrams
+        by the same rigid transform, all in one write.
+
+        :raises CorrectionError: ``EMPTY``, ``INVALID_POSE``, or ``UNKNOWN_KEYFRAME`` when a
+            keyframe or place id is not in the memory; nothing is changed then.
+        """
+        params = {'keyframes': len(corrections)}
+        try:
+            report = self._correct_poses(corrections)
+        except CorrectionError as exc:
+            self._audit('correct', requester, params, {'status': int(exc.status)})
+            raise
+        self._audit('correct', requester, params, dict(id_summary(report.places),
+                                                       anchored=len(report.anchored)))
+        return report
+
+    def _correct_poses(self, corrections: Sequence[PoseCorrection]) -> CorrectionReport:
+        if not corrections:
+            raise CorrectionError(CorrectionStatus.EMPTY, 'no corrected poses given')
+        for c in corrections:
+            c.validate()
+        with self._write_lock:
+            targets: list[tuple[int, PoseCorrection]] = []
+            unknown = []
+            with self._lock:
+                for c in corrections:
+                    place = self._keyframes.get(c.keyframe_id, 0) if c.keyframe_id \
+                        else int(c.place_id)
+                    if not place or place not in self.index or place in self._history:
+                        unknown.append(c.keyframe_id or str(c.place_id))
+                    else:
+                        targets.append((place, c))
+            if unknown:
+                raise CorrectionError(CorrectionStatus.UNKNOWN_KEYFRAME,
+                                      f'unknown keyframe(s) or place id(s): '
+                                      f'{", ".join(unknown[:20])}; nothing was changed')
+            places = {e.id: e for e in self.storage.get([p for p, _ in targets])}
+            bad = [str(p) for p, _ in targets if places.get(p) is None or places[p].kind != 'place']
+            if bad:
+                raise CorrectionError(CorrectionStatus.UNKNOWN_KEYFRAME,
+                                      f'id(s) {", ".join(bad[:20])} are not places; nothing '
+                                      'was changed')
+            report = CorrectionReport()
+            changed: dict[int, Engram] = {}
+            for place_id, c in targets:
+                place = places[place_id]
+                rot, trans = rigid_delta(place.position, place.orientation,
+                                         np.asarray(c.position, dtype=np.float64),
+                                         np.asarray(c.orientation, dtype=np.float64))
+                changed[place_id] = move_engram(place, rot, trans)
+                report.places.append(place_id)
+                with self._lock:
+                    anchored = sorted(self._anchored.get(place_id, ()))
+                for engram in self.storage.get(anchored):
+                    if engram.id not in changed:
+                        changed[engram.id] = move_engram(engram, rot, trans)
+                        report.anchored.append(engram.id)
+            self.storage.put(list(changed.values()))
+            with self._lock:
+                for engram in changed.values():
+                    self._index_put(engram)
+            _LOG.info('pose correction: moved %d places and %d anchored engrams',
+                      len(report.places), len(report.anchored))
+            return report
+
+    # ----------------------------------------------------------------------------- feedback
+    def feedback(self, ids: Sequence[int], helped: bool,
+                 requester: str = 'unknown') -> list[Engram]:
+        """A planner says whether recalling these engrams helped; their usefulness moves.
+
+        :returns: the engrams with their new scores, in the order given.
+        :raises FeedbackError: ``EMPTY`` without ids; ``UNKNOWN_ID`` when any id is not in the
+            memory (nothing is changed then).
+        """
+        wanted = list(dict.fromkeys(int(i) for i in ids))
+        params = {'ids': wanted[:1000], 'helped': bool(helped)}
+        try:
+            engrams = self._feedback(wanted, bool(helped))
+        except FeedbackError as exc:
+            self._audit('feedback', requester, params, {'status': int(exc.status)})
+            raise
+        self._audit('feedback', requester, params,
+                    {'scores': [round(e.score, 4) for e in engrams[:1000]]})
+        return engrams
+
+    def _feedback(self, ids: list[int], helped: bool) -> list[Engram]:
+        if not ids:
+            raise FeedbackError(FeedbackStatus.EMPTY, 'no engram ids given; accepted: ids of '
+                                'engrams a recall returned')
+        with self._write_lock:
+            found = {e.id: e for e in self.storage.get(ids)}
+            unknown = [i for i in ids if i not in found]
+            if unknown:
+                raise FeedbackError(FeedbackStatus.UNKNOWN_ID,
+                                    f'unknown engram id(s): {", ".join(map(str, unknown[:20]))}; '
+                                    'nothing was changed')
+            rate = self.config.retention.feedback_rate
+            engrams = [found[i] for i in ids]
+            for e in engrams:
+                e.score = update_usefulness(e.score, helped, rate)
+            self.storage.put(engrams)
+            with self._lock:
+                for e in engrams:
+                    self._index_put(e)
+            return engrams
 
     # ----------------------------------------------------------------------------- consolidate
     def consolidate(self, scope: ConsolidationScope | None = None,
@@ -519,6 +785,9 @@ class MemoryStore:
     def _consolidate(self, scope: ConsolidationScope, dry_run: bool,
                      now: float | None) -> ConsolidationReport:
         now = time.time() if now is None else now
+        if self.config.budget < 1:
+            raise ValueError(f'budget={self.config.budget}; accepted: a positive number of '
+                             'engrams (nothing was changed)')
         with self._write_lock:
             self._flush_touched()
             report = ConsolidationReport(size_before=len(self), dry_run=dry_run)
@@ -527,6 +796,7 @@ class MemoryStore:
                 short_before = set(self._short_lru)
             changed: dict[int, Engram] = {}
             removed: set[int] = set()
+            merged_into: dict[int, int] = {}
             for engram in self.storage.get(dirty):
                 if engram.id in removed or not _in_scope(engram, scope):
                     continue
@@ -538,6 +808,7 @@ class MemoryStore:
                     changed[keep.id] = merged
                     changed.pop(gone.id, None)
                     removed.add(gone.id)
+                    merged_into[gone.id] = keep.id
                     report.merged += 1
                     if gone is current:
                         break
@@ -567,15 +838,22 @@ class MemoryStore:
             report.forgotten = len(evict)
             report.evicted_ids = list(evict)
             report.evidence_expired = self._expire_evidence(now, dry_run)
+            moves = self._find_moves(changed, removed | set(evict))
+            report.moved = [(m.old, m.new) for m in moves]
             if dry_run:
                 report.size_after = report.size_before
                 return report
+            self._apply_moves(moves, changed)
+            edges = self._follow_place_merges(merged_into, changed)
             if changed:
                 self.storage.put(list(changed.values()))
                 with self._lock:
                     for engram in changed.values():
                         self._index_put(engram)
-            self._forget(sorted(removed) + list(evict))
+            self._forget(sorted(removed))
+            if evict:
+                self._evict(list(evict), 'storage budget or short-term LRU capacity')
+            self._put_edges(*edges)
             with self._lock:
                 self._dirty.clear()
             report.size_after = len(self)
@@ -583,6 +861,124 @@ class MemoryStore:
                       report.merged, report.promoted, report.forgotten, report.size_before,
                       report.size_after)
             return report
+
+    def _find_moves(self, changed: dict[int, Engram], gone: set[int]) -> list:
+        """Current object/sound/event beliefs superseded by a sighting elsewhere."""
+        policy = self.config.merge
+        moves = []
+        with self._lock:
+            robot_place = self._last_place[0] if self._last_place else 0
+            for kind in ('object', 'audio', 'event'):
+                slots = self.index.filter(kinds=[kind_code(kind)])
+                slots = np.asarray(self.index.live_slots() if slots is None else slots)
+                if len(slots) < 2:
+                    continue
+                ids = self.index.ids_of(slots)
+                positions = self.index.positions_of(slots)
+                vectors = self.index.vectors_of(slots)
+                first = self.index.first_seen_of(slots)
+                last = self.index.last_seen_of(slots)
+                candidates = []
+                for j, engram_id in enumerate(int(i) for i in ids):
+                    if engram_id in self._history or engram_id in gone:
+                        continue
+                    identity = identity_tags(self.index.tags_of(int(slots[j])))
+                    if not identity:
+                        continue
+                    anchor = self._anchor_of.get(engram_id, 0)
+                    anchor_seen = None
+                    if anchor and anchor in self.index:
+                        anchor_seen = float(self.index.last_seen_of(
+                            np.array([self.index.slot_of(anchor)]))[0])
+                    e = changed.get(engram_id)
+                    candidates.append(Candidate(
+                        engram_id, identity,
+                        e.position if e is not None else positions[j],
+                        normalize_vector(vectors[j]),
+                        float(first[j]), float(e.last_seen if e is not None else last[j]),
+                        anchor, anchor_seen))
+                moves += find_moves(candidates, min_distance=2.0 * policy.radius_for(kind),
+                                    min_similarity=policy.similarity_for(kind),
+                                    grace=self.config.move_grace, robot_place=robot_place)
+        return moves
+
+    def _apply_moves(self, moves: list, changed: dict[int, Engram]) -> None:
+        """Make each moved belief history and its successor current (into ``changed``)."""
+        if not moves:
+            return
+        wanted = [i for m in moves for i in (m.old, m.new) if i not in changed]
+        for engram in self.storage.get(wanted):
+            changed[engram.id] = engram
+        for m in moves:
+            old, new = changed.get(m.old), changed.get(m.new)
+            if old is None or new is None:
+                continue
+            old.valid_to = max(old.valid_from, m.when)
+            old.successor_id = new.id
+            new.valid_from = min(new.valid_from, m.when) if new.valid_from else m.when
+            new.score = max(new.score, old.score)
+            new.pinned = new.pinned or old.pinned
+            _LOG.info('belief %d (%s at %s) is history since %.3f: seen at %s as %d', old.id,
+                      old.label or old.kind, np.round(old.position, 2).tolist(), m.when,
+                      np.round(new.position, 2).tolist(), new.id)
+
+    def _follow_place_merges(self, merged_into: dict[int, int], changed: dict[int, Engram]
+                             ) -> tuple[list[PlaceEdge], list[tuple[int, int]]]:
+        """Re-anchor things and rewire edges of places merged away; edges to put and delete."""
+        def final(i: int) -> int:
+            while i in merged_into:
+                i = merged_into[i]
+            return i
+
+        put: dict[tuple[int, int], PlaceEdge] = {}
+        drop: list[tuple[int, int]] = []
+        with self._lock:
+            gone_places = [i for i in merged_into if i in self._anchored or any(
+                i in k for k in self._edges)]
+            anchored = {i: set(self._anchored.get(i, ())) for i in gone_places}
+            edges = dict(self._edges)
+        for gone in gone_places:
+            keep = final(gone)
+            moved = [i for i in anchored[gone] if i not in merged_into]
+            for engram in self.storage.get([i for i in moved if i not in changed]):
+                changed[engram.id] = engram
+            for i in moved:
+                if i in changed:
+                    changed[i].anchor_id = keep
+        for key, edge in edges.items():
+            a, b = final(edge.a), final(edge.b)
+            if (a, b) == key or (b, a) == key:
+                continue
+            drop.append(key)
+            if a == b:
+                continue
+            new_key = edge_key(a, b)
+            old = put.get(new_key) or edges.get(new_key)
+            put[new_key] = PlaceEdge(new_key[0], new_key[1],
+                                     edge.traversals + (old.traversals if old else 0),
+                                     max(edge.last_traversed, old.last_traversed if old else 0.0))
+        return list(put.values()), drop
+
+    def _put_edges(self, put: list[PlaceEdge], drop: list[tuple[int, int]]) -> None:
+        if drop:
+            self.storage.delete_edges(drop)
+        if put:
+            self.storage.put_edges(put)
+        with self._lock:
+            for key in drop:
+                self._edges.pop(key, None)
+            for edge in put:
+                if edge.a in self.index and edge.b in self.index:
+                    self._edges[(edge.a, edge.b)] = edge
+
+    def _evict(self, ids: list[int], reason: str) -> None:
+        """Forget ``ids`` to respect a limit; each eviction is logged and audited."""
+        victims = self.storage.get(ids)
+        for e in victims:
+            _LOG.info('evicted engram %d (%s %r, seen %d times, score %.2f): %s', e.id, e.kind,
+                      e.label, e.observation_count, e.score, reason)
+        self._forget(ids)
+        self._audit('evict', 'memory', {'reason': reason}, id_summary(ids))
 
     def _duplicates_of(self, engram: Engram, removed: set[int]) -> list[Engram]:
         policy = self.config.merge
@@ -594,7 +990,8 @@ class MemoryStore:
             top, sims = self.index.dense_topk(engram.vector, min(len(slots), 32), slots)
             ids = [int(i) for i, s in zip(self.index.ids_of(np.asarray(top)), sims)
                    if s >= policy.similarity_for(engram.kind)]
-        ids = [i for i in ids if i != engram.id and i not in removed]
+            ids = [i for i in ids if i != engram.id and i not in removed
+                   and i not in self._history]
         return [o for o in self.storage.get(ids) if compatible(engram.tags, o.tags)]
 
     def _forget(self, ids: Sequence[int]) -> None:
@@ -608,6 +1005,18 @@ class MemoryStore:
                 self._pinned.discard(engram_id)
                 self._dirty.discard(engram_id)
                 self._touched.pop(engram_id, None)
+                self._history.discard(engram_id)
+                self._validity.pop(engram_id, None)
+                place = self._anchor_of.pop(engram_id, 0)
+                if place:
+                    self._anchored.get(place, set()).discard(engram_id)
+                self._anchored.pop(engram_id, None)
+            gone = set(ids)
+            self._edges = {k: e for k, e in self._edges.items()
+                           if k[0] not in gone and k[1] not in gone}
+            self._keyframes = {k: v for k, v in self._keyframes.items() if v not in gone}
+            if self._last_place is not None and self._last_place[0] in gone:
+                self._last_place = None
         self.storage.delete(list(ids))
         _LOG.info('forgot %d engrams: %s', len(ids), ', '.join(map(str, list(ids)[:20])))
 

@@ -11,6 +11,7 @@ from engram_ros.core.engram import Engram
 from engram_ros.core.engram import TIER_LONG
 from engram_ros.core.engram import TIER_SHORT
 from engram_ros.core.forgetting import RetentionPolicy
+from engram_ros.core.forgetting import protected
 from engram_ros.core.forgetting import retention
 from engram_ros.core.forgetting import select_evictions
 
@@ -98,8 +99,9 @@ def test_select_evictions_respects_budget_and_pins(budget: int, pinned_every: in
     evicted = select_evictions(iter(engrams), budget, NOW, RetentionPolicy())
     assert len(set(evicted)) == len(evicted)
     assert set(evicted) <= set(by_id)
-    assert not any(by_id[i].pinned for i in evicted)
-    unpinned = [e for e in engrams if not e.pinned]
+    # Protected: pinned, or rare-but-important (high usefulness, important tags).
+    assert not any(protected(by_id[i], RetentionPolicy()) for i in evicted)
+    unpinned = [e for e in engrams if not protected(e, RetentionPolicy())]
     excess = max(0, len(engrams) - budget)
     assert len(evicted) == min(excess, len(unpinned))
     left = len(engrams) - len(evicted)
@@ -112,7 +114,7 @@ def test_select_evictions_takes_lowest_retention_first(seed: int) -> None:
     engrams = population(30, seed=seed, pinned_every=4)
     policy = RetentionPolicy()
     evicted = set(select_evictions(engrams, 18, NOW, policy))
-    kept_unpinned = [e for e in engrams if not e.pinned and e.id not in evicted]
+    kept_unpinned = [e for e in engrams if not protected(e, policy) and e.id not in evicted]
     assert evicted
     worst_kept = min(retention(e, NOW, policy) for e in kept_unpinned)
     best_evicted = max(retention(e, NOW, policy) for e in engrams if e.id in evicted)

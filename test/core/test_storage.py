@@ -17,6 +17,7 @@ import pytest
 from engram_ros.core import storage as storage_module
 from engram_ros.core.engram import Engram
 from engram_ros.core.engram import TIER_LONG
+from engram_ros.core.storage import PlaceEdge
 from engram_ros.core.storage import SCHEMA_VERSION
 from engram_ros.core.storage import MemoryStorage
 from engram_ros.core.storage import SQLiteStorage
@@ -579,3 +580,44 @@ def test_interrupted_creation_is_completed(tmp_path: Path) -> None:
     with SQLiteStorage(directory) as backend:
         assert backend.count() == 0
         backend.put([make_engram(1)])
+
+
+def _downgrade_to_schema_1(directory: Path) -> None:
+    """Turn a closed store into exactly what schema 1 wrote (no validity/anchor columns, no
+    place graph)."""
+    conn = sqlite3.connect(directory / 'engrams.sqlite3')
+    conn.execute('DROP INDEX place_edges_by_b')
+    conn.execute('DROP TABLE place_edges')
+    for column in ('valid_from', 'valid_to', 'successor_id', 'anchor_id', 'keyframe_id'):
+        conn.execute(f'ALTER TABLE engrams DROP COLUMN {column}')
+    conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    conn.execute('PRAGMA user_version = 1')
+    conn.commit()
+    conn.close()
+    _set_marker(directory, schema_version=1)
+
+
+def test_schema_1_store_is_migrated_to_2_without_losing_engrams(tmp_path: Path) -> None:
+    directory = _closed_store(tmp_path)
+    with SQLiteStorage(directory) as backend:
+        expected = list(backend.iter_all())
+    _downgrade_to_schema_1(directory)
+    with SQLiteStorage(directory) as backend:
+        migrated = list(backend.iter_all())
+        assert [e.id for e in migrated] == [e.id for e in expected]
+        for old, new in zip(expected, migrated):
+            assert new.label == old.label and new.tags == old.tags
+            np.testing.assert_array_equal(new.vector, old.vector)
+            assert new.valid_from == old.first_seen and new.valid_to is None
+        assert backend.get_meta('schema_version') == str(SCHEMA_VERSION) == '2'
+        assert backend.edges() == []
+        backend.put_edges([PlaceEdge(2, 1, 3, T_EDGE)])
+        assert backend.edges() == [PlaceEdge(1, 2, 3, T_EDGE)]
+    assert json.loads((directory / 'STORE').read_text())['schema_version'] == 2
+    with SQLiteStorage(directory) as backend:       # and it opens again as a plain v2 store
+        assert backend.count() == len(expected) and len(backend.edges()) == 1
+        backend.delete([1])
+        assert backend.edges() == []
+
+
+T_EDGE = 1.7e9

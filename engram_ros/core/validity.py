@@ -1,0 +1,128 @@
+"""Temporal validity: when a belief about where a thing is stops being current.
+
+Plasticity with stability. An object engram is one belief "this thing is here"; it stays current
+until the memory has two pieces of evidence that the thing is elsewhere:
+
+* **seen elsewhere**: a newer current engram of the same identity (label/sound tags) that looks
+  alike (context vectors above the kind's merge similarity) lies far from the old one (beyond
+  twice the merge radius) and was first seen after the old one was last seen;
+* **missed where it was**: the robot was at the old engram's anchor place after the old engram
+  was last seen (plus a grace period) and has left that place since, without seeing it there.
+
+Both are needed, so two identical mugs in two rooms, each re-seen whenever the robot passes,
+stay two current engrams, and a thing that is merely hidden for a while is not moved. The old
+engram becomes history (``valid_to`` = when the new one was first seen, ``successor_id``); the
+new one is the current belief. Recall answers current beliefs unless asked about a time
+(``at_time``) or about changes (``changed_since``). Nothing here imports ROS or touches storage.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """What the move decision needs to know about one current engram."""
+
+    id: int
+    identity: frozenset[str]
+    position: np.ndarray
+    vector: np.ndarray
+    first_seen: float
+    last_seen: float
+    #: Anchor place id (0 = none) and when the robot was last at that place (None = unknown).
+    anchor_id: int = 0
+    anchor_last_seen: float | None = None
+
+
+@dataclass(frozen=True)
+class Move:
+    """``old`` became history at ``when``; ``new`` is the current belief."""
+
+    old: int
+    new: int
+    when: float
+
+
+def find_moves(candidates: list[Candidate], *, min_distance: float, min_similarity: float,
+               grace: float, robot_place: int) -> list[Move]:
+    """Decide which current engrams are superseded by a newer one seen elsewhere.
+
+    :param candidates: current engrams of one kind.
+    :param min_distance: [m] farther apart than this, two sightings cannot be one placement.
+    :param min_similarity: cosine similarity above which two engrams may be one thing.
+    :param grace: [s] how long after its last sighting a missed thing still counts as seen.
+    :param robot_place: the place the robot was last at (0 = unknown); a thing is only judged
+        missed once the robot has left its anchor place.
+    :returns: moves, at most one per old and one per new engram, most similar pairs first.
+    """
+    groups: dict[frozenset[str], list[Candidate]] = {}
+    for c in candidates:
+        if c.identity:
+            groups.setdefault(c.identity, []).append(c)
+    pairs: list[tuple[float, Candidate, Candidate]] = []
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        for old in members:
+            if not _missed(old, grace, robot_place):
+                continue
+            for new in members:
+                if new.id == old.id or new.first_seen <= old.last_seen:
+                    continue
+                if float(np.linalg.norm(new.position - old.position)) <= min_distance:
+                    continue
+                sim = float(np.dot(old.vector, new.vector))
+                if sim >= min_similarity:
+                    pairs.append((sim, old, new))
+    pairs.sort(key=lambda p: (-p[0], p[1].id, p[2].id))
+    used_old: set[int] = set()
+    used_new: set[int] = set()
+    moves = []
+    for _, old, new in pairs:
+        # A new engram that is itself being superseded cannot take over another one.
+        if old.id in used_old or new.id in used_new or new.id in used_old:
+            continue
+        used_old.add(old.id)
+        used_new.add(new.id)
+        moves.append(Move(old.id, new.id, new.first_seen))
+    return moves
+
+
+def _missed(c: Candidate, grace: float, robot_place: int) -> bool:
+    """True when the robot was at ``c``'s anchor place after ``c`` was last seen, and left."""
+    if not c.anchor_id or c.anchor_last_seen is None:
+        return False
+    return c.anchor_last_seen > c.last_seen + grace and robot_place != c.anchor_id
+
+
+def valid_mask(valid_from: np.ndarray, valid_to: np.ndarray, *, at_time: float | None = None,
+               changed_since: float | None = None) -> np.ndarray:
+    """Which beliefs a recall may see; ``valid_to`` is ``inf`` for current beliefs.
+
+    * neither time given: current beliefs only;
+    * ``at_time``: beliefs current at that time (``valid_from <= t < valid_to``);
+    * ``changed_since``: beliefs that began or ended at or after that time (history included).
+    """
+    if at_time is None and changed_since is None:
+        return np.isinf(valid_to)
+    mask = np.ones(valid_from.shape[0], dtype=bool)
+    if at_time is not None:
+        mask &= (valid_from <= at_time) & (at_time < valid_to)
+    if changed_since is not None:
+        mask &= (valid_from >= changed_since) | (np.isfinite(valid_to)
+                                                  & (valid_to >= changed_since))
+    return mask
+
+
+def check_time(name: str, value: float | None) -> str | None:
+    """A message saying what is wrong with a validity time, or None when it is fine."""
+    if value is None:
+        return None
+    if not math.isfinite(value) or value < 0.0:
+        return f'{name}={value} must be a finite time >= 0 (s since the epoch), or 0 for unset'
+    return None

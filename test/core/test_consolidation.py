@@ -1,0 +1,233 @@
+"""Consolidation into a map-like memory: laps, moves (temporal validity), the place graph,
+re-anchoring after pose corrections, feedback and forgetting under a budget.
+
+Each test drives a real :class:`MemoryStore` (RAM and SQLite backends) with observations laid
+out as laps through a two-room flat: kitchen around x = 0, living room around x = 10.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import zlib
+from pathlib import Path
+from typing import Callable
+from typing import Iterator
+
+import numpy as np
+import pytest
+
+from engram_ros.core.audit import AuditLog
+from engram_ros.core.engram import Observation
+from engram_ros.core.forgetting import FeedbackError
+from engram_ros.core.forgetting import FeedbackStatus
+from engram_ros.core.places import CorrectionError
+from engram_ros.core.places import CorrectionStatus
+from engram_ros.core.places import PoseCorrection
+from engram_ros.core.query import RecallQuery
+from engram_ros.core.storage import MemoryStorage
+from engram_ros.core.storage import SQLiteStorage
+from engram_ros.core.store import MemoryStore
+from engram_ros.core.store import StoreConfig
+
+DIM = 16
+T0 = 1.7e9
+LAP = 100.0                                  # [s] one lap
+KITCHEN = (0.0, 0.0, 0.0)
+LIVING = (10.0, 0.0, 0.0)
+MUG_KITCHEN = (1.0, 0.5, 0.8)
+MUG_LIVING = (10.5, 1.0, 0.8)
+
+
+def look(name: str) -> np.ndarray:
+    rng = np.random.default_rng(zlib.crc32(name.encode()))
+    v = rng.normal(size=DIM)
+    return (v / np.linalg.norm(v)).astype(np.float32)
+
+
+def obs(label: str, position, stamp: float, kind: str = 'object', keyframe_id: str = '',
+        appearance: str | None = None) -> Observation:
+    return Observation(kind=kind, frame_id='map', position=np.asarray(position, dtype=float),
+                       stamp=stamp, vector=look(appearance or label),
+                       label=label if kind != 'place' else '', keyframe_id=keyframe_id,
+                       tags=(f'room:{"kitchen" if position[0] < 5 else "living_room"}',))
+
+
+def place(position, stamp: float, keyframe_id: str = '') -> Observation:
+    name = 'kitchen' if position[0] < 5 else 'living'
+    return obs(name, position, stamp, kind='place', keyframe_id=keyframe_id, appearance=name)
+
+
+@pytest.fixture(params=['memory', 'sqlite'])
+def make_store(request, tmp_path: Path) -> Iterator[Callable[..., MemoryStore]]:
+    stores: list[MemoryStore] = []
+
+    def make(**config) -> MemoryStore:
+        storage = (MemoryStorage() if request.param == 'memory'
+                   else SQLiteStorage(tmp_path / f'store{len(stores)}'))
+        store = MemoryStore(storage, StoreConfig(dim=DIM, **config), audit=AuditLog(None))
+        stores.append(store)
+        return store
+
+    yield make
+    for store in stores:
+        store.close()
+
+
+def lap(store: MemoryStore, n: int, things: dict[str, tuple]) -> float:
+    """One lap: kitchen, then the living room; ``things`` maps labels to where they are seen."""
+    t = T0 + n * LAP
+    store.ingest(place(KITCHEN, t, keyframe_id='kf-kitchen'))
+    for i, (label, where) in enumerate(things.items()):
+        if where[0] < 5:
+            store.ingest(obs(label, where, t + 1 + i))
+    store.ingest(place(LIVING, t + 10, keyframe_id='kf-living'))
+    for i, (label, where) in enumerate(things.items()):
+        if where[0] >= 5:
+            store.ingest(obs(label, where, t + 11 + i))
+    store.consolidate(now=t + 20)
+    return t
+
+
+def current(store: MemoryStore, label: str, **query) -> list:
+    result = store.recall(RecallQuery(tags_all=(f'label:{label}',), k=10, **query))
+    return [h.engram for h in result.hits]
+
+
+def test_same_object_on_three_laps_is_one_engram_seen_three_times(make_store) -> None:
+    store = make_store()
+    for n in range(3):
+        lap(store, n, {'mug': MUG_KITCHEN})
+    mugs = current(store, 'mug')
+    assert len(mugs) == 1 and mugs[0].observation_count == 3
+    places = store.place_graph().places
+    assert len(places) == 2 and all(p.observation_count == 3 for p in places)
+
+
+def test_two_identical_objects_in_different_rooms_stay_two(make_store) -> None:
+    store = make_store()
+    for n in range(4):
+        lap(store, n, {'mug': MUG_KITCHEN, 'mug ': MUG_LIVING})   # same label, same look
+    mugs = current(store, 'mug')
+    assert len(mugs) == 2
+    assert sorted(round(m.position[0]) for m in mugs) == [1, 10]
+    assert all(m.valid_to is None and m.observation_count == 4 for m in mugs)
+    assert current(store, 'mug', changed_since=T0 + 2 * LAP) == []
+
+
+def test_moved_object_has_one_current_and_one_historical_engram(make_store) -> None:
+    store = make_store()
+    t1 = lap(store, 0, {'mug': MUG_KITCHEN})
+    lap(store, 1, {'mug': MUG_KITCHEN})
+    t3 = lap(store, 2, {'mug': MUG_LIVING})     # moved after lap 2: missed in the kitchen
+    lap(store, 3, {'mug': MUG_LIVING})
+
+    now = current(store, 'mug')
+    assert len(now) == 1 and now[0].position[0] == pytest.approx(MUG_LIVING[0])
+    assert now[0].valid_from == pytest.approx(t3 + 11)
+    then = current(store, 'mug', at_time=t1 + 50)
+    assert len(then) == 1 and then[0].position[0] == pytest.approx(MUG_KITCHEN[0])
+    assert then[0].valid_to == pytest.approx(t3 + 11) and then[0].successor_id == now[0].id
+    changed = current(store, 'mug', changed_since=t3)
+    assert {e.id for e in changed} == {now[0].id, then[0].id}
+    all_mugs = store.list_engrams().engrams
+    assert sum(e.label == 'mug' for e in all_mugs) == 2
+    # A later sighting in the kitchen is not merged into the history.
+    assert current(store, 'mug', at_time=t3 + 50)[0].id == now[0].id
+
+
+def test_pose_correction_moves_the_place_and_what_is_anchored_to_it(make_store) -> None:
+    store = make_store()
+    lap(store, 0, {'mug': MUG_KITCHEN, 'book': MUG_LIVING})
+    kitchen = next(p for p in store.place_graph().places if p.keyframe_id == 'kf-kitchen')
+    mug = current(store, 'mug')[0]
+    assert mug.anchor_id == kitchen.id
+    yaw = math.pi / 2        # corrected: kitchen keyframe 0.5 m further in x, turned 90 deg
+    report = store.correct_poses([PoseCorrection(
+        position=np.array([0.5, 0.0, 0.0]),
+        orientation=np.array([0.0, 0.0, math.sin(yaw / 2), math.cos(yaw / 2)]),
+        keyframe_id='kf-kitchen')])
+    assert report.places == [kitchen.id] and report.anchored == [mug.id]
+    moved = current(store, 'mug')[0]
+    np.testing.assert_allclose(moved.position, [0.5 - 0.5, 1.0, 0.8], atol=1e-9)
+    book = current(store, 'book')[0]
+    np.testing.assert_allclose(book.position, MUG_LIVING)          # other place: untouched
+
+
+def test_correction_for_an_unknown_keyframe_changes_nothing(make_store) -> None:
+    store = make_store()
+    lap(store, 0, {'mug': MUG_KITCHEN})
+    before = {e.id: e.position.copy() for e in store.list_engrams().engrams}
+    with pytest.raises(CorrectionError) as info:
+        store.correct_poses([
+            PoseCorrection(np.array([9.0, 9.0, 0.0]), np.array([0, 0, 0, 1.0]),
+                           keyframe_id='kf-kitchen'),
+            PoseCorrection(np.array([1.0, 1.0, 0.0]), np.array([0, 0, 0, 1.0]),
+                           keyframe_id='kf-nowhere')])
+    assert info.value.status == CorrectionStatus.UNKNOWN_KEYFRAME
+    assert 'kf-nowhere' in str(info.value)
+    after = {e.id: e.position for e in store.list_engrams().engrams}
+    assert before.keys() == after.keys()
+    assert all(np.array_equal(before[i], after[i]) for i in before)
+
+
+def test_place_graph_has_traversal_edges_that_survive_a_reopen(tmp_path: Path) -> None:
+    store = MemoryStore(SQLiteStorage(tmp_path / 's'), StoreConfig(dim=DIM))
+    for n in range(3):
+        lap(store, n, {'mug': MUG_KITCHEN})
+    graph = store.place_graph()
+    ids = sorted(p.id for p in graph.places)
+    assert [(e.a, e.b) for e in graph.edges] == [tuple(ids)]
+    # kitchen -> living inside each lap, living -> kitchen between laps (gap 90 s > 60 s: no)
+    assert graph.edges[0].traversals == 3
+    mug = current(store, 'mug')[0]
+    assert graph.anchors == {mug.id: mug.anchor_id}
+    store.close()
+    with MemoryStore(SQLiteStorage(tmp_path / 's'), StoreConfig(dim=DIM)) as again:
+        assert again.place_graph().edges == graph.edges
+
+
+def test_feedback_moves_the_score_and_unknown_ids_change_nothing(make_store) -> None:
+    store = make_store()
+    lap(store, 0, {'mug': MUG_KITCHEN, 'book': MUG_LIVING})
+    mug, book = current(store, 'mug')[0], current(store, 'book')[0]
+    up = store.feedback([mug.id], helped=True)
+    assert up[0].score > mug.score
+    down = store.feedback([book.id], helped=False)
+    assert down[0].score < book.score
+    with pytest.raises(FeedbackError) as info:
+        store.feedback([mug.id, 999_999], helped=True)
+    assert info.value.status == FeedbackStatus.UNKNOWN_ID and '999999' in str(info.value)
+    assert store.get([mug.id])[0].score == pytest.approx(up[0].score)
+    with pytest.raises(FeedbackError) as info:
+        store.feedback([], helped=True)
+    assert info.value.status == FeedbackStatus.EMPTY
+
+
+def test_eviction_under_a_tiny_budget_keeps_pinned_and_useful_engrams(make_store, caplog
+                                                                      ) -> None:
+    store = make_store(budget=100)
+    for i in range(8):
+        store.ingest(obs(f'thing{i}', (3.0 * i, 20.0, 0.5), T0 + i, appearance=f't{i}'))
+    ids = {e.label: e.id for e in store.list_engrams().engrams}
+    store.edit(ids['thing0'], pinned=True)
+    for _ in range(10):                     # seen once, but it helped every time
+        store.feedback([ids['thing1']], helped=True)
+    store.config.budget = 2
+    with caplog.at_level(logging.INFO, logger='engram_ros.core.store'):
+        report = store.consolidate(now=T0 + 100)
+    kept = {e.label for e in store.list_engrams().engrams}
+    assert kept == {'thing0', 'thing1'} and report.forgotten == 6
+    assert sum('evicted engram' in r.getMessage() for r in caplog.records) == 6
+    evictions = [r for r in store.audit.records() if r['action'] == 'evict']
+    assert evictions and evictions[-1]['result']['count'] == 6
+
+
+def test_a_budget_of_zero_is_refused_and_nothing_changes(make_store) -> None:
+    store = make_store()
+    lap(store, 0, {'mug': MUG_KITCHEN})
+    size = len(store)
+    store.config.budget = 0
+    with pytest.raises(ValueError, match='budget=0'):
+        store.consolidate()
+    assert len(store) == size
