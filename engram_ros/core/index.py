@@ -142,6 +142,67 @@ class _Postings:
         return sum(a.nbytes for a in self.lists)
 
 
+class _Grid:
+    """Uniform grid over (x, y): cell -> sorted live slots, so a radius filter (a recall near a
+    place, or ingest looking for the engram an observation reactivates) reads the few cells
+    around the centre instead of every position."""
+
+    #: A radius covering more cells than this is filtered by one pass over every position.
+    MAX_CELLS = 256
+
+    def __init__(self, cell: float) -> None:
+        self.cell = float(cell)
+        self._codes: dict[tuple[int, int], int] = {}
+        self._postings = _Postings()
+
+    def _key(self, p: np.ndarray) -> tuple[int, int]:
+        return int(math.floor(p[0] / self.cell)), int(math.floor(p[1] / self.cell))
+
+    def _code(self, key: tuple[int, int]) -> int:
+        code = self._codes.get(key)
+        if code is None:
+            code = self._codes[key] = len(self._codes)
+            self._postings.new_tag()
+        return code
+
+    def append(self, slots: np.ndarray, positions: np.ndarray) -> None:
+        """Add new slots (each larger than every slot already in the grid)."""
+        if slots.shape[0] == 0:
+            return
+        cells = np.floor(np.asarray(positions, dtype=np.float64)[:, :2] / self.cell)
+        cells = cells.astype(np.int64)
+        order = np.lexsort((slots, cells[:, 1], cells[:, 0]))
+        cells, ordered = cells[order], slots[order].astype(np.int32)
+        bounds = np.flatnonzero(np.any(np.diff(cells, axis=0) != 0, axis=1)) + 1
+        for a, b in zip(np.r_[0, bounds], np.r_[bounds, len(ordered)]):
+            key = (int(cells[a, 0]), int(cells[a, 1]))
+            self._postings.append(self._code(key), ordered[a:b])
+
+    def discard(self, slot: int, position: np.ndarray) -> None:
+        code = self._codes.get(self._key(position))
+        if code is not None:
+            self._postings.discard(code, slot)
+
+    def insert(self, slot: int, position: np.ndarray) -> None:
+        self._postings.insert(self._code(self._key(position)), slot)
+
+    def near(self, center: np.ndarray, radius: float) -> np.ndarray | None:
+        """Sorted slots in the cells the circle touches, or ``None`` when it spans too many."""
+        x0, y0 = self._key(center - radius)
+        x1, y1 = self._key(center + radius)
+        if (x1 - x0 + 1) * (y1 - y0 + 1) > self.MAX_CELLS:
+            return None
+        lists = [self._postings.get(code) for code in
+                 (self._codes.get((x, y)) for x in range(x0, x1 + 1) for y in range(y0, y1 + 1))
+                 if code is not None]
+        if not lists:
+            return np.zeros(0, dtype=np.int32)
+        return np.sort(np.concatenate(lists)) if len(lists) > 1 else lists[0]
+
+    def nbytes(self) -> int:
+        return self._postings.nbytes()
+
+
 class EngramIndex:
     """Columnar hot index of engrams: stage-1 filters and stage-2 dense top-k.
 
@@ -154,12 +215,13 @@ class EngramIndex:
     :param max_exact: above this many candidates the exact path is never taken.
     :param filtered_ef: beam width of a filtered HNSW search before it is scaled by
         ``slots / candidates``.
+    :param cell_size: [m] side of the grid cells that index positions for radius filters.
     :raises ValueError: for a non-positive dimension or parameter.
     """
 
     def __init__(self, dim: int, *, exact_threshold: int = 2048, hnsw_m: int = 16,
                  ef_search: int = 128, ef_construction: int = 40, max_ef: int = 1024,
-                 max_exact: int = 40000, filtered_ef: int = 64) -> None:
+                 max_exact: int = 40000, filtered_ef: int = 64, cell_size: float = 4.0) -> None:
         if min(dim, ef_search, ef_construction, max_ef, filtered_ef) <= 0 or hnsw_m <= 1:
             raise ValueError('dim, ef_search, ef_construction, max_ef and filtered_ef must be '
                              '> 0, hnsw_m > 1')
@@ -173,6 +235,9 @@ class EngramIndex:
         self.max_ef = int(max_ef)
         self.max_exact = int(max_exact)
         self.filtered_ef = int(filtered_ef)
+        if not cell_size > 0.0:
+            raise ValueError(f'cell_size={cell_size} must be > 0 [m]')
+        self.cell_size = float(cell_size)
         self._hnsw = faiss.IndexHNSWSQ(self.dim, faiss.ScalarQuantizer.QT_bf16, self.hnsw_m,
                                        faiss.METRIC_INNER_PRODUCT)
         self._hnsw.hnsw.efConstruction = self.ef_construction
@@ -192,6 +257,7 @@ class EngramIndex:
         self._kind = np.zeros(0, dtype=np.uint8)
         self._alive = np.zeros(0, dtype=bool)
         self._scratch = np.zeros(0, dtype=bool)
+        self._grid = _Grid(self.cell_size)
         # id -> slot map; -1 marks a removed id
         self._map_ids = np.zeros(0, dtype=np.int64)
         self._map_slots = np.zeros(0, dtype=np.int32)
@@ -393,6 +459,7 @@ class EngramIndex:
         slots = np.arange(n0, n1, dtype=np.int64)
         self._ids[n0:n1] = ids
         self._pos[n0:n1] = pos
+        self._grid.append(slots, self._pos[n0:n1])
         self._first[n0:n1] = first
         self._last[n0:n1] = last
         self._score[n0:n1] = sc
@@ -461,7 +528,9 @@ class EngramIndex:
             p = np.asarray(position, dtype=np.float64).reshape(-1)
             if p.shape[0] != 3 or not np.all(np.isfinite(p)):
                 raise ValueError('position must be three finite coordinates')
+            self._grid.discard(slot, self._pos[slot])
             self._pos[slot] = p
+            self._grid.insert(slot, self._pos[slot])
         for name, value in (('first_seen', first_seen), ('last_seen', last_seen),
                             ('score', score)):
             if value is not None and not math.isfinite(float(value)):
@@ -489,6 +558,7 @@ class EngramIndex:
         slot = self.slot_of(engram_id)
         for code in self._slot_tags(slot).tolist():
             self._postings.discard(code, slot)
+        self._grid.discard(slot, self._pos[slot])
         self._pool_garbage += int(self._tag_cnt[slot])
         self._tag_cnt[slot] = 0
         self._alive[slot] = False
@@ -637,6 +707,10 @@ class EngramIndex:
                 cand = np.unique(np.concatenate(lists)).astype(np.int64)
             else:
                 cand = np.zeros(0, dtype=np.int64)
+        if spatial:
+            near = self._grid.near(c, radius)
+            if near is not None:
+                cand = near.astype(np.int64) if cand is None else cand[self._member(cand, near)]
         none_lists = [self._postings.get(self._tag_codes[t]) for t in set(tags_none)
                       if t in self._tag_codes]
         if cand is None:
@@ -810,7 +884,7 @@ class EngramIndex:
             'hnsw_m': self.hnsw_m, 'ef_search': self.ef_search,
             'ef_construction': self.ef_construction, 'max_ef': self.max_ef,
             'max_exact': self.max_exact, 'filtered_ef': self.filtered_ef,
-            'tags': self._tag_names,
+            'cell_size': self.cell_size, 'tags': self._tag_names,
             'sha256': {_FAISS_FILE: _digest(tmp_faiss), _COLUMNS_FILE: _digest(tmp_cols)},
         }
         tmp_meta = directory / (_META_FILE + '.tmp')
@@ -846,7 +920,8 @@ class EngramIndex:
                         hnsw_m=int(meta['hnsw_m']), ef_search=int(meta['ef_search']),
                         ef_construction=int(meta['ef_construction']),
                         max_ef=int(meta['max_ef']), max_exact=int(meta['max_exact']),
-                        filtered_ef=int(meta['filtered_ef']))
+                        filtered_ef=int(meta['filtered_ef']),
+                        cell_size=float(meta.get('cell_size', 4.0)))
             index._load_parts(directory, meta)
         except IndexLoadError:
             raise
@@ -905,6 +980,8 @@ class EngramIndex:
             lst = data[ptr[code]:ptr[code + 1]]
             if lst.shape[0]:
                 self._postings.append(code, lst.astype(np.int32))
+        live = np.flatnonzero(self._alive[:n])
+        self._grid.append(live, self._pos[live])
 
 
 def _bf16_to_f32(codes: np.ndarray) -> np.ndarray:

@@ -402,3 +402,47 @@ def test_load_missing_directory_raises(tmp_path: Path) -> None:
 def test_memory_bytes_grows(data: dict) -> None:
     small = EngramIndex(DIM)
     assert _build(data).memory_bytes() > small.memory_bytes()
+
+
+@pytest.mark.parametrize('radius', [0.3, 1.0, 3.9, 4.0, 9.5, 40.0, 2000.0])
+@pytest.mark.parametrize('cell_size', [0.5, 4.0])
+def test_radius_filter_through_the_grid_matches_brute_force(radius: float,
+                                                            cell_size: float) -> None:
+    """The spatial grid (and its fallback for huge radii) keeps exactly the engrams within
+    the radius, also after positions move and engrams are removed."""
+    rng = np.random.default_rng(11)
+    n = 3000
+    index = EngramIndex(8, cell_size=cell_size)
+    pos = rng.uniform(-60, 60, size=(n, 3)) * (1, 1, 0.05)
+    index.add_batch(np.arange(1, n + 1), rng.normal(size=(n, 8)),
+                    kinds=np.zeros(n, dtype=np.int64), positions=pos,
+                    first_seen=np.zeros(n), last_seen=np.zeros(n), tags=[('label:a',)] * n)
+    for engram_id in range(1, n + 1, 7):             # move some across cells
+        pos[engram_id - 1] += (5.3, -2.1, 0.0)
+        index.update(engram_id, position=pos[engram_id - 1])
+    removed = set(range(2, n + 1, 11))
+    for engram_id in removed:
+        index.remove(engram_id)
+    for center in (np.zeros(3), np.array([17.3, -41.0, 0.2]), np.array([-59.0, 59.0, 0.0])):
+        stored = pos.astype(np.float32).astype(np.float64)
+        inside = np.linalg.norm(stored - center, axis=1) <= radius
+        expected = {i + 1 for i in np.flatnonzero(inside)} - removed
+        for kwargs in ({}, {'tags_all': ('label:a',)}):
+            slots = index.filter(center=center, radius=radius, **kwargs)
+            assert set(index.ids_of(slots).tolist()) == expected
+
+
+def test_grid_survives_save_and_load(tmp_path) -> None:
+    rng = np.random.default_rng(12)
+    index = EngramIndex(8, cell_size=2.0)
+    pos = rng.uniform(-20, 20, size=(500, 3))
+    index.add_batch(np.arange(1, 501), rng.normal(size=(500, 8)),
+                    kinds=np.zeros(500, dtype=np.int64), positions=pos,
+                    first_seen=np.zeros(500), last_seen=np.zeros(500), tags=[()] * 500)
+    index.remove(5)
+    index.save(tmp_path)
+    loaded = EngramIndex.load(tmp_path)
+    assert loaded.cell_size == 2.0
+    center = np.array([1.0, 2.0, 0.0])
+    assert np.array_equal(loaded.filter(center=center, radius=6.0),
+                          index.filter(center=center, radius=6.0))
