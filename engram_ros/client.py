@@ -20,15 +20,18 @@ from rclpy.node import Node
 from engram_ros import conversions
 from engram_ros.srv import Consolidate
 from engram_ros.srv import EditEngram
+from engram_ros.srv import Feedback
 from engram_ros.srv import ForgetEngrams
 from engram_ros.srv import GetEngrams
+from engram_ros.srv import GetPlaces
 from engram_ros.srv import ListEngrams
 from engram_ros.srv import Recall
 
 
 class MemoryClient:
     """Calls ``engram/recall``, ``engram/consolidate`` and the governance services
-    (``engram/list``, ``engram/get``, ``engram/edit``, ``engram/forget``) of a memory node.
+    (``engram/list``, ``engram/get``, ``engram/edit``, ``engram/forget``), ``engram/feedback``
+    and ``engram/places`` of a memory node.
 
     The node must be spun by an executor in another thread (or the caller's), as for any
     rclpy client; calls block the calling thread until the answer arrives.
@@ -43,11 +46,14 @@ class MemoryClient:
         self.get_client = node.create_client(GetEngrams, f'{prefix}engram/get')
         self.edit_client = node.create_client(EditEngram, f'{prefix}engram/edit')
         self.forget_client = node.create_client(ForgetEngrams, f'{prefix}engram/forget')
+        self.feedback_client = node.create_client(Feedback, f'{prefix}engram/feedback')
+        self.places_client = node.create_client(GetPlaces, f'{prefix}engram/places')
 
     def wait_for_services(self, timeout: float = 10.0) -> None:
         """:raises RuntimeError: when the memory's services do not appear within ``timeout``."""
         for client in (self.recall_client, self.consolidate_client, self.list_client,
-                       self.get_client, self.edit_client, self.forget_client):
+                       self.get_client, self.edit_client, self.forget_client,
+                       self.feedback_client, self.places_client):
             if not client.wait_for_service(timeout_sec=timeout):
                 raise RuntimeError(f'service {client.srv_name} not available after {timeout} s; '
                                    'is the memory node running (same ROS_DOMAIN_ID)?')
@@ -67,8 +73,13 @@ class MemoryClient:
                             frame_id: str = '', start: float = 0.0, end: float = 0.0,
                             kinds: Sequence[str] = (), k: int = 10,
                             min_score: float = 0.0,
-                            include_vectors: bool = False) -> Recall.Request:
-        """Build a Recall request; times are seconds since the epoch (0 = open)."""
+                            include_vectors: bool = False, at_time: float = 0.0,
+                            changed_since: float = 0.0) -> Recall.Request:
+        """Build a Recall request; times are seconds since the epoch (0 = open/unset).
+
+        ``at_time``: "where was it then" (beliefs current at that time, history included);
+        ``changed_since``: "what changed since" (beliefs begun or ended since then).
+        """
         request = Recall.Request()
         request.text = text
         request.tags_all = list(tags_all)
@@ -87,7 +98,22 @@ class MemoryClient:
         request.k = int(k)
         request.min_score = float(min_score)
         request.include_vectors = bool(include_vectors)
+        request.at_time = conversions.seconds_to_time(at_time)
+        request.changed_since = conversions.seconds_to_time(changed_since)
         return request
+
+    def feedback(self, ids: Sequence[int], helped: bool, *, requester: str = '',
+                 timeout: float = 10.0) -> Feedback.Response:
+        """Say whether the engrams ``ids`` (e.g. a recall's answer) helped."""
+        request = Feedback.Request(ids=[int(i) for i in ids], helped=bool(helped),
+                                   requester=requester)
+        return self.call(self.feedback_client, request, timeout)
+
+    def places(self, *, include_objects: bool = False, requester: str = '',
+               timeout: float = 10.0) -> GetPlaces.Response:
+        """The place graph: places, traversal edges, optionally the anchored engrams."""
+        request = GetPlaces.Request(include_objects=bool(include_objects), requester=requester)
+        return self.call(self.places_client, request, timeout)
 
     def consolidate(self, *, dry_run: bool = False, timeout: float = 30.0,
                     request: Consolidate.Request | None = None) -> Consolidate.Response:

@@ -14,21 +14,28 @@ from geometry_msgs.msg import PoseWithCovariance
 
 from engram_ros.core.engram import Engram
 from engram_ros.core.engram import Observation
+from engram_ros.core.forgetting import FeedbackError
+from engram_ros.core.forgetting import FeedbackStatus
 from engram_ros.core.governance import EngramFilter
 from engram_ros.core.governance import ForgetResult
 from engram_ros.core.governance import GovernanceError
 from engram_ros.core.governance import GovernanceStatus
 from engram_ros.core.governance import ListResult
+from engram_ros.core.places import PlaceGraph
+from engram_ros.core.places import PoseCorrection
 from engram_ros.core.query import RecallQuery
 from engram_ros.core.query import RecallResult
 from engram_ros.core.store import ConsolidationReport
 from engram_ros.core.store import ConsolidationScope
 from engram_ros.msg import Engram as EngramMsg
+from engram_ros.msg import KeyframeCorrection
 from engram_ros.msg import Observation as ObservationMsg
 from engram_ros.srv import Consolidate
 from engram_ros.srv import EditEngram
+from engram_ros.srv import Feedback
 from engram_ros.srv import ForgetEngrams
 from engram_ros.srv import GetEngrams
+from engram_ros.srv import GetPlaces
 from engram_ros.srv import ListEngrams
 from engram_ros.srv import Recall
 
@@ -74,7 +81,8 @@ def observation_from_msg(msg: ObservationMsg) -> Observation:
         stamp=time_to_seconds(msg.header.stamp),
         vector=np.asarray(msg.vector, dtype=np.float32), tags=tuple(msg.tags), label=msg.label,
         orientation=orientation, covariance=covariance, modality=msg.modality,
-        confidence=float(msg.confidence), evidence=tuple(msg.evidence_uris))
+        confidence=float(msg.confidence), evidence=tuple(msg.evidence_uris),
+        keyframe_id=msg.keyframe_id)
 
 
 def observation_to_msg(obs: Observation) -> ObservationMsg:
@@ -89,6 +97,7 @@ def observation_to_msg(obs: Observation) -> ObservationMsg:
     msg.modality = obs.modality
     msg.confidence = float(obs.confidence)
     msg.evidence_uris = list(obs.evidence)
+    msg.keyframe_id = obs.keyframe_id
     return msg
 
 
@@ -111,6 +120,11 @@ def engram_to_msg(engram: Engram, include_vector: bool = True) -> EngramMsg:
     msg.score = float(engram.score)
     msg.tier = engram.tier
     msg.pinned = bool(engram.pinned)
+    msg.valid_from = seconds_to_time(engram.valid_from)
+    msg.valid_to = seconds_to_time(engram.valid_to) if engram.valid_to is not None else Time()
+    msg.successor_id = int(engram.successor_id)
+    msg.anchor_id = int(engram.anchor_id)
+    msg.keyframe_id = engram.keyframe_id
     return msg
 
 
@@ -123,7 +137,10 @@ def engram_from_msg(msg: EngramMsg) -> Engram:
         tags=tuple(msg.tags), label=msg.label, orientation=orientation, covariance=covariance,
         modality=msg.modality, confidence=float(msg.confidence),
         evidence=tuple(msg.evidence_uris), observation_count=int(msg.observation_count),
-        score=float(msg.score), tier=msg.tier, pinned=bool(msg.pinned))
+        score=float(msg.score), tier=msg.tier, pinned=bool(msg.pinned),
+        valid_from=time_to_seconds(msg.valid_from), valid_to=optional_time(msg.valid_to),
+        successor_id=int(msg.successor_id), anchor_id=int(msg.anchor_id),
+        keyframe_id=msg.keyframe_id)
 
 
 def recall_query_from_request(request: Recall.Request) -> RecallQuery:
@@ -136,7 +153,8 @@ def recall_query_from_request(request: Recall.Request) -> RecallQuery:
         center=np.array([c.x, c.y, c.z], dtype=np.float64), radius=float(request.radius),
         frame_id=request.center.header.frame_id, t_start=optional_time(request.start),
         t_end=optional_time(request.end), kinds=tuple(request.kinds), k=int(request.k),
-        min_score=float(request.min_score))
+        min_score=float(request.min_score), at_time=optional_time(request.at_time),
+        changed_since=optional_time(request.changed_since))
 
 
 def fill_recall_response(result: RecallResult, response: Recall.Response,
@@ -201,12 +219,14 @@ def fill_consolidate_response(report: ConsolidationReport,
     response.merged = report.merged
     response.forgotten = report.forgotten
     response.promoted = report.promoted
+    response.moved = len(report.moved)
     response.size_before = report.size_before
     response.size_after = report.size_after
     response.status = Consolidate.Response.STATUS_OK
     verb = 'would' if report.dry_run else 'did'
     response.message = (f'{verb} merge {report.merged}, promote {report.promoted}, '
-                        f'forget {report.forgotten}')
+                        f'forget {report.forgotten}, make {len(report.moved)} moved beliefs '
+                        'history')
     return response
 
 
@@ -282,4 +302,63 @@ def fill_forget_response(result: ForgetResult,
     response.evidence_files = int(result.evidence_files)
     response.status = int(result.status)
     response.message = result.message
+    return response
+
+
+# ------------------------------------------------------------------------------- map memory
+
+def feedback_error_response(exc: Exception, response: Feedback.Response) -> Feedback.Response:
+    """Fill a Feedback response from the core's error (an unknown id lists the unknown ids)."""
+    if isinstance(exc, FeedbackError):
+        response.status = int(exc.status)
+        response.message = str(exc)
+    else:
+        response.status = int(FeedbackStatus.INTERNAL_ERROR)
+        response.message = f'internal error: {exc}'
+    return response
+
+
+def fill_feedback_response(engrams: list[Engram],
+                           response: Feedback.Response) -> Feedback.Response:
+    response.scores = [float(e.score) for e in engrams]
+    response.status = int(FeedbackStatus.OK)
+    response.message = (f'usefulness of {len(engrams)} engram(s) now '
+                        f'{", ".join(f"{e.id}={e.score:.2f}" for e in engrams[:20])}')
+    return response
+
+
+def pose_corrections_from_msg(msg: KeyframeCorrection) -> list[PoseCorrection]:
+    """Entries of a KeyframeCorrection (the core validates them).
+
+    :raises ValueError: when ``keyframe_ids`` or ``place_ids`` is neither empty nor as long as
+        ``poses``.
+    """
+    n = len(msg.poses)
+    for name in ('keyframe_ids', 'place_ids'):
+        if len(getattr(msg, name)) not in (0, n):
+            raise ValueError(f'{name} has {len(getattr(msg, name))} entries for {n} poses; '
+                             'accepted: none, or one per pose')
+    out = []
+    for i, pose in enumerate(msg.poses):
+        p, q = pose.position, pose.orientation
+        out.append(PoseCorrection(
+            position=np.array([p.x, p.y, p.z], dtype=np.float64),
+            orientation=np.array([q.x, q.y, q.z, q.w], dtype=np.float64),
+            keyframe_id=msg.keyframe_ids[i] if msg.keyframe_ids else '',
+            place_id=int(msg.place_ids[i]) if len(msg.place_ids) else 0))
+    return out
+
+
+def fill_places_response(graph: PlaceGraph, objects: list[Engram],
+                         response: GetPlaces.Response) -> GetPlaces.Response:
+    response.places = [engram_to_msg(p, include_vector=False) for p in graph.places]
+    response.edge_from = [int(e.a) for e in graph.edges]
+    response.edge_to = [int(e.b) for e in graph.edges]
+    response.edge_traversals = [int(e.traversals) for e in graph.edges]
+    response.edge_last_traversed = [seconds_to_time(e.last_traversed) for e in graph.edges]
+    response.objects = [engram_to_msg(o, include_vector=False) for o in objects]
+    response.object_anchor_ids = [int(graph.anchors.get(o.id, 0)) for o in objects]
+    response.status = GetPlaces.Response.STATUS_OK
+    response.message = (f'{len(graph.places)} places, {len(graph.edges)} edges, '
+                        f'{len(graph.anchors)} anchored engrams')
     return response

@@ -131,3 +131,52 @@ def _merge_tags(old: tuple[str, ...], new: tuple[str, ...], limit: int) -> tuple
         rest = [t for t in merged if not t.startswith(IDENTITY_NAMESPACES)]
         merged = keep + rest[: max(0, limit - len(keep))]
     return tuple(sorted(merged))
+
+
+def pairs_within(queries: np.ndarray, points: np.ndarray, radius: float
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """All (query index, point index) pairs closer than ``radius`` [m], by a uniform grid.
+
+    Vectorised (no Python loop over points): both sets are hashed into cells of side
+    ``radius``; each query looks in the 27 cells around its own. Used by batch consolidation,
+    where one KD query per engram would dominate.
+    """
+    queries = np.asarray(queries, dtype=np.float64).reshape(-1, 3)
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    if len(queries) == 0 or len(points) == 0 or not radius > 0.0:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+    origin = np.minimum(queries.min(axis=0), points.min(axis=0))
+    cells_p = np.floor((points - origin) / radius).astype(np.int64)
+    cells_q = np.floor((queries - origin) / radius).astype(np.int64)
+    span = int(max(cells_p.max(), cells_q.max())) + 3
+    keys_p = _cell_keys(cells_p, span)
+    order = np.argsort(keys_p, kind='stable')
+    sorted_keys = keys_p[order]
+    out_q, out_p = [], []
+    for dx in (-1, 0, 1):
+        for dy in (-1, 0, 1):
+            for dz in (-1, 0, 1):
+                keys = _cell_keys(cells_q + np.array([dx, dy, dz]), span)
+                lo = np.searchsorted(sorted_keys, keys, side='left')
+                hi = np.searchsorted(sorted_keys, keys, side='right')
+                counts = hi - lo
+                total = int(counts.sum())
+                if total == 0:
+                    continue
+                qi = np.repeat(np.arange(len(queries)), counts)
+                starts = np.repeat(lo - np.cumsum(counts) + counts, counts)
+                pj = order[starts + np.arange(total)]
+                out_q.append(qi)
+                out_p.append(pj)
+    if not out_q:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+    qi = np.concatenate(out_q)
+    pj = np.concatenate(out_p)
+    close = np.einsum('ij,ij->i', queries[qi] - points[pj], queries[qi] - points[pj]) \
+        <= radius * radius
+    return qi[close], pj[close]
+
+
+def _cell_keys(cells: np.ndarray, span: int) -> np.ndarray:
+    c = cells + 1      # neighbours of cell 0 are at -1
+    return (c[:, 0] * (span + 2) + c[:, 1]) * (span + 2) + c[:, 2]

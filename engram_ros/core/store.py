@@ -83,6 +83,7 @@ from engram_ros.core.merge import identity_tags
 from engram_ros.core.merge import merge
 from engram_ros.core.merge import merge_engrams
 from engram_ros.core.merge import MergePolicy
+from engram_ros.core.merge import pairs_within
 from engram_ros.core.places import CorrectionError
 from engram_ros.core.places import CorrectionReport
 from engram_ros.core.places import CorrectionStatus
@@ -137,6 +138,9 @@ class StoreConfig:
     edge_max_gap: float = 60.0
     #: [s] a thing not seen for this long after the robot was at its place counts as missed.
     move_grace: float = 5.0
+    #: From this many changed engrams on, consolidation finds duplicates for all of them at
+    #: once (a grid over positions, vectorised similarity) instead of one index query each.
+    batch_consolidation_min: int = 512
 
 
 @dataclass
@@ -797,11 +801,18 @@ class MemoryStore:
             changed: dict[int, Engram] = {}
             removed: set[int] = set()
             merged_into: dict[int, int] = {}
-            for engram in self.storage.get(dirty):
-                if engram.id in removed or not _in_scope(engram, scope):
+            dirty_engrams = [e for e in self.storage.get(dirty) if _in_scope(e, scope)
+                             and e.id not in self._history]
+            batch = (self._neighbours_batch(dirty_engrams)
+                     if len(dirty_engrams) >= self.config.batch_consolidation_min else None)
+            for engram in dirty_engrams:
+                if engram.id in removed:
                     continue
                 current = changed.get(engram.id, engram)
-                for other in self._duplicates_of(current, removed):
+                duplicates = (self._duplicates_of(current, removed) if batch is None else
+                              [batch[1][i] for i in batch[0].get(engram.id, ())
+                               if i not in removed])
+                for other in duplicates:
                     other = changed.get(other.id, other)
                     keep, gone = (current, other) if _keeps(current, other) else (other, current)
                     merged = merge_engrams(keep, gone, self.config.merge)
@@ -979,6 +990,49 @@ class MemoryStore:
                       e.label, e.observation_count, e.score, reason)
         self._forget(ids)
         self._audit('evict', 'memory', {'reason': reason}, id_summary(ids))
+
+    def _neighbours_batch(self, engrams: list[Engram]
+                          ) -> tuple[dict[int, list[int]], dict[int, Engram]]:
+        """Duplicate candidates of many engrams at once: id -> candidate ids (most similar
+        first), and the candidates' engrams. Same tests as :meth:`_duplicates_of`."""
+        policy = self.config.merge
+        found: dict[int, list[int]] = {}
+        by_kind: dict[str, list[Engram]] = {}
+        for e in engrams:
+            by_kind.setdefault(e.kind, []).append(e)
+        for kind, items in by_kind.items():
+            with self._lock:
+                slots = self.index.filter(kinds=[kind_code(kind)])
+                slots = np.asarray(self.index.live_slots() if slots is None else slots)
+                ids = self.index.ids_of(slots)
+                if self._history:
+                    current = ~np.isin(ids, np.fromiter(self._history, dtype=np.int64))
+                    slots, ids = slots[current], ids[current]
+                positions = self.index.positions_of(slots)
+            qids = np.array([e.id for e in items], dtype=np.int64)
+            qi, pj = pairs_within(np.stack([e.position for e in items]), positions,
+                                  policy.radius_for(kind))
+            distinct = ids[pj] != qids[qi]
+            qi, pj = qi[distinct], pj[distinct]
+            if len(qi) == 0:
+                continue
+            unique_p, inverse = np.unique(pj, return_inverse=True)
+            with self._lock:
+                vectors = self.index.vectors_of(slots[unique_p])
+                tags = [self.index.tags_of(int(s)) for s in slots[unique_p]]
+            qv = np.stack([e.vector for e in items]).astype(np.float32)
+            sims = np.einsum('ij,ij->i', qv[qi], vectors[inverse])
+            ok = np.flatnonzero(sims >= policy.similarity_for(kind))
+            for k in ok[np.lexsort((-sims[ok], qi[ok]))]:
+                item = items[int(qi[k])]
+                if compatible(item.tags, tags[int(inverse[k])]):
+                    found.setdefault(item.id, []).append(int(ids[pj[k]]))
+        wanted = sorted({i for ids_ in found.values() for i in ids_})
+        fetched = {e.id: e for e in engrams}
+        fetched.update({e.id: e for e in self.storage.get([i for i in wanted
+                                                           if i not in fetched])})
+        found = {i: [j for j in js if j in fetched] for i, js in found.items()}
+        return found, fetched
 
     def _duplicates_of(self, engram: Engram, removed: set[int]) -> list[Engram]:
         policy = self.config.merge

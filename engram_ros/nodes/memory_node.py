@@ -6,12 +6,16 @@ Interfaces (relative names, so a namespace such as ``/robot1`` prefixes them):
 * service ``engram/consolidate`` (``engram_ros/srv/Consolidate``)
 * services ``engram/list``, ``engram/get``, ``engram/edit``, ``engram/forget``
   (``engram_ros/srv/ListEngrams``, ``GetEngrams``, ``EditEngram``, ``ForgetEngrams``): governance
+* service ``engram/feedback`` (``engram_ros/srv/Feedback``): did a recall help? (usefulness)
+* service ``engram/places`` (``engram_ros/srv/GetPlaces``): the place graph for planners
 * subscription ``engram/observations`` (``engram_ros/msg/Observation``)
+* subscription ``engram/keyframe_corrections`` (``engram_ros/msg/KeyframeCorrection``):
+  SLAM pose corrections; places and what is anchored to them move along
 * publisher ``engram/markers`` (``visualization_msgs/MarkerArray``), latched
 * publisher ``/diagnostics`` (``diagnostic_msgs/DiagnosticArray``)
 
-Ingestion, consolidation, edit and forget run in one mutually exclusive callback group (the
-writers); recall, list and get run in a reentrant group, so a slow write never blocks a recall.
+Ingestion, consolidation, edit, forget, feedback and corrections run in one mutually exclusive callback group (the
+writers); recall, list, get and places run in a reentrant group, so a slow write never blocks a recall.
 Every recall, list, get, consolidation, edit and forget is written to the audit log
 (``<store_dir>/audit.jsonl``; in RAM without consent to persist). The core store
 guards its own state (see :mod:`engram_ros.core.store`).
@@ -51,10 +55,13 @@ from engram_ros.core.engram import InvalidObservation
 from engram_ros.core.engram import KINDS
 from engram_ros.core.evidence import EvidenceError
 from engram_ros.core.evidence import EvidenceStore
+from engram_ros.core.forgetting import FeedbackError
+from engram_ros.core.forgetting import RetentionPolicy
 from engram_ros.core.governance import GovernanceError
 from engram_ros.core.governance import GovernanceStatus
 from engram_ros.core.governance import MAX_LIMIT
 from engram_ros.core.merge import MergePolicy
+from engram_ros.core.places import CorrectionError
 from engram_ros.core.privacy import DEFAULT_RETENTION
 from engram_ros.core.privacy import PrivacyConfigError
 from engram_ros.core.privacy import PrivacyPolicy
@@ -66,11 +73,14 @@ from engram_ros.core.storage import StoreOpenError
 from engram_ros.core.store import MemoryStore
 from engram_ros.core.store import ObservationExcluded
 from engram_ros.core.store import StoreConfig
+from engram_ros.msg import KeyframeCorrection
 from engram_ros.msg import Observation as ObservationMsg
 from engram_ros.srv import Consolidate
 from engram_ros.srv import EditEngram
+from engram_ros.srv import Feedback
 from engram_ros.srv import ForgetEngrams
 from engram_ros.srv import GetEngrams
+from engram_ros.srv import GetPlaces
 from engram_ros.srv import ListEngrams
 from engram_ros.srv import Recall
 
@@ -98,7 +108,9 @@ class MemoryNode(Node):
                          'dropped_malformed': 0, 'evicted': 0, 'recalls': 0,
                          'recall_errors': 0, 'consolidations': 0, 'dropped_privacy': 0,
                          'lists': 0, 'gets': 0, 'edits': 0, 'forgets': 0,
-                         'forgotten': 0, 'evidence_expired': 0, 'governance_errors': 0}
+                         'forgotten': 0, 'evidence_expired': 0, 'governance_errors': 0,
+                         'feedbacks': 0, 'feedback_errors': 0, 'corrections': 0,
+                         'corrections_rejected': 0, 'moved': 0, 'place_queries': 0}
         self._last_recall_ms = 0.0
         self._markers_dirty = True
 
@@ -115,6 +127,13 @@ class MemoryNode(Node):
             EditEngram, 'engram/edit', self.edit_callback, callback_group=self._writers)
         self.forget_service = self.create_service(
             ForgetEngrams, 'engram/forget', self.forget_callback, callback_group=self._writers)
+        self.feedback_service = self.create_service(
+            Feedback, 'engram/feedback', self.feedback_callback, callback_group=self._writers)
+        self.places_service = self.create_service(
+            GetPlaces, 'engram/places', self.places_callback, callback_group=self._queries)
+        self.correction_sub = self.create_subscription(
+            KeyframeCorrection, 'engram/keyframe_corrections', self.correction_callback,
+            QoSProfile(depth=10), callback_group=self._writers)
         self.observation_sub = self.create_subscription(
             ObservationMsg, self.get_parameter('ingest_topic').value,
             self.observation_callback, QoSProfile(depth=self.get_parameter('queue_depth').value),
@@ -159,6 +178,15 @@ class MemoryNode(Node):
         for kind, sim in MergePolicy().min_similarity.items():
             declare(f'merge_similarity.{kind}', sim, f'min cosine to merge two {kind} engrams')
         declare('consolidation_period', 30.0, '[s] background consolidation; 0 disables')
+        declare('anchor_radius', 5.0, '[m] objects anchor to the nearest place within this')
+        declare('edge_max_gap', 60.0, '[s] consecutive place observations within this make an '
+                'edge of the place graph')
+        declare('move_grace', 5.0, '[s] a thing unseen this long after the robot was at its '
+                'place counts as missed (with a sighting elsewhere: it moved)')
+        declare('feedback_rate', 0.3, 'step of the usefulness moving average per feedback, (0, 1]')
+        declare('protect_score', 0.95, 'usefulness at or above which the budget never evicts')
+        self.declare_parameter('important_tags', Parameter.Type.STRING_ARRAY, ParameterDescriptor(
+            description='tags that protect an engram from budget eviction'))
         declare('marker_period', 2.0, '[s] RViz marker refresh when the memory changed')
         declare('max_markers', 2000, 'most engrams drawn in RViz')
         declare('diagnostics_period', 1.0, '[s] diagnostics publishing period')
@@ -191,10 +219,16 @@ class MemoryNode(Node):
         privacy = PrivacyPolicy.parse(
             self._string_array('privacy.zones'), self._string_array('privacy.time_windows'),
             {k: float(p(f'evidence_retention.{k}').value) for k in DEFAULT_RETENTION})
+        retention = RetentionPolicy(feedback_rate=p('feedback_rate').value,
+                                    protect_score=p('protect_score').value,
+                                    important_tags=tuple(self._string_array('important_tags')))
         return StoreConfig(dim=p('dim').value, frame_id=p('frame_id').value,
                            max_k=p('max_k').value,
                            short_term_capacity=p('short_term_capacity').value,
-                           budget=p('budget').value, merge=merge, privacy=privacy)
+                           budget=p('budget').value, merge=merge, privacy=privacy,
+                           retention=retention, anchor_radius=p('anchor_radius').value,
+                           edge_max_gap=p('edge_max_gap').value,
+                           move_grace=p('move_grace').value)
 
     def parameters_callback(self, params: list[Parameter]) -> SetParametersResult:
         """Validate changes; applies the tunable ones to the running store."""
@@ -204,10 +238,15 @@ class MemoryNode(Node):
             if param.name in positive_ints and param.value < 1:
                 return SetParametersResult(successful=False,
                                            reason=f'{param.name} must be >= 1')
-            if (param.name.startswith('merge_') or param.name.startswith('evidence_retention.')) \
+            if (param.name.startswith('merge_') or param.name.startswith('evidence_retention.')
+                    or param.name in ('anchor_radius', 'edge_max_gap', 'move_grace',
+                                      'protect_score')) \
                     and not (math.isfinite(param.value) and param.value >= 0.0):
                 return SetParametersResult(successful=False,
                                            reason=f'{param.name} must be finite and >= 0')
+            if param.name == 'feedback_rate' and not 0.0 < param.value <= 1.0:
+                return SetParametersResult(successful=False,
+                                           reason='feedback_rate must be in (0, 1]')
         config = self.store.config
         for param in params:
             if param.name in ('max_k', 'short_term_capacity', 'budget'):
@@ -220,6 +259,12 @@ class MemoryNode(Node):
                 config.merge.min_similarity[param.name.split('.', 1)[1]] = param.value
             elif param.name.startswith('evidence_retention.'):
                 config.privacy.retention[param.name.split('.', 1)[1]] = float(param.value)
+            elif param.name in ('anchor_radius', 'edge_max_gap', 'move_grace'):
+                setattr(config, param.name, float(param.value))
+            elif param.name in ('feedback_rate', 'protect_score'):
+                setattr(config.retention, param.name, float(param.value))
+            elif param.name == 'important_tags':
+                config.retention.important_tags = tuple(param.value or ())
         return SetParametersResult(successful=True)
 
     def _open_store(self) -> MemoryStore:
@@ -303,6 +348,7 @@ class MemoryNode(Node):
             return response
         self.counters['consolidations'] += 1
         self.counters['evidence_expired'] += report.evidence_expired
+        self.counters['moved'] += 0 if request.dry_run else len(report.moved)
         self._markers_dirty = self._markers_dirty or not request.dry_run
         return conversions.fill_consolidate_response(report, response)
 
@@ -310,8 +356,57 @@ class MemoryNode(Node):
         report = self.store.consolidate(requester=self.get_fully_qualified_name())
         self.counters['consolidations'] += 1
         self.counters['evidence_expired'] += report.evidence_expired
-        if report.merged or report.forgotten or report.promoted:
+        self.counters['moved'] += len(report.moved)
+        if report.merged or report.forgotten or report.promoted or report.moved:
             self._markers_dirty = True
+
+    def feedback_callback(self, request: Feedback.Request,
+                          response: Feedback.Response) -> Feedback.Response:
+        self.counters['feedbacks'] += 1
+        try:
+            engrams = self.store.feedback([int(i) for i in request.ids], request.helped,
+                                          requester=conversions.requester_of(request))
+        except Exception as exc:  # a bad request gets a status, never a dead service
+            self.counters['feedback_errors'] += 1
+            if not isinstance(exc, FeedbackError):
+                self.get_logger().error(f'feedback failed: {exc!r}')
+            else:
+                known = {e.id for e in self.store.get([int(i) for i in request.ids])}
+                response.unknown_ids = [int(i) for i in request.ids if int(i) not in known]
+            return conversions.feedback_error_response(exc, response)
+        return conversions.fill_feedback_response(engrams, response)
+
+    def places_callback(self, request: GetPlaces.Request,
+                        response: GetPlaces.Response) -> GetPlaces.Response:
+        self.counters['place_queries'] += 1
+        try:
+            graph = self.store.place_graph(requester=conversions.requester_of(request))
+            objects = (sorted(self.store.get(sorted(graph.anchors)), key=lambda e: e.id)
+                       if request.include_objects else [])
+            return conversions.fill_places_response(graph, objects, response)
+        except Exception as exc:
+            self.get_logger().error(f'places failed: {exc!r}')
+            response.status = GetPlaces.Response.STATUS_INTERNAL_ERROR
+            response.message = f'internal error: {exc}'
+            return response
+
+    def correction_callback(self, msg: KeyframeCorrection) -> None:
+        frame = self.store.config.frame_id
+        try:
+            if msg.header.frame_id not in ('', frame):
+                raise ValueError(f'correction in frame {msg.header.frame_id!r}; the memory '
+                                 f'frame is {frame!r}')
+            report = self.store.correct_poses(conversions.pose_corrections_from_msg(msg),
+                                              requester='keyframe_corrections')
+        except (CorrectionError, ValueError) as exc:
+            self.counters['corrections_rejected'] += 1
+            self.get_logger().warning(f'pose correction rejected, nothing changed: {exc}',
+                                      throttle_duration_sec=2.0)
+            return
+        self.counters['corrections'] += 1
+        self._markers_dirty = True
+        self.get_logger().info(f'pose correction: moved {len(report.places)} places and '
+                               f'{len(report.anchored)} anchored engrams')
 
     def list_callback(self, request: ListEngrams.Request,
                       response: ListEngrams.Response) -> ListEngrams.Response:

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from engram_ros.core.audit import AuditLog
+from engram_ros.core.engram import Engram
 from engram_ros.core.engram import Observation
 from engram_ros.core.forgetting import FeedbackError
 from engram_ros.core.forgetting import FeedbackStatus
@@ -231,3 +232,26 @@ def test_a_budget_of_zero_is_refused_and_nothing_changes(make_store) -> None:
     with pytest.raises(ValueError, match='budget=0'):
         store.consolidate()
     assert len(store) == size
+
+
+def test_batch_duplicate_search_merges_like_the_per_engram_search(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    engrams = []
+    for thing in range(60):                  # 60 things seen 4 times each, 2 identical looks
+        centre = rng.uniform(0.0, 30.0, size=3)
+        for _ in range(4):
+            engrams.append(Engram(
+                id=0, kind='object', frame_id='map',
+                position=centre + rng.normal(scale=0.05, size=3),
+                vector=look(f'thing{thing % 30}') + 0.05 * rng.normal(size=DIM),
+                first_seen=T0, last_seen=T0, tags=(f'label:thing{thing % 30}',),
+                label=f'thing{thing % 30}', last_access=T0))
+    sizes = []
+    for batch_min in (10**9, 1):
+        store = MemoryStore(MemoryStorage(), StoreConfig(dim=DIM,
+                                                         batch_consolidation_min=batch_min))
+        store.bulk_load(engrams)
+        report = store.consolidate(now=T0 + 1)
+        sizes.append((report.merged, len(store),
+                      sorted(e.observation_count for e in store.list_engrams().engrams)))
+    assert sizes[0] == sizes[1] == (180, 60, [4] * 60)
