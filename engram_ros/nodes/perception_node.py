@@ -22,7 +22,6 @@ import threading
 import time
 from collections import deque
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from diagnostic_msgs.msg import DiagnosticStatus
 from diagnostic_msgs.msg import KeyValue
@@ -31,7 +30,6 @@ from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import ParameterDescriptor
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import ExternalShutdownException
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -54,6 +52,7 @@ from engram_ros.perception.objects import ObjectLocator
 from engram_ros.perception.pipeline import Perception
 from engram_ros.perception.pipeline import PerceptionConfig
 from engram_ros.perception.visual import load_visual_encoder
+from engram_ros.nodes.spin import run_node
 
 _READ_ONLY = ('frame_id', 'dim', 'visual_encoder', 'job_queue_size', 'diagnostics_period',
               'sensor_reliability')
@@ -359,24 +358,9 @@ class PerceptionNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    try:
-        node = PerceptionNode()
-    except (ValueError, FileNotFoundError) as exc:
-        rclpy.logging.get_logger('engram_perception').fatal(f'cannot start perception: {exc}')
-        rclpy.try_shutdown()
-        return 2
-    executor = MultiThreadedExecutor(num_threads=3)
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(PerceptionNode, lambda: MultiThreadedExecutor(num_threads=3),
+                    logger_name='engram_perception', what='start perception',
+                    startup_errors=(ValueError, FileNotFoundError), args=args)
 
 
 if __name__ == '__main__':

@@ -23,10 +23,8 @@ import math
 import sys
 
 import numpy as np
-import rclpy
 from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.executors import ExternalShutdownException
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy
@@ -43,6 +41,7 @@ from engram_ros.sim.scenario import load_scenario
 from engram_ros.sim.scene import CameraModel
 from engram_ros.sim.simulator import Frame
 from engram_ros.sim.simulator import Simulator
+from engram_ros.nodes.spin import run_node
 
 
 class SimNode(Node):
@@ -251,24 +250,9 @@ class SimNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    try:
-        node = SimNode()
-    except (ScenarioError, ValueError) as exc:
-        rclpy.logging.get_logger('engram_sim').fatal(f'cannot start the simulation: {exc}')
-        rclpy.try_shutdown()
-        return 2
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(SimNode, SingleThreadedExecutor, logger_name='engram_sim',
+                    what='start the simulation', startup_errors=(ScenarioError, ValueError),
+                    args=args)
 
 
 if __name__ == '__main__':
