@@ -182,9 +182,15 @@ class Engram:
 
     def copy(self) -> 'Engram':
         """Deep copy (arrays included)."""
-        return dataclasses.replace(
-            self, position=self.position.copy(), vector=self.vector.copy(),
-            orientation=self.orientation.copy(), covariance=self.covariance.copy())
+        # Not dataclasses.replace: this is on the consolidation hot path, and every field is
+        # either immutable or an array copied here.
+        out = object.__new__(Engram)
+        out.__dict__.update(self.__dict__)
+        out.position = self.position.copy()
+        out.vector = self.vector.copy()
+        out.orientation = self.orientation.copy()
+        out.covariance = self.covariance.copy()
+        return out
 
 
 def _check_finite(name: str, value: Sequence[float] | np.ndarray, length: int) -> None:

@@ -45,6 +45,11 @@ class MergePolicy:
     max_evidence: int = 8
     #: Sketch tags kept per engram; identity tags are always kept.
     max_tags: int = 16
+    #: Label noise: a one-off sighting that looks like an engram with at least this many
+    #: observations at the same place, but carries another label, is forgotten at
+    #: consolidation as the detector's mistake. 0 (the default) disables it: a different
+    #: thing that looks alike and was put in the same place would be forgotten too.
+    noise_support: int = 0
 
     def radius_for(self, kind: str) -> float:
         return float(self.radius.get(kind, 1.0))
@@ -119,6 +124,52 @@ def merge_engrams(keep: Engram, other: Engram, policy: MergePolicy) -> Engram:
     out.score = max(keep.score, other.score)
     out.pinned = keep.pinned or other.pinned
     out.recall_count = keep.recall_count + other.recall_count
+    if out.observation_count >= policy.promote_after:
+        out.tier = TIER_LONG
+    return out
+
+
+def merge_cluster(keep: Engram, others: list[Engram], policy: MergePolicy) -> Engram:
+    """Fold several duplicates into ``keep`` at once (batch consolidation).
+
+    Equal to folding them in one by one with :func:`merge_engrams` for the pose (inverse
+    variance fusion is associative), the vector, counts and times; confidence is the
+    count-weighted mean over all of them.
+    """
+    if not others:
+        return keep
+    members = [keep] + list(others)
+    out = keep.copy()
+    var = np.maximum(np.stack([np.diag(e.covariance.reshape(6, 6))[:3] for e in members]),
+                     _MIN_VARIANCE)
+    positions = np.stack([e.position for e in members])
+    var_new = 1.0 / np.sum(1.0 / var, axis=0)
+    out.position = var_new * np.sum(positions / var, axis=0)
+    cov = out.covariance.reshape(6, 6)
+    cov[0:3, :] = 0.0
+    cov[:, 0:3] = 0.0
+    cov[0, 0], cov[1, 1], cov[2, 2] = var_new
+    out.covariance = cov.reshape(36)
+    counts = np.array([e.observation_count for e in members], dtype=np.float64)
+    out.vector = normalize_vector(np.sum(counts[:, None] * np.stack([e.vector for e in members]),
+                                         axis=0))
+    out.observation_count = int(counts.sum())
+    out.confidence = float(np.dot(counts, [e.confidence for e in members]) / counts.sum())
+    out.first_seen = min(e.first_seen for e in members)
+    out.last_seen = max(e.last_seen for e in members)
+    out.last_access = max(e.last_access for e in members)
+    tags = keep.tags
+    for e in others:
+        tags = _merge_tags(tags, tuple(e.tags), policy.max_tags)
+    out.tags = tags
+    out.label = keep.label or next((e.label for e in others if e.label), '')
+    out.keyframe_id = keep.keyframe_id or next((e.keyframe_id for e in others
+                                                if e.keyframe_id), '')
+    evidence = tuple(dict.fromkeys(ev for e in members for ev in e.evidence))
+    out.evidence = evidence[-policy.max_evidence:]
+    out.score = max(e.score for e in members)
+    out.pinned = any(e.pinned for e in members)
+    out.recall_count = sum(e.recall_count for e in members)
     if out.observation_count >= policy.promote_after:
         out.tier = TIER_LONG
     return out

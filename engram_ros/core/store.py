@@ -81,6 +81,7 @@ from engram_ros.core.index import IndexLoadError
 from engram_ros.core.merge import compatible
 from engram_ros.core.merge import identity_tags
 from engram_ros.core.merge import merge
+from engram_ros.core.merge import merge_cluster
 from engram_ros.core.merge import merge_engrams
 from engram_ros.core.merge import MergePolicy
 from engram_ros.core.merge import pairs_within
@@ -176,6 +177,8 @@ class ConsolidationReport:
     evidence_expired: int = 0
     #: (old id, new id) of beliefs that became history because the thing was seen elsewhere.
     moved: list[tuple[int, int]] = field(default_factory=list)
+    #: One-off sightings forgotten as label noise of a well-established engram.
+    absorbed: int = 0
 
 
 class MemoryStore:
@@ -472,9 +475,11 @@ class MemoryStore:
 
     def _index_put(self, engram: Engram) -> None:
         if engram.id in self.index:
+            # Re-posting unchanged tags is most of an update's cost; skip it when they are.
+            same_tags = set(self.index.tags_of(self.index.slot_of(engram.id))) == set(engram.tags)
             self.index.update(engram.id, vector=engram.vector, position=engram.position,
                               first_seen=engram.first_seen, last_seen=engram.last_seen,
-                              tags=engram.tags, score=engram.score)
+                              tags=None if same_tags else engram.tags, score=engram.score)
         else:
             self._index_add(self.index, [engram])
         if engram.tier == TIER_SHORT:
@@ -809,10 +814,23 @@ class MemoryStore:
                 if engram.id in removed:
                     continue
                 current = changed.get(engram.id, engram)
-                duplicates = (self._duplicates_of(current, removed) if batch is None else
-                              [batch[1][i] for i in batch[0].get(engram.id, ())
-                               if i not in removed])
-                for other in duplicates:
+                if batch is not None:
+                    # The whole cluster at once: its best-supported member absorbs the rest.
+                    cluster = [current] + [changed.get(i, batch[1][i])
+                                           for i in batch[0].get(engram.id, ())
+                                           if i not in removed]
+                    if len(cluster) < 2:
+                        continue
+                    keep = max(cluster, key=lambda e: (e.observation_count, -e.id))
+                    others = [e for e in cluster if e.id != keep.id]
+                    changed[keep.id] = merge_cluster(keep, others, self.config.merge)
+                    for gone in others:
+                        changed.pop(gone.id, None)
+                        removed.add(gone.id)
+                        merged_into[gone.id] = keep.id
+                    report.merged += len(others)
+                    continue
+                for other in self._duplicates_of(current, removed):
                     other = changed.get(other.id, other)
                     keep, gone = (current, other) if _keeps(current, other) else (other, current)
                     merged = merge_engrams(keep, gone, self.config.merge)
@@ -824,7 +842,17 @@ class MemoryStore:
                     if gone is current:
                         break
                     current = merged
-            promotable = [e for e in self.storage.get(list(self._short_lru))
+            for noise, into in self._label_noise(dirty_engrams, changed, removed):
+                removed.add(noise)
+                report.absorbed += 1
+                _LOG.info('engram %d is label noise of engram %d (one sighting, looks alike, '
+                          'same place, other label): forgotten', noise, into)
+            with self._lock:
+                short_ids = [i for i in self._short_lru if i not in removed]
+            promotable = [changed.get(e.id, e) for e in self.storage.get(
+                [i for i in short_ids if i not in changed])] + [
+                changed[i] for i in short_ids if i in changed]
+            promotable = [e for e in promotable
                           if e.observation_count >= self.config.merge.promote_after
                           and e.id not in removed and _in_scope(e, scope)]
             for engram in promotable:
@@ -1017,22 +1045,65 @@ class MemoryStore:
             if len(qi) == 0:
                 continue
             unique_p, inverse = np.unique(pj, return_inverse=True)
+            known = {e.id: e.tags for e in engrams}
             with self._lock:
                 vectors = self.index.vectors_of(slots[unique_p])
-                tags = [self.index.tags_of(int(s)) for s in slots[unique_p]]
+                tags = [known[int(i)] if int(i) in known else self.index.tags_of(int(s))
+                        for i, s in zip(ids[unique_p], slots[unique_p])]
             qv = np.stack([e.vector for e in items]).astype(np.float32)
             sims = np.einsum('ij,ij->i', qv[qi], vectors[inverse])
             ok = np.flatnonzero(sims >= policy.similarity_for(kind))
+            q_identity: dict[int, frozenset[str]] = {}
+            p_identity = [identity_tags(t) for t in tags]
             for k in ok[np.lexsort((-sims[ok], qi[ok]))]:
-                item = items[int(qi[k])]
-                if compatible(item.tags, tags[int(inverse[k])]):
-                    found.setdefault(item.id, []).append(int(ids[pj[k]]))
+                q = int(qi[k])
+                a = q_identity.get(q)
+                if a is None:
+                    a = q_identity[q] = identity_tags(items[q].tags)
+                b = p_identity[int(inverse[k])]
+                if not a or not b or a & b:       # merge.compatible, identities cached
+                    found.setdefault(items[q].id, []).append(int(ids[pj[k]]))
         wanted = sorted({i for ids_ in found.values() for i in ids_})
         fetched = {e.id: e for e in engrams}
         fetched.update({e.id: e for e in self.storage.get([i for i in wanted
                                                            if i not in fetched])})
         found = {i: [j for j in js if j in fetched] for i, js in found.items()}
         return found, fetched
+
+    def _label_noise(self, engrams: list[Engram], changed: dict[int, Engram],
+                     removed: set[int]) -> list[tuple[int, int]]:
+        """(noise id, established id) for one-off sightings that are label noise.
+
+        A short-term engram seen once, unpinned, whose look matches a current engram of the
+        same kind within the merge radius that disagrees on identity but has at least
+        ``policy.noise_support`` observations, is the detector naming that thing wrongly.
+        """
+        policy = self.config.merge
+        if policy.noise_support <= 0:
+            return []
+        out = []
+        for e in engrams:
+            e = changed.get(e.id, e)
+            if e.id in removed or e.observation_count != 1 or e.pinned \
+                    or e.tier != TIER_SHORT or not identity_tags(e.tags):
+                continue
+            with self._lock:
+                slots = self.index.filter(kinds=[kind_code(e.kind)], center=e.position,
+                                          radius=policy.radius_for(e.kind))
+                if slots is None or len(slots) < 2:
+                    continue
+                top, sims = self.index.dense_topk(e.vector, min(len(slots), 8), slots)
+                near = [(int(i), int(s)) for i, s, sim in zip(
+                    self.index.ids_of(np.asarray(top)), top, sims)
+                    if sim >= policy.similarity_for(e.kind) and int(i) != e.id
+                    and int(i) not in removed and int(i) not in self._history
+                    and not compatible(e.tags, self.index.tags_of(int(s)))]
+            for other in self.storage.get([i for i, _ in near]):
+                other = changed.get(other.id, other)
+                if other.observation_count >= policy.noise_support:
+                    out.append((e.id, other.id))
+                    break
+        return out
 
     def _duplicates_of(self, engram: Engram, removed: set[int]) -> list[Engram]:
         policy = self.config.merge

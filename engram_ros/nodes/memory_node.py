@@ -173,6 +173,8 @@ class MemoryNode(Node):
         declare('short_term_capacity', 10000, 'engrams in the short-term LRU tier')
         declare('budget', 1000000, 'most engrams kept; consolidation forgets past it')
         declare('promote_after', 2, 'observations before promotion to long-term')
+        declare('noise_support', 0, 'forget a one-off sighting as label noise when a lookalike '
+                'with another label and this many observations is at its place; 0 disables')
         for kind, radius in MergePolicy().radius.items():
             declare(f'merge_radius.{kind}', radius, f'[m] same-{kind} radius for merging')
         for kind, sim in MergePolicy().min_similarity.items():
@@ -215,7 +217,7 @@ class MemoryNode(Node):
         merge = MergePolicy(
             radius={k: p(f'merge_radius.{k}').value for k in KINDS},
             min_similarity={k: p(f'merge_similarity.{k}').value for k in KINDS},
-            promote_after=p('promote_after').value)
+            promote_after=p('promote_after').value, noise_support=p('noise_support').value)
         privacy = PrivacyPolicy.parse(
             self._string_array('privacy.zones'), self._string_array('privacy.time_windows'),
             {k: float(p(f'evidence_retention.{k}').value) for k in DEFAULT_RETENTION})
@@ -253,6 +255,8 @@ class MemoryNode(Node):
                 setattr(config, param.name, param.value)
             elif param.name == 'promote_after':
                 config.merge.promote_after = param.value
+            elif param.name == 'noise_support':
+                config.merge.noise_support = max(0, int(param.value))
             elif param.name.startswith('merge_radius.'):
                 config.merge.radius[param.name.split('.', 1)[1]] = param.value
             elif param.name.startswith('merge_similarity.'):

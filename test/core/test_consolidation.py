@@ -22,6 +22,7 @@ from engram_ros.core.engram import Engram
 from engram_ros.core.engram import Observation
 from engram_ros.core.forgetting import FeedbackError
 from engram_ros.core.forgetting import FeedbackStatus
+from engram_ros.core.merge import MergePolicy
 from engram_ros.core.places import CorrectionError
 from engram_ros.core.places import CorrectionStatus
 from engram_ros.core.places import PoseCorrection
@@ -255,3 +256,16 @@ def test_batch_duplicate_search_merges_like_the_per_engram_search(tmp_path: Path
         sizes.append((report.merged, len(store),
                       sorted(e.observation_count for e in store.list_engrams().engrams)))
     assert sizes[0] == sizes[1] == (180, 60, [4] * 60)
+
+
+@pytest.mark.parametrize('support, kept', [(0, {'mug', 'bowl'}), (3, {'mug'})])
+def test_one_off_mislabel_of_an_established_thing_is_label_noise(support: int, kept) -> None:
+    store = MemoryStore(MemoryStorage(), StoreConfig(dim=DIM, merge=MergePolicy(
+        noise_support=support)))
+    for n in range(3):
+        lap(store, n, {'mug': MUG_KITCHEN})
+    # The detector calls the mug a bowl once.
+    store.ingest(obs('bowl', MUG_KITCHEN, T0 + 3 * LAP + 1, appearance='mug'))
+    report = store.consolidate(now=T0 + 3 * LAP + 20)
+    labels = {e.label for e in store.list_engrams().engrams if e.kind == 'object'}
+    assert labels == kept and report.absorbed == (1 if support else 0)
