@@ -268,6 +268,39 @@ def throughput(n: int, seed: int = 0) -> dict:
             'engrams_per_cpu_s': round(n / cpu), 'engrams_per_wall_s': round(n / wall)}
 
 
+def plot_sizes(sim: dict, path: Path) -> None:
+    """Store size per lap, consolidated vs write-everything, as a PNG (opencv)."""
+    import cv2
+
+    width, height, margin = 640, 400, 60
+    laps = [r['lap'] for r in sim['laps']]
+    series = (('consolidated', [r['engrams'] for r in sim['laps']], (40, 140, 40)),
+              ('write-everything', [r['baseline_engrams'] for r in sim['laps']], (40, 40, 200)))
+    top = max(max(v) for _, v, _ in series)
+    img = np.full((height, width, 3), 255, dtype=np.uint8)
+
+    def px(lap: float, value: float) -> tuple[int, int]:
+        x = margin + (lap - laps[0]) / max(1, laps[-1] - laps[0]) * (width - 2 * margin)
+        return int(x), int(height - margin - value / top * (height - 2 * margin))
+
+    cv2.line(img, px(laps[0], 0), px(laps[-1], 0), (0, 0, 0), 1)
+    cv2.line(img, px(laps[0], 0), px(laps[0], top), (0, 0, 0), 1)
+    for lap in laps:
+        cv2.putText(img, str(lap), (px(lap, 0)[0] - 5, height - margin + 20),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1)
+    for value in (0, top // 2, top):
+        cv2.putText(img, str(value), (5, px(laps[0], value)[1] + 5), cv2.FONT_HERSHEY_SIMPLEX,
+                    0.45, (0, 0, 0), 1)
+    for i, (name, values, colour) in enumerate(series):
+        points = np.array([px(lap, v) for lap, v in zip(laps, values)], dtype=np.int32)
+        cv2.polylines(img, [points], False, colour, 2)
+        cv2.putText(img, f'{name} ({values[-1]} after lap {laps[-1]})', (margin + 10, 25 + 20 * i),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1)
+    cv2.putText(img, 'engrams per lap (mug moved after lap 2)', (margin, height - 15),
+                cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1)
+    cv2.imwrite(str(path), img)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--laps', type=int, default=10)
@@ -277,6 +310,7 @@ def main(argv: list[str] | None = None) -> int:
                         help='MergePolicy.noise_support (the node default is 0: off)')
     parser.add_argument('--throughput', type=int, nargs='*', default=[20000, 100000])
     parser.add_argument('--out', type=Path)
+    parser.add_argument('--plot', type=Path, help='PNG of the store size per lap')
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(message)s')
     logging.getLogger('engram_ros').setLevel(logging.WARNING)
@@ -291,6 +325,8 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if args.out:
         args.out.write_text(text + '\n')
+    if args.plot and 'sim' in result:
+        plot_sizes(result['sim'], args.plot)
     return 0
 
 
