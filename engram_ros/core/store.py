@@ -652,8 +652,9 @@ class MemoryStore:
             ids = [int(i) for i in self.index.ids_of(np.asarray(slots))
                    if int(i) not in self._history]
             edges = sorted(self._edges.values(), key=lambda e: (e.a, e.b))
+            live = set(ids)
             anchors = {i: p for i, p in self._anchor_of.items()
-                       if i not in self._history and p in set(ids)}
+                       if i not in self._history and p in live}
         places = sorted(self.storage.get(ids), key=lambda e: e.id)
         self._audit('places', requester, {}, dict(id_summary(ids), edges=len(edges)))
         return PlaceGraph(places, edges, anchors)
