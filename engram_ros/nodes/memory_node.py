@@ -29,7 +29,6 @@ import sys
 import time
 from pathlib import Path
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from diagnostic_msgs.msg import DiagnosticStatus
 from diagnostic_msgs.msg import KeyValue
@@ -37,7 +36,6 @@ from rcl_interfaces.msg import ParameterDescriptor
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.callback_groups import ReentrantCallbackGroup
-from rclpy.executors import ExternalShutdownException
 from rclpy.exceptions import ParameterUninitializedException
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
@@ -83,6 +81,7 @@ from engram_ros.srv import GetEngrams
 from engram_ros.srv import GetPlaces
 from engram_ros.srv import ListEngrams
 from engram_ros.srv import Recall
+from engram_ros.nodes.spin import run_node
 
 #: Marker colours per kind (RGBA).
 _KIND_COLOURS = {'place': (0.2, 0.5, 1.0, 0.8), 'object': (1.0, 0.6, 0.1, 0.9),
@@ -100,7 +99,14 @@ class MemoryNode(Node):
         super().__init__('engram_memory', **kwargs)
         self._declare_parameters()
         self.store = self._open_store()
+        try:
+            self._build()
+        except BaseException:       # a Ctrl-C or a bad parameter while starting
+            self.store.close()
+            raise
 
+    def _build(self) -> None:
+        """Callback groups, counters, topics, timers and services, services last."""
         self._writers = MutuallyExclusiveCallbackGroup()
         self._queries = ReentrantCallbackGroup()
         self._reporting = MutuallyExclusiveCallbackGroup()
@@ -114,23 +120,6 @@ class MemoryNode(Node):
         self._last_recall_ms = 0.0
         self._markers_dirty = True
 
-        self.recall_service = self.create_service(
-            Recall, 'engram/recall', self.recall_callback, callback_group=self._queries)
-        self.consolidate_service = self.create_service(
-            Consolidate, 'engram/consolidate', self.consolidate_callback,
-            callback_group=self._writers)
-        self.list_service = self.create_service(
-            ListEngrams, 'engram/list', self.list_callback, callback_group=self._queries)
-        self.get_service = self.create_service(
-            GetEngrams, 'engram/get', self.get_callback, callback_group=self._queries)
-        self.edit_service = self.create_service(
-            EditEngram, 'engram/edit', self.edit_callback, callback_group=self._writers)
-        self.forget_service = self.create_service(
-            ForgetEngrams, 'engram/forget', self.forget_callback, callback_group=self._writers)
-        self.feedback_service = self.create_service(
-            Feedback, 'engram/feedback', self.feedback_callback, callback_group=self._writers)
-        self.places_service = self.create_service(
-            GetPlaces, 'engram/places', self.places_callback, callback_group=self._queries)
         self.correction_sub = self.create_subscription(
             KeyframeCorrection, 'engram/keyframe_corrections', self.correction_callback,
             QoSProfile(depth=10), callback_group=self._writers)
@@ -154,6 +143,25 @@ class MemoryNode(Node):
             self._timers.append(self.create_timer(period, self.consolidation_timer_callback,
                                                   callback_group=self._writers))
         self.add_on_set_parameters_callback(self.parameters_callback)
+        # Services last: once a client sees them, the node is fully built.
+        self.list_service = self.create_service(
+            ListEngrams, 'engram/list', self.list_callback, callback_group=self._queries)
+        self.get_service = self.create_service(
+            GetEngrams, 'engram/get', self.get_callback, callback_group=self._queries)
+        self.edit_service = self.create_service(
+            EditEngram, 'engram/edit', self.edit_callback, callback_group=self._writers)
+        self.forget_service = self.create_service(
+            ForgetEngrams, 'engram/forget', self.forget_callback, callback_group=self._writers)
+        self.feedback_service = self.create_service(
+            Feedback, 'engram/feedback', self.feedback_callback, callback_group=self._writers)
+        self.places_service = self.create_service(
+            GetPlaces, 'engram/places', self.places_callback, callback_group=self._queries)
+        # Clients wait for these two: they come last of all.
+        self.recall_service = self.create_service(
+            Recall, 'engram/recall', self.recall_callback, callback_group=self._queries)
+        self.consolidate_service = self.create_service(
+            Consolidate, 'engram/consolidate', self.consolidate_callback,
+            callback_group=self._writers)
         self.get_logger().info(
             f'memory ready: {len(self.store)} engrams, '
             f'{"store " + str(self._store_dir) if self._store_dir else "RAM only (no consent)"}; '
@@ -540,24 +548,10 @@ class MemoryNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    try:
-        node = MemoryNode()
-    except (StoreOpenError, EvidenceError, AuditError, PrivacyConfigError, ValueError) as exc:
-        rclpy.logging.get_logger('engram_memory').fatal(f'cannot open the memory: {exc}')
-        rclpy.try_shutdown()
-        return 2
-    executor = MultiThreadedExecutor(num_threads=4)
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(MemoryNode, lambda: MultiThreadedExecutor(num_threads=4),
+                    logger_name='engram_memory', what='open the memory',
+                    startup_errors=(StoreOpenError, EvidenceError, AuditError,
+                                    PrivacyConfigError, ValueError), args=args)
 
 
 if __name__ == '__main__':
