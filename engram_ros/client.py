@@ -80,21 +80,11 @@ class MemoryClient:
         ``at_time``: "where was it then" (beliefs current at that time, history included);
         ``changed_since``: "what changed since" (beliefs begun or ended since then).
         """
-        request = Recall.Request()
+        request = _fill_where(Recall.Request(), kinds, tags_all, tags_any, tags_none, center,
+                              radius, frame_id, start, end)
         request.text = text
-        request.tags_all = list(tags_all)
-        request.tags_any = list(tags_any)
-        request.tags_none = list(tags_none)
         if vector is not None:
             request.query_vector = np.asarray(vector, dtype=np.float32)
-        if center is not None:
-            request.center.point.x, request.center.point.y, request.center.point.z = (
-                float(c) for c in center)
-        request.center.header.frame_id = frame_id
-        request.radius = float(radius)
-        request.start = conversions.seconds_to_time(start)
-        request.end = conversions.seconds_to_time(end)
-        request.kinds = list(kinds)
         request.k = int(k)
         request.min_score = float(min_score)
         request.include_vectors = bool(include_vectors)
@@ -168,17 +158,8 @@ class MemoryClient:
                        tier: str = '', pinned: bool | None = None):
         """Fill the filter fields of a ListEngrams or ForgetEngrams request (times in epoch s,
         0 = open; ``pinned=None`` accepts both)."""
-        request.kinds = list(kinds)
-        request.tags_all = list(tags_all)
-        request.tags_any = list(tags_any)
-        request.tags_none = list(tags_none)
-        if center is not None:
-            request.center.point.x, request.center.point.y, request.center.point.z = (
-                float(c) for c in center)
-        request.center.header.frame_id = frame_id
-        request.radius = float(radius)
-        request.start = conversions.seconds_to_time(start)
-        request.end = conversions.seconds_to_time(end)
+        _fill_where(request, kinds, tags_all, tags_any, tags_none, center, radius, frame_id,
+                    start, end)
         request.tier = tier
         request.pinned = {None: 0, True: 1, False: 2}[pinned]
         return request
@@ -225,3 +206,22 @@ def spinning_node(name: str) -> Iterator[Node]:
         thread.join(timeout=5.0)
         node.destroy_node()
         rclpy.try_shutdown()
+
+
+def _fill_where(request, kinds: Sequence[str], tags_all: Sequence[str],
+                tags_any: Sequence[str], tags_none: Sequence[str],
+                center: Sequence[float] | None, radius: float, frame_id: str, start: float,
+                end: float):
+    """The fields Recall, ListEngrams and ForgetEngrams share: what, where and when."""
+    request.kinds = list(kinds)
+    request.tags_all = list(tags_all)
+    request.tags_any = list(tags_any)
+    request.tags_none = list(tags_none)
+    if center is not None:
+        request.center.point.x, request.center.point.y, request.center.point.z = (
+            float(c) for c in center)
+    request.center.header.frame_id = frame_id
+    request.radius = float(radius)
+    request.start = conversions.seconds_to_time(start)
+    request.end = conversions.seconds_to_time(end)
+    return request
