@@ -16,6 +16,12 @@ from conftest import NodeProcess
 from conftest import PARAMS
 from conftest import wait_for
 
+# These tests feed the perception node timed streams (frames, odometry, audio chunks) and read
+# its counters from /diagnostics; on a loaded 2-core machine a frame or chunk can miss its
+# pairing window. They assert real behaviour, so a failure is retried twice before it counts:
+# a known source of flakiness to remove (a deterministic test clock), not to hide.
+pytestmark = pytest.mark.flaky(reruns=2, reruns_delay=2)
+
 rclpy = pytest.importorskip('rclpy')
 
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
@@ -165,6 +171,10 @@ def test_a_doorbell_is_remembered_where_it_was_heard(graph):
 def test_bad_input_is_skipped_counted_and_never_placed(graph):
     robot, client, perception = graph
     t0 = time.time()
+    # CameraInfo first: published in the same instant as a frame's images, it may arrive after
+    # them (topics are not ordered), and that frame would be skipped for the wrong reason.
+    robot.info.publish(pc.intrinsics_to_msg(K, t0, 'camera_optical'))
+    time.sleep(0.5)
     bad_pose = pc.odometry_msg(t0, (0, 0, 0), (0, 0, 0, 0.5))
     robot.odom.publish(bad_pose)
     nan_pose = pc.odometry_msg(t0 + 0.01, (math.nan, 0, 0), (0, 0, 0, 1))
@@ -187,7 +197,8 @@ def test_bad_input_is_skipped_counted_and_never_placed(graph):
                 and robot.diagnostic('skipped_no_valid_depth') >= 1
                 and robot.diagnostic('skipped_stamp_backwards') >= 1)
 
-    assert wait_for(counted, 15.0), (robot.values, perception.log())
+    assert wait_for(counted, 15.0), \
+        f'counters: {sorted(robot.values.items())}\nperception log:\n{perception.log()}'
     assert client.recall(kinds=['object'], k=5).engrams == []
     assert perception.proc.poll() is None
 
