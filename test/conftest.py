@@ -79,7 +79,7 @@ def test_node(ros_context):
 def memory_args(namespace: str, store_dir: Path | None, *extra: str) -> list[str]:
     args = ['--params-file', str(PARAMS), '-r', f'__ns:={namespace}',
             '-p', 'consolidation_period:=0.0', '-p', 'diagnostics_period:=0.2',
-            '-p', 'marker_period:=0.2']
+            '-p', 'marker_period:=0.2', '-p', 'semantic_text:=false']
     if store_dir is not None:
         args += ['-p', 'persist:=true', '-p', f'store_dir:={store_dir}']
     for item in extra:

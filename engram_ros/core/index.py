@@ -651,6 +651,17 @@ class EngramIndex:
                 out += self._member(s, self._postings.get(code))
         return out
 
+    def present_tags(self, namespaces: Sequence[str] = ()) -> list[str]:
+        """Tags carried by at least one live engram, sorted; only ``namespaces`` when given."""
+        out = []
+        for code, tag in enumerate(self._tag_names):
+            if namespaces and tag.partition(':')[0] not in namespaces:
+                continue
+            posting = self._postings.get(code)
+            if posting.size and self._alive[posting].any():
+                out.append(tag)
+        return sorted(out)
+
     # ------------------------------------------------------------------ stage 1
 
     def filter(self, *, tags_all: Sequence[str] = (), tags_any: Sequence[str] = (),

@@ -27,6 +27,10 @@ recall, list, get, consolidation, edit and forget is written to the optional aud
 (:mod:`engram_ros.core.privacy`) are refused with :class:`ObservationExcluded`; consolidation
 deletes evidence files past their retention limit.
 
+Query text is mapped to tags word by word (:func:`engram_ros.core.sketch.text_to_tags`); text
+that names no known tag is matched by meaning when the owner set :attr:`MemoryStore.text_matcher`
+(:mod:`engram_ros.core.semantic`).
+
 Map-like memory (:mod:`engram_ros.core.places`, :mod:`engram_ros.core.validity`): consecutive
 place observations add traversal edges to a durable place graph (:meth:`MemoryStore.place_graph`);
 objects are anchored to the nearest place and move with it when SLAM corrects its pose
@@ -100,6 +104,9 @@ from engram_ros.core.query import RecallResult
 from engram_ros.core.query import RecallStatus
 from engram_ros.core.ranking import rank
 from engram_ros.core.ranking import RankingWeights
+from engram_ros.core.semantic import NAMESPACES as SEMANTIC_NAMESPACES
+from engram_ros.core.semantic import SemanticMatch
+from engram_ros.core.semantic import SemanticTags
 from engram_ros.core.storage import edge_key
 from engram_ros.core.storage import PlaceEdge
 from engram_ros.core.storage import Storage
@@ -200,6 +207,9 @@ class MemoryStore:
         if evidence is None and storage.evidence_dir is not None:
             evidence = EvidenceStore(storage.evidence_dir)
         self.evidence = evidence
+        #: Maps query text that names no known tag to tags by meaning (set by the owner when a
+        #: sentence model is available; ``None``: exact words only).
+        self.text_matcher: SemanticTags | None = None
         #: Set by a forget (or an edit that removed data): the index cache must not be saved
         #: from this process, since the in-RAM index still holds tombstoned vectors and tags.
         self._purged = False
@@ -560,11 +570,20 @@ class MemoryStore:
         except ValueError as exc:
             raise QueryError(RecallStatus.INVALID_TAG, str(exc)) from None
         text_tags: tuple[str, ...] = ()
+        meant: list[SemanticMatch] = []
         if query.text.strip():
             text_tags = sketch.text_to_tags(query.text, known_labels=self.known_labels())
+            if not text_tags and self.text_matcher is not None:
+                # No known word in the text: the memory's tags closest in meaning, if any.
+                with self._lock:
+                    present = self.index.present_tags(SEMANTIC_NAMESPACES)
+                meant = self.text_matcher.match(query.text, present)
+                text_tags = tuple(m.tag for m in meant)
             if not text_tags and query.vector is None and not (tags_all or tags_any):
                 return RecallResult(message=f'nothing in the memory matches {query.text!r}: '
-                                            'no known label, room, colour or sound in it')
+                                            'no known label, room, colour or sound in it'
+                                            + (', nor one close in meaning'
+                                               if self.text_matcher is not None else ''))
             tags_any = tags_any + tuple(t for t in text_tags if t not in tags_any)
         query_tags = tuple(dict.fromkeys(tags_all + tags_any))
         kinds = [kind_code(k) for k in query.kinds]
@@ -588,7 +607,10 @@ class MemoryStore:
                                   float(ranked.temporal[i])))
         self._touch([h.engram.id for h in hits], now)
         message = f'{len(hits)} of {n_candidates} candidates'
-        if text_tags:
+        if meant:
+            message += ' (no exact word; text means ' + ', '.join(
+                f'{m.tag} {m.similarity:.2f}' for m in meant) + ')'
+        elif text_tags:
             message += f' (text matched {", ".join(text_tags)})'
         return RecallResult(hits=hits, candidates=n_candidates, message=message)
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -65,6 +66,7 @@ from engram_ros.core.privacy import PrivacyConfigError
 from engram_ros.core.privacy import PrivacyPolicy
 from engram_ros.core.query import QueryError
 from engram_ros.core.query import RecallStatus
+from engram_ros.core.semantic import SemanticTags
 from engram_ros.core.storage import MemoryStorage
 from engram_ros.core.storage import SQLiteStorage
 from engram_ros.core.storage import StoreOpenError
@@ -89,7 +91,8 @@ _KIND_COLOURS = {'place': (0.2, 0.5, 1.0, 0.8), 'object': (1.0, 0.6, 0.1, 0.9),
 
 # Parameters that shape the store on disk: fixed once the node runs.
 _READ_ONLY = ('persist', 'store_dir', 'frame_id', 'dim', 'ingest_topic', 'privacy.zones',
-              'privacy.time_windows', 'encrypt_evidence', 'encryption_key_file')
+              'privacy.time_windows', 'encrypt_evidence', 'encryption_key_file',
+              'semantic_text')
 
 
 class MemoryNode(Node):
@@ -119,6 +122,11 @@ class MemoryNode(Node):
                          'corrections_rejected': 0, 'moved': 0, 'place_queries': 0}
         self._last_recall_ms = 0.0
         self._markers_dirty = True
+        self._semantic_state = 'off'
+        if self.get_parameter('semantic_text').value:
+            self._semantic_state = 'loading'
+            threading.Thread(target=self._load_text_model, name='engram_text_model',
+                             daemon=True).start()
 
         self.correction_sub = self.create_subscription(
             KeyframeCorrection, 'engram/keyframe_corrections', self.correction_callback,
@@ -213,6 +221,9 @@ class MemoryNode(Node):
                     f'[s] {kind} evidence files older than this are deleted; 0 keeps them')
         declare('encrypt_evidence', False, 'encrypt evidence files at rest (Fernet)')
         declare('encryption_key_file', '', 'evidence key file; empty: $ENGRAM_KEY')
+        declare('semantic_text', True, 'map query text that names no known tag to tags by '
+                'meaning with the offline sentence model (loaded in the background)')
+        declare('semantic_threshold', 0.38, 'least cosine similarity of a match by meaning')
 
     def _string_array(self, name: str) -> list[str]:
         try:
@@ -254,6 +265,9 @@ class MemoryNode(Node):
                     and not (math.isfinite(param.value) and param.value >= 0.0):
                 return SetParametersResult(successful=False,
                                            reason=f'{param.name} must be finite and >= 0')
+            if param.name == 'semantic_threshold' and not -1.0 <= param.value <= 1.0:
+                return SetParametersResult(successful=False,
+                                           reason='semantic_threshold must be in [-1, 1]')
             if param.name == 'feedback_rate' and not 0.0 < param.value <= 1.0:
                 return SetParametersResult(successful=False,
                                            reason='feedback_rate must be in (0, 1]')
@@ -277,6 +291,8 @@ class MemoryNode(Node):
                 setattr(config.retention, param.name, float(param.value))
             elif param.name == 'important_tags':
                 config.retention.important_tags = tuple(param.value or ())
+            elif param.name == 'semantic_threshold' and self.store.text_matcher is not None:
+                self.store.text_matcher.threshold = float(param.value)
         return SetParametersResult(successful=True)
 
     def _open_store(self) -> MemoryStore:
@@ -301,6 +317,29 @@ class MemoryNode(Node):
         if encrypt:   # checked even without files, so a misconfiguration shows at once
             EvidenceStore.from_settings(Path('/nonexistent'), encrypt, key_file)
         return MemoryStore(MemoryStorage(), config, audit=AuditLog(None))
+
+    def _load_text_model(self) -> None:
+        """Background thread: load the sentence model, then let recall use it."""
+        try:
+            # Only this thread: loading must not slow the callbacks (Linux nice is per thread).
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+        except OSError:
+            pass
+        started = time.monotonic()
+        try:
+            from engram_ros.perception.text import MODEL_DIM
+            from engram_ros.perception.text import TextEncoder
+            encoder = TextEncoder(dim=MODEL_DIM)
+            encoder.embed(['warm up'])
+        except Exception as exc:    # a missing package or a broken model: exact words only
+            self._semantic_state = f'failed: {type(exc).__name__}: {exc}'
+            self.get_logger().warning(f'semantic text matching is off: {self._semantic_state}')
+            return
+        self.store.text_matcher = SemanticTags(
+            encoder.embed, threshold=self.get_parameter('semantic_threshold').value)
+        self._semantic_state = 'ready'
+        self.get_logger().info(f'semantic text matching ready '
+                               f'({time.monotonic() - started:.1f} s to load the model)')
 
     # ------------------------------------------------------------------------- callbacks
     def observation_callback(self, msg: ObservationMsg) -> None:
@@ -534,7 +573,8 @@ class MemoryNode(Node):
             status.level = DiagnosticStatus.WARN
         values = dict(self.counters, engrams=len(self.store),
                       short_term=self.store.short_term_size,
-                      last_recall_ms=round(self._last_recall_ms, 3))
+                      last_recall_ms=round(self._last_recall_ms, 3),
+                      semantic_text=self._semantic_state)
         status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
         array = DiagnosticArray()
         array.header.stamp = self.get_clock().now().to_msg()

