@@ -71,15 +71,17 @@ if ((!ROS_FROM_DISTRO)); then
 fi
 mkdir -p "$STAMP_DIR"
 
-# pip_install NAME FILE: install a pinned requirements file once per content hash.
+# pip_install NAME FILE: install a pinned requirements file once per content hash; every
+# transitive dependency is held to requirements/constraints.txt.
+CONSTRAINTS=$ROOT/requirements/constraints.txt
 pip_install() {
   local name=$1 file=$2 hash
-  hash=$(sha256sum "$file" | cut -c1-16)
+  hash=$(cat "$file" "$CONSTRAINTS" | sha256sum | cut -c1-16)
   if [ -f "$STAMP_DIR/$name" ] && [ "$(cat "$STAMP_DIR/$name")" = "$hash" ]; then
     return 0
   fi
   log "installing $name packages (${file#"$ROOT"/})"
-  "$PY" -m pip install --disable-pip-version-check -q -r "$file"
+  "$PY" -m pip install --disable-pip-version-check -q -r "$file" -c "$CONSTRAINTS"
   echo "$hash" > "$STAMP_DIR/$name"
 }
 pip_install base "$ROOT/requirements/base.txt"
