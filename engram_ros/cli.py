@@ -593,7 +593,7 @@ def cmd_verify(store: MemoryStore, args: argparse.Namespace, out: TextIO) -> int
             head = (int(seq), digest)
         result = store.audit.verify(head)
         if not result.ok:
-            audit_issues.append(f'line {result.line}: {result.message}')
+            audit_issues.append(result.message)
         report('audit', audit_issues, result.message)
     return 1 if problems else 0
 

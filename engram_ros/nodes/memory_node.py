@@ -92,7 +92,7 @@ _KIND_COLOURS = {'place': (0.2, 0.5, 1.0, 0.8), 'object': (1.0, 0.6, 0.1, 0.9),
 # Parameters that shape the store on disk: fixed once the node runs.
 _READ_ONLY = ('persist', 'store_dir', 'frame_id', 'dim', 'ingest_topic', 'privacy.zones',
               'privacy.time_windows', 'encrypt_evidence', 'encryption_key_file',
-              'semantic_text')
+              'semantic_text', 'audit_max_mb', 'audit_keep_files')
 
 
 class MemoryNode(Node):
@@ -221,6 +221,8 @@ class MemoryNode(Node):
                     f'[s] {kind} evidence files older than this are deleted; 0 keeps them')
         declare('encrypt_evidence', False, 'encrypt evidence files at rest (Fernet)')
         declare('encryption_key_file', '', 'evidence key file; empty: $ENGRAM_KEY')
+        declare('audit_max_mb', 64.0, '[MiB] the audit log rotates at this size')
+        declare('audit_keep_files', 8, 'rotated audit files kept; 0 keeps every one')
         declare('semantic_text', True, 'map query text that names no known tag to tags by '
                 'meaning with the offline sentence model (loaded in the background)')
         declare('semantic_threshold', 0.38, 'least cosine similarity of a match by meaning')
@@ -309,7 +311,10 @@ class MemoryNode(Node):
             storage = SQLiteStorage(self._store_dir)
             try:
                 evidence = EvidenceStore.from_settings(storage.evidence_dir, encrypt, key_file)
-                audit = AuditLog(self._store_dir / AUDIT_FILE_NAME)
+                audit = AuditLog(
+                    self._store_dir / AUDIT_FILE_NAME,
+                    max_bytes=int(self.get_parameter('audit_max_mb').value * 1024 * 1024),
+                    keep_files=self.get_parameter('audit_keep_files').value)
             except BaseException:
                 storage.close()
                 raise
