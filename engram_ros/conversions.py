@@ -13,6 +13,7 @@ from builtin_interfaces.msg import Time
 from geometry_msgs.msg import PoseWithCovariance
 
 from engram_ros.core.engram import Engram
+from engram_ros.core.engram import InvalidObservation
 from engram_ros.core.engram import Observation
 from engram_ros.core.forgetting import FeedbackError
 from engram_ros.core.forgetting import FeedbackStatus
@@ -27,6 +28,7 @@ from engram_ros.core.query import RecallQuery
 from engram_ros.core.query import RecallResult
 from engram_ros.core.store import ConsolidationReport
 from engram_ros.core.store import ConsolidationScope
+from engram_ros.core.visibility import View
 from engram_ros.msg import Engram as EngramMsg
 from engram_ros.msg import KeyframeCorrection
 from engram_ros.msg import Observation as ObservationMsg
@@ -82,7 +84,25 @@ def observation_from_msg(msg: ObservationMsg) -> Observation:
         vector=np.asarray(msg.vector, dtype=np.float32), tags=tuple(msg.tags), label=msg.label,
         orientation=orientation, covariance=covariance, modality=msg.modality,
         confidence=float(msg.confidence), evidence=tuple(msg.evidence_uris),
-        keyframe_id=msg.keyframe_id)
+        keyframe_id=msg.keyframe_id, view=view_from_msg(msg.view))
+
+
+def view_from_msg(msg) -> View | None:
+    """``engram_ros/View`` -> :class:`View`; None for an empty view.
+
+    :raises InvalidObservation: when ``depth`` does not have ``rows x cols`` values.
+    """
+    if len(msg.depth) == 0:
+        return None
+    if len(msg.depth) != int(msg.rows) * int(msg.cols):
+        raise InvalidObservation(f'view depth has {len(msg.depth)} values; rows x cols = '
+                                 f'{msg.rows} x {msg.cols} are required')
+    p, q = msg.camera.position, msg.camera.orientation
+    position = np.array([p.x, p.y, p.z], dtype=np.float64)
+    orientation = np.array([q.x, q.y, q.z, q.w], dtype=np.float64)
+    return View(np.asarray(msg.depth, dtype=np.float32).reshape(msg.rows, msg.cols),
+                position, orientation, float(msg.fx), float(msg.fy), float(msg.cx),
+                float(msg.cy))
 
 
 def observation_to_msg(obs: Observation) -> ObservationMsg:
@@ -98,6 +118,13 @@ def observation_to_msg(obs: Observation) -> ObservationMsg:
     msg.confidence = float(obs.confidence)
     msg.evidence_uris = list(obs.evidence)
     msg.keyframe_id = obs.keyframe_id
+    if obs.view is not None:
+        view = obs.view
+        msg.view.rows, msg.view.cols = (int(n) for n in np.asarray(view.depth).shape)
+        msg.view.depth = np.asarray(view.depth, dtype=np.float32).reshape(-1)
+        msg.view.camera = arrays_to_pose(view.position, view.orientation, np.zeros(36)).pose
+        msg.view.fx, msg.view.fy = float(view.fx), float(view.fy)
+        msg.view.cx, msg.view.cy = float(view.cx), float(view.cy)
     return msg
 
 
@@ -220,13 +247,14 @@ def fill_consolidate_response(report: ConsolidationReport,
     response.forgotten = report.forgotten
     response.promoted = report.promoted
     response.moved = len(report.moved)
+    response.ended = len(report.ended)
     response.size_before = report.size_before
     response.size_after = report.size_after
     response.status = Consolidate.Response.STATUS_OK
     verb = 'would' if report.dry_run else 'did'
     response.message = (f'{verb} merge {report.merged}, promote {report.promoted}, '
                         f'forget {report.forgotten}, make {len(report.moved)} moved beliefs '
-                        'history')
+                        f'history, end {len(report.ended)} beliefs missed where they were')
     return response
 
 

@@ -82,6 +82,9 @@ class Observation:
     #: SLAM keyframe this (place) observation was taken at; "" when there is none. A
     #: keyframe correction moves the place engram that carries it (and what is anchored there).
     keyframe_id: str = ''
+    #: What the camera could see at a place observation (:class:`engram_ros.core.visibility.
+    #: View`), or None; the memory uses it to notice things missed where they were. Not stored.
+    view: object | None = None
 
     def validate(self, dim: int, frame_id: str | None = None) -> None:
         """Check the observation against the store's contract.
@@ -115,6 +118,14 @@ class Observation:
             raise InvalidObservation('vector is all zeros; it cannot be ranked')
         if not (0.0 <= self.confidence <= 1.0) or not math.isfinite(self.confidence):
             raise InvalidObservation(f'confidence {self.confidence!r} must be in [0, 1]')
+        if self.view is not None:
+            if self.kind != 'place':
+                raise InvalidObservation(f'a view belongs to a place observation, not a '
+                                         f'{self.kind} one')
+            try:
+                self.view.validate()
+            except ValueError as exc:
+                raise InvalidObservation(str(exc)) from None
 
 
 @dataclass

@@ -113,6 +113,8 @@ from engram_ros.core.storage import Storage
 from engram_ros.core.validity import Candidate
 from engram_ros.core.validity import find_moves
 from engram_ros.core.validity import valid_mask
+from engram_ros.core.visibility import MissPolicy
+from engram_ros.core.visibility import MissTracker
 
 _LOG = logging.getLogger(__name__)
 
@@ -146,6 +148,8 @@ class StoreConfig:
     edge_max_gap: float = 60.0
     #: [s] a thing not seen for this long after the robot was at its place counts as missed.
     move_grace: float = 5.0
+    #: When a thing not seen where a keyframe's view should have shown it has ended.
+    misses: MissPolicy = field(default_factory=MissPolicy)
     #: From this many changed engrams on, consolidation finds duplicates for all of them at
     #: once (a grid over positions, vectorised similarity) instead of one index query each.
     batch_consolidation_min: int = 512
@@ -186,6 +190,8 @@ class ConsolidationReport:
     moved: list[tuple[int, int]] = field(default_factory=list)
     #: One-off sightings forgotten as label noise of a well-established engram.
     absorbed: int = 0
+    #: Beliefs that ended (history, no successor): not seen where they should have been.
+    ended: list[int] = field(default_factory=list)
 
 
 class MemoryStore:
@@ -234,6 +240,8 @@ class MemoryStore:
         self._edges: dict[tuple[int, int], PlaceEdge] = {}
         #: The place the robot was last observed at, and when (for edges and missed things).
         self._last_place: tuple[int, float] | None = None
+        #: Keyframes at which current things should have been visible (RAM only).
+        self._misses = MissTracker(self.config.misses)
         self._closed = False
         self.index = self._open_index()
         self._edges = {(e.a, e.b): e for e in storage.edges()}
@@ -400,6 +408,8 @@ class MemoryStore:
                 self._index_put(engram)
                 if edge is not None:
                     self._edges[(edge.a, edge.b)] = edge
+                if obs.view is not None:
+                    self._expect_visible(obs.view, obs.stamp)
                 evict = self._lru_overflow()
             if evict:
                 self._evict(evict, 'short-term LRU capacity')
@@ -416,6 +426,43 @@ class MemoryStore:
         old = self._edges.get((a, b))
         return PlaceEdge(a, b, (old.traversals if old else 0) + 1,
                          max(stamp, old.last_traversed if old else stamp))
+
+    def _expect_visible(self, view, stamp: float) -> None:
+        """Note the current objects ``view`` should have shown at ``stamp`` (under ``_lock``)."""
+        policy = self._misses.policy
+        if policy.visits < 1:
+            return
+        slots = self.index.filter(kinds=[kind_code('object')],
+                                  center=np.asarray(view.position), radius=policy.farthest)
+        if slots is None or len(slots) == 0:
+            return
+        ids = self.index.ids_of(slots)
+        keep = np.array([int(i) not in self._history for i in ids], dtype=bool)
+        slots, ids = slots[keep], ids[keep]
+        if len(slots) == 0:
+            return
+        ranges = np.array([policy.range_for(self.index.tags_of(int(s))) for s in slots])
+        seen = view.sees(self.index.positions_of(slots), max_range=ranges,
+                         margin=policy.margin)
+        self._misses.expect([int(i) for i in ids[seen]], stamp)
+
+    def _find_gone(self, changed: dict[int, Engram], gone: set[int], now: float,
+                   dry_run: bool) -> dict[int, float]:
+        """Current things missed where they should have been visible: id -> when they ended."""
+        with self._lock:
+            tracked = [i for i in self._misses.expected
+                       if i in self.index and i not in gone and i not in self._history]
+            last = {}
+            if tracked:
+                slots = np.array([self.index.slot_of(i) for i in tracked])
+                last = dict(zip(tracked, (float(t) for t in self.index.last_seen_of(slots))))
+            for i in tracked:
+                if i in changed:
+                    last[i] = changed[i].last_seen
+            if self._misses.policy.visits < 1:
+                return {}
+            # Only tracked ids still current are passed on: the others are dropped.
+            return self._misses.gone(last, now, commit=not dry_run)
 
     def _nearest_place(self, position: np.ndarray) -> int:
         """Id of the nearest current place within the anchor radius (0 = none)."""
@@ -810,7 +857,8 @@ class MemoryStore:
             params.update(start=scope.t_start, end=scope.t_end)
         self._audit('consolidate', requester, params, {
             'merged': report.merged, 'promoted': report.promoted,
-            'evidence_expired': report.evidence_expired, 'size_before': report.size_before,
+            'evidence_expired': report.evidence_expired, 'ended': report.ended[:1000],
+            'size_before': report.size_before,
             'size_after': report.size_after, 'forgotten': id_summary(report.evicted_ids)})
         return report
 
@@ -902,10 +950,14 @@ class MemoryStore:
             report.evidence_expired = self._expire_evidence(now, dry_run)
             moves = self._find_moves(changed, removed | set(evict))
             report.moved = [(m.old, m.new) for m in moves]
+            ended = self._find_gone(changed, removed | set(evict) | {m.old for m in moves},
+                                    now, dry_run)
+            report.ended = sorted(ended)
             if dry_run:
                 report.size_after = report.size_before
                 return report
             self._apply_moves(moves, changed)
+            self._apply_ends(ended, changed)
             edges = self._follow_place_merges(merged_into, changed)
             if changed:
                 self.storage.put(list(changed.values()))
@@ -983,6 +1035,19 @@ class MemoryStore:
             _LOG.info('belief %d (%s at %s) is history since %.3f: seen at %s as %d', old.id,
                       old.label or old.kind, np.round(old.position, 2).tolist(), m.when,
                       np.round(new.position, 2).tolist(), new.id)
+
+    def _apply_ends(self, ended: dict[int, float], changed: dict[int, Engram]) -> None:
+        """Make each ended belief history without a successor (into ``changed``)."""
+        for engram in self.storage.get([i for i in ended if i not in changed]):
+            changed[engram.id] = engram
+        for i, when in ended.items():
+            engram = changed.get(i)
+            if engram is None or engram.valid_to is not None:
+                continue
+            engram.valid_to = max(engram.valid_from, when)
+            _LOG.info('belief %d (%s at %s) is history since %.3f: not seen where it should '
+                      'have been visible on %d visits', i, engram.label or engram.kind,
+                      np.round(engram.position, 2).tolist(), when, self._misses.policy.visits)
 
     def _follow_place_merges(self, merged_into: dict[int, int], changed: dict[int, Engram]
                              ) -> tuple[list[PlaceEdge], list[tuple[int, int]]]:

@@ -73,6 +73,7 @@ from engram_ros.core.storage import StoreOpenError
 from engram_ros.core.store import MemoryStore
 from engram_ros.core.store import ObservationExcluded
 from engram_ros.core.store import StoreConfig
+from engram_ros.core.visibility import MissPolicy
 from engram_ros.msg import KeyframeCorrection
 from engram_ros.msg import Observation as ObservationMsg
 from engram_ros.srv import Consolidate
@@ -119,7 +120,8 @@ class MemoryNode(Node):
                          'lists': 0, 'gets': 0, 'edits': 0, 'forgets': 0,
                          'forgotten': 0, 'evidence_expired': 0, 'governance_errors': 0,
                          'feedbacks': 0, 'feedback_errors': 0, 'corrections': 0,
-                         'corrections_rejected': 0, 'moved': 0, 'place_queries': 0}
+                         'corrections_rejected': 0, 'moved': 0, 'ended': 0,
+                         'place_queries': 0}
         self._last_recall_ms = 0.0
         self._markers_dirty = True
         self._semantic_state = 'off'
@@ -201,6 +203,9 @@ class MemoryNode(Node):
                 'edge of the place graph')
         declare('move_grace', 5.0, '[s] a thing unseen this long after the robot was at its '
                 'place counts as missed (with a sighting elsewhere: it moved)')
+        declare('miss_visits', 2, 'visits on which a thing was not seen where keyframe views '
+                'should have shown it, before that belief ends; 0 disables')
+        declare('miss_visit_gap', 30.0, '[s] misses further apart than this are separate visits')
         declare('feedback_rate', 0.3, 'step of the usefulness moving average per feedback, (0, 1]')
         declare('protect_score', 0.95, 'usefulness at or above which the budget never evicts')
         self.declare_parameter('important_tags', Parameter.Type.STRING_ARRAY, ParameterDescriptor(
@@ -251,19 +256,25 @@ class MemoryNode(Node):
                            budget=p('budget').value, merge=merge, privacy=privacy,
                            retention=retention, anchor_radius=p('anchor_radius').value,
                            edge_max_gap=p('edge_max_gap').value,
-                           move_grace=p('move_grace').value)
+                           move_grace=p('move_grace').value,
+                           misses=MissPolicy(visits=p('miss_visits').value,
+                                             visit_gap=p('miss_visit_gap').value,
+                                             grace=p('move_grace').value))
 
     def parameters_callback(self, params: list[Parameter]) -> SetParametersResult:
         """Validate changes; applies the tunable ones to the running store."""
         positive_ints = ('max_k', 'short_term_capacity', 'budget', 'promote_after',
                          'max_markers')
         for param in params:
+            if param.name == 'miss_visits' and param.value < 0:
+                return SetParametersResult(successful=False,
+                                           reason='miss_visits must be >= 0 (0 disables)')
             if param.name in positive_ints and param.value < 1:
                 return SetParametersResult(successful=False,
                                            reason=f'{param.name} must be >= 1')
             if (param.name.startswith('merge_') or param.name.startswith('evidence_retention.')
                     or param.name in ('anchor_radius', 'edge_max_gap', 'move_grace',
-                                      'protect_score')) \
+                                      'protect_score', 'miss_visit_gap')) \
                     and not (math.isfinite(param.value) and param.value >= 0.0):
                 return SetParametersResult(successful=False,
                                            reason=f'{param.name} must be finite and >= 0')
@@ -289,6 +300,12 @@ class MemoryNode(Node):
                 config.privacy.retention[param.name.split('.', 1)[1]] = float(param.value)
             elif param.name in ('anchor_radius', 'edge_max_gap', 'move_grace'):
                 setattr(config, param.name, float(param.value))
+                if param.name == 'move_grace':
+                    config.misses.grace = float(param.value)
+            elif param.name == 'miss_visits':
+                config.misses.visits = int(param.value)
+            elif param.name == 'miss_visit_gap':
+                config.misses.visit_gap = float(param.value)
             elif param.name in ('feedback_rate', 'protect_score'):
                 setattr(config.retention, param.name, float(param.value))
             elif param.name == 'important_tags':
@@ -405,6 +422,7 @@ class MemoryNode(Node):
         self.counters['consolidations'] += 1
         self.counters['evidence_expired'] += report.evidence_expired
         self.counters['moved'] += 0 if request.dry_run else len(report.moved)
+        self.counters['ended'] += 0 if request.dry_run else len(report.ended)
         self._markers_dirty = self._markers_dirty or not request.dry_run
         return conversions.fill_consolidate_response(report, response)
 
@@ -413,7 +431,8 @@ class MemoryNode(Node):
         self.counters['consolidations'] += 1
         self.counters['evidence_expired'] += report.evidence_expired
         self.counters['moved'] += len(report.moved)
-        if report.merged or report.forgotten or report.promoted or report.moved:
+        self.counters['ended'] += len(report.ended)
+        if report.merged or report.forgotten or report.promoted or report.moved or report.ended:
             self._markers_dirty = True
 
     def feedback_callback(self, request: Feedback.Request,

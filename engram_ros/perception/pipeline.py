@@ -32,6 +32,7 @@ import numpy as np
 from engram_ros.core import sketch
 from engram_ros.core.engram import InvalidObservation
 from engram_ros.core.engram import Observation
+from engram_ros.core.visibility import View
 from engram_ros.perception import evidence
 from engram_ros.perception.audio import audio_embedding
 from engram_ros.perception.audio import audio_features
@@ -357,7 +358,9 @@ class Perception:
             orientation=frame.pose.orientation.copy(), stamp=frame.stamp, vector=vector,
             tags=sketch.normalize_tags(f'vw:{w}' for w in words), modality='multi',
             covariance=np.diag([var, var, var, 0.1, 0.1, 0.1]).reshape(-1),
-            confidence=1.0, evidence=uris)
+            confidence=1.0, evidence=uris,
+            view=View.from_depth(frame.depth, frame.intrinsics.fx, frame.intrinsics.fy,
+                                 frame.intrinsics.cx, frame.intrinsics.cy, frame.t_map_optical))
 
     def _objects(self, job: ObjectJob) -> list[Observation]:
         frame = job.frame

@@ -136,3 +136,33 @@ def test_recall_where_was_it_and_what_changed(memory):
 
     changed = memory.client.recall(kinds=['object'], k=10, changed_since=T0 + 2 * LAP)
     assert {e.id for e in changed.engrams} == {now.engrams[0].id, then.engrams[0].id}
+
+
+def test_a_thing_missed_in_keyframe_views_ends(memory):
+    from core.test_visibility import view    # a real depth image summarised as a View
+
+    look = msg('', KITCHEN, T0 + 100, 'place')
+    memory.publish(msg('mug', (2.0, 0.0, 1.0), T0))
+    for visit in (100.0, 200.0):            # the camera looks at the mug's place: no mug
+        place = conversions.observation_to_msg(Observation(
+            kind='place', frame_id='map', position=np.zeros(3), stamp=T0 + visit,
+            vector=np.asarray(look.vector), view=view()))
+        memory.publish(place)
+    bad = conversions.observation_to_msg(Observation(
+        kind='place', frame_id='map', position=np.zeros(3), stamp=T0 + 250,
+        vector=np.asarray(look.vector), view=view()))
+    bad.view.rows = 3                       # rows x cols no longer matches the depth values
+    memory.publish(bad)
+    assert wait_for(lambda: received(memory, 3) and memory.diagnostic('dropped_malformed') == '1',
+                    10.0), memory.process.log()
+
+    dry = memory.client.consolidate(dry_run=True)
+    assert dry.ended == 1 and len(memory.client.recall(tags_all=['label:mug'], k=5).engrams) == 1
+    report = memory.client.consolidate()
+    assert report.ended == 1, report.message
+
+    assert list(memory.client.recall(tags_all=['label:mug'], k=5).engrams) == []
+    history = memory.client.recall(tags_all=['label:mug'], k=5, changed_since=T0 + 50)
+    [mug] = history.engrams
+    assert mug.valid_to.sec == int(T0 + 100) and mug.successor_id == 0
+    assert memory.diagnostic('ended') is not None
