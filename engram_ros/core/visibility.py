@@ -30,6 +30,9 @@ from dataclasses import field
 
 import numpy as np
 
+from engram_ros.core.places import matrix_to_quat
+from engram_ros.core.places import quat_to_matrix
+
 #: Coarse depth image size a producer should use (cells), and the percentile of each cell.
 VIEW_COLS = 16
 VIEW_ROWS = 12
@@ -38,15 +41,6 @@ CELL_PERCENTILE = 10.0
 
 class InvalidView(ValueError):
     """A view that cannot be used; the message says what is wrong."""
-
-
-def _rotation(q: np.ndarray) -> np.ndarray:
-    """3x3 rotation of a unit quaternion ``(x, y, z, w)``."""
-    x, y, z, w = (float(c) for c in q)
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
 
 
 @dataclass
@@ -109,14 +103,14 @@ class View:
         coarse = np.where(valid >= 0.5 * cells.shape[2], coarse, 0.0).astype(np.float32)
         sx, sy = cols / (cols * cw), rows / (rows * ch)
         t = np.asarray(t_map_optical, dtype=float)
-        return cls(coarse, t[:3, 3].copy(), _quaternion(t[:3, :3]), fx * sx, fy * sy,
+        return cls(coarse, t[:3, 3].copy(), matrix_to_quat(t[:3, :3]), fx * sx, fy * sy,
                    cx * sx, cy * sy)
 
     def sees(self, points: np.ndarray, *, min_range: float = 0.3, max_range: float = 4.0,
              margin: float = 0.3) -> np.ndarray:
         """Which of ``points`` (``(n, 3)``, memory frame) the camera should have seen."""
         p = np.asarray(points, dtype=float).reshape(-1, 3)
-        cam = (p - np.asarray(self.position, dtype=float)) @ _rotation(self.orientation)
+        cam = (p - np.asarray(self.position, dtype=float)) @ quat_to_matrix(self.orientation)
         z = cam[:, 2]
         out = (z > min_range) & (np.linalg.norm(cam, axis=1) <= max_range)
         safe_z = np.where(out, z, 1.0)
@@ -129,19 +123,6 @@ class View:
                                                                    u[idx].astype(int)])
         out[idx] = (cell > 0.0) & (z[idx] <= cell + margin)
         return out
-
-
-def _quaternion(m: np.ndarray) -> np.ndarray:
-    """Unit quaternion ``(x, y, z, w)`` of a 3x3 rotation matrix."""
-    w = math.sqrt(max(0.0, 1.0 + m[0, 0] + m[1, 1] + m[2, 2])) / 2.0
-    x = math.copysign(math.sqrt(max(0.0, 1.0 + m[0, 0] - m[1, 1] - m[2, 2])) / 2.0,
-                      m[2, 1] - m[1, 2])
-    y = math.copysign(math.sqrt(max(0.0, 1.0 - m[0, 0] + m[1, 1] - m[2, 2])) / 2.0,
-                      m[0, 2] - m[2, 0])
-    z = math.copysign(math.sqrt(max(0.0, 1.0 - m[0, 0] - m[1, 1] + m[2, 2])) / 2.0,
-                      m[1, 0] - m[0, 1])
-    q = np.array([x, y, z, w])
-    return q / np.linalg.norm(q)
 
 
 @dataclass
