@@ -471,7 +471,8 @@ class MemoryStore:
             first_seen=np.array([e.first_seen for e in engrams]),
             last_seen=np.array([e.last_seen for e in engrams]),
             tags=[e.tags for e in engrams],
-            scores=np.array([e.score for e in engrams], dtype=np.float32))
+            scores=np.array([e.score for e in engrams], dtype=np.float32),
+            counts=np.array([e.observation_count for e in engrams], dtype=np.int64))
 
     def _index_put(self, engram: Engram) -> None:
         if engram.id in self.index:
@@ -479,7 +480,8 @@ class MemoryStore:
             same_tags = set(self.index.tags_of(self.index.slot_of(engram.id))) == set(engram.tags)
             self.index.update(engram.id, vector=engram.vector, position=engram.position,
                               first_seen=engram.first_seen, last_seen=engram.last_seen,
-                              tags=None if same_tags else engram.tags, score=engram.score)
+                              tags=None if same_tags else engram.tags, score=engram.score,
+                              count=engram.observation_count)
         else:
             self._index_add(self.index, [engram])
         if engram.tier == TIER_SHORT:
@@ -585,7 +587,7 @@ class MemoryStore:
                 continue
             hits.append(RecallHit(engram, float(ranked.combined[i]), float(ranked.symbolic[i]),
                                   float(ranked.dense[i]), float(ranked.spatial[i]),
-                                  float(ranked.temporal[i])))
+                                  float(ranked.temporal[i]), float(ranked.support[i])))
         self._touch([h.engram.id for h in hits], now)
         message = f'{len(hits)} of {n_candidates} candidates'
         if text_tags:
