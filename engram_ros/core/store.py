@@ -920,6 +920,7 @@ class MemoryStore:
                 vectors = self.index.vectors_of(slots)
                 first = self.index.first_seen_of(slots)
                 last = self.index.last_seen_of(slots)
+                counts = self.index.counts_of(slots)
                 candidates = []
                 for j, engram_id in enumerate(int(i) for i in ids):
                     if engram_id in self._history or engram_id in gone:
@@ -938,10 +939,12 @@ class MemoryStore:
                         e.position if e is not None else positions[j],
                         normalize_vector(vectors[j]),
                         float(first[j]), float(e.last_seen if e is not None else last[j]),
-                        anchor, anchor_seen))
+                        anchor, anchor_seen,
+                        int(e.observation_count if e is not None else counts[j])))
                 moves += find_moves(candidates, min_distance=2.0 * policy.radius_for(kind),
                                     min_similarity=policy.similarity_for(kind),
-                                    grace=self.config.move_grace, robot_place=robot_place)
+                                    grace=self.config.move_grace, robot_place=robot_place,
+                                    min_observations=policy.promote_after)
         return moves
 
     def _apply_moves(self, moves: list, changed: dict[int, Engram]) -> None:
