@@ -5,7 +5,7 @@
 It starts the simulated robot, perception and the memory (on the embedded SQLite store in
 ``DIR``, wiped first: it is the demo's own) as separate processes with
 :mod:`engram_ros.launcher`, shows a progress bar while the robot explores, then asks through the
-Recall service: where is the mug, what is in the kitchen, what was heard near the hallway, what
+Recall service: where is the mug, what is in the kitchen, what was heard in the hallway, what
 changed since lap 1, and where is something never seen. Answers are printed as tables, with the
 distance to the simulator's ground truth, and drawn on a top-down PNG of the memory.
 
@@ -26,6 +26,7 @@ import os
 import shutil
 import sys
 import tempfile
+import textwrap
 import threading
 import time
 import uuid
@@ -132,13 +133,23 @@ def truth_distance(engram, truth: dict) -> str:
     if is_history(engram):
         return '-'
     p = engram.pose.pose.position
+    label = same_label(engram.label)
     for obj in truth.get('objects', []):
-        if obj['label'] == engram.label:
+        if same_label(obj['label']) == label:
             return f'{math.hypot(p.x - obj["position"][0], p.y - obj["position"][1]):.2f}'
     for sound in truth.get('sounds', []):
-        if engram.label in (sound['label'], sound.get('synth')):
+        if label in (same_label(sound['label']), same_label(sound.get('synth', ''))):
             return f'{math.hypot(p.x - sound["position"][0], p.y - sound["position"][1]):.2f}'
     return '-'
+
+
+def same_label(label: str) -> str:
+    """The memory's canonical form of a label (the simulator's 'fridge' is 'refrigerator')."""
+    from engram_ros.core.sketch import normalize_tag
+    try:
+        return normalize_tag('label:' + label) if label else ''
+    except ValueError:
+        return label
 
 
 def room_of(x: float, y: float, truth: dict) -> str:
@@ -175,8 +186,32 @@ def belief_note(engram, lap_ends: list[float]) -> str:
     return f'current since lap {since}, last seen in lap {last}'
 
 
-def change_notes(engrams: list, truth: dict, lap_ends: list[float]) -> list[str]:
-    """For a ``changed_since`` answer: each belief current or history, and where it moved."""
+def twin_note(engram, current: list, radius: float = 1.5) -> str:
+    """Names the nearest other current engram of the same label within ``radius`` [m], if any.
+
+    Two such engrams are likely one thing seen from places far enough apart that perception
+    put it more than the merge radius apart (large furniture); a reader should know.
+    """
+    p = engram.pose.pose.position
+    best = None
+    for other in current:
+        if other.id == engram.id or other.label != engram.label or is_history(other):
+            continue
+        q = other.pose.pose.position
+        d = math.hypot(p.x - q.x, p.y - q.y)
+        if d <= radius and (best is None or d < best[0]):
+            best = (d, other)
+    if best is None:
+        return ''
+    return f'same as #{best[1].id} ({best[0]:.2f} m away)?'
+
+
+def change_notes(engrams: list, truth: dict, lap_ends: list[float],
+                 current: list | None = None) -> list[str]:
+    """For a ``changed_since`` answer: each belief current or history, and where it moved.
+
+    :param current: every current engram, to point out likely duplicates of new ones.
+    """
     by_id = {e.id: e for e in engrams}
     predecessor = {e.successor_id: e for e in engrams if is_history(e) and e.successor_id}
     notes = []
@@ -192,7 +227,9 @@ def change_notes(engrams: list, truth: dict, lap_ends: list[float]) -> list[str]
             notes.append(f'current since lap {lap_of(_seconds(e.valid_from), lap_ends)}: '
                          f'moved here from the {room_of_engram(old, truth)} (#{old.id})')
         else:
-            notes.append(f'current: new in lap {lap_of(_seconds(e.valid_from), lap_ends)}')
+            twin = twin_note(e, current or [])
+            notes.append(f'current: first seen in lap {lap_of(_seconds(e.valid_from), lap_ends)}'
+                         + (f'; {twin}' if twin else ''))
     return notes
 
 
@@ -213,11 +250,13 @@ def moves_first(answer: Answer) -> Answer:
 
 
 def unconfirmed_line(engrams: list, truth: dict) -> str:
-    """One line naming short-term engrams (seen once) and their rooms, or ''."""
+    """Lines naming short-term engrams (seen once) and their rooms, or ''."""
     if not engrams:
         return ''
-    names = ', '.join(f'{e.label or e.kind} ({room_of_engram(e, truth)})' for e in engrams)
-    return f'  seen only once, unconfirmed (short-term): {names}'
+    names = ', '.join(f'{e.label or e.kind} ({room_of_engram(e, truth)}'
+                      + (', history)' if is_history(e) else ')') for e in engrams)
+    return textwrap.fill(f'{len(engrams)} seen only once, unconfirmed (short-term): {names}',
+                         width=97, initial_indent='  ', subsequent_indent='    ')
 
 
 def show(answer: Answer, truth: dict) -> None:
@@ -244,7 +283,9 @@ def show(answer: Answer, truth: dict) -> None:
         print(unconfirmed_line(answer.unconfirmed, truth))
 
 
-def ask(client, truth: dict, lap_ends: list[float]) -> list[Answer]:
+def ask(client, truth: dict, lap_ends: list[float], current: list | None = None
+        ) -> list[Answer]:
+    """A planner's questions; ``current`` (every current object) lets notes name duplicates."""
     from engram_ros.srv import Recall
 
     def recall(question: str, **query) -> Answer:
@@ -272,19 +313,22 @@ def ask(client, truth: dict, lap_ends: list[float]) -> list[Answer]:
         a = recall('What is in the kitchen?', kinds=['object'], center=(cx, cy, 0.0),
                    radius=radius, k=30)
         a.keep(lambda e: room_of_engram(e, truth) == 'kitchen').hold_back_unconfirmed()
+        a.note = [twin_note(e, current or []) for e in a.engrams]
         answers.append(a)
     if 'hallway' in rooms:
         r = rooms['hallway']
         cx, cy = (r['min'][0] + r['max'][0]) / 2, (r['min'][1] + r['max'][1]) / 2
-        a = recall('What did you hear near the hallway?', kinds=['audio'],
-                   center=(cx, cy, 0.0), radius=4.0, k=10)
+        radius = math.hypot(r['max'][0] - cx, r['max'][1] - cy)
+        a = recall('What did you hear in the hallway?', kinds=['audio'],
+                   center=(cx, cy, 0.0), radius=radius, k=20)
+        a.keep(lambda e: room_of_engram(e, truth) == 'hallway')
         answers.append(a.hold_back_unconfirmed())
     if len(lap_ends) >= 2:
         # The memory's temporal validity: beliefs that began or ended since the end of lap 1.
         changed = recall('What changed since lap 1?', kinds=['object'], k=100,
                          changed_since=lap_ends[0])
         changed.hold_back_unconfirmed()
-        changed.note = change_notes(changed.engrams, truth, lap_ends)
+        changed.note = change_notes(changed.engrams, truth, lap_ends, current)
         answers.append(moves_first(changed))
     a = recall('Where is the unicorn?', text='where is the unicorn?', kinds=['object'], k=1)
     answers.append(a.keep(lambda e: e.label == 'unicorn'))
@@ -486,7 +530,7 @@ def run(node, launcher, namespace: str, args, started: float) -> int:
           f'{report.merged} merged, {report.promoted} promoted, {report.moved} moved).')
     for event in truth.get('applied', []):
         print(f'  (the simulation, {event["text"]})')
-    answers = ask(client, truth, status.get('lap_end_stamps', []))
+    answers = ask(client, truth, status.get('lap_end_stamps', []), engrams['object'])
     for answer in answers:
         show(answer, truth)
     draw(args.png, truth, trajectory, engrams, answers)

@@ -20,7 +20,8 @@ LAP_ENDS = [T0 + 100.0, T0 + 200.0, T0 + 300.0]
 TRUTH = {
     'rooms': [{'name': 'kitchen', 'min': [0.0, 0.0], 'max': [4.0, 4.5]},
               {'name': 'bedroom', 'min': [0.0, 6.0], 'max': [5.0, 9.0]}],
-    'objects': [{'label': 'mug', 'position': [4.0, 8.5, 0.8]}],
+    'objects': [{'label': 'mug', 'position': [4.0, 8.5, 0.8]},
+                {'label': 'fridge', 'position': [0.45, 0.45, 0.0]}],
     'sounds': [{'label': 'voice', 'synth': 'speech', 'position': [1.0, 1.0, 0.9]}],
 }
 
@@ -54,7 +55,7 @@ def test_changes_say_history_or_current_and_where_it_moved() -> None:
     answer = sim_demo.Answer('What changed since lap 1?', [new, plant, old], [0.9, 0.8, 0.7])
     answer.note = sim_demo.change_notes(answer.engrams, TRUTH, LAP_ENDS)
     assert answer.note == ['current since lap 3: moved here from the kitchen (#11)',
-                           'current: new in lap 2',
+                           'current: first seen in lap 2',
                            'history since lap 3: moved to the bedroom (#40)']
     sim_demo.moves_first(answer)
     assert [e.id for e in answer.engrams] == [11, 40, 41]
@@ -90,6 +91,8 @@ def test_keep_filters_engrams_and_scores_together() -> None:
 def test_truth_distance_matches_sounds_by_kind_and_skips_history() -> None:
     assert sim_demo.truth_distance(engram(5, 'speech', 4.0, 5.0, kind='audio'), TRUTH) == '5.00'
     assert sim_demo.truth_distance(engram(6, 'mug', 4.0, 8.0), TRUTH) == '0.50'
+    # the memory's canonical label ('refrigerator') against the simulator's ('fridge')
+    assert sim_demo.truth_distance(engram(8, 'refrigerator', 0.45, 1.45), TRUTH) == '1.00'
     old = engram(7, 'mug', 2.2, 0.8, valid_to=T0 + 230.0, successor=6)
     assert sim_demo.truth_distance(old, TRUTH) == '-'
 
@@ -108,7 +111,7 @@ def test_show_prints_summary_table_and_unconfirmed(capsys) -> None:
     assert 'The mug is in the bedroom.' in out
     rows = [line for line in out.splitlines() if line.strip().startswith('mug ')]
     assert len(rows) == 1 and 'bedroom' in rows[0] and '0.90' in rows[0]
-    assert 'seen only once, unconfirmed (short-term): mug (kitchen)' in out
+    assert '1 seen only once, unconfirmed (short-term): mug (kitchen)' in out
 
 
 def test_show_without_confirmed_engrams(capsys) -> None:
@@ -118,3 +121,23 @@ def test_show_without_confirmed_engrams(capsys) -> None:
     assert 'Nothing confirmed' in out and 'vase (bedroom)' in out
     sim_demo.show(sim_demo.Answer('Where is the unicorn?', message='no known label'), TRUTH)
     assert "I don't know" in capsys.readouterr().out
+
+
+def test_a_nearby_current_engram_of_the_same_label_is_named_as_a_likely_twin() -> None:
+    old_tv = engram(16, 'tv', 9.73, 2.64, first=T0 + 6.0)
+    new_tv = engram(79, 'tv', 9.47, 1.89, first=T0 + 157.0)
+    far_tv = engram(80, 'tv', 2.0, 2.0, first=T0 + 160.0)
+    current = [old_tv, new_tv, far_tv, engram(15, 'tv_stand', 9.6, 2.7)]
+    assert sim_demo.twin_note(new_tv, current) == 'same as #16 (0.79 m away)?'
+    assert sim_demo.twin_note(far_tv, current) == ''
+    assert sim_demo.change_notes([new_tv], TRUTH, LAP_ENDS, current) == [
+        'current: first seen in lap 2; same as #16 (0.79 m away)?']
+
+
+def test_unconfirmed_line_wraps_and_marks_history() -> None:
+    seen_once = [engram(100 + i, 'printer', 1.0, 7.0, seen=1) for i in range(12)]
+    seen_once.append(engram(77, 'mug', 1.7, 2.6, seen=1, valid_to=T0 + 230.0, successor=40))
+    lines = sim_demo.unconfirmed_line(seen_once, TRUTH).splitlines()
+    assert len(lines) > 1 and all(len(line) <= 97 for line in lines)
+    assert lines[0].startswith('  13 seen only once') and lines[1].startswith('    ')
+    assert lines[-1].endswith('mug (kitchen, history)')
