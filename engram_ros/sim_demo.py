@@ -121,7 +121,7 @@ def table(rows: list[list[str]], header: list[str]) -> str:
     out = ['  ' + '  '.join(h.ljust(w) for h, w in zip(header, widths)),
            '  ' + '  '.join('-' * w for w in widths)]
     out += ['  ' + '  '.join(str(c).ljust(w) for c, w in zip(r, widths)) for r in rows]
-    return '\n'.join(out)
+    return '\n'.join(line.rstrip() for line in out)
 
 
 def truth_distance(engram, truth: dict) -> str:
