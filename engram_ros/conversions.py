@@ -192,6 +192,7 @@ def fill_recall_response(result: RecallResult, response: Recall.Response,
     response.dense_scores = [h.dense for h in result.hits]
     response.spatial_scores = [h.spatial for h in result.hits]
     response.temporal_scores = [h.temporal for h in result.hits]
+    response.support_scores = [h.support for h in result.hits]
     response.candidates = int(result.candidates)
     response.status = int(result.status)
     response.message = result.message

@@ -5,9 +5,16 @@
 It starts the simulated robot, perception and the memory (on the embedded SQLite store in
 ``DIR``, wiped first: it is the demo's own) as separate processes with
 :mod:`engram_ros.launcher`, shows a progress bar while the robot explores, then asks through the
-Recall service: where is the mug, what is in the kitchen, what was heard near the hallway, what
+Recall service: where is the mug, what is in the kitchen, what was heard in the hallway, what
 changed since lap 1, and where is something never seen. Answers are printed as tables, with the
 distance to the simulator's ground truth, and drawn on a top-down PNG of the memory.
+
+Answers are read the way a planner should read them: the memory's current beliefs (Recall
+answers those unless asked ``at_time`` or ``changed_since``), best supported first; engrams
+still in the short-term tier (seen once: often detector label noise) are named under the
+table as unconfirmed rather than presented as answers; "what changed" is the memory's own
+temporal validity (``changed_since``), each belief marked current or history with where the
+thing moved from or to.
 """
 
 from __future__ import annotations
@@ -19,16 +26,22 @@ import os
 import shutil
 import sys
 import tempfile
+import textwrap
 import threading
 import time
 import uuid
 from dataclasses import dataclass
 from dataclasses import field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+#: Engram.tier of an engram seen once (not yet consolidated into a long-term slot).
+TIER_SHORT = 'short'
 
 
 @dataclass
@@ -38,6 +51,25 @@ class Answer:
     scores: list = field(default_factory=list)
     message: str = ''
     note: list = field(default_factory=list)   # one per engram: extra words for the table
+    #: Short-term engrams (seen once) held back from the table and named under it.
+    unconfirmed: list = field(default_factory=list)
+    #: The answer in words, printed above the table ('' = none).
+    summary: str = ''
+
+    def keep(self, wanted: Callable[[object], bool]) -> 'Answer':
+        """Drop the engrams ``wanted`` rejects, keeping scores and notes aligned."""
+        rows = [(e, self.scores[i] if i < len(self.scores) else 0.0,
+                 self.note[i] if i < len(self.note) else '')
+                for i, e in enumerate(self.engrams) if wanted(e)]
+        self.engrams = [r[0] for r in rows]
+        self.scores = [r[1] for r in rows]
+        self.note = [r[2] for r in rows] if self.note else []
+        return self
+
+    def hold_back_unconfirmed(self) -> 'Answer':
+        """Move engrams seen once (short-term tier) from the table to :attr:`unconfirmed`."""
+        self.unconfirmed += [e for e in self.engrams if e.tier == TIER_SHORT]
+        return self.keep(lambda e: e.tier != TIER_SHORT)
 
 
 class Watcher:
@@ -89,19 +121,35 @@ def table(rows: list[list[str]], header: list[str]) -> str:
     out = ['  ' + '  '.join(h.ljust(w) for h, w in zip(header, widths)),
            '  ' + '  '.join('-' * w for w in widths)]
     out += ['  ' + '  '.join(str(c).ljust(w) for c, w in zip(r, widths)) for r in rows]
-    return '\n'.join(out)
+    return '\n'.join(line.rstrip() for line in out)
 
 
 def truth_distance(engram, truth: dict) -> str:
-    """Distance [m] in the plane to the true object of the same label, if there is one."""
+    """Distance [m] in the plane to the true object (or sound source) of the same label.
+
+    A sound source matches by its label or its kind of sound (``synth``, e.g. speech); '-'
+    when nothing matches, and for history (the truth is where the thing is now).
+    """
+    if is_history(engram):
+        return '-'
     p = engram.pose.pose.position
+    label = same_label(engram.label)
     for obj in truth.get('objects', []):
-        if obj['label'] == engram.label:
+        if same_label(obj['label']) == label:
             return f'{math.hypot(p.x - obj["position"][0], p.y - obj["position"][1]):.2f}'
     for sound in truth.get('sounds', []):
-        if sound['label'] == engram.label:
+        if label in (same_label(sound['label']), same_label(sound.get('synth', ''))):
             return f'{math.hypot(p.x - sound["position"][0], p.y - sound["position"][1]):.2f}'
     return '-'
+
+
+def same_label(label: str) -> str:
+    """The memory's canonical form of a label (the simulator's 'fridge' is 'refrigerator')."""
+    from engram_ros.core.sketch import normalize_tag
+    try:
+        return normalize_tag('label:' + label) if label else ''
+    except ValueError:
+        return label
 
 
 def room_of(x: float, y: float, truth: dict) -> str:
@@ -111,10 +159,116 @@ def room_of(x: float, y: float, truth: dict) -> str:
     return ''
 
 
+def room_of_engram(engram, truth: dict) -> str:
+    p = engram.pose.pose.position
+    return room_of(p.x, p.y, truth) or 'outside the rooms'
+
+
+def lap_of(stamp: float, lap_ends: list[float]) -> int:
+    """The lap (1-based) a stamp [s since the epoch] falls in; after the last, the last."""
+    lap = 1 + sum(1 for end in lap_ends if stamp > end)
+    return min(lap, max(1, len(lap_ends)))
+
+
+def is_history(engram) -> bool:
+    """True when the belief is no longer current (``valid_to`` set)."""
+    return engram.valid_to.sec != 0 or engram.valid_to.nanosec != 0
+
+
+def _seconds(stamp) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+def belief_note(engram, lap_ends: list[float]) -> str:
+    """When the belief became current and when it was last confirmed, in laps."""
+    since = lap_of(_seconds(engram.valid_from), lap_ends)
+    last = lap_of(_seconds(engram.last_seen), lap_ends)
+    return f'current since lap {since}, last seen in lap {last}'
+
+
+def twin_note(engram, current: list, radius: float = 1.5) -> str:
+    """Names the nearest other current engram of the same label within ``radius`` [m], if any.
+
+    Two such engrams are likely one thing seen from places far enough apart that perception
+    put it more than the merge radius apart (large furniture); a reader should know.
+    """
+    p = engram.pose.pose.position
+    best = None
+    for other in current:
+        if other.id == engram.id or other.label != engram.label or is_history(other):
+            continue
+        q = other.pose.pose.position
+        d = math.hypot(p.x - q.x, p.y - q.y)
+        if d <= radius and (best is None or d < best[0]):
+            best = (d, other)
+    if best is None:
+        return ''
+    return f'same as #{best[1].id} ({best[0]:.2f} m away)?'
+
+
+def change_notes(engrams: list, truth: dict, lap_ends: list[float],
+                 current: list | None = None) -> list[str]:
+    """For a ``changed_since`` answer: each belief current or history, and where it moved.
+
+    :param current: every current engram, to point out likely duplicates of new ones.
+    """
+    by_id = {e.id: e for e in engrams}
+    predecessor = {e.successor_id: e for e in engrams if is_history(e) and e.successor_id}
+    notes = []
+    for e in engrams:
+        if is_history(e):
+            successor = by_id.get(e.successor_id)
+            since = f'history since lap {lap_of(_seconds(e.valid_to), lap_ends)}'
+            notes.append(f'{since}: moved to the {room_of_engram(successor, truth)} '
+                         f'(#{e.successor_id})' if successor is not None
+                         else f'{since}: superseded by #{e.successor_id}')
+        elif e.id in predecessor:
+            old = predecessor[e.id]
+            notes.append(f'current since lap {lap_of(_seconds(e.valid_from), lap_ends)}: '
+                         f'moved here from the {room_of_engram(old, truth)} (#{old.id})')
+        else:
+            twin = twin_note(e, current or [])
+            notes.append(f'current: first seen in lap {lap_of(_seconds(e.valid_from), lap_ends)}'
+                         + (f'; {twin}' if twin else ''))
+    return notes
+
+
+def moves_first(answer: Answer) -> Answer:
+    """Order a changes answer: each history belief followed by its successor, then the rest."""
+    order: list[int] = []
+    ids = [e.id for e in answer.engrams]
+    for i, e in enumerate(answer.engrams):
+        if is_history(e) and i not in order:
+            order.append(i)
+            if e.successor_id in ids and ids.index(e.successor_id) not in order:
+                order.append(ids.index(e.successor_id))
+    order += [i for i in range(len(answer.engrams)) if i not in order]
+    answer.engrams = [answer.engrams[i] for i in order]
+    answer.scores = [answer.scores[i] for i in order] if answer.scores else []
+    answer.note = [answer.note[i] for i in order] if answer.note else []
+    return answer
+
+
+def unconfirmed_line(engrams: list, truth: dict) -> str:
+    """Lines naming short-term engrams (seen once) and their rooms, or ''."""
+    if not engrams:
+        return ''
+    names = ', '.join(f'{e.label or e.kind} ({room_of_engram(e, truth)}'
+                      + (', history)' if is_history(e) else ')') for e in engrams)
+    return textwrap.fill(f'{len(engrams)} seen only once, unconfirmed (short-term): {names}',
+                         width=97, initial_indent='  ', subsequent_indent='    ')
+
+
 def show(answer: Answer, truth: dict) -> None:
     print(f'\n> {answer.question}')
+    if answer.summary:
+        print(f'  {answer.summary}')
     if not answer.engrams:
-        print(f'  I don\'t know: I remember nothing like that ({answer.message}).')
+        if answer.unconfirmed:
+            print('  Nothing confirmed (seen more than once).')
+            print(unconfirmed_line(answer.unconfirmed, truth))
+        else:
+            print(f'  I don\'t know: I remember nothing like that ({answer.message}).')
         return
     rows = []
     for i, e in enumerate(answer.engrams):
@@ -125,10 +279,13 @@ def show(answer: Answer, truth: dict) -> None:
                      truth_distance(e, truth), answer.note[i] if i < len(answer.note) else ''])
     print(table(rows, ['what', 'kind', 'room', 'where [m, map]', 'seen', 'score',
                        'off truth [m]', 'note']))
+    if answer.unconfirmed:
+        print(unconfirmed_line(answer.unconfirmed, truth))
 
 
-def ask(client, truth: dict, lap_ends: list[float]) -> list[Answer]:
-    from engram_ros.conversions import time_to_seconds
+def ask(client, truth: dict, lap_ends: list[float], current: list | None = None
+        ) -> list[Answer]:
+    """A planner's questions; ``current`` (every current object) lets notes name duplicates."""
     from engram_ros.srv import Recall
 
     def recall(question: str, **query) -> Answer:
@@ -138,43 +295,43 @@ def ask(client, truth: dict, lap_ends: list[float]) -> list[Answer]:
         return Answer(question, list(response.engrams), list(response.scores),
                       response.message)
 
-    answers = [recall('Where is the mug?', text='where is the mug?', kinds=['object'], k=1,
-                      min_score=0.0)]
-    answers[0].engrams = [e for e in answers[0].engrams if e.label == 'mug']
+    # Current beliefs only (Recall's default), best supported first.
+    mug = recall('Where is the mug?', text='where is the mug?', kinds=['object'], k=5)
+    mug.keep(lambda e: e.label == 'mug').hold_back_unconfirmed()
+    mug.note = [belief_note(e, lap_ends) for e in mug.engrams]
+    if mug.engrams:
+        best = mug.engrams[0]
+        mug.summary = (f'The mug is in the {room_of_engram(best, truth)} (the current belief: '
+                       f'seen {best.observation_count} times, last in lap '
+                       f'{lap_of(_seconds(best.last_seen), lap_ends)}).')
+    answers = [mug]
     rooms = {r['name']: r for r in truth.get('rooms', [])}
     if 'kitchen' in rooms:
         r = rooms['kitchen']
         cx, cy = (r['min'][0] + r['max'][0]) / 2, (r['min'][1] + r['max'][1]) / 2
         radius = math.hypot(r['max'][0] - cx, r['max'][1] - cy)
         a = recall('What is in the kitchen?', kinds=['object'], center=(cx, cy, 0.0),
-                   radius=radius, k=20)
-        keep = [i for i, e in enumerate(a.engrams)
-                if room_of(e.pose.pose.position.x, e.pose.pose.position.y, truth) == 'kitchen']
-        a.engrams, a.scores = [a.engrams[i] for i in keep], [a.scores[i] for i in keep]
+                   radius=radius, k=30)
+        a.keep(lambda e: room_of_engram(e, truth) == 'kitchen').hold_back_unconfirmed()
+        a.note = [twin_note(e, current or []) for e in a.engrams]
         answers.append(a)
     if 'hallway' in rooms:
         r = rooms['hallway']
         cx, cy = (r['min'][0] + r['max'][0]) / 2, (r['min'][1] + r['max'][1]) / 2
-        answers.append(recall('What did you hear near the hallway?', kinds=['audio'],
-                              center=(cx, cy, 0.0), radius=4.0, k=5))
+        radius = math.hypot(r['max'][0] - cx, r['max'][1] - cy)
+        a = recall('What did you hear in the hallway?', kinds=['audio'],
+                   center=(cx, cy, 0.0), radius=radius, k=20)
+        a.keep(lambda e: room_of_engram(e, truth) == 'hallway')
+        answers.append(a.hold_back_unconfirmed())
     if len(lap_ends) >= 2:
-        since = lap_ends[0]
-        everything = recall('What changed since lap 1?', kinds=['object'], k=100)
-        changed = Answer('What changed since lap 1?', message=everything.message)
-        for e, s in zip(everything.engrams, everything.scores):
-            first, last = time_to_seconds(e.first_seen), time_to_seconds(e.last_seen)
-            if first > since:
-                changed.engrams.append(e)
-                changed.scores.append(s)
-                changed.note.append('new since lap 1')
-            elif last < lap_ends[-2]:
-                changed.engrams.append(e)
-                changed.scores.append(s)
-                changed.note.append('not seen in the last lap')
-        answers.append(changed)
+        # The memory's temporal validity: beliefs that began or ended since the end of lap 1.
+        changed = recall('What changed since lap 1?', kinds=['object'], k=100,
+                         changed_since=lap_ends[0])
+        changed.hold_back_unconfirmed()
+        changed.note = change_notes(changed.engrams, truth, lap_ends, current)
+        answers.append(moves_first(changed))
     a = recall('Where is the unicorn?', text='where is the unicorn?', kinds=['object'], k=1)
-    a.engrams = [e for e in a.engrams if e.label == 'unicorn']
-    answers.append(a)
+    answers.append(a.keep(lambda e: e.label == 'unicorn'))
     return answers
 
 
@@ -363,13 +520,17 @@ def run(node, launcher, namespace: str, args, started: float) -> int:
         time.sleep(0.5)
     with watcher.lock:
         truth, trajectory, status = dict(watcher.truth), list(watcher.trajectory), watcher.status
+    # What a planner would do before asking after a patrol: consolidate what just came in
+    # (promotions, merges, moves) rather than wait for the next periodic pass.
+    report = client.consolidate()
     engrams = all_engrams(client)
     print(f'Explored {status.get("laps")} laps ({status.get("total_frames")} frames); the memory '
           f'keeps {len(engrams["place"])} places, {len(engrams["object"])} objects, '
-          f'{len(engrams["audio"])} sounds.')
+          f'{len(engrams["audio"])} sounds (current beliefs; last consolidation: '
+          f'{report.merged} merged, {report.promoted} promoted, {report.moved} moved).')
     for event in truth.get('applied', []):
         print(f'  (the simulation, {event["text"]})')
-    answers = ask(client, truth, status.get('lap_end_stamps', []))
+    answers = ask(client, truth, status.get('lap_end_stamps', []), engrams['object'])
     for answer in answers:
         show(answer, truth)
     draw(args.png, truth, trajectory, engrams, answers)

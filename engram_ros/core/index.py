@@ -17,7 +17,8 @@ Layout (about 750 B per engram at 256-d, measured in ``docs/benchmarks/index.md`
   re-encodes the slot's code in place; the graph links stay, which is fine for the small
   nudges a merge makes.
 * **columns**: ``int64`` id, ``float32`` position (mm precision within ~10 km), ``float64``
-  first/last seen (epoch seconds need it), ``float32`` score, ``uint8`` kind, ``bool`` alive.
+  first/last seen (epoch seconds need it), ``float32`` score, ``uint32`` observation count
+  (the evidence behind an engram, which ranking weighs), ``uint8`` kind, ``bool`` alive.
 * **id -> slot**: a sorted ``int64`` id array with a parallel ``int32`` slot array, searched
   with ``np.searchsorted`` (ids are sparse but arrive increasing, so adds append).
 * **tags**: interned to ``int32`` codes; one sorted ``int32`` posting list per tag (amortised
@@ -68,8 +69,10 @@ import numpy as np
 
 _LOG = logging.getLogger(__name__)
 
-#: On-disk format version; bump when the saved layout changes.
-FORMAT_VERSION = 1
+#: On-disk format version; bump when the saved layout changes. 2 added the observation-count
+#: column; an older saved index fails to load with :class:`IndexLoadError`, and the store then
+#: rebuilds it from the database (which always kept the counts).
+FORMAT_VERSION = 2
 
 _FAISS_FILE = 'hnsw.faiss'
 _COLUMNS_FILE = 'columns.npz'
@@ -254,6 +257,7 @@ class EngramIndex:
         self._first = np.zeros(0, dtype=np.float64)
         self._last = np.zeros(0, dtype=np.float64)
         self._score = np.zeros(0, dtype=np.float32)
+        self._count = np.zeros(0, dtype=np.uint32)
         self._kind = np.zeros(0, dtype=np.uint8)
         self._alive = np.zeros(0, dtype=bool)
         self._scratch = np.zeros(0, dtype=bool)
@@ -279,6 +283,7 @@ class EngramIndex:
         self._first = _grow(self._first, n)
         self._last = _grow(self._last, n)
         self._score = _grow(self._score, n)
+        self._count = _grow(self._count, n)
         self._kind = _grow(self._kind, n)
         self._alive = _grow(self._alive, n)
         self._scratch = _grow(self._scratch, n)
@@ -398,7 +403,7 @@ class EngramIndex:
 
     def add(self, engram_id: int, vector: np.ndarray, *, kind: int, position: np.ndarray,
             first_seen: float, last_seen: float, tags: Sequence[str],
-            score: float = 0.5) -> None:
+            score: float = 0.5, count: int = 1) -> None:
         """Add one engram (the robot's steady-state path).
 
         :raises ValueError: if the id is already live, or for a malformed vector / position.
@@ -407,14 +412,18 @@ class EngramIndex:
         self.add_batch(np.array([engram_id], dtype=np.int64), np.asarray(vector)[None, ...],
                        kinds=np.array([kind]), positions=np.asarray(position)[None, ...],
                        first_seen=np.array([first_seen]), last_seen=np.array([last_seen]),
-                       tags=[tags], scores=np.array([score]))
+                       tags=[tags], scores=np.array([score]), counts=np.array([count]))
 
     def add_batch(self, ids: np.ndarray, vectors: np.ndarray, *, kinds: np.ndarray,
                   positions: np.ndarray, first_seen: np.ndarray, last_seen: np.ndarray,
-                  tags: Sequence[Sequence[str]], scores: np.ndarray | None = None) -> None:
+                  tags: Sequence[Sequence[str]], scores: np.ndarray | None = None,
+                  counts: np.ndarray | None = None) -> None:
         """Add many engrams at once (start-up rebuild from the database, benchmarks).
 
-        :raises ValueError: for duplicate or already-live ids, or mismatched lengths/shapes.
+        :param scores: usefulness scores (default 0.5 each).
+        :param counts: observations merged into each engram (default 1 each).
+        :raises ValueError: for duplicate or already-live ids, or mismatched lengths/shapes,
+            or an observation count below 1.
         :raises TypeError: if an engram's tags are one string instead of a sequence.
         """
         ids = np.asarray(ids, dtype=np.int64).reshape(-1)
@@ -428,10 +437,12 @@ class EngramIndex:
         last = np.asarray(last_seen, dtype=np.float64).reshape(-1)
         sc = (np.full(m, 0.5) if scores is None
               else np.asarray(scores, dtype=np.float64).reshape(-1))
+        cn = (np.ones(m, dtype=np.int64) if counts is None
+              else np.asarray(counts, dtype=np.int64).reshape(-1))
         if isinstance(tags, str):
             raise TypeError('tags must be one sequence of strings per engram')
         lengths = {x.shape[0], pos.shape[0], kinds_a.shape[0], first.shape[0], last.shape[0],
-                   sc.shape[0], len(tags)}
+                   sc.shape[0], cn.shape[0], len(tags)}
         if lengths != {m}:
             raise ValueError(f'add_batch: {m} ids but columns of lengths {sorted(lengths)}')
         if np.unique(ids).shape[0] != m:
@@ -441,6 +452,8 @@ class EngramIndex:
         if not (np.all(np.isfinite(pos)) and np.all(np.isfinite(first))
                 and np.all(np.isfinite(last)) and np.all(np.isfinite(sc))):
             raise ValueError('positions, times and scores must be finite')
+        if np.any((cn < 1) | (cn > np.iinfo(np.uint32).max)):
+            raise ValueError('observation counts must be in 1..2**32-1')
         map_pos = self._map_lookup(ids)
         known = map_pos >= 0
         live = known.copy()
@@ -463,6 +476,7 @@ class EngramIndex:
         self._first[n0:n1] = first
         self._last[n0:n1] = last
         self._score[n0:n1] = sc
+        self._count[n0:n1] = cn
         self._kind[n0:n1] = kinds_a
         self._alive[n0:n1] = True
         # tags: per-slot pool entries, then posting lists grouped by tag code
@@ -508,7 +522,8 @@ class EngramIndex:
     def update(self, engram_id: int, *, vector: np.ndarray | None = None,
                kind: int | None = None, position: np.ndarray | None = None,
                first_seen: float | None = None, last_seen: float | None = None,
-               tags: Sequence[str] | None = None, score: float | None = None) -> None:
+               tags: Sequence[str] | None = None, score: float | None = None,
+               count: int | None = None) -> None:
         """Change the given fields of a live engram (a merge); ``None`` leaves a field as is.
 
         :raises KeyError: if ``engram_id`` is not live in the index.
@@ -516,6 +531,8 @@ class EngramIndex:
         :raises TypeError: if ``tags`` is one string instead of a sequence of strings.
         """
         slot = self.slot_of(engram_id)
+        if count is not None and not 1 <= int(count) <= np.iinfo(np.uint32).max:
+            raise ValueError(f'observation count {count} must be in 1..2**32-1')
         if vector is not None:
             x = self._normalise(vector, 'vector')
             storage = faiss.downcast_index(self._hnsw.storage)
@@ -541,6 +558,8 @@ class EngramIndex:
             self._last[slot] = float(last_seen)
         if score is not None:
             self._score[slot] = float(score)
+        if count is not None:
+            self._count[slot] = int(count)
         if tags is not None:
             new = self._codes_of(tags)
             old = self._slot_tags(slot).copy()
@@ -626,6 +645,10 @@ class EngramIndex:
     def scores_of(self, slots: np.ndarray) -> np.ndarray:
         """Usefulness scores (``float32``)."""
         return self._score[self._check_slots(slots)]
+
+    def counts_of(self, slots: np.ndarray) -> np.ndarray:
+        """Observation counts (``uint32``): how many observations each engram merged."""
+        return self._count[self._check_slots(slots)]
 
     def kinds_of(self, slots: np.ndarray) -> np.ndarray:
         """Kind codes (``uint8``)."""
@@ -857,7 +880,7 @@ class EngramIndex:
         graph = (hnsw.neighbors.size() * 4 + hnsw.offsets.size() * 8 + hnsw.levels.size() * 4)
         codes = faiss.downcast_index(self._hnsw.storage).codes.size()
         arrays = sum(a.nbytes for a in (
-            self._ids, self._pos, self._first, self._last, self._score, self._kind,
+            self._ids, self._pos, self._first, self._last, self._score, self._count, self._kind,
             self._alive, self._scratch, self._map_ids, self._map_slots, self._tag_off,
             self._tag_cnt, self._pool))
         tags = self._postings.nbytes() + sum(len(t) + 80 for t in self._tag_names)
@@ -878,7 +901,8 @@ class EngramIndex:
         map_n = self._map_n
         columns = {
             'ids': self._ids[:n], 'pos': self._pos[:n], 'first': self._first[:n],
-            'last': self._last[:n], 'score': self._score[:n], 'kind': self._kind[:n],
+            'last': self._last[:n], 'score': self._score[:n], 'count': self._count[:n],
+            'kind': self._kind[:n],
             'alive': self._alive[:n], 'tag_off': self._tag_off[:n],
             'tag_cnt': self._tag_cnt[:n], 'pool': self._pool[:self._pool_n],
             'map_ids': self._map_ids[:map_n], 'map_slots': self._map_slots[:map_n],
@@ -920,7 +944,9 @@ class EngramIndex:
             raise IndexLoadError(f'cannot read {directory / _META_FILE}: {exc}') from exc
         try:
             if meta['format'] != FORMAT_VERSION:
-                raise IndexLoadError(f'index format {meta["format"]} is not {FORMAT_VERSION}')
+                raise IndexLoadError(f'index format {meta["format"]} is not {FORMAT_VERSION} '
+                                     '(format 1 lacks observation counts); rebuild it from the '
+                                     'database')
             for name in _FILES:
                 path = directory / name
                 if not path.is_file():
@@ -954,7 +980,7 @@ class EngramIndex:
         with np.load(directory / _COLUMNS_FILE, allow_pickle=False) as z:
             cols = {key: z[key] for key in z.files}
         expected = {'ids': (n,), 'pos': (n, 3), 'first': (n,), 'last': (n,), 'score': (n,),
-                    'kind': (n,), 'alive': (n,), 'tag_off': (n,), 'tag_cnt': (n,)}
+                    'count': (n,), 'kind': (n,), 'alive': (n,), 'tag_off': (n,), 'tag_cnt': (n,)}
         for key, shape in expected.items():
             if cols[key].shape != shape:
                 raise IndexLoadError(f'column {key} has shape {cols[key].shape}, not {shape}')
@@ -966,6 +992,7 @@ class EngramIndex:
         self._first[:n] = cols['first']
         self._last[:n] = cols['last']
         self._score[:n] = cols['score']
+        self._count[:n] = cols['count']
         self._kind[:n] = cols['kind']
         self._alive[:n] = cols['alive']
         self._tag_off[:n] = cols['tag_off']

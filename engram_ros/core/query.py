@@ -154,6 +154,8 @@ class RecallHit:
     dense: float
     spatial: float
     temporal: float
+    #: Evidence behind the engram: ``1 - exp(-observation_count / support_scale)``.
+    support: float
 
 
 @dataclass

@@ -8,7 +8,15 @@ space and time filters. Stage two orders them: by dense similarity when the quer
 * dense: cosine similarity mapped to [0, 1];
 * spatial: 1 at the query centre, falling linearly to 0 at the radius;
 * temporal: how recently within the window it was last seen;
-* usefulness: the learned score of the engram (planners' feedback).
+* usefulness: the learned score of the engram (planners' feedback);
+* support: the evidence behind the engram, ``1 - exp(-observation_count / support_scale)``
+  (0.28 for one sighting, 0.81 for five, 0.96 for ten at the default scale of 3).
+
+Usefulness and support are properties of the engram, so every query uses them. Support is
+what keeps a one-off wrong-label sighting (detector label noise) from outranking the
+well-established engram of the same label and tags, and it orders a room's inventory by how
+sure the memory is. Its weight is small next to the dense stage: a much better vector match
+still wins over a much better-supported one (``test/core/test_ranking.py`` checks both).
 
 Stages the query does not use are left out of the combination (their reported score is the
 neutral value documented in ``Recall.srv``), so the combined score stays in [0, 1].
@@ -16,6 +24,7 @@ neutral value documented in ``Recall.srv``), so the combined score stays in [0, 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,6 +45,13 @@ class RankingWeights:
     spatial: float = 0.1
     temporal: float = 0.05
     usefulness: float = 0.05
+    support: float = 0.1
+    #: [observations] the support score is ``1 - exp(-observation_count / support_scale)``.
+    support_scale: float = 3.0
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.support_scale) and self.support_scale > 0.0):
+            raise ValueError(f'support_scale={self.support_scale} must be > 0 (observations)')
 
 
 @dataclass
@@ -48,6 +64,12 @@ class Ranked:
     dense: np.ndarray
     spatial: np.ndarray
     temporal: np.ndarray
+    support: np.ndarray
+
+
+def support_score(counts: np.ndarray, scale: float) -> np.ndarray:
+    """Evidence behind engrams seen ``counts`` times: 0 for none, towards 1 as it grows."""
+    return 1.0 - np.exp(-np.asarray(counts, dtype=np.float64) / scale)
 
 
 def rank(index: EngramIndex, query: RecallQuery, candidates: np.ndarray | None,
@@ -67,7 +89,9 @@ def rank(index: EngramIndex, query: RecallQuery, candidates: np.ndarray | None,
         dense = np.full(len(slots), 0.5)
     slots = np.asarray(slots, dtype=np.int64)
 
-    parts: list[tuple[float, np.ndarray]] = [(weights.usefulness, index.scores_of(slots))]
+    support = support_score(index.counts_of(slots), weights.support_scale)
+    parts: list[tuple[float, np.ndarray]] = [(weights.usefulness, index.scores_of(slots)),
+                                             (weights.support, support)]
     if query.vector is not None:
         parts.append((weights.dense, dense))
 
@@ -107,4 +131,5 @@ def rank(index: EngramIndex, query: RecallQuery, candidates: np.ndarray | None,
         return np.asarray(values)[keep][order]
 
     return Ranked(slots=pick(slots), combined=pick(combined), symbolic=pick(symbolic),
-                  dense=pick(dense), spatial=pick(spatial), temporal=pick(temporal))
+                  dense=pick(dense), spatial=pick(spatial), temporal=pick(temporal),
+                  support=pick(support))

@@ -528,7 +528,8 @@ class MemoryStore:
             first_seen=np.array([e.first_seen for e in engrams]),
             last_seen=np.array([e.last_seen for e in engrams]),
             tags=[e.tags for e in engrams],
-            scores=np.array([e.score for e in engrams], dtype=np.float32))
+            scores=np.array([e.score for e in engrams], dtype=np.float32),
+            counts=np.array([e.observation_count for e in engrams], dtype=np.int64))
 
     def _index_put(self, engram: Engram) -> None:
         if engram.id in self.index:
@@ -536,7 +537,8 @@ class MemoryStore:
             same_tags = set(self.index.tags_of(self.index.slot_of(engram.id))) == set(engram.tags)
             self.index.update(engram.id, vector=engram.vector, position=engram.position,
                               first_seen=engram.first_seen, last_seen=engram.last_seen,
-                              tags=None if same_tags else engram.tags, score=engram.score)
+                              tags=None if same_tags else engram.tags, score=engram.score,
+                              count=engram.observation_count)
         else:
             self._index_add(self.index, [engram])
         if engram.tier == TIER_SHORT:
@@ -651,7 +653,7 @@ class MemoryStore:
                 continue
             hits.append(RecallHit(engram, float(ranked.combined[i]), float(ranked.symbolic[i]),
                                   float(ranked.dense[i]), float(ranked.spatial[i]),
-                                  float(ranked.temporal[i])))
+                                  float(ranked.temporal[i]), float(ranked.support[i])))
         self._touch([h.engram.id for h in hits], now)
         message = f'{len(hits)} of {n_candidates} candidates'
         if meant:
@@ -992,6 +994,7 @@ class MemoryStore:
                 vectors = self.index.vectors_of(slots)
                 first = self.index.first_seen_of(slots)
                 last = self.index.last_seen_of(slots)
+                counts = self.index.counts_of(slots)
                 candidates = []
                 for j, engram_id in enumerate(int(i) for i in ids):
                     if engram_id in self._history or engram_id in gone:
@@ -1010,10 +1013,12 @@ class MemoryStore:
                         e.position if e is not None else positions[j],
                         normalize_vector(vectors[j]),
                         float(first[j]), float(e.last_seen if e is not None else last[j]),
-                        anchor, anchor_seen))
+                        anchor, anchor_seen,
+                        int(e.observation_count if e is not None else counts[j])))
                 moves += find_moves(candidates, min_distance=2.0 * policy.radius_for(kind),
                                     min_similarity=policy.similarity_for(kind),
-                                    grace=self.config.move_grace, robot_place=robot_place)
+                                    grace=self.config.move_grace, robot_place=robot_place,
+                                    min_observations=policy.promote_after)
         return moves
 
     def _apply_moves(self, moves: list, changed: dict[int, Engram]) -> None:

@@ -5,7 +5,9 @@ until the memory has two pieces of evidence that the thing is elsewhere:
 
 * **seen elsewhere**: a newer current engram of the same identity (label/sound tags) that looks
   alike (context vectors above the kind's merge similarity) lies far from the old one (beyond
-  twice the merge radius) and was first seen after the old one was last seen;
+  twice the merge radius), was first seen after the old one was last seen, and is confirmed:
+  seen at least ``min_observations`` times (the store's ``promote_after``), because a one-off
+  sighting elsewhere is as often the detector naming something else wrongly;
 * **missed where it was**: the robot was at the old engram's anchor place after the old engram
   was last seen (plus a grace period) and has left that place since, without seeing it there.
 
@@ -37,6 +39,8 @@ class Candidate:
     #: Anchor place id (0 = none) and when the robot was last at that place (None = unknown).
     anchor_id: int = 0
     anchor_last_seen: float | None = None
+    #: Observations merged into it: the evidence that it is really there.
+    observation_count: int = 1
 
 
 @dataclass(frozen=True)
@@ -49,7 +53,7 @@ class Move:
 
 
 def find_moves(candidates: list[Candidate], *, min_distance: float, min_similarity: float,
-               grace: float, robot_place: int) -> list[Move]:
+               grace: float, robot_place: int, min_observations: int = 1) -> list[Move]:
     """Decide which current engrams are superseded by a newer one seen elsewhere.
 
     :param candidates: current engrams of one kind.
@@ -58,6 +62,8 @@ def find_moves(candidates: list[Candidate], *, min_distance: float, min_similari
     :param grace: [s] how long after its last sighting a missed thing still counts as seen.
     :param robot_place: the place the robot was last at (0 = unknown); a thing is only judged
         missed once the robot has left its anchor place.
+    :param min_observations: a newer engram seen fewer times than this is no evidence of a
+        move (a one-off sighting of a well-known thing elsewhere is mostly label noise).
     :returns: moves, at most one per old and one per new engram, most similar pairs first.
     """
     groups: dict[frozenset[str], list[Candidate]] = {}
@@ -73,6 +79,8 @@ def find_moves(candidates: list[Candidate], *, min_distance: float, min_similari
                 continue
             for new in members:
                 if new.id == old.id or new.first_seen <= old.last_seen:
+                    continue
+                if new.observation_count < min_observations:
                     continue
                 if float(np.linalg.norm(new.position - old.position)) <= min_distance:
                     continue

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import json
+
 import faiss
 import numpy as np
 import pytest
@@ -85,7 +87,32 @@ def test_add_len_contains_and_columns(index: EngramIndex, data: dict) -> None:
     assert index.last_seen_of([slot])[0] == 1006.0
     assert index.kinds_of([slot])[0] == 1
     assert index.scores_of([slot])[0] == pytest.approx(0.5)
+    assert index.counts_of([slot])[0] == 1
     assert index.tags_of(slot) == tuple(sorted(_tags(1)))
+
+
+def test_observation_counts_are_added_and_updated(data: dict) -> None:
+    index = EngramIndex(DIM)
+    counts = 1 + np.arange(N) % 9
+    index.add_batch(data['ids'], data['vectors'], kinds=data['kinds'],
+                    positions=data['positions'], first_seen=data['first'],
+                    last_seen=data['last'], tags=data['tags'], counts=counts)
+    np.testing.assert_array_equal(index.counts_of(np.arange(N)), counts)
+    index.update(13, count=42)
+    assert index.counts_of([index.slot_of(13)])[0] == 42
+    index.update(13, score=0.7)                       # other fields leave the count alone
+    assert index.counts_of([index.slot_of(13)])[0] == 42
+
+
+@pytest.mark.parametrize('bad', [0, -3])
+def test_observation_count_below_one_rejected(index: EngramIndex, data: dict, bad: int) -> None:
+    with pytest.raises(ValueError, match='observation count'):
+        index.add(99999, data['vectors'][0], kind=0, position=np.zeros(3), first_seen=0.0,
+                  last_seen=0.0, tags=[], count=bad)
+    assert 99999 not in index
+    with pytest.raises(ValueError, match='observation count'):
+        index.update(13, count=bad)
+    assert index.counts_of([index.slot_of(13)])[0] == 1
 
 
 def test_single_add_with_out_of_order_id(index: EngramIndex) -> None:
@@ -357,12 +384,15 @@ def _answers(index: EngramIndex, queries: np.ndarray) -> list:
 def test_save_load_round_trip(data: dict, tmp_path: Path, exact_threshold: int) -> None:
     index = _build(data, exact_threshold=exact_threshold)
     index.remove(13)
-    index.update(16, tags=['label:mug'], score=0.9, vector=data['vectors'][3])
+    index.update(16, tags=['label:mug'], score=0.9, vector=data['vectors'][3], count=7)
     queries = _unit(np.random.default_rng(7), 10)
     index.save(tmp_path / 'ix')
     loaded = EngramIndex.load(tmp_path / 'ix')
     assert len(loaded) == len(index) and 13 not in loaded and 16 in loaded
     assert loaded.exact_threshold == exact_threshold
+    live = index.live_slots()
+    np.testing.assert_array_equal(loaded.counts_of(live), index.counts_of(live))
+    assert loaded.counts_of([loaded.slot_of(16)])[0] == 7
     assert _answers(loaded, queries) == _answers(index, queries)
     assert loaded.tags_of(loaded.slot_of(16)) == ('label:mug',)
     # the loaded index keeps working
@@ -391,6 +421,17 @@ def test_load_damaged_raises(index: EngramIndex, tmp_path: Path, damage: str) ->
     else:
         (directory / 'meta.json').write_text('{not json', encoding='utf-8')
     with pytest.raises(IndexLoadError):
+        EngramIndex.load(directory)
+
+
+def test_load_of_a_format_1_index_raises(index: EngramIndex, tmp_path: Path) -> None:
+    # Format 1 had no observation-count column: the store rebuilds it from the database.
+    directory = tmp_path / 'ix'
+    index.save(directory)
+    meta = json.loads((directory / 'meta.json').read_text(encoding='utf-8'))
+    meta['format'] = 1
+    (directory / 'meta.json').write_text(json.dumps(meta), encoding='utf-8')
+    with pytest.raises(IndexLoadError, match='format 1'):
         EngramIndex.load(directory)
 
 

@@ -9,6 +9,7 @@ from engram_ros.core.index import EngramIndex
 from engram_ros.core.query import RecallQuery
 from engram_ros.core.ranking import RankingWeights
 from engram_ros.core.ranking import rank
+from engram_ros.core.ranking import support_score
 
 DIM = 16
 T0 = 1.7e9
@@ -34,7 +35,8 @@ def build_index(n: int = N, seed: int = 0, **columns) -> EngramIndex:
         first_seen=columns.pop('first_seen', T0 + rng.uniform(0.0, 100.0, size=n)),
         last_seen=columns.pop('last_seen', T0 + rng.uniform(100.0, 1000.0, size=n)),
         tags=tags,
-        scores=columns.pop('scores', rng.uniform(0.0, 1.0, size=n).astype(np.float32)))
+        scores=columns.pop('scores', rng.uniform(0.0, 1.0, size=n).astype(np.float32)),
+        counts=columns.pop('counts', None))
     assert not columns
     return index
 
@@ -122,7 +124,17 @@ def test_unused_stages_report_neutral_scores() -> None:
     assert np.all(ranked.symbolic == 1.0)
     assert np.all(ranked.spatial == 1.0)
     assert np.all(ranked.temporal == 1.0)
-    # Only usefulness is left: the combined score is the engram's learned score.
+    # Only the engram's own stages are left: usefulness and support (each seen once).
+    w = RankingWeights()
+    support = 1.0 - np.exp(-1.0 / w.support_scale)
+    np.testing.assert_allclose(ranked.support, support)
+    np.testing.assert_allclose(
+        ranked.combined,
+        (w.usefulness * index.scores_of(ranked.slots) + w.support * support)
+        / (w.usefulness + w.support), atol=1e-6)
+    # Without support, the combined score is the engram's learned score.
+    ranked = rank(index, RecallQuery(kinds=('object',), k=N), candidates, (),
+                  RankingWeights(support=0.0), T0)
     np.testing.assert_allclose(ranked.combined, index.scores_of(ranked.slots), atol=1e-6)
 
 
@@ -144,7 +156,7 @@ def test_min_score_above_every_hit_gives_nothing() -> None:
     ranked = rank(index, RecallQuery(kinds=('object',), min_score=0.9), index.filter(kinds=[1]),
                   (), RankingWeights(), T0)
     for arr in (ranked.slots, ranked.combined, ranked.dense, ranked.symbolic, ranked.spatial,
-                ranked.temporal):
+                ranked.temporal, ranked.support):
         assert len(arr) == 0
 
 
@@ -167,21 +179,22 @@ def _queries(index: EngramIndex, rng: np.random.Generator):
 @pytest.mark.parametrize('seed', range(4))
 @pytest.mark.parametrize('weights', [
     RankingWeights(), RankingWeights(dense=1.0, symbolic=0.0, spatial=0.0, temporal=0.0,
-                                     usefulness=0.0),
-    RankingWeights(dense=3.0, symbolic=2.0, spatial=5.0, temporal=1.0, usefulness=0.5),
+                                     usefulness=0.0, support=0.0),
+    RankingWeights(dense=3.0, symbolic=2.0, spatial=5.0, temporal=1.0, usefulness=0.5,
+                   support=4.0),
     RankingWeights(dense=1.0, symbolic=1.0, spatial=1.0, temporal=1.0, usefulness=0.0),
 ], ids=['default', 'dense_only', 'unnormalised', 'no_usefulness'])
 def test_combined_and_stage_scores_are_in_unit_interval(seed: int,
                                                         weights: RankingWeights) -> None:
     rng = np.random.default_rng(seed)
-    index = build_index(seed=seed)
+    index = build_index(seed=seed, counts=rng.integers(1, 40, size=N))
     for query, candidates, tags in _queries(index, rng):
         ranked = rank(index, query, candidates, tags, weights, T0 + 2000.0)
         n_candidates = len(index) if candidates is None else len(candidates)
         # min_score is 0: every candidate up to k comes back, whatever the weights.
         assert len(ranked.slots) == min(query.k, n_candidates)
         for arr in (ranked.combined, ranked.dense, ranked.symbolic, ranked.spatial,
-                    ranked.temporal):
+                    ranked.temporal, ranked.support):
             assert np.all(np.isfinite(arr))
             assert np.all((arr >= 0.0) & (arr <= 1.0 + 1e-9))
         assert np.all(np.diff(ranked.combined) <= 1e-12), 'best first'
@@ -214,8 +227,70 @@ def test_zero_weight_on_every_used_stage_still_ranks(query: RecallQuery, candida
     # A configuration that ignores usefulness (and time) must not turn a filter-only recall
     # into 0/0 = NaN scores that min_score then silently drops.
     index = build_index(scores=np.linspace(0.0, 1.0, N).astype(np.float32))
-    weights = RankingWeights(dense=1.0, symbolic=1.0, spatial=1.0, temporal=0.0, usefulness=0.0)
+    weights = RankingWeights(dense=1.0, symbolic=1.0, spatial=1.0, temporal=0.0, usefulness=0.0,
+                             support=0.0)
     ranked = rank(index, query, candidates_of(index), (), weights, T0 + 2000.0)
     assert len(ranked.slots) == 5
     assert np.all(np.isfinite(ranked.combined))
     assert np.all((ranked.combined >= 0.0) & (ranked.combined <= 1.0))
+
+
+# ---------------------------------------------------------------- support (evidence)
+
+
+@pytest.mark.parametrize('count, expected', [(0, 0.0), (1, 0.2835), (2, 0.4866), (5, 0.8111),
+                                             (10, 0.9643), (1000, 1.0)])
+def test_support_score_grows_with_observations(count: int, expected: float) -> None:
+    assert support_score(np.array([count]), 3.0)[0] == pytest.approx(expected, abs=1e-4)
+
+
+@pytest.mark.parametrize('scale', [0.0, -1.0, float('nan'), float('inf')])
+def test_support_scale_must_be_positive(scale: float) -> None:
+    with pytest.raises(ValueError, match='support_scale'):
+        RankingWeights(support_scale=scale)
+
+
+def _where_is_mug_queries(position: np.ndarray):
+    """Queries a planner asks about the mug: by text tags, and by place."""
+    tags = ('label:mug', 'color:red')
+    yield RecallQuery(tags_any=tags, k=2), tags
+    yield RecallQuery(tags_any=tags, center=position, radius=3.0, k=2), tags
+    yield RecallQuery(kinds=('object',), center=position, radius=3.0, k=2), ()
+
+
+@pytest.mark.parametrize('first', ['one_off', 'established'])
+def test_seen_five_times_outranks_seen_once(first: str) -> None:
+    # Two engrams with the same label and tags, equally useful and equally far from the query
+    # centre: the one-off sighting (label noise) must not win, whichever was added first.
+    counts = [1, 5] if first == 'one_off' else [5, 1]
+    tags = [('label:mug', 'color:red')] * 2
+    positions = np.array([[1.0, 0.0, 0.8], [-1.0, 0.0, 0.8]])
+    index = build_index(n=2, tags=tags, positions=positions, counts=np.array(counts),
+                        first_seen=np.full(2, T0), last_seen=np.full(2, T0 + 10.0),
+                        scores=np.full(2, 0.5, dtype=np.float32))
+    established = 100 + counts.index(5)
+    for query, query_tags in _where_is_mug_queries(np.zeros(3)):
+        candidates = index.filter(tags_any=query.tags_any, kinds=[1],
+                                  center=query.center, radius=query.radius)
+        ranked = rank(index, query, candidates, query_tags, RankingWeights(), T0 + 100.0)
+        assert ids(index, ranked)[0] == established, query
+        assert ranked.support[0] > ranked.support[1]
+        assert ranked.combined[0] > ranked.combined[1]
+
+
+def test_much_better_vector_match_wins_over_more_support() -> None:
+    rng = np.random.default_rng(5)
+    query_vec = unit_rows(rng, 1)[0]
+    other = unit_rows(rng, 1)[0]
+    other -= (other @ query_vec) * query_vec
+    other /= np.linalg.norm(other)
+    # cosine 0.95 (seen once) against cosine 0.5 (seen 50 times)
+    close = 0.95 * query_vec + np.sqrt(1 - 0.95 ** 2) * other
+    far = 0.5 * query_vec + np.sqrt(1 - 0.5 ** 2) * other
+    index = build_index(n=2, vectors=np.stack([far, close]).astype(np.float32),
+                        tags=[('label:mug',)] * 2, counts=np.array([50, 1]),
+                        scores=np.full(2, 0.5, dtype=np.float32))
+    ranked = rank(index, RecallQuery(vector=query_vec, tags_any=('label:mug',), k=2), None,
+                  ('label:mug',), RankingWeights(), T0)
+    assert ids(index, ranked) == [101, 100]
+    np.testing.assert_allclose(ranked.support, support_score(np.array([1, 50]), 3.0))

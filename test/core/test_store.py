@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import json
 import shutil
 import zlib
 from pathlib import Path
@@ -335,6 +336,21 @@ def test_recall_radius_ranks_by_distance(scene) -> None:
     assert spatial['red_mug'] > spatial['blue_mug'] > spatial['plant']
 
 
+def test_well_seen_mug_outranks_a_one_off_mug_sighting(make_store) -> None:
+    # Label noise: a bowl once detected as "mug" on the other side of the room, first.
+    store = make_store()
+    noise = store.ingest(make_obs('mug', (3.0, 0.0, 0.8), stamp=T0, look='bowl')).engram_id
+    for i in range(5):
+        mug = store.ingest(make_obs('mug', (0.0, 0.0, 0.8), stamp=T0 + 10.0 * (i + 1),
+                                    jitter=0.01, seed=i)).engram_id
+    assert noise != mug and len(store) == 2
+    result = store.recall(RecallQuery(text='where is the mug?', k=2), now=NOW)
+    assert result.ids == [mug, noise]
+    assert [h.engram.observation_count for h in result.hits] == [5, 1]
+    assert result.hits[0].support > result.hits[1].support > 0.0
+    assert result.hits[0].score > result.hits[1].score
+
+
 def test_recall_k_and_min_score(scene) -> None:
     store, _ = scene
     result = store.recall(RecallQuery(kinds=('object', 'place', 'audio'), k=2), now=NOW)
@@ -657,7 +673,7 @@ def test_close_persists_recall_statistics(sqlite_dir: Path) -> None:
 
 
 @pytest.mark.parametrize('how', ['delete_index_dir', 'stale_generation', 'corrupt_cache',
-                                 'no_generation_file'])
+                                 'no_generation_file', 'format_1_cache'])
 def test_reopen_rebuilds_a_missing_or_stale_index(sqlite_dir: Path, how: str) -> None:
     store = build_persistent_scene(sqlite_dir)
     expected = answers(store)
@@ -674,6 +690,11 @@ def test_reopen_rebuilds_a_missing_or_stale_index(sqlite_dir: Path, how: str) ->
         for path in index_dir.iterdir():
             if path.name != 'GENERATION':
                 path.write_bytes(b'garbage')
+    elif how == 'format_1_cache':
+        # saved before the index kept observation counts
+        meta = json.loads((index_dir / 'meta.json').read_text(encoding='utf-8'))
+        meta['format'] = 1
+        (index_dir / 'meta.json').write_text(json.dumps(meta), encoding='utf-8')
     else:
         (index_dir / 'GENERATION').unlink()
     store = open_sqlite(sqlite_dir)

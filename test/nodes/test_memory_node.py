@@ -100,6 +100,8 @@ def test_observations_become_engrams_found_by_recall(memory):
     assert len(mug.vector) == DIM
     assert len(response.scores) == len(response.dense_scores) == len(response.spatial_scores) == 1
     assert 0.0 <= response.scores[0] <= 1.0
+    # seen once: the support stage reports 1 - exp(-1 / 3)
+    assert list(response.support_scores) == pytest.approx([0.2835], abs=1e-4)
     without = memory.client.recall(text='where is the red mug?', k=5)
     assert [e.id for e in without.engrams] == [mug.id] and len(without.engrams[0].vector) == 0
 
