@@ -430,8 +430,9 @@ class MemoryStore:
     def _expect_visible(self, view, stamp: float) -> None:
         """Note the current objects ``view`` should have shown at ``stamp`` (under ``_lock``)."""
         policy = self._misses.policy
-        if policy.visits < 1:
+        if policy.visits < 1:      # views off: moves are judged by the anchor place
             return
+        self._misses.views_seen = True
         slots = self.index.filter(kinds=[kind_code('object')],
                                   center=np.asarray(view.position), radius=policy.farthest)
         if slots is None or len(slots) == 0:
@@ -950,7 +951,7 @@ class MemoryStore:
             report.forgotten = len(evict)
             report.evicted_ids = list(evict)
             report.evidence_expired = self._expire_evidence(now, dry_run)
-            moves = self._find_moves(changed, removed | set(evict))
+            moves = self._find_moves(changed, removed | set(evict), now)
             report.moved = [(m.old, m.new) for m in moves]
             ended = self._find_gone(changed, removed | set(evict) | {m.old for m in moves},
                                     now, dry_run)
@@ -978,7 +979,7 @@ class MemoryStore:
                       report.size_after)
             return report
 
-    def _find_moves(self, changed: dict[int, Engram], gone: set[int]) -> list:
+    def _find_moves(self, changed: dict[int, Engram], gone: set[int], now: float) -> list:
         """Current object/sound/event beliefs superseded by a sighting elsewhere."""
         policy = self.config.merge
         moves = []
@@ -1014,7 +1015,10 @@ class MemoryStore:
                         normalize_vector(vectors[j]),
                         float(first[j]), float(e.last_seen if e is not None else last[j]),
                         anchor, anchor_seen,
-                        int(e.observation_count if e is not None else counts[j])))
+                        int(e.observation_count if e is not None else counts[j]),
+                        self._misses.missed(engram_id, float(e.last_seen if e is not None
+                                                             else last[j]), now)
+                        if kind == 'object' and self._misses.views_seen else None))
                 moves += find_moves(candidates, min_distance=2.0 * policy.radius_for(kind),
                                     min_similarity=policy.similarity_for(kind),
                                     grace=self.config.move_grace, robot_place=robot_place,

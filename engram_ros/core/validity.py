@@ -41,6 +41,9 @@ class Candidate:
     anchor_last_seen: float | None = None
     #: Observations merged into it: the evidence that it is really there.
     observation_count: int = 1
+    #: Whether a keyframe view should have shown it after its last sighting, without a
+    #: sighting (None: no views, judge by the anchor place; see core/visibility.py).
+    view_missed: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -102,7 +105,10 @@ def find_moves(candidates: list[Candidate], *, min_distance: float, min_similari
 
 
 def _missed(c: Candidate, grace: float, robot_place: int) -> bool:
-    """True when the robot was at ``c``'s anchor place after ``c`` was last seen, and left."""
+    """True when a view should have shown ``c`` after it was last seen; without views, when
+    the robot was at ``c``'s anchor place after ``c`` was last seen, and left."""
+    if c.view_missed is not None:
+        return c.view_missed
     if not c.anchor_id or c.anchor_last_seen is None:
         return False
     return c.anchor_last_seen > c.last_seen + grace and robot_place != c.anchor_id

@@ -164,6 +164,8 @@ class MissTracker:
     policy: MissPolicy = field(default_factory=MissPolicy)
     #: belief id -> stamps of keyframes that should have seen it, oldest first (bounded).
     expected: dict[int, list[float]] = field(default_factory=dict)
+    #: True once any view came in: then "missed where it was" is judged by views only.
+    views_seen: bool = False
 
     #: Most expectations kept per belief (older ones are dropped).
     MAX_EXPECTED = 64
@@ -175,6 +177,12 @@ class MissTracker:
             if not stamps or stamp > stamps[-1]:
                 stamps.append(float(stamp))
                 del stamps[:-self.MAX_EXPECTED]
+
+    def missed(self, engram_id: int, last_seen: float, now: float) -> bool:
+        """True when a keyframe should have shown ``engram_id`` after ``last_seen`` and no
+        sighting followed within ``grace`` (one miss: evidence for a move, not yet an end)."""
+        g = self.policy.grace
+        return any(s > last_seen + g and s + g <= now for s in self.expected.get(engram_id, ()))
 
     def forget(self, ids) -> None:
         for i in ids:

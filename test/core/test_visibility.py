@@ -174,3 +174,18 @@ def test_a_view_on_an_object_observation_is_refused():
         store.ingest(Observation(kind='object', frame_id='map', stamp=T0,
                                  position=np.zeros(3), vector=unit(1), label='vase',
                                  view=view()))
+
+
+def test_with_views_a_move_needs_the_old_place_seen_empty():
+    store = make_store(visits=3)                 # ends need 3 visits: only moves happen here
+    mug = see(store, 'mug', (2.0, 0.0, 1.0), T0, seed=1)
+    see(store, 'mug', (2.0, 0.0, 1.0), T0 + 1, seed=1)
+    # Seen twice far away while the old place was never looked at again: no move yet (without
+    # views, the anchor rule alone would decide).
+    keyframe(store, T0 + 50, view(wall=1.0))     # a wall 1 m ahead: the mug is hidden
+    other = see(store, 'mug', (0.0, 30.0, 1.0), T0 + 60, seed=1)
+    see(store, 'mug', (0.0, 30.0, 1.0), T0 + 61, seed=1)
+    assert store.consolidate(now=T0 + 100).moved == []
+    keyframe(store, T0 + 120, view())            # now the old place is in view, empty
+    assert store.consolidate(now=T0 + 200).moved == [(mug, other)]
+    assert current(store, 'mug', T0 + 200) == [other]
