@@ -305,6 +305,12 @@ def ask(client, truth: dict, lap_ends: list[float], current: list | None = None
                        f'seen {best.observation_count} times, last in lap '
                        f'{lap_of(_seconds(best.last_seen), lap_ends)}).')
     answers = [mug]
+    # No known word in it: the memory matches the text to its labels by meaning.
+    seat = recall('Where can I sit down?', text='where can I sit down?', kinds=['object'], k=3)
+    seat.hold_back_unconfirmed()
+    if seat.engrams and 'means' in seat.message:
+        seat.summary = 'Matched by meaning: ' + seat.message.split('means ', 1)[1].rstrip(')')
+    answers.append(seat)
     rooms = {r['name']: r for r in truth.get('rooms', [])}
     if 'kitchen' in rooms:
         r = rooms['kitchen']
