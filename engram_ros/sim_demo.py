@@ -219,9 +219,12 @@ def change_notes(engrams: list, truth: dict, lap_ends: list[float],
         if is_history(e):
             successor = by_id.get(e.successor_id)
             since = f'history since lap {lap_of(_seconds(e.valid_to), lap_ends)}'
-            notes.append(f'{since}: moved to the {room_of_engram(successor, truth)} '
-                         f'(#{e.successor_id})' if successor is not None
-                         else f'{since}: superseded by #{e.successor_id}')
+            if not e.successor_id:
+                notes.append(f'{since}: gone, not seen where it should have been visible')
+            else:
+                notes.append(f'{since}: moved to the {room_of_engram(successor, truth)} '
+                             f'(#{e.successor_id})' if successor is not None
+                             else f'{since}: superseded by #{e.successor_id}')
         elif e.id in predecessor:
             old = predecessor[e.id]
             notes.append(f'current since lap {lap_of(_seconds(e.valid_from), lap_ends)}: '
@@ -457,7 +460,10 @@ def main(argv: list[str] | None = None) -> int:
                         params=[f'sim.scenario:={scenario_path}', f'sim.width:={width}',
                                 f'sim.height:={height}', f'sim.rate:={args.rate}',
                                 'memory.persist:=true', f'memory.store_dir:={args.store}',
-                                'memory.consolidation_period:=10.0', 'memory.noise_support:=3'])
+                                'memory.consolidation_period:=10.0', 'memory.noise_support:=3',
+                                # Three laps only: the book removed after lap 2 is looked for
+                                # once more; end beliefs missed on one visit, not two.
+                                'memory.miss_visits:=1'])
     started = time.monotonic()
     print(f'Starting the simulated robot, perception and memory (logs: {log_dir}).')
     launcher.start()

@@ -63,6 +63,12 @@ def test_changes_say_history_or_current_and_where_it_moved() -> None:
     assert answer.note[0].startswith('history') and answer.note[1].startswith('current since')
 
 
+def test_history_without_a_successor_is_gone() -> None:
+    book = engram(12, 'book', 7.2, 1.3, valid_to=T0 + 230.0)
+    assert sim_demo.change_notes([book], TRUTH, LAP_ENDS) == [
+        'history since lap 3: gone, not seen where it should have been visible']
+
+
 def test_history_whose_successor_is_not_in_the_answer_names_its_id() -> None:
     old = engram(11, 'mug', 2.2, 0.8, valid_to=T0 + 230.0, successor=40)
     assert sim_demo.change_notes([old], TRUTH, LAP_ENDS) == [
