@@ -334,6 +334,13 @@ class PerceptionNode(Node):
                 self.get_logger().error(f'encoding failed: {exc!r}', throttle_duration_sec=5.0)
                 continue
             self._encode_ms = (time.perf_counter() - start) * 1e3
+            if observations and self.observation_pub.get_subscription_count() == 0:
+                # Volatile topic: with no matched memory, DDS drops these. Say so, or a lost
+                # observation looks like one the memory refused.
+                self.perception.count('published_unheard', len(observations))
+                self.get_logger().warning('no memory is listening on '
+                                          f'{self.observation_pub.topic_name}: observations '
+                                          'are lost', throttle_duration_sec=5.0)
             for obs in observations:
                 self.observation_pub.publish(conversions.observation_to_msg(obs))
 
@@ -342,6 +349,7 @@ class PerceptionNode(Node):
         with self._jobs_lock:
             values['backlog'] = len(self._jobs)
         values['last_encode_ms'] = round(self._encode_ms, 2)
+        values['observation_subscribers'] = self.observation_pub.get_subscription_count()
         skipped = sum(v for k, v in values.items() if k.startswith('skipped_'))
         status = DiagnosticStatus(name=f'{self.get_fully_qualified_name()}: perception',
                                   hardware_id='engram_ros')
