@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import json
 import logging
 import os
 import signal
@@ -33,6 +34,8 @@ from pathlib import Path
 from typing import Sequence
 
 import yaml
+
+from engram_ros.sim.scenario import load_scenario
 
 _LOG = logging.getLogger('engram_launch')
 ROOT = Path(__file__).resolve().parents[1]
@@ -146,23 +149,32 @@ class Launcher:
         return args
 
     def _shared(self, spec: NodeSpec) -> list[str]:
-        """In the sim set, perception sees the camera where the sim mounted it (no tf2 here)."""
+        """In the sim set, perception sees the camera where the sim mounted it (no tf2 here)
+        and is given the simulated house's rooms, as a user would draw them on a real map.
+
+        :raises ScenarioError: (a ValueError) when the sim's scenario cannot be read.
+        """
         if spec.name != 'perception' or 'sim' not in SETS[self.set_name] or 'sim' in self.without:
             return []
         sim = self.sim_parameters()
+        rooms = load_scenario(sim['scenario']).world.room_specs()
         return [f'camera_xyz:={sim["camera_xyz"]}', f'camera_rpy:={sim["camera_rpy"]}',
-                'camera_convention:=optical']
+                'camera_convention:=optical', f'rooms:={json.dumps(rooms)}']
 
     def sim_parameters(self) -> dict:
-        """The sim's camera mount from the parameter file, after ``-p sim.*`` overrides."""
+        """The sim's camera mount and scenario from the parameter file, after ``-p sim.*``
+        overrides."""
         doc = yaml.safe_load(self.params_file.read_text()) or {}
         values = dict((doc.get(NODES['sim'].params_key) or {}).get('ros__parameters') or {})
         values.setdefault('camera_xyz', [0.1, 0.0, 1.0])
         values.setdefault('camera_rpy', [-1.7708, 0.0, -1.5708])
+        values.setdefault('scenario', 'house')
         for assignment in self.overrides['sim']:
             name, _, value = assignment.partition(':=')
             values[name] = yaml.safe_load(value)
-        return {k: [float(v) for v in values[k]] for k in ('camera_xyz', 'camera_rpy')}
+        out: dict = {k: [float(v) for v in values[k]] for k in ('camera_xyz', 'camera_rpy')}
+        out['scenario'] = str(values['scenario'])
+        return out
 
     # --------------------------------------------------------------------------- running
     def start(self) -> None:

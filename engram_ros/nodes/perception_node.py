@@ -30,6 +30,7 @@ from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import ParameterDescriptor
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.exceptions import ParameterUninitializedException
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -51,6 +52,8 @@ from engram_ros.perception.keyframe import KeyframeGate
 from engram_ros.perception.objects import ObjectLocator
 from engram_ros.perception.pipeline import Perception
 from engram_ros.perception.pipeline import PerceptionConfig
+from engram_ros.perception.rooms import RoomMap
+from engram_ros.perception.rooms import SYNTAX as ROOM_SYNTAX
 from engram_ros.perception.visual import load_visual_encoder
 from engram_ros.nodes.spin import run_node
 
@@ -101,6 +104,10 @@ PARAMETERS: dict[str, tuple[object, str]] = {
     'diagnostics_period': (1.0, '[s] diagnostics publishing period (read-only)'),
 }
 
+#: A string array without a default (an empty list has no type in ROS): unset means no rooms.
+ROOMS_DESCRIPTION = (f'rooms of the map, {ROOM_SYNTAX}; places and objects in one get its '
+                     'room: tag; unset: none')
+
 _POSITIVE = ('sync_queue_size', 'pose_tolerance', 'time_reset', 'objects.max_depth',
              'audio.max_duration', 'job_queue_size', 'diagnostics_period', 'dim')
 _NON_NEGATIVE = ('sync_slop', 'objects.min_interval', 'keyframe.min_translation', 'keyframe.min_rotation',
@@ -117,10 +124,12 @@ class PerceptionNode(Node):
         for name, (default, description) in PARAMETERS.items():
             self.declare_parameter(name, default, ParameterDescriptor(
                 description=description, read_only=name in _READ_ONLY))
+        self.declare_parameter('rooms', Parameter.Type.STRING_ARRAY,
+                               ParameterDescriptor(description=ROOMS_DESCRIPTION))
         problem = self._invalid([self.get_parameter(n) for n in PARAMETERS])
         if problem:
             raise ValueError(problem)
-        p = self._value
+        p = self._value     # _config raises RoomConfigError (a ValueError) for a bad room
         dim = p('dim')
         self.perception = Perception(self._config(), load_visual_encoder(p('visual_encoder'), dim),
                                      SoundClassifier(SoundModel.load(), p('audio.min_similarity')))
@@ -171,6 +180,12 @@ class PerceptionNode(Node):
     def _value(self, name: str):
         return self.get_parameter(name).value
 
+    def _rooms(self) -> list[str]:
+        try:
+            return list(self.get_parameter('rooms').value or [])
+        except ParameterUninitializedException:
+            return []
+
     def _config(self) -> PerceptionConfig:
         p = self._value
         return PerceptionConfig(
@@ -182,7 +197,7 @@ class PerceptionNode(Node):
             min_detection_score=p('objects.min_score'), evidence_dir=p('evidence_dir'),
             object_min_interval=p('objects.min_interval'),
             save_images=p('save_images'), save_audio_clips=p('save_audio_clips'),
-            time_reset=p('time_reset'),
+            time_reset=p('time_reset'), rooms=RoomMap.parse(self._rooms()),
             keyframe=KeyframeGate(p('keyframe.min_translation'), p('keyframe.min_rotation'),
                                   p('keyframe.min_view_change'), p('keyframe.min_interval')),
             locator=ObjectLocator(min_depth=p('objects.min_depth'),
@@ -213,6 +228,11 @@ class PerceptionNode(Node):
                 return 'camera_convention must be body or optical'
             if name == 'sensor_reliability' and value not in ('reliable', 'best_effort'):
                 return 'sensor_reliability must be reliable or best_effort'
+            if name == 'rooms':
+                try:
+                    RoomMap.parse(list(value or []))
+                except ValueError as exc:
+                    return str(exc)
         return ''
 
     def parameters_callback(self, params: list[Parameter]) -> SetParametersResult:
@@ -242,6 +262,8 @@ class PerceptionNode(Node):
             elif name in ('objects.min_depth', 'objects.max_depth',
                           'objects.min_valid_fraction'):
                 setattr(config.locator, name.split('.', 1)[1], float(value))
+            elif name == 'rooms':
+                config.rooms = RoomMap.parse(list(value or []))
             elif name == 'audio.min_similarity':
                 self.perception.sound_classifier.min_similarity = float(value)
             elif name.startswith('audio.'):

@@ -10,7 +10,8 @@ Two halves, so a node can run them in different threads (callback groups):
   into events (an :class:`AudioJob` with the pose where it was heard). Bad input raises
   :class:`InputRejected` and changes nothing.
 * the **encoding half** (:meth:`Perception.run`): the expensive part, one job at a time:
-  visual/crop/audio embeddings, 3D object estimates, sketch tags, evidence files.
+  visual/crop/audio embeddings, 3D object estimates, sketch tags (``room:`` from the
+  configured rooms, :mod:`.rooms`), evidence files.
 
 Counters (``Perception.counters``) say what happened to every input; the node publishes them.
 """
@@ -48,6 +49,7 @@ from engram_ros.perception.objects import object_confidence
 from engram_ros.perception.objects import object_tags
 from engram_ros.perception.objects import ObjectLocator
 from engram_ros.perception.pose_buffer import PoseBuffer
+from engram_ros.perception.rooms import RoomMap
 from engram_ros.perception.sync import ApproximateTimeSynchronizer
 from engram_ros.perception.visual import VisualEncoder
 
@@ -84,6 +86,8 @@ class PerceptionConfig:
     #: simulator restart, a bag looping): every buffer is cleared. Smaller steps back are
     #: refused.
     time_reset: float = 3.0
+    #: Rooms of the map: places and objects in one get its ``room:`` tag.
+    rooms: RoomMap = field(default_factory=RoomMap)
     keyframe: KeyframeGate = field(default_factory=KeyframeGate)
     locator: ObjectLocator = field(default_factory=ObjectLocator)
     segmenter: AudioSegmenter = field(default_factory=AudioSegmenter)
@@ -355,7 +359,9 @@ class Perception:
         return Observation(
             kind='place', frame_id=self.config.frame_id, position=frame.pose.position.copy(),
             orientation=frame.pose.orientation.copy(), stamp=frame.stamp, vector=vector,
-            tags=sketch.normalize_tags(f'vw:{w}' for w in words), modality='multi',
+            tags=sketch.normalize_tags([f'vw:{w}' for w in words]
+                                       + list(self.config.rooms.tags(frame.pose.position))),
+            modality='multi',
             covariance=np.diag([var, var, var, 0.1, 0.1, 0.1]).reshape(-1),
             confidence=1.0, evidence=uris)
 
@@ -384,7 +390,9 @@ class Perception:
             out.append(Observation(
                 kind='object', frame_id=self.config.frame_id, position=est.position,
                 stamp=frame.stamp, vector=vector, label=label,
-                tags=object_tags(label, est.colour, est.size_class), modality='multi',
+                tags=sketch.normalize_tags(object_tags(label, est.colour, est.size_class)
+                                           + self.config.rooms.tags(est.position)),
+                modality='multi',
                 covariance=est.covariance(),
                 confidence=object_confidence(det.score, est.depth_quality),
                 evidence=self._write_image(crop, f'{label}_crop', frame.stamp)))

@@ -86,6 +86,18 @@ def test_where_is_x_matches_ground_truth_after_one_lap(test_node, tmp_path):
         assert len(found) >= 3, (found, logs)
         # objects are placed at their centre, not on their visible side (objects.py)
         assert all(d < 0.5 for d in found.values()), found
+        # the launcher gives perception the flat's rooms: places and objects carry them
+        rooms = {f'room:{r["name"]}' for r in truth['rooms']}
+        places = client.recall(kinds=['place'], k=100).engrams
+        assert places and all(rooms & set(p.tags) for p in places), [p.tags for p in places]
+        assert {t for p in places for t in p.tags if t.startswith('room:')} == rooms
+        for obj in truth['objects']:
+            hits = client.recall(tags_all=[f'label:{obj["label"]}'], kinds=['object'],
+                                 k=1).engrams
+            if obj['category'] == 'object' and hits:
+                assert f'room:{obj["room"]}' in hits[0].tags, (obj, hits[0].tags)
+        kitchen = client.recall(text='what is in the kitchen?', kinds=['object'], k=10)
+        assert kitchen.engrams and all('room:kitchen' in e.tags for e in kitchen.engrams)
         unicorn = client.recall(text='where is the unicorn?', kinds=['object'], k=1)
         assert not [e for e in unicorn.engrams if e.label == 'unicorn']
     finally:

@@ -157,6 +157,16 @@ def test_perception_gets_the_sims_camera_mount():
     assert 'scenario:=small' not in perception.command
 
 
+def test_perception_gets_the_scenarios_rooms_and_a_bad_scenario_is_refused(tmp_path):
+    launcher = Launcher('sim', params=['sim.scenario:=small'])
+    perception = next(c for c in launcher.children if c.spec.name == 'perception')
+    assert 'rooms:=["kitchen=box:0,0,3,4", "living_room=box:3,0,6,4"]' in perception.command
+    assert not any(a.startswith('rooms:=') for c in Launcher('robot').children
+                   for a in c.command)
+    with pytest.raises(ValueError, match='no such scenario file'):
+        Launcher('sim', params=[f'sim.scenario:={tmp_path / "missing.yaml"}'])
+
+
 @pytest.mark.parametrize('name', ['sim_launch.py', 'robot_launch.py', 'gazebo_launch.py'])
 def test_launch_files_declare_described_arguments(name):
     """`launch` is not installable here: check the files' shape without running them."""

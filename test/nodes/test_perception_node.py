@@ -222,10 +222,13 @@ def test_bad_input_is_skipped_counted_and_never_placed(graph):
     assert perception.proc.poll() is None
 
 
-def test_invalid_parameters_stop_the_node_with_a_clear_message(tmp_path):
+@pytest.mark.parametrize('setting, message', [
+    ('camera_convention:=sideways', 'camera_convention must be body or optical'),
+    ('rooms:=["kitchen=circle:1,2,3"]', "room 'kitchen=circle:1,2,3': unknown shape"),
+])
+def test_invalid_parameters_stop_the_node_with_a_clear_message(tmp_path, setting, message):
     proc = NodeProcess('engram_ros.nodes.perception_node',
-                       perception_args('/bad', tmp_path, 'camera_convention:=sideways'),
-                       tmp_path / 'bad.log')
+                       perception_args('/bad', tmp_path, setting), tmp_path / 'bad.log')
     assert proc.proc.wait(60) == 2
-    assert 'camera_convention must be body or optical' in proc.log()
+    assert message in proc.log()
     proc.stop()
