@@ -41,6 +41,8 @@ from sensor_msgs.msg import Image
 
 from engram_ros import conversions
 from engram_ros import perception_conversions as pc
+from engram_ros.core.evidence import EvidenceError
+from engram_ros.core.evidence import load_key
 from engram_ros.msg import AudioChunk
 from engram_ros.msg import DetectionArray
 from engram_ros.msg import Observation as ObservationMsg
@@ -58,7 +60,7 @@ from engram_ros.perception.visual import load_visual_encoder
 from engram_ros.nodes.spin import run_node
 
 _READ_ONLY = ('frame_id', 'dim', 'visual_encoder', 'job_queue_size', 'diagnostics_period',
-              'sensor_reliability')
+              'sensor_reliability', 'encrypt_evidence', 'encryption_key_file')
 
 # name -> (default, description). Declared once, here; config/engram.yaml mirrors them.
 PARAMETERS: dict[str, tuple[object, str]] = {
@@ -95,8 +97,14 @@ PARAMETERS: dict[str, tuple[object, str]] = {
     'audio.max_duration': (4.0, '[s] longest sound event'),
     'audio.min_similarity': (0.5, 'mean cosine to the nearest example sounds needed for a '
                                    'sound: tag'),
-    'evidence_dir': ('~/.ros/engram_evidence', 'where frames, crops and clips are written; '
-                                               'empty writes none'),
+    'evidence_dir': ('~/.ros/engram_store/evidence',
+                     'where frames, crops and clips are written: the memory\'s '
+                     '<store_dir>/evidence, so its retention and forgetting apply; empty '
+                     'writes none'),
+    'encrypt_evidence': (False, 'encrypt evidence files at rest (Fernet), as the memory\'s '
+                                'encrypt_evidence; a missing key stops the node (read-only)'),
+    'encryption_key_file': ('', 'evidence key file, the memory\'s (engram keygen FILE); '
+                                'empty: $ENGRAM_KEY (read-only)'),
     'save_images': (True, 'write place frames and object crops as evidence'),
     'save_audio_clips': (False, 'write sound clips as evidence (off: data minimisation)'),
     'job_queue_size': (4, 'encoding jobs waiting at most; the oldest is dropped past it '
@@ -129,7 +137,9 @@ class PerceptionNode(Node):
         problem = self._invalid([self.get_parameter(n) for n in PARAMETERS])
         if problem:
             raise ValueError(problem)
-        p = self._value     # _config raises RoomConfigError (a ValueError) for a bad room
+        # _config raises RoomConfigError (a ValueError) for a bad room and EncryptionKeyError
+        # when encryption is on without a usable key: never a silent fall-back to plaintext
+        p = self._value
         dim = p('dim')
         self.perception = Perception(self._config(), load_visual_encoder(p('visual_encoder'), dim),
                                      SoundClassifier(SoundModel.load(), p('audio.min_similarity')))
@@ -195,6 +205,8 @@ class PerceptionNode(Node):
             camera_convention=p('camera_convention'),
             visual_words_per_place=p('visual_words_per_place'),
             min_detection_score=p('objects.min_score'), evidence_dir=p('evidence_dir'),
+            evidence_key=(load_key(p('encryption_key_file')) if p('encrypt_evidence')
+                          else None),
             object_min_interval=p('objects.min_interval'),
             save_images=p('save_images'), save_audio_clips=p('save_audio_clips'),
             time_reset=p('time_reset'), rooms=RoomMap.parse(self._rooms()),
@@ -390,7 +402,8 @@ class PerceptionNode(Node):
 def main(args: list[str] | None = None) -> int:
     return run_node(PerceptionNode, lambda: MultiThreadedExecutor(num_threads=3),
                     logger_name='engram_perception', what='start perception',
-                    startup_errors=(ValueError, FileNotFoundError), args=args)
+                    startup_errors=(ValueError, FileNotFoundError, EvidenceError),
+                    args=args)
 
 
 if __name__ == '__main__':

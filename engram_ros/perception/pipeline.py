@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 from collections import Counter
 from collections import deque
 from dataclasses import dataclass
 from dataclasses import field
+from pathlib import Path
 from typing import Union
 
 import cv2
@@ -33,6 +35,8 @@ import numpy as np
 from engram_ros.core import sketch
 from engram_ros.core.engram import InvalidObservation
 from engram_ros.core.engram import Observation
+from engram_ros.core.evidence import EvidenceError
+from engram_ros.core.evidence import EvidenceStore
 from engram_ros.perception import evidence
 from engram_ros.perception.audio import audio_embedding
 from engram_ros.perception.audio import audio_features
@@ -79,7 +83,10 @@ class PerceptionConfig:
     object_min_interval: float = 0.5
     place_position_variance: float = 0.25
     audio_position_variance: float = 4.0
+    #: Where frames, crops and clips go, through the memory's :class:`EvidenceStore` (empty:
+    #: nowhere); with ``evidence_key`` (a Fernet key) they are encrypted at rest.
     evidence_dir: str = ''
+    evidence_key: bytes | None = None
     save_images: bool = True
     save_audio_clips: bool = False
     #: A stamp this far [s] behind the same input's newest one means time was reset (a
@@ -149,6 +156,7 @@ class Perception:
         self._label_stamps: dict[str, float] = {}
         #: Synchronised frames newer than the newest pose, waiting for it.
         self._waiting: deque[tuple[float, np.ndarray, np.ndarray, Intrinsics]] = deque()
+        self._evidence: tuple[str, EvidenceStore] | None = None
 
     # ----------------------------------------------------------------------------- helpers
     def count(self, key: str, n: int = 1) -> None:
@@ -408,10 +416,9 @@ class Perception:
         else:
             raise RuntimeError('audio needs the sound model')
         uris: tuple[str, ...] = ()
-        if self.config.save_audio_clips and self.config.evidence_dir:
-            uris = (evidence.write_evidence(self.config.evidence_dir, f'{sound or "sound"}.wav',
-                                            evidence.encode_wav(seg.samples, seg.sample_rate),
-                                            'audio'),)
+        if self.config.save_audio_clips:
+            uris = self._write(f'{sound or "sound"}.wav',
+                               lambda: evidence.encode_wav(seg.samples, seg.sample_rate), 'audio')
         var = self.config.audio_position_variance
         return Observation(
             kind='audio', frame_id=self.config.frame_id, position=job.pose.position.copy(),
@@ -421,12 +428,29 @@ class Perception:
             confidence=float(max(0.05, similarity)) if sound else 0.3, evidence=uris)
 
     def _write_image(self, rgb: np.ndarray, name: str, stamp: float) -> tuple[str, ...]:
-        if not (self.config.save_images and self.config.evidence_dir):
+        if not self.config.save_images:
+            return ()
+        return self._write(f'{name}.jpg', lambda: evidence.encode_jpeg(rgb), 'image')
+
+    def evidence_store(self) -> EvidenceStore | None:
+        """The store evidence is written to (the configured directory; ``None``: none)."""
+        directory = self.config.evidence_dir
+        if not directory:
+            return None
+        if self._evidence is None or self._evidence[0] != directory:
+            self._evidence = (directory, EvidenceStore(Path(os.path.expanduser(directory)),
+                                                       self.config.evidence_key))
+        return self._evidence[1]
+
+    def _write(self, name: str, encode, kind: str) -> tuple[str, ...]:
+        """Encode and store one piece of evidence; ``()`` when there is nowhere to, or it
+        fails (counted: an observation is worth more than its evidence)."""
+        store = self.evidence_store()
+        if store is None:
             return ()
         try:
-            return (evidence.write_evidence(self.config.evidence_dir, f'{name}.jpg',
-                                            evidence.encode_jpeg(rgb), 'image'),)
-        except (OSError, ValueError) as exc:
+            return (store.write(name, encode(), kind),)
+        except (EvidenceError, ValueError) as exc:
             self.count('evidence_errors')
             _LOG.warning('evidence not written: %s', exc)
             return ()

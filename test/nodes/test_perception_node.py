@@ -222,13 +222,15 @@ def test_bad_input_is_skipped_counted_and_never_placed(graph):
     assert perception.proc.poll() is None
 
 
-@pytest.mark.parametrize('setting, message', [
-    ('camera_convention:=sideways', 'camera_convention must be body or optical'),
-    ('rooms:=["kitchen=circle:1,2,3"]', "room 'kitchen=circle:1,2,3': unknown shape"),
+@pytest.mark.parametrize('settings, message', [
+    (['camera_convention:=sideways'], 'camera_convention must be body or optical'),
+    (['rooms:=["kitchen=circle:1,2,3"]'], "room 'kitchen=circle:1,2,3': unknown shape"),
+    (['encrypt_evidence:=true', 'encryption_key_file:=/nonexistent/engram.key'],
+     "evidence encryption is on but the key file '/nonexistent/engram.key' cannot be read"),
 ])
-def test_invalid_parameters_stop_the_node_with_a_clear_message(tmp_path, setting, message):
+def test_invalid_parameters_stop_the_node_with_a_clear_message(tmp_path, settings, message):
     proc = NodeProcess('engram_ros.nodes.perception_node',
-                       perception_args('/bad', tmp_path, setting), tmp_path / 'bad.log')
+                       perception_args('/bad', tmp_path, *settings), tmp_path / 'bad.log')
     assert proc.proc.wait(60) == 2
     assert message in proc.log()
     proc.stop()
