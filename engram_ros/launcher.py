@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import json
 import logging
 import os
 import signal
@@ -33,6 +34,8 @@ from pathlib import Path
 from typing import Sequence
 
 import yaml
+
+from engram_ros.sim.scenario import load_scenario
 
 _LOG = logging.getLogger('engram_launch')
 ROOT = Path(__file__).resolve().parents[1]
@@ -146,23 +149,56 @@ class Launcher:
         return args
 
     def _shared(self, spec: NodeSpec) -> list[str]:
-        """In the sim set, perception sees the camera where the sim mounted it (no tf2 here)."""
-        if spec.name != 'perception' or 'sim' not in SETS[self.set_name] or 'sim' in self.without:
+        """What perception must agree on with the nodes beside it (``-p perception.*``
+        overrides still win):
+
+        * with the memory: its evidence directory and encryption settings, so perception's
+          frames and crops are kept, encrypted and expired as the memory's evidence;
+        * with the sim: the camera where the sim mounted it (no tf2 here), and the simulated
+          house's rooms, as a user would draw them on a real map.
+
+        :raises ScenarioError: (a ValueError) when the sim's scenario cannot be read.
+        """
+        if spec.name != 'perception':
             return []
-        sim = self.sim_parameters()
-        return [f'camera_xyz:={sim["camera_xyz"]}', f'camera_rpy:={sim["camera_rpy"]}',
-                'camera_convention:=optical']
+        shared = []
+        if 'memory' in SETS[self.set_name] and 'memory' not in self.without:
+            memory = self.node_parameters('memory', {'store_dir': '~/.ros/engram_store',
+                                                     'encrypt_evidence': False,
+                                                     'encryption_key_file': ''})
+            shared += [f'evidence_dir:={json.dumps(str(Path(memory["store_dir"]) / "evidence"))}',
+                       f'encrypt_evidence:={str(bool(memory["encrypt_evidence"])).lower()}',
+                       f'encryption_key_file:={json.dumps(str(memory["encryption_key_file"]))}']
+        if 'sim' in SETS[self.set_name] and 'sim' not in self.without:
+            sim = self.sim_parameters()
+            rooms = load_scenario(sim['scenario']).world.room_specs()
+            shared += [f'camera_xyz:={sim["camera_xyz"]}', f'camera_rpy:={sim["camera_rpy"]}',
+                       'camera_convention:=optical', f'rooms:={json.dumps(rooms)}']
+        return shared
+
+    def node_parameters(self, node: str, defaults: dict) -> dict:
+        """``defaults``' names of ``node`` from the parameter file, after ``-p node.*``
+        overrides."""
+        doc = yaml.safe_load(self.params_file.read_text()) or {}
+        values = dict(defaults)
+        values.update({k: v for k, v in ((doc.get(NODES[node].params_key) or {})
+                                         .get('ros__parameters') or {}).items()
+                       if k in defaults})
+        for assignment in self.overrides[node]:
+            name, _, value = assignment.partition(':=')
+            if name in defaults:
+                values[name] = yaml.safe_load(value)
+        return values
 
     def sim_parameters(self) -> dict:
-        """The sim's camera mount from the parameter file, after ``-p sim.*`` overrides."""
-        doc = yaml.safe_load(self.params_file.read_text()) or {}
-        values = dict((doc.get(NODES['sim'].params_key) or {}).get('ros__parameters') or {})
-        values.setdefault('camera_xyz', [0.1, 0.0, 1.0])
-        values.setdefault('camera_rpy', [-1.7708, 0.0, -1.5708])
-        for assignment in self.overrides['sim']:
-            name, _, value = assignment.partition(':=')
-            values[name] = yaml.safe_load(value)
-        return {k: [float(v) for v in values[k]] for k in ('camera_xyz', 'camera_rpy')}
+        """The sim's camera mount and scenario from the parameter file, after ``-p sim.*``
+        overrides."""
+        values = self.node_parameters('sim', {'camera_xyz': [0.1, 0.0, 1.0],
+                                              'camera_rpy': [-1.7708, 0.0, -1.5708],
+                                              'scenario': 'house'})
+        out: dict = {k: [float(v) for v in values[k]] for k in ('camera_xyz', 'camera_rpy')}
+        out['scenario'] = str(values['scenario'])
+        return out
 
     # --------------------------------------------------------------------------- running
     def start(self) -> None:

@@ -30,6 +30,7 @@ from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import ParameterDescriptor
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.exceptions import ParameterUninitializedException
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -40,6 +41,8 @@ from sensor_msgs.msg import Image
 
 from engram_ros import conversions
 from engram_ros import perception_conversions as pc
+from engram_ros.core.evidence import EvidenceError
+from engram_ros.core.evidence import load_key
 from engram_ros.msg import AudioChunk
 from engram_ros.msg import DetectionArray
 from engram_ros.msg import Observation as ObservationMsg
@@ -51,11 +54,13 @@ from engram_ros.perception.keyframe import KeyframeGate
 from engram_ros.perception.objects import ObjectLocator
 from engram_ros.perception.pipeline import Perception
 from engram_ros.perception.pipeline import PerceptionConfig
+from engram_ros.perception.rooms import RoomMap
+from engram_ros.perception.rooms import SYNTAX as ROOM_SYNTAX
 from engram_ros.perception.visual import load_visual_encoder
 from engram_ros.nodes.spin import run_node
 
 _READ_ONLY = ('frame_id', 'dim', 'visual_encoder', 'job_queue_size', 'diagnostics_period',
-              'sensor_reliability')
+              'sensor_reliability', 'encrypt_evidence', 'encryption_key_file')
 
 # name -> (default, description). Declared once, here; config/engram.yaml mirrors them.
 PARAMETERS: dict[str, tuple[object, str]] = {
@@ -92,14 +97,24 @@ PARAMETERS: dict[str, tuple[object, str]] = {
     'audio.max_duration': (4.0, '[s] longest sound event'),
     'audio.min_similarity': (0.5, 'mean cosine to the nearest example sounds needed for a '
                                    'sound: tag'),
-    'evidence_dir': ('~/.ros/engram_evidence', 'where frames, crops and clips are written; '
-                                               'empty writes none'),
+    'evidence_dir': ('~/.ros/engram_store/evidence',
+                     'where frames, crops and clips are written: the memory\'s '
+                     '<store_dir>/evidence, so its retention and forgetting apply; empty '
+                     'writes none'),
+    'encrypt_evidence': (False, 'encrypt evidence files at rest (Fernet), as the memory\'s '
+                                'encrypt_evidence; a missing key stops the node (read-only)'),
+    'encryption_key_file': ('', 'evidence key file, the memory\'s (engram keygen FILE); '
+                                'empty: $ENGRAM_KEY (read-only)'),
     'save_images': (True, 'write place frames and object crops as evidence'),
     'save_audio_clips': (False, 'write sound clips as evidence (off: data minimisation)'),
     'job_queue_size': (4, 'encoding jobs waiting at most; the oldest is dropped past it '
                           '(read-only)'),
     'diagnostics_period': (1.0, '[s] diagnostics publishing period (read-only)'),
 }
+
+#: A string array without a default (an empty list has no type in ROS): unset means no rooms.
+ROOMS_DESCRIPTION = (f'rooms of the map, {ROOM_SYNTAX}; places and objects in one get its '
+                     'room: tag; unset: none')
 
 _POSITIVE = ('sync_queue_size', 'pose_tolerance', 'time_reset', 'objects.max_depth',
              'audio.max_duration', 'job_queue_size', 'diagnostics_period', 'dim')
@@ -117,9 +132,13 @@ class PerceptionNode(Node):
         for name, (default, description) in PARAMETERS.items():
             self.declare_parameter(name, default, ParameterDescriptor(
                 description=description, read_only=name in _READ_ONLY))
+        self.declare_parameter('rooms', Parameter.Type.STRING_ARRAY,
+                               ParameterDescriptor(description=ROOMS_DESCRIPTION))
         problem = self._invalid([self.get_parameter(n) for n in PARAMETERS])
         if problem:
             raise ValueError(problem)
+        # _config raises RoomConfigError (a ValueError) for a bad room and EncryptionKeyError
+        # when encryption is on without a usable key: never a silent fall-back to plaintext
         p = self._value
         dim = p('dim')
         self.perception = Perception(self._config(), load_visual_encoder(p('visual_encoder'), dim),
@@ -171,6 +190,12 @@ class PerceptionNode(Node):
     def _value(self, name: str):
         return self.get_parameter(name).value
 
+    def _rooms(self) -> list[str]:
+        try:
+            return list(self.get_parameter('rooms').value or [])
+        except ParameterUninitializedException:
+            return []
+
     def _config(self) -> PerceptionConfig:
         p = self._value
         return PerceptionConfig(
@@ -180,9 +205,11 @@ class PerceptionNode(Node):
             camera_convention=p('camera_convention'),
             visual_words_per_place=p('visual_words_per_place'),
             min_detection_score=p('objects.min_score'), evidence_dir=p('evidence_dir'),
+            evidence_key=(load_key(p('encryption_key_file')) if p('encrypt_evidence')
+                          else None),
             object_min_interval=p('objects.min_interval'),
             save_images=p('save_images'), save_audio_clips=p('save_audio_clips'),
-            time_reset=p('time_reset'),
+            time_reset=p('time_reset'), rooms=RoomMap.parse(self._rooms()),
             keyframe=KeyframeGate(p('keyframe.min_translation'), p('keyframe.min_rotation'),
                                   p('keyframe.min_view_change'), p('keyframe.min_interval')),
             locator=ObjectLocator(min_depth=p('objects.min_depth'),
@@ -213,6 +240,11 @@ class PerceptionNode(Node):
                 return 'camera_convention must be body or optical'
             if name == 'sensor_reliability' and value not in ('reliable', 'best_effort'):
                 return 'sensor_reliability must be reliable or best_effort'
+            if name == 'rooms':
+                try:
+                    RoomMap.parse(list(value or []))
+                except ValueError as exc:
+                    return str(exc)
         return ''
 
     def parameters_callback(self, params: list[Parameter]) -> SetParametersResult:
@@ -242,6 +274,8 @@ class PerceptionNode(Node):
             elif name in ('objects.min_depth', 'objects.max_depth',
                           'objects.min_valid_fraction'):
                 setattr(config.locator, name.split('.', 1)[1], float(value))
+            elif name == 'rooms':
+                config.rooms = RoomMap.parse(list(value or []))
             elif name == 'audio.min_similarity':
                 self.perception.sound_classifier.min_similarity = float(value)
             elif name.startswith('audio.'):
@@ -334,6 +368,13 @@ class PerceptionNode(Node):
                 self.get_logger().error(f'encoding failed: {exc!r}', throttle_duration_sec=5.0)
                 continue
             self._encode_ms = (time.perf_counter() - start) * 1e3
+            if observations and self.observation_pub.get_subscription_count() == 0:
+                # Volatile topic: with no matched memory, DDS drops these. Say so, or a lost
+                # observation looks like one the memory refused.
+                self.perception.count('published_unheard', len(observations))
+                self.get_logger().warning('no memory is listening on '
+                                          f'{self.observation_pub.topic_name}: observations '
+                                          'are lost', throttle_duration_sec=5.0)
             for obs in observations:
                 self.observation_pub.publish(conversions.observation_to_msg(obs))
 
@@ -342,6 +383,7 @@ class PerceptionNode(Node):
         with self._jobs_lock:
             values['backlog'] = len(self._jobs)
         values['last_encode_ms'] = round(self._encode_ms, 2)
+        values['observation_subscribers'] = self.observation_pub.get_subscription_count()
         skipped = sum(v for k, v in values.items() if k.startswith('skipped_'))
         status = DiagnosticStatus(name=f'{self.get_fully_qualified_name()}: perception',
                                   hardware_id='engram_ros')
@@ -360,7 +402,8 @@ class PerceptionNode(Node):
 def main(args: list[str] | None = None) -> int:
     return run_node(PerceptionNode, lambda: MultiThreadedExecutor(num_threads=3),
                     logger_name='engram_perception', what='start perception',
-                    startup_errors=(ValueError, FileNotFoundError), args=args)
+                    startup_errors=(ValueError, FileNotFoundError, EvidenceError),
+                    args=args)
 
 
 if __name__ == '__main__':

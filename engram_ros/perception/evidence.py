@@ -1,37 +1,17 @@
-"""Writing raw evidence (frames, crops, clips) and naming it by ``file://`` URI.
+"""Encoding raw evidence (frames, crops, clips) into the bytes that are kept.
 
-Everything goes through :func:`write_evidence`, whose signature follows the memory's
-``EvidenceStore.write(name, data, kind)`` (engram_ros/core/evidence.py, encryption at rest), so
-switching to that API is a change in this one function.
+Writing them is the memory's :class:`engram_ros.core.evidence.EvidenceStore` (atomic, private,
+``file://`` URIs, encrypted at rest when a key is given), the same for perception and memory;
+see :meth:`engram_ros.perception.pipeline.Perception.evidence_store`.
 """
 
 from __future__ import annotations
 
 import io
-import os
-import secrets
 import wave
-from pathlib import Path
 
 import cv2
 import numpy as np
-
-
-def write_evidence(directory: str | Path, name: str, data: bytes, kind: str) -> str:
-    """Write ``data`` atomically and privately (0600) under ``directory/kind/``; return its URI.
-
-    :raises OSError: when the directory cannot be written.
-    """
-    folder = Path(os.path.expanduser(str(directory))) / kind
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    stem, dot, ext = name.rpartition('.')
-    path = folder / f'{stem or ext}-{secrets.token_hex(4)}{dot}{ext if stem else ""}'
-    tmp = path.with_suffix(path.suffix + '.tmp')
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, 'wb') as f:
-        f.write(data)
-    os.replace(tmp, path)
-    return path.resolve().as_uri()
 
 
 def encode_jpeg(rgb: np.ndarray, quality: int = 85) -> bytes:

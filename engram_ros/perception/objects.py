@@ -3,9 +3,10 @@
 The pixels of the detection (its mask, or its box) with valid depth are back-projected into
 the map frame; when a box is given without a mask, only the foreground (points near the median
 depth of the box's centre) is kept. An Open3D statistical outlier removal cleans the cloud;
-the position is the centre of the inliers' axis-aligned bounding box (the visible surface of
-the object), the extent the box's size. A detection whose box has too little valid depth is
-refused: a wrong 3D position is worse than none.
+the centre of the inliers' axis-aligned bounding box is the centre of the visible surface,
+which :func:`behind_visible_surface` moves back along the line of sight by the depth that is
+likely hidden; the extent is the box's size (of the visible surface). A detection whose box
+has too little valid depth is refused: a wrong 3D position is worse than none.
 """
 
 from __future__ import annotations
@@ -40,13 +41,14 @@ class Detection:
 class ObjectEstimate:
     """Where a detected object is, how large, what colour, and how sure the depth is."""
 
-    position: np.ndarray            # map frame [m]
-    extent: np.ndarray              # axis-aligned size in the map frame [m]
+    position: np.ndarray            # map frame [m]: the object's estimated centre
+    extent: np.ndarray              # axis-aligned size of the visible surface, map frame [m]
     colour: tuple[int, int, int]    # median RGB of the inlier pixels
     size_class: str
     depth_quality: float            # [0, 1]: valid-depth fraction x inlier fraction
     points: int
     range_m: float                  # distance from the camera [m]
+    surface_centre: np.ndarray      # map frame [m]: centre of the visible surface's box
 
     def covariance(self) -> np.ndarray:
         """6x6 covariance: position noise growing with range; orientation unknown."""
@@ -120,7 +122,8 @@ class ObjectLocator:
         points = transform_points(t_map_optical, np.asarray(cloud.points))
         lo, hi = points.min(axis=0), points.max(axis=0)
         extent = hi - lo
-        centre = (lo + hi) / 2.0
+        surface_centre = (lo + hi) / 2.0
+        centre = behind_visible_surface(points, surface_centre, t_map_optical[:3, 3])
         inlier_idx = np.asarray(inliers, dtype=np.int64)
         pixels = rgb[rows[inlier_idx] + r0, cols[inlier_idx] + c0]
         colour = tuple(int(c) for c in np.median(pixels.reshape(-1, 3), axis=0))
@@ -128,7 +131,7 @@ class ObjectLocator:
         return ObjectEstimate(
             position=centre, extent=extent, colour=colour, size_class=size_class,
             depth_quality=fraction * len(inliers) / max(1, n), points=len(inliers),
-            range_m=float(np.median(z[inlier_idx])))
+            range_m=float(np.median(z[inlier_idx])), surface_centre=surface_centre)
 
     def _foreground(self, region: np.ndarray, keep: np.ndarray) -> np.ndarray:
         """Pixels near the object's depth: the median of the box's central half."""
@@ -140,6 +143,46 @@ class ObjectLocator:
         band = max(self.foreground_band, 0.05 * d0)
         with np.errstate(invalid='ignore'):
             return np.abs(region - d0) <= band
+
+
+def behind_visible_surface(points: np.ndarray, visible_centre: np.ndarray,
+                           camera: np.ndarray) -> np.ndarray:
+    """Where the centre of an object is, from the part of its surface the camera sees.
+
+    Depth sees the near side only, so the centre of the visible points lies in front of the
+    object's centre, by up to its radius. In the floor plane, along the horizontal line of
+    sight the visible points span ``V`` (nearest to farthest), across it ``W``. The footprint's
+    depth is taken as ``W`` (about as deep as wide), but at least ``V`` (what is seen is in
+    it) and at most ``2 V`` (a convex thing whose far side is hidden is seen up to its outline,
+    at about the depth of its centre); the visible centre moves along the line of sight to half
+    that depth behind the nearest point:
+
+    * round things seen from the side (``V = r``, ``W = 2r``): depth ``2r``, the true centre
+      (the visible surface's centre is ``r/2`` short); a box seen across a corner likewise;
+    * a thing whose top or far side is in view, a table or a box seen from above (``V`` about
+      ``W``): where the visible surface's centre already is;
+    * a face seen head on (``V`` about 0): not moved; its depth cannot be seen.
+
+    The estimate never lies behind the farthest visible point, so a sliver of background on a
+    mask's edge cannot throw it metres back. Its height is the visible centre's.
+
+    :param points: Nx3 visible surface points (map frame, z up).
+    :param visible_centre: the centre of their bounding box (map frame).
+    :param camera: the camera's position (map frame).
+    """
+    ray = visible_centre[:2] - camera[:2]
+    distance = float(np.linalg.norm(ray))
+    if distance < 1e-6:            # straight below the camera: no line of sight in the plane
+        return visible_centre
+    along_axis = ray / distance
+    relative = points[:, :2] - camera[:2]
+    along = relative @ along_axis
+    across = relative @ np.array([-along_axis[1], along_axis[0]])
+    seen = float(along.max() - along.min())
+    depth = min(max(float(across.max() - across.min()), seen), 2.0 * seen)
+    centre = np.array(visible_centre, dtype=np.float64)
+    centre[:2] += along_axis * (float(along.min()) + depth / 2.0 - distance)
+    return centre
 
 
 def object_tags(label: str, colour: tuple[int, int, int], size_class: str) -> tuple[str, ...]:

@@ -10,7 +10,8 @@ Two halves, so a node can run them in different threads (callback groups):
   into events (an :class:`AudioJob` with the pose where it was heard). Bad input raises
   :class:`InputRejected` and changes nothing.
 * the **encoding half** (:meth:`Perception.run`): the expensive part, one job at a time:
-  visual/crop/audio embeddings, 3D object estimates, sketch tags, evidence files.
+  visual/crop/audio embeddings, 3D object estimates, sketch tags (``room:`` from the
+  configured rooms, :mod:`.rooms`), evidence files.
 
 Counters (``Perception.counters``) say what happened to every input; the node publishes them.
 """
@@ -19,11 +20,13 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 from collections import Counter
 from collections import deque
 from dataclasses import dataclass
 from dataclasses import field
+from pathlib import Path
 from typing import Union
 
 import cv2
@@ -32,6 +35,8 @@ import numpy as np
 from engram_ros.core import sketch
 from engram_ros.core.engram import InvalidObservation
 from engram_ros.core.engram import Observation
+from engram_ros.core.evidence import EvidenceError
+from engram_ros.core.evidence import EvidenceStore
 from engram_ros.core.visibility import View
 from engram_ros.perception import evidence
 from engram_ros.perception.audio import audio_embedding
@@ -49,6 +54,7 @@ from engram_ros.perception.objects import object_confidence
 from engram_ros.perception.objects import object_tags
 from engram_ros.perception.objects import ObjectLocator
 from engram_ros.perception.pose_buffer import PoseBuffer
+from engram_ros.perception.rooms import RoomMap
 from engram_ros.perception.sync import ApproximateTimeSynchronizer
 from engram_ros.perception.visual import VisualEncoder
 
@@ -78,13 +84,18 @@ class PerceptionConfig:
     object_min_interval: float = 0.5
     place_position_variance: float = 0.25
     audio_position_variance: float = 4.0
+    #: Where frames, crops and clips go, through the memory's :class:`EvidenceStore` (empty:
+    #: nowhere); with ``evidence_key`` (a Fernet key) they are encrypted at rest.
     evidence_dir: str = ''
+    evidence_key: bytes | None = None
     save_images: bool = True
     save_audio_clips: bool = False
     #: A stamp this far [s] behind the same input's newest one means time was reset (a
     #: simulator restart, a bag looping): every buffer is cleared. Smaller steps back are
     #: refused.
     time_reset: float = 3.0
+    #: Rooms of the map: places and objects in one get its ``room:`` tag.
+    rooms: RoomMap = field(default_factory=RoomMap)
     keyframe: KeyframeGate = field(default_factory=KeyframeGate)
     locator: ObjectLocator = field(default_factory=ObjectLocator)
     segmenter: AudioSegmenter = field(default_factory=AudioSegmenter)
@@ -146,6 +157,7 @@ class Perception:
         self._label_stamps: dict[str, float] = {}
         #: Synchronised frames newer than the newest pose, waiting for it.
         self._waiting: deque[tuple[float, np.ndarray, np.ndarray, Intrinsics]] = deque()
+        self._evidence: tuple[str, EvidenceStore] | None = None
 
     # ----------------------------------------------------------------------------- helpers
     def count(self, key: str, n: int = 1) -> None:
@@ -356,7 +368,9 @@ class Perception:
         return Observation(
             kind='place', frame_id=self.config.frame_id, position=frame.pose.position.copy(),
             orientation=frame.pose.orientation.copy(), stamp=frame.stamp, vector=vector,
-            tags=sketch.normalize_tags(f'vw:{w}' for w in words), modality='multi',
+            tags=sketch.normalize_tags([f'vw:{w}' for w in words]
+                                       + list(self.config.rooms.tags(frame.pose.position))),
+            modality='multi',
             covariance=np.diag([var, var, var, 0.1, 0.1, 0.1]).reshape(-1),
             confidence=1.0, evidence=uris,
             view=View.from_depth(frame.depth, frame.intrinsics.fx, frame.intrinsics.fy,
@@ -387,7 +401,9 @@ class Perception:
             out.append(Observation(
                 kind='object', frame_id=self.config.frame_id, position=est.position,
                 stamp=frame.stamp, vector=vector, label=label,
-                tags=object_tags(label, est.colour, est.size_class), modality='multi',
+                tags=sketch.normalize_tags(object_tags(label, est.colour, est.size_class)
+                                           + self.config.rooms.tags(est.position)),
+                modality='multi',
                 covariance=est.covariance(),
                 confidence=object_confidence(det.score, est.depth_quality),
                 evidence=self._write_image(crop, f'{label}_crop', frame.stamp)))
@@ -403,10 +419,9 @@ class Perception:
         else:
             raise RuntimeError('audio needs the sound model')
         uris: tuple[str, ...] = ()
-        if self.config.save_audio_clips and self.config.evidence_dir:
-            uris = (evidence.write_evidence(self.config.evidence_dir, f'{sound or "sound"}.wav',
-                                            evidence.encode_wav(seg.samples, seg.sample_rate),
-                                            'audio'),)
+        if self.config.save_audio_clips:
+            uris = self._write(f'{sound or "sound"}.wav',
+                               lambda: evidence.encode_wav(seg.samples, seg.sample_rate), 'audio')
         var = self.config.audio_position_variance
         return Observation(
             kind='audio', frame_id=self.config.frame_id, position=job.pose.position.copy(),
@@ -416,12 +431,29 @@ class Perception:
             confidence=float(max(0.05, similarity)) if sound else 0.3, evidence=uris)
 
     def _write_image(self, rgb: np.ndarray, name: str, stamp: float) -> tuple[str, ...]:
-        if not (self.config.save_images and self.config.evidence_dir):
+        if not self.config.save_images:
+            return ()
+        return self._write(f'{name}.jpg', lambda: evidence.encode_jpeg(rgb), 'image')
+
+    def evidence_store(self) -> EvidenceStore | None:
+        """The store evidence is written to (the configured directory; ``None``: none)."""
+        directory = self.config.evidence_dir
+        if not directory:
+            return None
+        if self._evidence is None or self._evidence[0] != directory:
+            self._evidence = (directory, EvidenceStore(Path(os.path.expanduser(directory)),
+                                                       self.config.evidence_key))
+        return self._evidence[1]
+
+    def _write(self, name: str, encode, kind: str) -> tuple[str, ...]:
+        """Encode and store one piece of evidence; ``()`` when there is nowhere to, or it
+        fails (counted: an observation is worth more than its evidence)."""
+        store = self.evidence_store()
+        if store is None:
             return ()
         try:
-            return (evidence.write_evidence(self.config.evidence_dir, f'{name}.jpg',
-                                            evidence.encode_jpeg(rgb), 'image'),)
-        except (OSError, ValueError) as exc:
+            return (store.write(name, encode(), kind),)
+        except (EvidenceError, ValueError) as exc:
             self.count('evidence_errors')
             _LOG.warning('evidence not written: %s', exc)
             return ()

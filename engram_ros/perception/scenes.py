@@ -137,3 +137,46 @@ def rgbd_with_objects(k, t_map_optical: np.ndarray, objects, background_seed: in
         rgb[max(r0, 0):max(r1, 0), max(c0, 0):max(c1, 0)] = colour
         boxes.append((float(c0), float(r0), float(c1), float(r1)))
     return rgb, depth, boxes
+
+
+def depth_of_solids(k, t_map_optical: np.ndarray, cylinders=(), boxes=()
+                    ) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Ray-cast depth of solid objects of known size and place, with a mask per object.
+
+    Unlike :func:`rgbd_with_objects` (camera-facing faces), these have depth: what the camera
+    sees of them is their near side only, as with real objects.
+
+    :param k: :class:`~engram_ros.perception.geometry.Intrinsics` of the view.
+    :param cylinders: upright cylinders ``(x, y, radius, z_bottom, z_top)`` in the map frame,
+        closed at the top.
+    :param boxes: axis-aligned boxes ``(lo, hi)`` (corners, map frame).
+    :returns: ``(depth [m], masks)``: depth 0 where nothing is hit; a boolean mask per object,
+        cylinders first, of the pixels where it is the nearest thing.
+    """
+    v, u = np.mgrid[0:k.height, 0:k.width].astype(np.float64)
+    optical = np.stack(((u - k.cx) / k.fx, (v - k.cy) / k.fy, np.ones_like(u)), axis=-1)
+    d = optical @ t_map_optical[:3, :3].T     # map-frame rays scaled so that t is the depth
+    o = t_map_optical[:3, 3]
+    hits = []
+    with np.errstate(invalid='ignore', divide='ignore'):
+        for x, y, r, z0, z1 in cylinders:
+            a = d[..., 0] ** 2 + d[..., 1] ** 2
+            b = 2.0 * ((o[0] - x) * d[..., 0] + (o[1] - y) * d[..., 1])
+            c = (o[0] - x) ** 2 + (o[1] - y) ** 2 - r * r
+            side = (-b - np.sqrt(b * b - 4.0 * a * c)) / (2.0 * a)
+            z = o[2] + side * d[..., 2]
+            t = np.where((side > 0) & (z >= z0) & (z <= z1), side, np.inf)
+            top = (z1 - o[2]) / d[..., 2]
+            tx, ty = o[0] + top * d[..., 0] - x, o[1] + top * d[..., 1] - y
+            hits.append(np.where((top > 0) & (tx * tx + ty * ty <= r * r), np.fmin(t, top), t))
+        for lo, hi in boxes:
+            a, b = (np.asarray(lo) - o) / d, (np.asarray(hi) - o) / d
+            near = np.nanmax(np.minimum(a, b), axis=-1)
+            far = np.nanmin(np.maximum(a, b), axis=-1)
+            hits.append(np.where((near <= far) & (near > 0), near, np.inf))
+    if not hits:
+        return np.zeros((k.height, k.width), np.float32), []
+    stack = np.stack(hits)
+    nearest = stack.min(axis=0)
+    depth = np.where(np.isfinite(nearest), nearest, 0.0).astype(np.float32)
+    return depth, [np.isfinite(h) & (h == nearest) for h in stack]

@@ -124,6 +124,11 @@ class WorldSpec:
         return (min(r.x0 for r in self.rooms), min(r.y0 for r in self.rooms),
                 max(r.x1 for r in self.rooms), max(r.y1 for r in self.rooms))
 
+    def room_specs(self) -> list[str]:
+        """The rooms as perception's ``rooms`` parameter writes them (``NAME=box:...``):
+        the map's room layout a user would give a real robot."""
+        return [f'{r.name}=box:{r.x0:g},{r.y0:g},{r.x1:g},{r.y1:g}' for r in self.rooms]
+
     def with_objects(self, objects: tuple[ObjectSpec, ...]) -> 'WorldSpec':
         return replace(self, objects=objects)
 

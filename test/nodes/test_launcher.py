@@ -157,6 +157,28 @@ def test_perception_gets_the_sims_camera_mount():
     assert 'scenario:=small' not in perception.command
 
 
+def test_perception_keeps_evidence_where_and_as_the_memory_does():
+    launcher = Launcher('robot', params=['memory.store_dir:=/data/engram',
+                                         'memory.encrypt_evidence:=true',
+                                         'memory.encryption_key_file:=/keys/engram.key'])
+    perception = next(c for c in launcher.children if c.spec.name == 'perception')
+    assert 'evidence_dir:="/data/engram/evidence"' in perception.command
+    assert 'encrypt_evidence:=true' in perception.command
+    assert 'encryption_key_file:="/keys/engram.key"' in perception.command
+    alone = Launcher('robot', without=['memory'], params=['perception.evidence_dir:=/x'])
+    assert not any('encrypt_evidence' in a for c in alone.children for a in c.command)
+
+
+def test_perception_gets_the_scenarios_rooms_and_a_bad_scenario_is_refused(tmp_path):
+    launcher = Launcher('sim', params=['sim.scenario:=small'])
+    perception = next(c for c in launcher.children if c.spec.name == 'perception')
+    assert 'rooms:=["kitchen=box:0,0,3,4", "living_room=box:3,0,6,4"]' in perception.command
+    assert not any(a.startswith('rooms:=') for c in Launcher('robot').children
+                   for a in c.command)
+    with pytest.raises(ValueError, match='no such scenario file'):
+        Launcher('sim', params=[f'sim.scenario:={tmp_path / "missing.yaml"}'])
+
+
 @pytest.mark.parametrize('name', ['sim_launch.py', 'robot_launch.py', 'gazebo_launch.py'])
 def test_launch_files_declare_described_arguments(name):
     """`launch` is not installable here: check the files' shape without running them."""

@@ -16,6 +16,7 @@ from engram_ros.perception.pipeline import ObjectJob
 from engram_ros.perception.pipeline import Perception
 from engram_ros.perception.pipeline import PerceptionConfig
 from engram_ros.perception.pipeline import PlaceJob
+from engram_ros.perception.rooms import RoomMap
 from engram_ros.perception.scenes import rgbd_with_objects
 from engram_ros.perception.sounds import synthesise
 from engram_ros.perception.visual import load_visual_encoder
@@ -75,6 +76,34 @@ def test_frames_detections_and_poses_become_place_and_object_observations(tmp_pa
     counters = p.snapshot()
     assert counters['frames_synced'] == 3 and counters['frames_gated'] == 2
     assert counters['object_observations'] == 3
+
+
+def test_places_and_objects_get_the_room_they_are_in():
+    # the robot drives from the hall (x < 0.5) into the kitchen; the mug is in the kitchen
+    p = make(rooms=RoomMap.parse(['hall=box:-2,-2,0.5,2', 'kitchen=poly:0.5,-2,5,-2,5,2,0.5,2']))
+    observations = []
+    for i, x in enumerate((0.0, 0.8)):
+        stamp = 100.0 + i
+        pose, rgb, depth, box = view(x)
+        p.add_pose(stamp - 0.05, pose)
+        p.add_pose(stamp + 0.05, pose)
+        jobs = p.add_depth(stamp, depth) + p.add_color(stamp, rgb)
+        jobs += p.add_detections(stamp, [Detection('cup', 0.9, box)])
+        observations += run_all(p, jobs)
+    rooms = [[t for t in o.tags if t.startswith('room:')] for o in observations]
+    kinds = [o.kind for o in observations]
+    assert sorted(zip(kinds, map(tuple, rooms))) == [
+        ('object', ('room:kitchen',)), ('object', ('room:kitchen',)),
+        ('place', ('room:hallway',)), ('place', ('room:kitchen',))]
+    assert all(o.tags == tuple(sorted(o.tags)) for o in observations)
+    # without rooms (the default), no room: tags at all
+    p = make()
+    pose, rgb, depth, box = view(0.0)
+    p.add_pose(99.9, pose)
+    p.add_pose(100.1, pose)
+    jobs = p.add_depth(100.0, depth) + p.add_color(100.0, rgb)
+    jobs += p.add_detections(100.0, [Detection('cup', 0.9, box)])
+    assert not [t for o in run_all(p, jobs) for t in o.tags if t.startswith('room:')]
 
 
 def test_the_same_label_is_looked_at_once_per_interval():
