@@ -316,12 +316,9 @@ def ask(client, truth: dict, lap_ends: list[float], current: list | None = None
     answers.append(seat)
     rooms = {r['name']: r for r in truth.get('rooms', [])}
     if 'kitchen' in rooms:
-        r = rooms['kitchen']
-        cx, cy = (r['min'][0] + r['max'][0]) / 2, (r['min'][1] + r['max'][1]) / 2
-        radius = math.hypot(r['max'][0] - cx, r['max'][1] - cy)
-        a = recall('What is in the kitchen?', kinds=['object'], center=(cx, cy, 0.0),
-                   radius=radius, k=30)
-        a.keep(lambda e: room_of_engram(e, truth) == 'kitchen').hold_back_unconfirmed()
+        # Perception tags what it sees with the room it is in (its `rooms` parameter).
+        a = recall('What is in the kitchen?', kinds=['object'], tags_all=['room:kitchen'], k=30)
+        a.hold_back_unconfirmed()
         a.note = [twin_note(e, current or []) for e in a.engrams]
         answers.append(a)
     if 'hallway' in rooms:
