@@ -857,9 +857,12 @@ class EngramIndex:
         return self._kind[self._check_slots(slots)]
 
     def tags_of(self, slot: int) -> tuple[str, ...]:
-        """Tags of one slot, sorted (debugging and tests)."""
-        s = int(self._check_slots([slot])[0])
-        return tuple(sorted(self._tag_names[c] for c in self._slot_tags(s).tolist()))
+        """Tags of one slot, sorted."""
+        s = int(slot)
+        if not 0 <= s < self._n:           # one slot: no array round trip (a hot path)
+            raise IndexError(f'slot out of range 0..{self._n - 1}')
+        names = self._tag_names
+        return tuple(sorted([names[c] for c in self._slot_tags(s).tolist()]))
 
     def vectors_of(self, slots: np.ndarray) -> np.ndarray:
         """Stored (bf16-decoded) unit vectors, ``(n, dim)`` ``float32``."""

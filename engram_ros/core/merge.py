@@ -10,6 +10,7 @@ the context vector by observation count, and keeps first/last seen, tags and evi
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from dataclasses import field
 from typing import Sequence
@@ -199,10 +200,10 @@ def merge_clusters(clusters: Sequence[tuple[Engram, Sequence[Engram]]],
         e.observation_count = count
         e.confidence = conf
         e.first_seen, e.last_seen, e.last_access = t0, t1, touched
-        tags = _merge_tags(keep.tags, tuple(others[0].tags), policy.max_tags)
+        tags = _merge_tags_cached(tuple(keep.tags), tuple(others[0].tags), policy.max_tags)
         for o in others[1:]:
             if o.tags != tags:       # _merge_tags(t, t) == t for a result t
-                tags = _merge_tags(tags, tuple(o.tags), policy.max_tags)
+                tags = _merge_tags_cached(tags, tuple(o.tags), policy.max_tags)
         e.tags = tags
         if not keep.label:
             e.label = next((o.label for o in others if o.label), '')
@@ -250,6 +251,11 @@ def _merge_tags(old: tuple[str, ...], new: tuple[str, ...], limit: int) -> tuple
         rest = [t for t in merged if not t.startswith(IDENTITY_NAMESPACES)]
         merged = keep + rest[: max(0, limit - len(keep))]
     return tuple(sorted(merged))
+
+
+# Clusters of one thing carry the same few tags: a pass folds the same pairs thousands of
+# times. Tags are str (sketch.normalize_tags), so equal keys give identical results.
+_merge_tags_cached = functools.lru_cache(maxsize=4096)(_merge_tags)
 
 
 def pairs_within(queries: np.ndarray, points: np.ndarray, radius: float
