@@ -109,6 +109,7 @@ from engram_ros.core.storage import PlaceEdge
 from engram_ros.core.storage import Storage
 from engram_ros.core.validity import Candidate
 from engram_ros.core.validity import find_moves
+from engram_ros.core.validity import missed
 from engram_ros.core.validity import valid_mask
 
 _LOG = logging.getLogger(__name__)
@@ -901,6 +902,7 @@ class MemoryStore:
     def _find_moves(self, changed: dict[int, Engram], gone: set[int]) -> list:
         """Current object/sound/event beliefs superseded by a sighting elsewhere."""
         policy = self.config.merge
+        grace = self.config.move_grace
         moves = []
         with self._lock:
             robot_place = self._last_place[0] if self._last_place else 0
@@ -915,31 +917,35 @@ class MemoryStore:
                     slots, ids = slots[left], ids[left]
                     if len(slots) < 2:
                         continue
+                ids_list = ids.tolist()
+                last = [changed[i].last_seen if i in changed else t
+                        for i, t in zip(ids_list, self.index.last_seen_of(slots).tolist())]
+                anchors = [self._anchor_of.get(i, 0) for i in ids_list]
+                seen_at = {a: (float(self.index.last_seen_of(
+                    np.array([self.index.slot_of(a)]))[0]) if a in self.index else None)
+                    for a in set(anchors) if a}
+                anchor_seen = [seen_at.get(a) for a in anchors]
+                if not any(missed(a, t_a, t, grace, robot_place)
+                           for a, t_a, t in zip(anchors, anchor_seen, last)):
+                    continue        # a belief not missed where it was is never superseded
                 positions = self.index.positions_of(slots)
                 vectors = self.index.vectors_of(slots)
                 norms = np.linalg.norm(vectors, axis=1)
                 vectors /= np.where(norms > 0.0, norms, 1.0)[:, None]
                 first = self.index.first_seen_of(slots)
-                last = self.index.last_seen_of(slots)
                 candidates = []
-                for j, engram_id in enumerate(ids.tolist()):
+                for j, engram_id in enumerate(ids_list):
                     identity = identity_tags(self.index.tags_of(int(slots[j])))
                     if not identity:
                         continue
-                    anchor = self._anchor_of.get(engram_id, 0)
-                    anchor_seen = None
-                    if anchor and anchor in self.index:
-                        anchor_seen = float(self.index.last_seen_of(
-                            np.array([self.index.slot_of(anchor)]))[0])
                     e = changed.get(engram_id)
                     candidates.append(Candidate(
                         engram_id, identity,
                         e.position if e is not None else positions[j], vectors[j],
-                        float(first[j]), float(e.last_seen if e is not None else last[j]),
-                        anchor, anchor_seen))
+                        float(first[j]), float(last[j]), anchors[j], anchor_seen[j]))
                 moves += find_moves(candidates, min_distance=2.0 * policy.radius_for(kind),
                                     min_similarity=policy.similarity_for(kind),
-                                    grace=self.config.move_grace, robot_place=robot_place)
+                                    grace=grace, robot_place=robot_place)
         return moves
 
     def _apply_moves(self, moves: list, changed: dict[int, Engram]) -> None:
