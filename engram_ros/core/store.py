@@ -1146,24 +1146,30 @@ class MemoryStore:
             qi, pj = qi[distinct], pj[distinct]
             if len(qi) == 0:
                 continue
-            unique_p, inverse = np.unique(pj, return_inverse=True)
             # identities first (cheap, vectorised): only compatible pairs need a similarity
             q_identity = np.array([identity(e.tags) for e in items], dtype=np.int64)
-            p_ids = ids[unique_p]
+            p_ids = ids[pj]
             at = np.minimum(np.searchsorted(known_ids, p_ids), len(known_ids) - 1)
             hit = known_ids[at] == p_ids
             p_identity = np.where(hit, known_codes[at], -1)
-            with self._lock:         # candidates not among ``engrams``: tags from the index
-                for k in np.flatnonzero(~hit).tolist():
-                    p_identity[k] = identity(self.index.tags_of(int(slots[unique_p[k]])))
-            width = len(identities)
-            pairs, which = np.unique(q_identity[qi] * width + p_identity[inverse],
-                                     return_inverse=True)
+            if not hit.all():        # candidates not among ``engrams``: tags from the index
+                unknown, back = np.unique(pj[~hit], return_inverse=True)
+                with self._lock:
+                    codes = np.array([identity(self.index.tags_of(int(slots[u])))
+                                      for u in unknown.tolist()], dtype=np.int64)
+                p_identity[~hit] = codes[back.reshape(-1)]
+            qa, pb = q_identity[qi], p_identity
             sets = list(identities)
-            fits = np.array([not sets[k // width] or not sets[k % width]
-                             or bool(sets[k // width] & sets[k % width])
-                             for k in pairs.tolist()], dtype=bool)   # merge.compatible
-            keep = np.flatnonzero(fits[which.reshape(-1)])
+            if all(len(t) <= 1 for t in sets):       # one name each: compatible = equal
+                empty = np.array([not t for t in sets], dtype=bool)
+                fits = (qa == pb) | empty[qa] | empty[pb]
+            else:
+                width = len(sets)
+                pairs, which = np.unique(qa * width + pb, return_inverse=True)
+                fits = np.array([not sets[k // width] or not sets[k % width]
+                                 or bool(sets[k // width] & sets[k % width])
+                                 for k in pairs.tolist()], dtype=bool)[which.reshape(-1)]
+            keep = np.flatnonzero(fits)         # merge.compatible, once per identity pair
             qi, pj = qi[keep], pj[keep]
             with self._lock:
                 sims = self.index.pair_similarities(

@@ -283,6 +283,26 @@ def test_a_keep_is_absorbed_again_by_a_later_cluster(make_store, batch_min: int)
                                   radius=0.1)] == [k]
 
 
+@pytest.mark.parametrize('batch_min', [1, 10**9], ids=['batch', 'one-by-one'])
+def test_several_names_merge_with_any_they_share(make_store, batch_min: int) -> None:
+    """An engram named both cup and mug absorbs a mug and an unnamed sighting, never a bowl
+    (identity sets of more than one name take the general compatibility test)."""
+    store = make_store(batch_consolidation_min=batch_min)
+
+    def sighting(tags: tuple[str, ...], x: float) -> Engram:
+        return Engram(id=0, kind='object', frame_id='map', position=np.array([x, 0.0, 0.8]),
+                      vector=look('mug'), first_seen=T0, last_seen=T0, tags=tags,
+                      last_access=T0)
+
+    both, _, bowl, _ = store.bulk_load([
+        sighting(('label:cup', 'label:mug'), 0.0), sighting(('label:mug',), 0.1),
+        sighting(('label:bowl',), 0.2), sighting((), 0.3)])
+    report = store.consolidate(now=T0 + 10)
+    assert report.merged == 2
+    assert sorted((e.id, e.observation_count, e.tags) for e in store.list_engrams().engrams) == [
+        (both, 3, ('label:cup', 'label:mug')), (bowl, 1, ('label:bowl',))]
+
+
 def test_consolidation_leaves_the_garbage_collector_as_it_found_it(make_store) -> None:
     store = make_store(batch_consolidation_min=1)
     lap(store, 0, {'mug': MUG_KITCHEN})
