@@ -60,6 +60,20 @@ def normalize_vector(vector: Sequence[float] | np.ndarray) -> np.ndarray:
     return v.astype(np.float32, copy=False)
 
 
+def stack_rows(arrays: Sequence[np.ndarray]) -> np.ndarray:
+    """``np.stack`` of many equal-length 1-d arrays, several times faster for thousands of
+    small ones (one concatenate, no per-array reshape): the batch paths over engrams use it.
+
+    :raises ValueError: for no arrays, or arrays of different lengths.
+    """
+    if not arrays:
+        raise ValueError('stack_rows needs at least one array')
+    width = len(arrays[0])
+    if np.any(np.fromiter(map(len, arrays), dtype=np.int64, count=len(arrays)) != width):
+        raise ValueError('stack_rows: the arrays differ in length')
+    return np.concatenate(arrays).reshape(len(arrays), width)
+
+
 @dataclass
 class Observation:
     """One encoded observation on its way into the memory (what perception publishes).
@@ -191,16 +205,25 @@ class Engram:
             evidence=tuple(obs.evidence), last_access=obs.stamp, valid_from=obs.stamp,
             keyframe_id=obs.keyframe_id)
 
-    def copy(self) -> 'Engram':
-        """Deep copy (arrays included)."""
+    def copy(self, *, skip: tuple[str, ...] = ()) -> 'Engram':
+        """Deep copy (arrays included).
+
+        :param skip: names of array fields the caller is about to replace: these are shared
+            with ``self`` instead of copied (a batch merge sets position, covariance, vector).
+        """
         # Not dataclasses.replace: this is on the consolidation hot path, and every field is
         # either immutable or an array copied here.
         out = object.__new__(Engram)
         out.__dict__.update(self.__dict__)
-        out.position = self.position.copy()
-        out.vector = self.vector.copy()
         out.orientation = self.orientation.copy()
-        out.covariance = self.covariance.copy()
+        if not skip:
+            out.position = self.position.copy()
+            out.vector = self.vector.copy()
+            out.covariance = self.covariance.copy()
+            return out
+        for name in ('position', 'vector', 'covariance'):
+            if name not in skip:
+                setattr(out, name, getattr(self, name).copy())
         return out
 
 

@@ -141,6 +141,26 @@ class _Postings:
             arr[pos:n - 1] = arr[pos + 1:n].copy()
             self.sizes[code] = n - 1
 
+    def insert_many(self, code: int, slots: np.ndarray) -> None:
+        """Insert sorted unique ``slots`` anywhere in the list (one merge, not one per slot)."""
+        n = self.sizes[code]
+        merged = np.union1d(self.lists[code][:n], slots).astype(np.int32)
+        arr = _grow(self.lists[code], merged.shape[0])
+        arr[:merged.shape[0]] = merged
+        self.lists[code] = arr
+        self.sizes[code] = merged.shape[0]
+
+    def discard_many(self, code: int, slots: np.ndarray) -> None:
+        """Drop sorted unique ``slots`` from the list (those absent are ignored)."""
+        n = self.sizes[code]
+        arr = self.lists[code]
+        current = arr[:n]
+        pos = np.searchsorted(slots, current)
+        np.minimum(pos, slots.shape[0] - 1, out=pos)
+        kept = current[slots[pos] != current]
+        arr[:kept.shape[0]] = kept
+        self.sizes[code] = kept.shape[0]
+
     def nbytes(self) -> int:
         return sum(a.nbytes for a in self.lists)
 
@@ -159,7 +179,23 @@ class _Grid:
         self._postings = _Postings()
 
     def _key(self, p: np.ndarray) -> tuple[int, int]:
-        return int(math.floor(p[0] / self.cell)), int(math.floor(p[1] / self.cell))
+        # float64 like _cells: a float32 quotient could round into the neighbouring cell
+        return (int(math.floor(float(p[0]) / self.cell)),
+                int(math.floor(float(p[1]) / self.cell)))
+
+    def _cells(self, positions: np.ndarray) -> np.ndarray:
+        """``(n, 2)`` int64 cell coordinates of positions (the vectorised :meth:`_key`)."""
+        xy = np.asarray(positions, dtype=np.float64)[:, :2]
+        return np.floor(xy / self.cell).astype(np.int64)
+
+    def _groups(self, slots: np.ndarray, positions: np.ndarray):
+        """``(cell key, sorted int32 slots)`` for each cell the positions fall in."""
+        cells = self._cells(positions)
+        order = np.lexsort((slots, cells[:, 1], cells[:, 0]))
+        cells, ordered = cells[order], slots[order].astype(np.int32)
+        bounds = np.flatnonzero(np.any(np.diff(cells, axis=0) != 0, axis=1)) + 1
+        for a, b in zip(np.r_[0, bounds].tolist(), np.r_[bounds, len(ordered)].tolist()):
+            yield (int(cells[a, 0]), int(cells[a, 1])), ordered[a:b]
 
     def _code(self, key: tuple[int, int]) -> int:
         code = self._codes.get(key)
@@ -172,14 +208,8 @@ class _Grid:
         """Add new slots (each larger than every slot already in the grid)."""
         if slots.shape[0] == 0:
             return
-        cells = np.floor(np.asarray(positions, dtype=np.float64)[:, :2] / self.cell)
-        cells = cells.astype(np.int64)
-        order = np.lexsort((slots, cells[:, 1], cells[:, 0]))
-        cells, ordered = cells[order], slots[order].astype(np.int32)
-        bounds = np.flatnonzero(np.any(np.diff(cells, axis=0) != 0, axis=1)) + 1
-        for a, b in zip(np.r_[0, bounds], np.r_[bounds, len(ordered)]):
-            key = (int(cells[a, 0]), int(cells[a, 1]))
-            self._postings.append(self._code(key), ordered[a:b])
+        for key, group in self._groups(slots, positions):
+            self._postings.append(self._code(key), group)
 
     def discard(self, slot: int, position: np.ndarray) -> None:
         code = self._codes.get(self._key(position))
@@ -188,6 +218,22 @@ class _Grid:
 
     def insert(self, slot: int, position: np.ndarray) -> None:
         self._postings.insert(self._code(self._key(position)), slot)
+
+    def discard_many(self, slots: np.ndarray, positions: np.ndarray) -> None:
+        """Drop slots (at these positions) from their cells, one pass per cell."""
+        if slots.shape[0] == 0:
+            return
+        for key, group in self._groups(slots, positions):
+            code = self._codes.get(key)
+            if code is not None:
+                self._postings.discard_many(code, group)
+
+    def insert_many(self, slots: np.ndarray, positions: np.ndarray) -> None:
+        """Put slots (at these positions) into their cells, wherever they fall in the order."""
+        if slots.shape[0] == 0:
+            return
+        for key, group in self._groups(slots, positions):
+            self._postings.insert_many(self._code(key), group)
 
     def near(self, center: np.ndarray, radius: float) -> np.ndarray | None:
         """Sorted slots in the cells the circle touches, or ``None`` when it spans too many."""
@@ -585,7 +631,192 @@ class EngramIndex:
         self._n_live -= 1
         self._alive_bits = None
 
+    def update_batch(self, ids: np.ndarray | Sequence[int], *,
+                     vectors: np.ndarray | None = None, kinds: np.ndarray | None = None,
+                     positions: np.ndarray | None = None, first_seen: np.ndarray | None = None,
+                     last_seen: np.ndarray | None = None,
+                     tags: Sequence[Sequence[str]] | None = None,
+                     scores: np.ndarray | None = None,
+                     counts: np.ndarray | None = None) -> None:
+        """Change the given columns of many live engrams at once (a consolidation pass).
+
+        The same as :meth:`update` per id, with one faiss encode for all vectors, one merge per
+        touched posting list and grid cell, and no re-posting of tags that did not change.
+        Every given column holds one row per id; ``None`` leaves that column as is.
+
+        :raises KeyError: if an id is not live in the index; nothing is changed then.
+        :raises ValueError: for duplicate ids, a column of the wrong length, a malformed
+            vector, a non-finite value or a kind code outside 0..255; nothing is changed.
+        :raises TypeError: for non-integer ids, or an engram's tags given as one string.
+        """
+        ids_a = _id_array(ids)
+        m = ids_a.shape[0]
+        if m == 0:
+            return
+        slots, _ = self._live_slots(ids_a)
+        x = None if vectors is None else self._normalise(vectors, 'vectors')
+        pos = None if positions is None else np.asarray(positions, dtype=np.float64)
+        if pos is not None and pos.shape != (m, 3):
+            raise ValueError(f'update_batch: positions has shape {pos.shape}, not ({m}, 3)')
+        columns = {}
+        for name, value in (('first_seen', first_seen), ('last_seen', last_seen),
+                            ('scores', scores), ('kinds', kinds), ('counts', counts)):
+            if value is not None:
+                columns[name] = np.asarray(value, dtype=np.float64).reshape(-1)
+        for name, arr in list(columns.items()) + ([('vectors', x)] if x is not None else []) \
+                + ([('positions', pos)] if pos is not None else []):
+            if arr.shape[0] != m:
+                raise ValueError(f'update_batch: {m} ids but {arr.shape[0]} {name}')
+            if not np.all(np.isfinite(arr)):
+                raise ValueError(f'update_batch: {name} must be finite')
+        if 'kinds' in columns and np.any((columns['kinds'] < 0) | (columns['kinds'] > 255)
+                                         | (columns['kinds'] != np.round(columns['kinds']))):
+            raise ValueError('kind codes must be integers in 0..255')
+        if 'counts' in columns and np.any((columns['counts'] < 1)
+                                          | (columns['counts'] > np.iinfo(np.uint32).max)):
+            raise ValueError('observation counts must be in 1..2**32-1')
+        if tags is not None:
+            _check_tag_lists(tags, m)
+        # everything that can fail is checked before the first mutation
+        if x is not None:
+            storage = faiss.downcast_index(self._hnsw.storage)
+            self._codes_view()[slots] = storage.sa_encode(x).view(np.uint16)
+        if 'kinds' in columns:
+            self._kind[slots] = columns['kinds'].astype(np.uint8)
+        if pos is not None:
+            new_pos = pos.astype(np.float32)
+            moved = np.flatnonzero(np.any(self._grid._cells(self._pos[slots])
+                                          != self._grid._cells(new_pos), axis=1))
+            self._grid.discard_many(slots[moved], self._pos[slots[moved]])
+            self._pos[slots] = new_pos
+            self._grid.insert_many(slots[moved], self._pos[slots[moved]])
+        if 'first_seen' in columns:
+            self._first[slots] = columns['first_seen']
+        if 'last_seen' in columns:
+            self._last[slots] = columns['last_seen']
+        if 'scores' in columns:
+            self._score[slots] = columns['scores']
+        if 'counts' in columns:
+            self._count[slots] = columns['counts'].astype(np.uint32)
+        if tags is not None:
+            self._retag(slots, tags)
+
+    def _retag(self, slots: np.ndarray, tags: Sequence[Sequence[str]]) -> None:
+        """Set the tags of ``slots`` (live, unique), touching only those that change."""
+        flat, owner, counts = self._tag_table(tags)
+        starts = np.cumsum(counts) - counts
+        old_cnt = self._tag_cnt[slots].astype(np.int64)
+        same = old_cnt == counts
+        check = np.flatnonzero(same & (counts > 0))
+        if check.shape[0]:
+            c = counts[check]
+            ramp = _ramp(c)
+            old = self._pool[np.repeat(self._tag_off[slots[check]], c) + ramp]
+            differs = old != flat[np.repeat(starts[check], c) + ramp]
+            same[check[np.repeat(np.arange(check.shape[0]), c)[differs]]] = False
+        changed = np.flatnonzero(~same)
+        if changed.shape[0] == 0:
+            return
+        ch_slots = slots[changed]
+        oc = old_cnt[changed]
+        old_codes = self._pool[np.repeat(self._tag_off[ch_slots], oc) + _ramp(oc)]
+        old_owner = np.repeat(ch_slots, oc)
+        sel = ~same[owner]
+        new_codes = flat[sel]
+        new_owner = slots[owner[sel]]
+        width = len(self._tag_names)
+        old_keys = old_owner * width + old_codes
+        new_keys = new_owner * width + new_codes
+        drop = ~np.isin(old_keys, new_keys)
+        for code, group in _group_by(old_codes[drop], old_owner[drop]):
+            self._postings.discard_many(code, group)
+        add = ~np.isin(new_keys, old_keys)
+        for code, group in _group_by(new_codes[add], new_owner[add]):
+            self._postings.insert_many(code, group)
+        # the changed slots' codes go to the end of the pool, in slot-list order
+        total = new_codes.shape[0]
+        self._pool = _grow(self._pool, self._pool_n + total)
+        self._pool[self._pool_n:self._pool_n + total] = new_codes
+        new_cnt = counts[changed]
+        self._tag_off[ch_slots] = self._pool_n + np.cumsum(new_cnt) - new_cnt
+        self._tag_cnt[ch_slots] = new_cnt
+        self._pool_n += total
+        self._pool_garbage += int(oc.sum())
+        if self._pool_garbage > 1024 and self._pool_garbage * 2 > self._pool_n:
+            self._compact_pool()
+
+    def _tag_table(self, tags: Sequence[Sequence[str]]
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Interned tags of many engrams: ``(codes, owner, counts)``, each engram's codes
+        sorted and unique and contiguous (``owner`` = its row)."""
+        known = self._tag_codes
+        flat_list: list[int] = []
+        lengths = []
+        for row in tags:
+            lengths.append(len(row))
+            for tag in row:
+                code = known.get(tag)
+                flat_list.append(self._intern(str(tag)) if code is None else code)
+        m = len(lengths)
+        flat = np.array(flat_list, dtype=np.int64)
+        owner = np.repeat(np.arange(m, dtype=np.int64), lengths)
+        order = np.lexsort((flat, owner))
+        flat, owner = flat[order], owner[order]
+        if flat.shape[0] > 1:
+            first = np.r_[True, (np.diff(flat) != 0) | (np.diff(owner) != 0)]
+            flat, owner = flat[first], owner[first]
+        counts = np.bincount(owner, minlength=m).astype(np.int64)
+        return flat.astype(np.int32), owner, counts
+
+    def remove_batch(self, ids: np.ndarray | Sequence[int]) -> None:
+        """Tombstone many engrams at once: :meth:`remove` per id, with one pass per touched
+        posting list and grid cell instead of one per engram.
+
+        :raises KeyError: if an id is not live in the index; nothing is changed then.
+        :raises ValueError: for duplicate ids; nothing is changed then.
+        :raises TypeError: for non-integer ids.
+        """
+        ids_a = _id_array(ids)
+        if ids_a.shape[0] == 0:
+            return
+        slots, map_pos = self._live_slots(ids_a)
+        cnt = self._tag_cnt[slots].astype(np.int64)
+        codes = self._pool[np.repeat(self._tag_off[slots], cnt) + _ramp(cnt)]
+        for code, group in _group_by(codes, np.repeat(slots, cnt)):
+            self._postings.discard_many(code, group)
+        self._grid.discard_many(slots, self._pos[slots])
+        self._pool_garbage += int(cnt.sum())
+        self._tag_cnt[slots] = 0
+        self._alive[slots] = False
+        self._map_slots[map_pos] = -1
+        self._n_live -= slots.shape[0]
+        self._alive_bits = None
+
+    def _live_slots(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Slots and id-map positions of unique live ``ids``.
+
+        :raises ValueError: for duplicate ids. :raises KeyError: naming ids not live.
+        """
+        if np.unique(ids).shape[0] != ids.shape[0]:
+            raise ValueError('duplicate ids in the batch')
+        map_pos = self._map_lookup(ids)
+        live = self._live_at(map_pos)
+        if not np.all(live):
+            raise KeyError(f'engram id(s) not in the index: {ids[~live][:10].tolist()}; '
+                           'nothing was changed')
+        return self._map_slots[map_pos].astype(np.int64), map_pos
+
+    def _live_at(self, map_pos: np.ndarray) -> np.ndarray:
+        live = map_pos >= 0
+        live[live] = self._map_slots[map_pos[live]] >= 0
+        return live
+
     # ------------------------------------------------------------------ lookups
+
+    def has_ids(self, ids: np.ndarray | Sequence[int]) -> np.ndarray:
+        """Which of ``ids`` are live in the index (``bool`` array; vectorised ``in``)."""
+        ids_a = _id_array(ids)
+        return self._live_at(self._map_lookup(ids_a))
 
     def __len__(self) -> int:
         return self._n_live
@@ -655,14 +886,52 @@ class EngramIndex:
         return self._kind[self._check_slots(slots)]
 
     def tags_of(self, slot: int) -> tuple[str, ...]:
-        """Tags of one slot, sorted (debugging and tests)."""
-        s = int(self._check_slots([slot])[0])
-        return tuple(sorted(self._tag_names[c] for c in self._slot_tags(s).tolist()))
+        """Tags of one slot, sorted."""
+        s = int(slot)
+        if not 0 <= s < self._n:           # one slot: no array round trip (a hot path)
+            raise IndexError(f'slot out of range 0..{self._n - 1}')
+        names = self._tag_names
+        return tuple(sorted([names[c] for c in self._slot_tags(s).tolist()]))
 
     def vectors_of(self, slots: np.ndarray) -> np.ndarray:
         """Stored (bf16-decoded) unit vectors, ``(n, dim)`` ``float32``."""
         s = self._check_slots(slots)
         return _bf16_to_f32(self._codes_view()[s])
+
+    def pair_similarities(self, vectors: np.ndarray, rows: np.ndarray,
+                          slots: np.ndarray) -> np.ndarray:
+        """``vectors[rows[k]] . stored vector of slots[k]`` for every k (``float32``).
+
+        For many (query, engram) pairs at once, e.g. every close pair a consolidation pass
+        finds: the stored bf16 codes are decoded chunk by chunk, never all at once.
+
+        :param vectors: ``(m, dim)`` query vectors, used as given (not normalised).
+        :raises ValueError: for vectors of the wrong dimension or arrays of unequal length.
+        :raises IndexError: for a slot or row out of range.
+        """
+        q = np.asarray(vectors, dtype=np.float32)
+        if q.ndim != 2 or q.shape[1] != self.dim:
+            raise ValueError(f'vectors have shape {q.shape}; ({q.shape[0] if q.ndim else 0}, '
+                             f'{self.dim}) is required')
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        s = self._check_slots(slots)
+        if rows.shape[0] != s.shape[0]:
+            raise ValueError(f'{rows.shape[0]} rows but {s.shape[0]} slots')
+        if rows.shape[0] and (rows.min() < 0 or rows.max() >= q.shape[0]):
+            raise IndexError(f'row out of range 0..{q.shape[0] - 1}')
+        codes = self._codes_view()
+        out = np.empty(s.shape[0], dtype=np.float32)
+        chunk = min(_EXACT_CHUNK, s.shape[0])
+        x = np.empty((chunk, self.dim), dtype=np.float32)
+        y = np.empty((chunk, self.dim), dtype=np.uint32)
+        for a in range(0, s.shape[0], _EXACT_CHUNK):
+            n = min(_EXACT_CHUNK, s.shape[0] - a)
+            np.take(q, rows[a:a + n], axis=0, out=x[:n])
+            y[:n] = np.take(codes, s[a:a + n], axis=0)
+            y[:n] <<= 16
+            x[:n] *= y[:n].view(np.float32)
+            out[a:a + n] = x[:n].sum(axis=1)
+        return out
 
     def tag_match_count(self, slots: np.ndarray, tags: Sequence[str]) -> np.ndarray:
         """How many of ``tags`` each slot carries (``int32``; unknown tags match nothing)."""
@@ -1020,6 +1289,50 @@ class EngramIndex:
                 self._postings.append(code, lst.astype(np.int32))
         live = np.flatnonzero(self._alive[:n])
         self._grid.append(live, self._pos[live])
+
+
+def _id_array(ids: np.ndarray | Sequence[int]) -> np.ndarray:
+    """Engram ids as a flat ``int64`` array.
+
+    :raises TypeError: for anything but integers (a float id would be truncated silently).
+    """
+    arr = np.asarray(ids)
+    if arr.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    if arr.dtype.kind not in 'iu':
+        raise TypeError(f'engram ids must be integers, not {arr.dtype}')
+    return arr.astype(np.int64).reshape(-1)
+
+
+def _check_tag_lists(tags: Sequence[Sequence[str]], m: int) -> None:
+    """Check one tag sequence per engram (before anything is interned)."""
+    if isinstance(tags, str):
+        raise TypeError('tags must be one sequence of strings per engram')
+    if len(tags) != m:
+        raise ValueError(f'{m} ids but {len(tags)} tag lists')
+    for row in tags:
+        if isinstance(row, str):
+            raise TypeError('tags must be a sequence of strings per engram, not one string')
+        if len(row) > np.iinfo(np.uint16).max and \
+                len(set(map(str, row))) > np.iinfo(np.uint16).max:
+            raise ValueError('at most 65535 tags per engram are supported')
+
+
+def _ramp(counts: np.ndarray) -> np.ndarray:
+    """``0..c-1`` for each ``c`` in ``counts``, concatenated."""
+    total = int(counts.sum())
+    return np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
+
+
+def _group_by(keys: np.ndarray, values: np.ndarray):
+    """``(key, sorted int32 values)`` for each distinct key."""
+    if keys.shape[0] == 0:
+        return
+    order = np.lexsort((values, keys))
+    keys, values = keys[order], values[order].astype(np.int32)
+    bounds = np.flatnonzero(np.diff(keys)) + 1
+    for a, b in zip(np.r_[0, bounds].tolist(), np.r_[bounds, keys.shape[0]].tolist()):
+        yield int(keys[a]), values[a:b]
 
 
 def _bf16_to_f32(codes: np.ndarray) -> np.ndarray:

@@ -10,14 +10,17 @@ the context vector by observation count, and keeps first/last seen, tags and evi
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from dataclasses import field
+from typing import Sequence
 
 import numpy as np
 
 from engram_ros.core.engram import Engram
 from engram_ros.core.engram import normalize_vector
 from engram_ros.core.engram import Observation
+from engram_ros.core.engram import stack_rows
 from engram_ros.core.engram import TIER_LONG
 from engram_ros.core.engram import TIER_SHORT
 
@@ -133,45 +136,135 @@ def merge_cluster(keep: Engram, others: list[Engram], policy: MergePolicy) -> En
     """Fold several duplicates into ``keep`` at once (batch consolidation).
 
     Equal to folding them in one by one with :func:`merge_engrams` for the pose (inverse
-    variance fusion is associative), the vector, counts and times; confidence is the
-    count-weighted mean over all of them.
+    variance fusion is associative), counts, times and tags; the vector and the confidence
+    are count-weighted means over all of them (folding renormalises the vector at each step,
+    so it differs slightly).
     """
     if not others:
         return keep
-    members = [keep] + list(others)
-    out = keep.copy()
-    var = np.maximum(np.stack([np.diag(e.covariance.reshape(6, 6))[:3] for e in members]),
+    return merge_clusters([(keep, others)], policy)[0]
+
+
+def merge_clusters(clusters: Sequence[tuple[Engram, Sequence[Engram]]],
+                   policy: MergePolicy) -> list[Engram]:
+    """:func:`merge_cluster` for many disjoint clusters, the numbers of all of them at once.
+
+    Poses, vectors, counts, confidences and times of every member are stacked into arrays and
+    reduced per cluster, so a consolidation pass does a few numpy calls in all instead of a
+    dozen per cluster; tags, label, keyframe and evidence are folded in member order as
+    :func:`merge_cluster` does. Clusters without others come back unchanged (the same object).
+    """
+    if not clusters:
+        return []
+    members = [e for keep, others in clusters for e in (keep, *others)]
+    sizes = np.array([1 + len(others) for _, others in clusters], dtype=np.int64)
+    starts = np.cumsum(sizes) - sizes
+    var = np.maximum(stack_rows([e.covariance for e in members])[:, [0, 7, 14]],
                      _MIN_VARIANCE)
-    positions = np.stack([e.position for e in members])
-    var_new = 1.0 / np.sum(1.0 / var, axis=0)
-    out.position = var_new * np.sum(positions / var, axis=0)
-    cov = out.covariance.reshape(6, 6)
-    cov[0:3, :] = 0.0
-    cov[:, 0:3] = 0.0
-    cov[0, 0], cov[1, 1], cov[2, 2] = var_new
-    out.covariance = cov.reshape(36)
+    positions = stack_rows([e.position for e in members]).astype(np.float64)
+    var_new = 1.0 / _cluster_sums(1.0 / var, starts, sizes)
+    fused = var_new * _cluster_sums(positions / var, starts, sizes)
     counts = np.array([e.observation_count for e in members], dtype=np.float64)
-    out.vector = normalize_vector(np.sum(counts[:, None] * np.stack([e.vector for e in members]),
-                                         axis=0))
-    out.observation_count = int(counts.sum())
-    out.confidence = float(np.dot(counts, [e.confidence for e in members]) / counts.sum())
-    out.first_seen = min(e.first_seen for e in members)
-    out.last_seen = max(e.last_seen for e in members)
-    out.last_access = max(e.last_access for e in members)
-    tags = keep.tags
-    for e in others:
-        tags = _merge_tags(tags, tuple(e.tags), policy.max_tags)
-    out.tags = tags
-    out.label = keep.label or next((e.label for e in others if e.label), '')
-    out.keyframe_id = keep.keyframe_id or next((e.keyframe_id for e in others
-                                                if e.keyframe_id), '')
-    evidence = tuple(dict.fromkeys(ev for e in members for ev in e.evidence))
-    out.evidence = evidence[-policy.max_evidence:]
-    out.score = max(e.score for e in members)
-    out.pinned = any(e.pinned for e in members)
-    out.recall_count = sum(e.recall_count for e in members)
-    if out.observation_count >= policy.promote_after:
-        out.tier = TIER_LONG
+    vectors = _vector_sums(clusters, sizes)
+    norms = np.linalg.norm(vectors, axis=1)
+    vectors /= np.where(norms > 0.0, norms, 1.0)[:, None]
+    total = np.add.reduceat(counts, starts)
+    confidence = np.add.reduceat(counts * np.array([e.confidence for e in members]),
+                                 starts) / total
+    first = np.minimum.reduceat(np.array([e.first_seen for e in members]), starts)
+    last = np.maximum.reduceat(np.array([e.last_seen for e in members]), starts)
+    access = np.maximum.reduceat(np.array([e.last_access for e in members]), starts)
+    score = np.maximum.reduceat(np.array([e.score for e in members]), starts)
+    recalls = np.add.reduceat(np.array([e.recall_count for e in members], dtype=np.int64),
+                              starts)
+    pinned = np.logical_or.reduceat(np.array([e.pinned for e in members], dtype=bool), starts)
+    covs = stack_rows([keep.covariance for keep, _ in clusters]).astype(np.float64)
+    covs = covs.reshape(-1, 6, 6).copy()
+    covs[:, 0:3, :] = 0.0
+    covs[:, :, 0:3] = 0.0
+    covs[:, [0, 1, 2], [0, 1, 2]] = var_new
+    covs = covs.reshape(-1, 36)
+    numbers = zip(total.astype(np.int64).tolist(), confidence.tolist(), first.tolist(),
+                  last.tolist(), access.tolist(), score.tolist(), pinned.tolist(),
+                  recalls.tolist())
+    out = []
+    for (keep, others), position, cov, vector, (count, conf, t0, t1, touched, best, pin,
+                                                 recalled) in zip(clusters, fused, covs,
+                                                                  vectors, numbers):
+        if not others:
+            out.append(keep)
+            continue
+        e = keep.copy(skip=('position', 'covariance', 'vector'))
+        e.position, e.covariance, e.vector = position, cov, vector
+        e.observation_count = count
+        e.confidence = conf
+        e.first_seen, e.last_seen, e.last_access = t0, t1, touched
+        tags = _merge_tags_cached(tuple(keep.tags), tuple(others[0].tags), policy.max_tags)
+        for o in others[1:]:
+            if o.tags != tags:       # _merge_tags(t, t) == t for a result t
+                tags = _merge_tags_cached(tags, tuple(o.tags), policy.max_tags)
+        e.tags = tags
+        if not keep.label:
+            e.label = next((o.label for o in others if o.label), '')
+        if not keep.keyframe_id:
+            e.keyframe_id = next((o.keyframe_id for o in others if o.keyframe_id), '')
+        if keep.evidence or any(o.evidence for o in others):
+            evidence = tuple(dict.fromkeys(ev for m in (keep, *others) for ev in m.evidence))
+            e.evidence = evidence[-policy.max_evidence:]
+        e.score, e.pinned, e.recall_count = best, pin, recalled
+        if count >= policy.promote_after:
+            e.tier = TIER_LONG
+        out.append(e)
+    return out
+
+
+def _vector_sums(clusters: Sequence[tuple[Engram, Sequence[Engram]]],
+                 sizes: np.ndarray) -> np.ndarray:
+    """Count-weighted sums of each cluster's member vectors, ``(clusters, dim)`` float32.
+
+    Built member position by member position (all keeps, then every cluster's first other,
+    ...), largest clusters first so each step adds to a prefix: no stack of every member's
+    vector, and float32 like :func:`merge` (a pass over 100k engrams moves a third of the
+    memory it would in float64).
+    """
+    order = np.argsort(-sizes, kind='stable')
+    ordered = [clusters[k] for k in order.tolist()]
+    longest = sizes[order]
+    acc = stack_rows([keep.vector for keep, _ in ordered]).astype(np.float32, copy=False)
+    acc *= np.array([keep.observation_count for keep, _ in ordered], dtype=np.float32)[:, None]
+    for j in range(1, int(longest[0])):
+        m = int(np.count_nonzero(longest > j))
+        column = [others[j - 1] for _, others in ordered[:m]]
+        x = stack_rows([e.vector for e in column]).astype(np.float32, copy=False)
+        x *= np.array([e.observation_count for e in column], dtype=np.float32)[:, None]
+        acc[:m] += x
+    out = np.empty_like(acc)
+    out[order] = acc
+    return out
+
+
+def _cluster_sums(rows: np.ndarray, starts: np.ndarray, sizes: np.ndarray,
+                  weights: np.ndarray | None = None) -> np.ndarray:
+    """Float64 sums of the contiguous row groups ``rows[starts[k]:starts[k] + sizes[k]]``
+    (each row times its weight when given), added member after member like ``np.sum`` over
+    a small stack; far faster than ``np.add.reduceat`` along axis 0 of a wide 2-d array."""
+    def part(idx: np.ndarray) -> np.ndarray:
+        out = rows[idx].astype(np.float64)
+        if weights is not None:
+            out *= weights[idx][:, None]
+        return out
+
+    if int(sizes.max()) > 64:      # a few huge clusters: one reduceat is cheaper than a loop
+        return np.add.reduceat(part(np.arange(rows.shape[0])), starts, axis=0)
+    # Largest clusters first, so the clusters with a j-th member are a prefix (a view).
+    order = np.argsort(-sizes, kind='stable')
+    first, counts = starts[order], sizes[order]
+    acc = part(first)
+    for j in range(1, int(counts[0])):
+        m = int(np.count_nonzero(counts > j))
+        acc[:m] += part(first[:m] + j)
+    out = np.empty_like(acc)
+    out[order] = acc
     return out
 
 
@@ -184,13 +277,19 @@ def _merge_tags(old: tuple[str, ...], new: tuple[str, ...], limit: int) -> tuple
     return tuple(sorted(merged))
 
 
+# Clusters of one thing carry the same few tags: a pass folds the same pairs thousands of
+# times. Tags are str (sketch.normalize_tags), so equal keys give identical results.
+_merge_tags_cached = functools.lru_cache(maxsize=4096)(_merge_tags)
+
+
 def pairs_within(queries: np.ndarray, points: np.ndarray, radius: float
                  ) -> tuple[np.ndarray, np.ndarray]:
     """All (query index, point index) pairs closer than ``radius`` [m], by a uniform grid.
 
     Vectorised (no Python loop over points): both sets are hashed into cells of side
     ``radius``; each query looks in the 27 cells around its own. Used by batch consolidation,
-    where one KD query per engram would dominate.
+    where one KD query per engram would dominate. Pairs come ordered by neighbour cell
+    offset, then query, then point.
     """
     queries = np.asarray(queries, dtype=np.float64).reshape(-1, 3)
     points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
@@ -202,30 +301,39 @@ def pairs_within(queries: np.ndarray, points: np.ndarray, radius: float
     span = int(max(cells_p.max(), cells_q.max())) + 3
     keys_p = _cell_keys(cells_p, span)
     order = np.argsort(keys_p, kind='stable')
-    sorted_keys = keys_p[order]
-    out_q, out_p = [], []
-    for dx in (-1, 0, 1):
-        for dy in (-1, 0, 1):
-            for dz in (-1, 0, 1):
-                keys = _cell_keys(cells_q + np.array([dx, dy, dz]), span)
-                lo = np.searchsorted(sorted_keys, keys, side='left')
-                hi = np.searchsorted(sorted_keys, keys, side='right')
-                counts = hi - lo
-                total = int(counts.sum())
-                if total == 0:
-                    continue
-                qi = np.repeat(np.arange(len(queries)), counts)
-                starts = np.repeat(lo - np.cumsum(counts) + counts, counts)
-                pj = order[starts + np.arange(total)]
-                out_q.append(qi)
-                out_p.append(pj)
+    cell_keys, cell_start, cell_count = np.unique(keys_p[order], return_index=True,
+                                                  return_counts=True)
+    # Queries in key order: the 27 binary searches then walk the cells monotonically.
+    keys_q = _cell_keys(cells_q, span)
+    q_order = np.argsort(keys_q, kind='stable')
+    keys_q = keys_q[q_order]
+    width = span + 2
+    last = len(cell_keys) - 1
+    out_q, out_p, out_o = [], [], []
+    offsets = [(dx * width + dy) * width + dz
+               for dx in (-1, 0, 1) for dy in (-1, 0, 1) for dz in (-1, 0, 1)]
+    for o, delta in enumerate(offsets):
+        keys = keys_q + delta
+        at = np.minimum(np.searchsorted(cell_keys, keys), last)
+        hit = np.flatnonzero(cell_keys[at] == keys)
+        if len(hit) == 0:
+            continue
+        cell = at[hit]
+        counts = cell_count[cell]
+        total = int(counts.sum())
+        starts = np.repeat(cell_start[cell] - np.cumsum(counts) + counts, counts)
+        out_q.append(np.repeat(q_order[hit], counts))
+        out_p.append(order[starts + np.arange(total)])
+        out_o.append(np.full(total, o, dtype=np.int8))
     if not out_q:
         return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
     qi = np.concatenate(out_q)
     pj = np.concatenate(out_p)
-    close = np.einsum('ij,ij->i', queries[qi] - points[pj], queries[qi] - points[pj]) \
-        <= radius * radius
-    return qi[close], pj[close]
+    d = queries[qi] - points[pj]
+    close = np.flatnonzero(np.einsum('ij,ij->i', d, d) <= radius * radius)
+    qi, pj = qi[close], pj[close]
+    ordered = np.lexsort((pj, qi, np.concatenate(out_o)[close]))
+    return qi[ordered], pj[ordered]
 
 
 def _cell_keys(cells: np.ndarray, span: int) -> np.ndarray:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import datetime
+import functools
 import json
 import logging
 import math
@@ -420,7 +421,24 @@ def _rows(engrams: Sequence[Engram], dim: int | None) -> tuple[list[tuple], int 
 
 
 def _json_list(values: Sequence[str]) -> str:
-    return json.dumps([str(v) for v in values]) if values else '[]'
+    if not values:
+        return '[]'
+    if type(values) is tuple and all(type(v) is str for v in values):
+        return _json_tuple(values)      # only exact str: 1 == True == 1.0 as cache keys
+    return json.dumps([str(v) for v in values])
+
+
+# Tag lists repeat a lot (every engram of a label carries the same few tags): a consolidation
+# pass re-encodes and re-decodes thousands of them. Cached, both directions are a dict lookup.
+@functools.lru_cache(maxsize=4096)
+def _json_tuple(values: tuple[str, ...]) -> str:
+    return json.dumps(list(values))
+
+
+@functools.lru_cache(maxsize=4096)
+def _tag_tuple(text: str) -> tuple[str, ...]:
+    """A stored JSON tag list as a tuple (immutable, so one tuple can serve every row)."""
+    return tuple(json.loads(text))
 
 
 def _from_row(row: Sequence) -> Engram:
@@ -434,7 +452,7 @@ def _from_row(row: Sequence) -> Engram:
         orientation=np.frombuffer(row[15], dtype='<f8').astype(np.float64),
         covariance=np.frombuffer(row[16], dtype='<f8').astype(np.float64),
         vector=np.frombuffer(row[17], dtype='<f4').astype(np.float32),
-        tags=tuple(json.loads(row[18])) if row[18] != '[]' else (),
+        tags=_tag_tuple(row[18]) if row[18] != '[]' else (),
         evidence=tuple(json.loads(row[19])) if row[19] != '[]' else (),
         valid_from=row[20], valid_to=row[21], successor_id=int(row[22]),
         anchor_id=int(row[23]), keyframe_id=row[24])

@@ -43,6 +43,8 @@ logged and audited (``evict``).
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import itertools
 import logging
 import math
@@ -54,6 +56,7 @@ from dataclasses import dataclass
 from dataclasses import field
 from pathlib import Path
 from typing import Iterable
+from typing import Iterator
 from typing import Sequence
 
 import numpy as np
@@ -66,6 +69,7 @@ from engram_ros.core.engram import InvalidObservation
 from engram_ros.core.engram import kind_code
 from engram_ros.core.engram import normalize_vector
 from engram_ros.core.engram import Observation
+from engram_ros.core.engram import stack_rows
 from engram_ros.core.engram import TIER_LONG
 from engram_ros.core.engram import TIER_SHORT
 from engram_ros.core.evidence import EvidenceStore
@@ -85,7 +89,7 @@ from engram_ros.core.index import IndexLoadError
 from engram_ros.core.merge import compatible
 from engram_ros.core.merge import identity_tags
 from engram_ros.core.merge import merge
-from engram_ros.core.merge import merge_cluster
+from engram_ros.core.merge import merge_clusters
 from engram_ros.core.merge import merge_engrams
 from engram_ros.core.merge import MergePolicy
 from engram_ros.core.merge import pairs_within
@@ -112,6 +116,7 @@ from engram_ros.core.storage import PlaceEdge
 from engram_ros.core.storage import Storage
 from engram_ros.core.validity import Candidate
 from engram_ros.core.validity import find_moves
+from engram_ros.core.validity import missed
 from engram_ros.core.validity import valid_mask
 from engram_ros.core.visibility import MissPolicy
 from engram_ros.core.visibility import MissTracker
@@ -523,9 +528,9 @@ class MemoryStore:
     def _index_add(self, index: EngramIndex, engrams: Sequence[Engram]) -> None:
         index.add_batch(
             np.array([e.id for e in engrams], dtype=np.int64),
-            np.stack([e.vector for e in engrams]).astype(np.float32),
+            stack_rows([e.vector for e in engrams]).astype(np.float32),
             kinds=np.array([kind_code(e.kind) for e in engrams], dtype=np.int64),
-            positions=np.stack([e.position for e in engrams]),
+            positions=stack_rows([e.position for e in engrams]),
             first_seen=np.array([e.first_seen for e in engrams]),
             last_seen=np.array([e.last_seen for e in engrams]),
             tags=[e.tags for e in engrams],
@@ -542,6 +547,32 @@ class MemoryStore:
                               count=engram.observation_count)
         else:
             self._index_add(self.index, [engram])
+        self._note_put(engram)
+
+    def _index_put_many(self, engrams: Sequence[Engram]) -> None:
+        """:meth:`_index_put` for many engrams (unique ids): one index update for those it
+        holds, one add for the rest (under ``_lock``)."""
+        if not engrams:
+            return
+        present = self.index.has_ids(np.array([e.id for e in engrams], dtype=np.int64))
+        old = [e for e, p in zip(engrams, present.tolist()) if p]
+        new = [e for e, p in zip(engrams, present.tolist()) if not p]
+        if old:
+            self.index.update_batch(
+                np.array([e.id for e in old], dtype=np.int64),
+                vectors=stack_rows([e.vector for e in old]).astype(np.float32),
+                positions=stack_rows([e.position for e in old]),
+                first_seen=np.array([e.first_seen for e in old]),
+                last_seen=np.array([e.last_seen for e in old]),
+                tags=[e.tags for e in old], scores=np.array([e.score for e in old]),
+                counts=np.array([e.observation_count for e in old]))
+        if new:
+            self._index_add(self.index, new)
+        for engram in engrams:
+            self._note_put(engram)
+
+    def _note_put(self, engram: Engram) -> None:
+        """Tiers, pins, labels, validity and anchors of an engram just put in the index."""
         if engram.tier == TIER_SHORT:
             self._short_lru[engram.id] = None
             self._short_lru.move_to_end(engram.id)
@@ -792,8 +823,7 @@ class MemoryStore:
                         report.anchored.append(engram.id)
             self.storage.put(list(changed.values()))
             with self._lock:
-                for engram in changed.values():
-                    self._index_put(engram)
+                self._index_put_many(list(changed.values()))
             _LOG.info('pose correction: moved %d places and %d anchored engrams',
                       len(report.places), len(report.anchored))
             return report
@@ -835,8 +865,7 @@ class MemoryStore:
                 e.score = update_usefulness(e.score, helped, rate)
             self.storage.put(engrams)
             with self._lock:
-                for e in engrams:
-                    self._index_put(e)
+                self._index_put_many(engrams)
             return engrams
 
     # ----------------------------------------------------------------------------- consolidate
@@ -871,7 +900,7 @@ class MemoryStore:
         if self.config.budget < 1:
             raise ValueError(f'budget={self.config.budget}; accepted: a positive number of '
                              'engrams (nothing was changed)')
-        with self._write_lock:
+        with self._write_lock, _gc_paused():
             self._flush_touched()
             report = ConsolidationReport(size_before=len(self), dry_run=dry_run)
             with self._lock:
@@ -882,40 +911,10 @@ class MemoryStore:
             merged_into: dict[int, int] = {}
             dirty_engrams = [e for e in self.storage.get(dirty) if _in_scope(e, scope)
                              and e.id not in self._history]
-            batch = (self._neighbours_batch(dirty_engrams)
-                     if len(dirty_engrams) >= self.config.batch_consolidation_min else None)
-            for engram in dirty_engrams:
-                if engram.id in removed:
-                    continue
-                current = changed.get(engram.id, engram)
-                if batch is not None:
-                    # The whole cluster at once: its best-supported member absorbs the rest.
-                    cluster = [current] + [changed.get(i, batch[1][i])
-                                           for i in batch[0].get(engram.id, ())
-                                           if i not in removed]
-                    if len(cluster) < 2:
-                        continue
-                    keep = max(cluster, key=lambda e: (e.observation_count, -e.id))
-                    others = [e for e in cluster if e.id != keep.id]
-                    changed[keep.id] = merge_cluster(keep, others, self.config.merge)
-                    for gone in others:
-                        changed.pop(gone.id, None)
-                        removed.add(gone.id)
-                        merged_into[gone.id] = keep.id
-                    report.merged += len(others)
-                    continue
-                for other in self._duplicates_of(current, removed):
-                    other = changed.get(other.id, other)
-                    keep, gone = (current, other) if _keeps(current, other) else (other, current)
-                    merged = merge_engrams(keep, gone, self.config.merge)
-                    changed[keep.id] = merged
-                    changed.pop(gone.id, None)
-                    removed.add(gone.id)
-                    merged_into[gone.id] = keep.id
-                    report.merged += 1
-                    if gone is current:
-                        break
-                    current = merged
+            merge_all = (self._merge_batch
+                         if len(dirty_engrams) >= self.config.batch_consolidation_min
+                         else self._merge_each)
+            report.merged = merge_all(dirty_engrams, changed, removed, merged_into)
             for noise, into in self._label_noise(dirty_engrams, changed, removed):
                 removed.add(noise)
                 report.absorbed += 1
@@ -965,8 +964,7 @@ class MemoryStore:
             if changed:
                 self.storage.put(list(changed.values()))
                 with self._lock:
-                    for engram in changed.values():
-                        self._index_put(engram)
+                    self._index_put_many(list(changed.values()))
             self._forget(sorted(removed))
             if evict:
                 self._evict(list(evict), 'storage budget or short-term LRU capacity')
@@ -982,6 +980,7 @@ class MemoryStore:
     def _find_moves(self, changed: dict[int, Engram], gone: set[int], now: float) -> list:
         """Current object/sound/event beliefs superseded by a sighting elsewhere."""
         policy = self.config.merge
+        grace = self.config.move_grace
         moves = []
         with self._lock:
             robot_place = self._last_place[0] if self._last_place else 0
@@ -991,37 +990,46 @@ class MemoryStore:
                 if len(slots) < 2:
                     continue
                 ids = self.index.ids_of(slots)
+                if gone or self._history:
+                    left = ~np.isin(ids, np.fromiter(gone | self._history, dtype=np.int64))
+                    slots, ids = slots[left], ids[left]
+                    if len(slots) < 2:
+                        continue
+                ids_list = ids.tolist()
+                last = [changed[i].last_seen if i in changed else t
+                        for i, t in zip(ids_list, self.index.last_seen_of(slots).tolist())]
+                anchors = [self._anchor_of.get(i, 0) for i in ids_list]
+                seen_at = {a: (float(self.index.last_seen_of(
+                    np.array([self.index.slot_of(a)]))[0]) if a in self.index else None)
+                    for a in set(anchors) if a}
+                anchor_seen = [seen_at.get(a) for a in anchors]
+                # With keyframe views, an object is missed where a view should have shown it.
+                by_view = ([self._misses.missed(i, t, now) for i, t in zip(ids_list, last)]
+                           if kind == 'object' and self._misses.views_seen
+                           else [None] * len(ids_list))
+                if not any(v if v is not None else missed(a, t_a, t, grace, robot_place)
+                           for v, a, t_a, t in zip(by_view, anchors, anchor_seen, last)):
+                    continue        # a belief not missed where it was is never superseded
                 positions = self.index.positions_of(slots)
                 vectors = self.index.vectors_of(slots)
+                norms = np.linalg.norm(vectors, axis=1)
+                vectors /= np.where(norms > 0.0, norms, 1.0)[:, None]
                 first = self.index.first_seen_of(slots)
-                last = self.index.last_seen_of(slots)
                 counts = self.index.counts_of(slots)
                 candidates = []
-                for j, engram_id in enumerate(int(i) for i in ids):
-                    if engram_id in self._history or engram_id in gone:
-                        continue
+                for j, engram_id in enumerate(ids_list):
                     identity = identity_tags(self.index.tags_of(int(slots[j])))
                     if not identity:
                         continue
-                    anchor = self._anchor_of.get(engram_id, 0)
-                    anchor_seen = None
-                    if anchor and anchor in self.index:
-                        anchor_seen = float(self.index.last_seen_of(
-                            np.array([self.index.slot_of(anchor)]))[0])
                     e = changed.get(engram_id)
                     candidates.append(Candidate(
                         engram_id, identity,
-                        e.position if e is not None else positions[j],
-                        normalize_vector(vectors[j]),
-                        float(first[j]), float(e.last_seen if e is not None else last[j]),
-                        anchor, anchor_seen,
-                        int(e.observation_count if e is not None else counts[j]),
-                        self._misses.missed(engram_id, float(e.last_seen if e is not None
-                                                             else last[j]), now)
-                        if kind == 'object' and self._misses.views_seen else None))
+                        e.position if e is not None else positions[j], vectors[j],
+                        float(first[j]), float(last[j]), anchors[j], anchor_seen[j],
+                        int(e.observation_count if e is not None else counts[j]), by_view[j]))
                 moves += find_moves(candidates, min_distance=2.0 * policy.radius_for(kind),
                                     min_similarity=policy.similarity_for(kind),
-                                    grace=self.config.move_grace, robot_place=robot_place,
+                                    grace=grace, robot_place=robot_place,
                                     min_observations=policy.promote_after)
         return moves
 
@@ -1069,8 +1077,8 @@ class MemoryStore:
         put: dict[tuple[int, int], PlaceEdge] = {}
         drop: list[tuple[int, int]] = []
         with self._lock:
-            gone_places = [i for i in merged_into if i in self._anchored or any(
-                i in k for k in self._edges)]
+            ends = {i for key in self._edges for i in key}
+            gone_places = [i for i in merged_into if i in self._anchored or i in ends]
             anchored = {i: set(self._anchored.get(i, ())) for i in gone_places}
             edges = dict(self._edges)
         for gone in gone_places:
@@ -1116,15 +1124,110 @@ class MemoryStore:
         self._forget(ids)
         self._audit('evict', 'memory', {'reason': reason}, id_summary(ids))
 
+    def _merge_each(self, dirty: list[Engram], changed: dict[int, Engram], removed: set[int],
+                    merged_into: dict[int, int]) -> int:
+        """Merge the duplicates of a few engrams, one index query and one pair at a time;
+        fills ``changed``, ``removed`` and ``merged_into``.
+
+        :returns: how many engrams were merged away.
+        """
+        merged = 0
+        for engram in dirty:
+            if engram.id in removed:
+                continue
+            current = changed.get(engram.id, engram)
+            for other in self._duplicates_of(current, removed):
+                other = changed.get(other.id, other)
+                keep, gone = (current, other) if _keeps(current, other) else (other, current)
+                fused = merge_engrams(keep, gone, self.config.merge)
+                changed[keep.id] = fused
+                changed.pop(gone.id, None)
+                removed.add(gone.id)
+                merged_into[gone.id] = keep.id
+                merged += 1
+                if gone is current:
+                    break
+                current = fused
+        return merged
+
+    def _merge_batch(self, dirty: list[Engram], changed: dict[int, Engram], removed: set[int],
+                     merged_into: dict[int, int]) -> int:
+        """Merge the duplicates of many engrams: each cluster at once, its best-supported
+        member absorbing the rest; fills ``changed``, ``removed`` and ``merged_into``.
+
+        Clusters are planned on ids and counts alone, in the order of ``dirty``. A keep can
+        be absorbed again by a later cluster, so clusters are fused by level: one
+        :func:`merge_clusters` call for all clusters of original engrams, then one for those
+        that take in a result of the first call, and so on.
+
+        :returns: how many engrams were merged away.
+        """
+        neighbours, engrams = self._neighbours_batch(dirty)
+        count = {i: e.observation_count for i, e in engrams.items()}   # as planned so far
+        made_by: dict[int, int] = {}     # id -> the step that last produced it
+        steps: list[tuple[int, list[int]]] = []
+        level: list[int] = []
+        for engram in dirty:
+            if engram.id in removed or engram.id not in neighbours:
+                continue
+            cluster = [engram.id] + [i for i in neighbours[engram.id] if i not in removed]
+            if len(cluster) < 2:
+                continue
+            # the best-supported member keeps its id: most observations, then the oldest id
+            keep, best = cluster[0], count[cluster[0]]
+            for i in cluster[1:]:
+                c = count[i]
+                if c > best or (c == best and i < keep):
+                    keep, best = i, c
+            others = [i for i in cluster if i != keep]
+            level.append(1 + max([level[made_by[i]] for i in cluster if i in made_by],
+                                 default=-1))
+            count[keep] = sum(map(count.__getitem__, cluster))
+            made_by[keep] = len(steps)
+            steps.append((keep, others))
+            for gone in others:
+                removed.add(gone)
+                merged_into[gone] = keep
+        by_level: dict[int, list[int]] = {}
+        for step, lv in enumerate(level):
+            by_level.setdefault(lv, []).append(step)
+        for lv in sorted(by_level):
+            todo = [steps[k] for k in by_level[lv]]
+            fused = merge_clusters(
+                [(changed.get(keep, engrams[keep]), [changed.get(i, engrams[i]) for i in others])
+                 for keep, others in todo], self.config.merge)
+            for (keep, others), engram in zip(todo, fused):
+                for gone in others:
+                    changed.pop(gone, None)
+                changed[keep] = engram
+        return sum(len(others) for _, others in steps)
+
     def _neighbours_batch(self, engrams: list[Engram]
                           ) -> tuple[dict[int, list[int]], dict[int, Engram]]:
         """Duplicate candidates of many engrams at once: id -> candidate ids (most similar
-        first), and the candidates' engrams. Same tests as :meth:`_duplicates_of`."""
+        first), and the candidates' engrams. Same tests as :meth:`_duplicates_of`, but
+        vectorised: a grid over positions, similarities of all close pairs in chunks, and
+        identity compatibility decided once per pair of distinct identity-tag sets."""
         policy = self.config.merge
         found: dict[int, list[int]] = {}
         by_kind: dict[str, list[Engram]] = {}
         for e in engrams:
             by_kind.setdefault(e.kind, []).append(e)
+        identities: dict[frozenset[str], int] = {}
+        identity_of: dict[tuple[str, ...], int] = {}
+
+        def identity(tags: tuple[str, ...]) -> int:
+            code = identity_of.get(tags)
+            if code is None:
+                code = identity_of[tags] = identities.setdefault(identity_tags(tags),
+                                                                 len(identities))
+            return code
+
+        # identity codes of the given engrams, by id (sorted for searchsorted)
+        known_ids = np.array([e.id for e in engrams], dtype=np.int64)
+        known_codes = np.array([identity(e.tags) for e in engrams], dtype=np.int64)
+        order = np.argsort(known_ids)
+        known_ids, known_codes = known_ids[order], known_codes[order]
         for kind, items in by_kind.items():
             with self._lock:
                 slots = self.index.filter(kinds=[kind_code(kind)])
@@ -1135,36 +1238,53 @@ class MemoryStore:
                     slots, ids = slots[current], ids[current]
                 positions = self.index.positions_of(slots)
             qids = np.array([e.id for e in items], dtype=np.int64)
-            qi, pj = pairs_within(np.stack([e.position for e in items]), positions,
+            qi, pj = pairs_within(stack_rows([e.position for e in items]), positions,
                                   policy.radius_for(kind))
             distinct = ids[pj] != qids[qi]
             qi, pj = qi[distinct], pj[distinct]
             if len(qi) == 0:
                 continue
-            unique_p, inverse = np.unique(pj, return_inverse=True)
-            known = {e.id: e.tags for e in engrams}
+            # identities first (cheap, vectorised): only compatible pairs need a similarity
+            q_identity = np.array([identity(e.tags) for e in items], dtype=np.int64)
+            p_ids = ids[pj]
+            at = np.minimum(np.searchsorted(known_ids, p_ids), len(known_ids) - 1)
+            hit = known_ids[at] == p_ids
+            p_identity = np.where(hit, known_codes[at], -1)
+            if not hit.all():        # candidates not among ``engrams``: tags from the index
+                unknown, back = np.unique(pj[~hit], return_inverse=True)
+                with self._lock:
+                    codes = np.array([identity(self.index.tags_of(int(slots[u])))
+                                      for u in unknown.tolist()], dtype=np.int64)
+                p_identity[~hit] = codes[back.reshape(-1)]
+            qa, pb = q_identity[qi], p_identity
+            sets = list(identities)
+            if all(len(t) <= 1 for t in sets):       # one name each: compatible = equal
+                empty = np.array([not t for t in sets], dtype=bool)
+                fits = (qa == pb) | empty[qa] | empty[pb]
+            else:
+                width = len(sets)
+                pairs, which = np.unique(qa * width + pb, return_inverse=True)
+                fits = np.array([not sets[k // width] or not sets[k % width]
+                                 or bool(sets[k // width] & sets[k % width])
+                                 for k in pairs.tolist()], dtype=bool)[which.reshape(-1)]
+            keep = np.flatnonzero(fits)         # merge.compatible, once per identity pair
+            qi, pj = qi[keep], pj[keep]
             with self._lock:
-                vectors = self.index.vectors_of(slots[unique_p])
-                tags = [known[int(i)] if int(i) in known else self.index.tags_of(int(s))
-                        for i, s in zip(ids[unique_p], slots[unique_p])]
-            qv = np.stack([e.vector for e in items]).astype(np.float32)
-            sims = np.einsum('ij,ij->i', qv[qi], vectors[inverse])
+                sims = self.index.pair_similarities(
+                    stack_rows([e.vector for e in items]).astype(np.float32), qi, slots[pj])
             ok = np.flatnonzero(sims >= policy.similarity_for(kind))
-            q_identity: dict[int, frozenset[str]] = {}
-            p_identity = [identity_tags(t) for t in tags]
-            for k in ok[np.lexsort((-sims[ok], qi[ok]))]:
-                q = int(qi[k])
-                a = q_identity.get(q)
-                if a is None:
-                    a = q_identity[q] = identity_tags(items[q].tags)
-                b = p_identity[int(inverse[k])]
-                if not a or not b or a & b:       # merge.compatible, identities cached
-                    found.setdefault(items[q].id, []).append(int(ids[pj[k]]))
-        wanted = sorted({i for ids_ in found.values() for i in ids_})
+            ok = ok[np.lexsort((-sims[ok], qi[ok]))]
+            q_sorted = qi[ok]
+            p_ids = ids[pj[ok]].tolist()
+            bounds = np.flatnonzero(np.diff(q_sorted)) + 1
+            for a, b in zip([0] + bounds.tolist(), bounds.tolist() + [len(p_ids)]):
+                if b > a:
+                    found[items[int(q_sorted[a])].id] = p_ids[a:b]
         fetched = {e.id: e for e in engrams}
-        fetched.update({e.id: e for e in self.storage.get([i for i in wanted
-                                                           if i not in fetched])})
-        found = {i: [j for j in js if j in fetched] for i, js in found.items()}
+        wanted = {i for ids_ in found.values() for i in ids_ if i not in fetched}
+        if wanted:
+            fetched.update({e.id: e for e in self.storage.get(sorted(wanted))})
+            found = {i: [j for j in js if j in fetched] for i, js in found.items()}
         return found, fetched
 
     def _label_noise(self, engrams: list[Engram], changed: dict[int, Engram],
@@ -1220,9 +1340,9 @@ class MemoryStore:
         if not ids:
             return
         with self._lock:
+            unique = np.unique(np.asarray(ids, dtype=np.int64))
+            self.index.remove_batch(unique[self.index.has_ids(unique)])
             for engram_id in ids:
-                if engram_id in self.index:
-                    self.index.remove(engram_id)
                 self._short_lru.pop(engram_id, None)
                 self._pinned.discard(engram_id)
                 self._dirty.discard(engram_id)
@@ -1502,6 +1622,24 @@ class MemoryStore:
         _LOG.info('evidence retention: deleted %d files, updated %d engrams', deleted,
                   len(changed))
         return deleted
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector; reference counting still frees everything.
+
+    A consolidation pass allocates a few GC-tracked objects per engram (engram copies, lists)
+    and makes no reference cycles, yet the allocations trigger full collections that walk
+    every object in the process, the whole store when it lives in RAM: 14 % of a pass over
+    100k engrams. The collector's previous state is restored, also on an error.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _keeps(a: Engram, b: Engram) -> bool:

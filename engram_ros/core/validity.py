@@ -109,9 +109,17 @@ def _missed(c: Candidate, grace: float, robot_place: int) -> bool:
     the robot was at ``c``'s anchor place after ``c`` was last seen, and left."""
     if c.view_missed is not None:
         return c.view_missed
-    if not c.anchor_id or c.anchor_last_seen is None:
+    return missed(c.anchor_id, c.anchor_last_seen, c.last_seen, grace, robot_place)
+
+
+def missed(anchor_id: int, anchor_last_seen: float | None, last_seen: float, grace: float,
+           robot_place: int) -> bool:
+    """True when the robot was at the anchor place after the thing was last seen (plus
+    ``grace``) and has left it: the rule without views. :func:`find_moves` never supersedes a
+    belief that is not missed, so a caller can skip building candidates when none is."""
+    if not anchor_id or anchor_last_seen is None:
         return False
-    return c.anchor_last_seen > c.last_seen + grace and robot_place != c.anchor_id
+    return anchor_last_seen > last_seen + grace and robot_place != anchor_id
 
 
 def valid_mask(valid_from: np.ndarray, valid_to: np.ndarray, *, at_time: float | None = None,

@@ -7,6 +7,7 @@ out as laps through a two-room flat: kitchen around x = 0, living room around x 
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import zlib
@@ -288,6 +289,62 @@ def test_batch_duplicate_search_merges_like_the_per_engram_search(tmp_path: Path
         sizes.append((report.merged, len(store),
                       sorted(e.observation_count for e in store.list_engrams().engrams)))
     assert sizes[0] == sizes[1] == (180, 60, [4] * 60)
+
+
+@pytest.mark.parametrize('batch_min', [1, 10**9], ids=['batch', 'one-by-one'])
+def test_a_keep_is_absorbed_again_by_a_later_cluster(make_store, batch_min: int) -> None:
+    """Y is close to K and K to X, but Y not to X: K (seen twice) absorbs Y, then X. The batch
+    pass fuses the second cluster from the result of the first, as the per-engram pass does."""
+    store = make_store(batch_consolidation_min=batch_min)
+
+    def sighting(x: float, count: int) -> Engram:
+        return Engram(id=0, kind='object', frame_id='map', position=np.array([x, 0.0, 0.8]),
+                      vector=look('mug'), first_seen=T0 + x, last_seen=T0 + x,
+                      tags=('label:mug',), label='mug', observation_count=count,
+                      last_access=T0)
+
+    _, k, _ = store.bulk_load([sighting(0.0, 1), sighting(0.4, 2), sighting(0.8, 1)])
+    report = store.consolidate(now=T0 + 10)
+    assert report.merged == 2
+    engrams = store.list_engrams().engrams
+    assert [(e.id, e.observation_count) for e in engrams] == [(k, 4)]
+    # equal position variances: inverse-variance fusion is the mean of the three sightings
+    np.testing.assert_allclose(engrams[0].position, [0.4, 0.0, 0.8], atol=1e-9)
+    assert (engrams[0].first_seen, engrams[0].last_seen) == (T0, T0 + 0.8)
+    assert [e.id for e in current(store, 'mug', center=np.array([0.4, 0.0, 0.8]),
+                                  radius=0.1)] == [k]
+
+
+@pytest.mark.parametrize('batch_min', [1, 10**9], ids=['batch', 'one-by-one'])
+def test_several_names_merge_with_any_they_share(make_store, batch_min: int) -> None:
+    """An engram named both cup and mug absorbs a mug and an unnamed sighting, never a bowl
+    (identity sets of more than one name take the general compatibility test)."""
+    store = make_store(batch_consolidation_min=batch_min)
+
+    def sighting(tags: tuple[str, ...], x: float) -> Engram:
+        return Engram(id=0, kind='object', frame_id='map', position=np.array([x, 0.0, 0.8]),
+                      vector=look('mug'), first_seen=T0, last_seen=T0, tags=tags,
+                      last_access=T0)
+
+    both, _, bowl, _ = store.bulk_load([
+        sighting(('label:cup', 'label:mug'), 0.0), sighting(('label:mug',), 0.1),
+        sighting(('label:bowl',), 0.2), sighting((), 0.3)])
+    report = store.consolidate(now=T0 + 10)
+    assert report.merged == 2
+    assert sorted((e.id, e.observation_count, e.tags) for e in store.list_engrams().engrams) == [
+        (both, 3, ('label:cup', 'label:mug')), (bowl, 1, ('label:bowl',))]
+
+
+def test_consolidation_leaves_the_garbage_collector_as_it_found_it(make_store) -> None:
+    store = make_store(batch_consolidation_min=1)
+    lap(store, 0, {'mug': MUG_KITCHEN})
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        lap(store, 1, {'mug': MUG_KITCHEN})
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
 
 
 @pytest.mark.parametrize('support, kept', [(0, {'mug', 'bowl'}), (3, {'mug'})])

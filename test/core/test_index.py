@@ -271,6 +271,174 @@ def test_removed_id_can_be_added_again(index: EngramIndex, data: dict) -> None:
     assert _ids(index, index.filter(tags_all=['label:again'])) == {13}
 
 
+# ---------------------------------------------------------------- batch update / remove
+
+
+VOCAB = ['color:red', 'color:green', 'room:kitchen', 'room:hall', 'label:mug', 'label:cup',
+         'label:new', 'x']
+
+
+def _state(index: EngramIndex) -> dict:
+    """Everything a caller can observe of an index: filters, columns, tags, vectors, ranking."""
+    slots = np.arange(index.slot_count)
+    live = index.live_slots()
+    rng = np.random.default_rng(9)
+    state = {
+        'len': len(index), 'live': live.tolist(),
+        'ids': index.ids_of(slots).tolist(), 'kinds': index.kinds_of(slots).tolist(),
+        'pos': index.positions_of(slots).tolist(), 'first': index.first_seen_of(slots).tolist(),
+        'last': index.last_seen_of(slots).tolist(), 'score': index.scores_of(slots).tolist(),
+        'count': index.counts_of(slots).tolist(),
+        'tags': [index.tags_of(int(s)) for s in live],
+        'vectors': index.vectors_of(live).tolist(),
+        'by_tag': {t: index.filter(tags_all=[t]).tolist() for t in VOCAB},
+        'none': index.filter(tags_none=['label:mug', 'x']).tolist(),
+        'kinds_filter': index.filter(kinds=[1, 3]).tolist(),
+        'near': [index.filter(center=c, radius=r).tolist()
+                 for c in (np.zeros(3), np.array([5.0, -3.0, 1.0])) for r in (2.0, 6.0)],
+        'topk': [index.dense_topk(q, 5, cand)[0].tolist() for q in _unit(rng, 3)
+                 for cand in (None, index.filter(tags_any=['room:hall', 'x']))],
+    }
+    return state
+
+
+def _changes(data: dict, seed: int, m: int) -> dict:
+    rng = np.random.default_rng(seed)
+    rows = rng.choice(N, size=m, replace=False)
+    return {
+        'ids': data['ids'][rows],
+        'vectors': _unit(rng, m),
+        'kinds': rng.integers(0, 4, m),
+        'positions': rng.uniform(-10, 10, (m, 3)),
+        'first_seen': rng.uniform(0, 100, m),
+        'last_seen': rng.uniform(100, 200, m),
+        'scores': rng.uniform(0, 1, m),
+        'counts': rng.integers(1, 50, m),
+        # unchanged, reordered, duplicated, new and emptied tag lists
+        'tags': [list(data['tags'][r]) if k % 4 == 0 else
+                 list(reversed(data['tags'][r])) + [data['tags'][r][0]] if k % 4 == 1 else
+                 sorted(set(rng.choice(VOCAB, size=int(rng.integers(1, 4))).tolist()))
+                 if k % 4 == 2 else [] for k, r in enumerate(rows)],
+    }
+
+
+@pytest.mark.parametrize('fields', [
+    ('vectors', 'kinds', 'positions', 'first_seen', 'last_seen', 'scores', 'counts', 'tags'),
+    ('tags',), ('positions',), ('vectors', 'scores'), ('kinds', 'first_seen', 'last_seen'),
+    ('counts',)])
+def test_update_batch_equals_update_one_by_one(data: dict, fields: tuple[str, ...]) -> None:
+    single, batch = _build(data), _build(data)
+    singular = {'vectors': 'vector', 'kinds': 'kind', 'positions': 'position',
+                'first_seen': 'first_seen', 'last_seen': 'last_seen', 'scores': 'score',
+                'counts': 'count', 'tags': 'tags'}
+    for seed in range(3):                   # repeated updates move tags and cells again
+        change = _changes(data, seed, 150)
+        for k, engram_id in enumerate(change['ids'].tolist()):
+            single.update(engram_id, **{singular[f]: change[f][k] for f in fields})
+        batch.update_batch(change['ids'], **{f: change[f] for f in fields})
+        assert _state(batch) == _state(single)
+
+
+def test_remove_batch_equals_remove_one_by_one(data: dict) -> None:
+    single, batch = _build(data), _build(data)
+    change = _changes(data, 4, 100)
+    for k, engram_id in enumerate(change['ids'].tolist()):
+        single.update(engram_id, tags=change['tags'][k], position=change['positions'][k])
+    batch.update_batch(change['ids'], tags=change['tags'], positions=change['positions'])
+    gone = data['ids'][np.random.default_rng(5).choice(N, size=120, replace=False)]
+    for engram_id in gone.tolist():
+        single.remove(engram_id)
+    batch.remove_batch(gone)
+    assert _state(batch) == _state(single)
+    assert len(batch) == N - 120 and not batch.has_ids(gone).any()
+    # removed ids can come back, like after remove()
+    batch.add(int(gone[0]), data['vectors'][0], kind=0, position=np.zeros(3), first_seen=0.0,
+              last_seen=0.0, tags=['label:again'])
+    assert _ids(batch, batch.filter(tags_all=['label:again'])) == {int(gone[0])}
+
+
+def test_batch_changes_survive_save_and_load(data: dict, tmp_path: Path) -> None:
+    index = _build(data)
+    change = _changes(data, 6, 200)
+    index.update_batch(change['ids'], vectors=change['vectors'], positions=change['positions'],
+                       tags=change['tags'], scores=change['scores'])
+    index.remove_batch(change['ids'][:50])
+    index.save(tmp_path)
+    assert _state(EngramIndex.load(tmp_path)) == _state(index)
+
+
+@pytest.mark.parametrize('call, error', [
+    (lambda ix, d: ix.update_batch([10, 11], scores=[0.1, 0.2]), KeyError),     # 11 unknown
+    (lambda ix, d: ix.remove_batch([10, 11]), KeyError),
+    (lambda ix, d: ix.update_batch([10, 13, 10], scores=[0.1, 0.2, 0.3]), ValueError),
+    (lambda ix, d: ix.remove_batch([13, 13]), ValueError),
+    (lambda ix, d: ix.update_batch([10, 13], scores=[0.1]), ValueError),
+    (lambda ix, d: ix.update_batch([10, 13], scores=[0.1, np.nan]), ValueError),
+    (lambda ix, d: ix.update_batch([10, 13], positions=np.zeros((2, 2))), ValueError),
+    (lambda ix, d: ix.update_batch([10, 13], positions=[[0, 0, 0], [0, np.inf, 0]]),
+     ValueError),
+    (lambda ix, d: ix.update_batch([10, 13], kinds=[1, 256]), ValueError),
+    (lambda ix, d: ix.update_batch([10, 13], vectors=np.zeros((2, DIM))), ValueError),
+    (lambda ix, d: ix.update_batch([10, 13], vectors=d['vectors'][:3]), ValueError),
+    (lambda ix, d: ix.update_batch([10, 13], tags=[['label:fresh'], 'label:mug']), TypeError),
+    (lambda ix, d: ix.update_batch([10, 13], tags='label:mug'), TypeError),
+    (lambda ix, d: ix.update_batch([10, 13], tags=[['label:fresh']]), ValueError),
+    (lambda ix, d: ix.update_batch([10.0, 13.0], scores=[0.1, 0.2]), TypeError),
+    (lambda ix, d: ix.remove_batch(['10']), TypeError),
+], ids=['update-unknown', 'remove-unknown', 'update-duplicate', 'remove-duplicate',
+        'short-column', 'nan-score', 'position-shape', 'inf-position', 'kind-range',
+        'zero-vector', 'vector-rows', 'tags-one-string', 'tags-string', 'tag-rows',
+        'float-ids', 'string-ids'])
+def test_bad_batch_raises_and_changes_nothing(data: dict, call, error: type) -> None:
+    index = _build(data)
+    index.remove(16)
+    before = _state(index)
+    with pytest.raises(error):
+        call(index, data)
+    assert _state(index) == before
+    assert 'label:fresh' not in {t for s in index.live_slots() for t in index.tags_of(s)}
+
+
+def test_a_removed_id_is_unknown_to_the_batch_calls(index: EngramIndex) -> None:
+    index.remove(13)
+    with pytest.raises(KeyError, match='13'):
+        index.update_batch([10, 13], scores=[0.1, 0.2])
+    with pytest.raises(KeyError, match='13'):
+        index.remove_batch([13])
+
+
+def test_empty_batches_change_nothing(index: EngramIndex) -> None:
+    before = _state(index)
+    index.update_batch([], scores=[])
+    index.remove_batch(np.zeros(0, dtype=np.int64))
+    assert _state(index) == before
+
+
+def test_has_ids(index: EngramIndex) -> None:
+    index.remove(13)
+    np.testing.assert_array_equal(index.has_ids([10, 11, 13, 16, 10**12]),
+                                  [True, False, False, True, False])
+    assert index.has_ids([]).shape == (0,)
+
+
+def test_pair_similarities_are_dot_products_with_the_stored_vectors(index: EngramIndex) -> None:
+    rng = np.random.default_rng(8)
+    queries = _unit(rng, 5)
+    rows = rng.integers(0, 5, 3000)
+    slots = rng.integers(0, N, 3000)           # more than one decoding chunk
+    expected = np.einsum('ij,ij->i', queries[rows], index.vectors_of(slots))
+    np.testing.assert_allclose(index.pair_similarities(queries, rows, slots), expected,
+                               rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError):
+        index.pair_similarities(queries[:, :-1], rows, slots)
+    with pytest.raises(ValueError):
+        index.pair_similarities(queries, rows[:-1], slots)
+    with pytest.raises(IndexError):
+        index.pair_similarities(queries, rows + 5, slots)
+    with pytest.raises(IndexError):
+        index.pair_similarities(queries, rows, slots + N)
+
+
 # ---------------------------------------------------------------- dense ranking
 
 
@@ -445,12 +613,13 @@ def test_memory_bytes_grows(data: dict) -> None:
     assert _build(data).memory_bytes() > small.memory_bytes()
 
 
+@pytest.mark.parametrize('batch', [False, True], ids=['one-by-one', 'batch'])
 @pytest.mark.parametrize('radius', [0.3, 1.0, 3.9, 4.0, 9.5, 40.0, 2000.0])
 @pytest.mark.parametrize('cell_size', [0.5, 4.0])
-def test_radius_filter_through_the_grid_matches_brute_force(radius: float,
-                                                            cell_size: float) -> None:
+def test_radius_filter_through_the_grid_matches_brute_force(radius: float, cell_size: float,
+                                                            batch: bool) -> None:
     """The spatial grid (and its fallback for huge radii) keeps exactly the engrams within
-    the radius, also after positions move and engrams are removed."""
+    the radius, also after positions move and engrams are removed (one by one or batched)."""
     rng = np.random.default_rng(11)
     n = 3000
     index = EngramIndex(8, cell_size=cell_size)
@@ -458,12 +627,17 @@ def test_radius_filter_through_the_grid_matches_brute_force(radius: float,
     index.add_batch(np.arange(1, n + 1), rng.normal(size=(n, 8)),
                     kinds=np.zeros(n, dtype=np.int64), positions=pos,
                     first_seen=np.zeros(n), last_seen=np.zeros(n), tags=[('label:a',)] * n)
-    for engram_id in range(1, n + 1, 7):             # move some across cells
-        pos[engram_id - 1] += (5.3, -2.1, 0.0)
-        index.update(engram_id, position=pos[engram_id - 1])
+    moved = np.arange(1, n + 1, 7)                   # move some across cells
+    pos[moved - 1] += (5.3, -2.1, 0.0)
     removed = set(range(2, n + 1, 11))
-    for engram_id in removed:
-        index.remove(engram_id)
+    if batch:
+        index.update_batch(moved, positions=pos[moved - 1])
+        index.remove_batch(sorted(removed))
+    else:
+        for engram_id in moved.tolist():
+            index.update(engram_id, position=pos[engram_id - 1])
+        for engram_id in removed:
+            index.remove(engram_id)
     for center in (np.zeros(3), np.array([17.3, -41.0, 0.2]), np.array([-59.0, 59.0, 0.0])):
         stored = pos.astype(np.float32).astype(np.float64)
         inside = np.linalg.norm(stored - center, axis=1) <= radius

@@ -13,7 +13,9 @@ from engram_ros.core.merge import MergePolicy
 from engram_ros.core.merge import compatible
 from engram_ros.core.merge import identity_tags
 from engram_ros.core.merge import merge
+from engram_ros.core.merge import merge_clusters
 from engram_ros.core.merge import merge_engrams
+from engram_ros.core.merge import pairs_within
 
 DIM = 8
 T0 = 1.7e9
@@ -276,3 +278,126 @@ def test_merge_engrams_adds_counts() -> None:
 def test_merge_engrams_short_pair_below_promotion_stays_short() -> None:
     out = merge_engrams(make_engram(id=1), make_engram(id=2), MergePolicy(promote_after=3))
     assert out.observation_count == 2 and out.tier == TIER_SHORT and out.pinned is False
+
+
+# ------------------------------------------------------------------------------- merge_clusters
+
+
+def _duplicates(rng: np.random.Generator, first_id: int, size: int) -> list[Engram]:
+    """``size`` sightings of one thing: noisy positions, variances, looks, counts, times."""
+    centre = rng.uniform(-5.0, 5.0, size=3)
+    look = rng.normal(size=DIM)
+    return [make_engram(
+        id=first_id + k, position=centre + rng.normal(scale=0.05, size=3),
+        vector=unit(look + 0.2 * rng.normal(size=DIM)),
+        covariance=cov(tuple(rng.uniform(0.01, 1.0, size=3)), rot_var=float(rng.uniform(0.1, 1))),
+        observation_count=int(rng.integers(1, 5)), confidence=float(rng.uniform(0.2, 1.0)),
+        first_seen=T0 + float(rng.uniform(-100, 0)), last_seen=T0 + float(rng.uniform(0, 100)),
+        last_access=T0 + float(rng.uniform(0, 200)), score=float(rng.uniform(0, 1)),
+        recall_count=int(rng.integers(0, 3)), pinned=bool(rng.random() < 0.1),
+        tags=('label:mug',) + (('color:red',) if rng.random() < 0.3 else ()),
+        label='' if k == 0 and rng.random() < 0.5 else 'mug',
+        keyframe_id='' if rng.random() < 0.7 else f'kf{first_id + k}',
+        evidence=() if size > 4 or rng.random() < 0.5 else (f'file:///e/{first_id + k}.png',),
+        tier=TIER_SHORT) for k in range(size)]
+
+
+@pytest.mark.parametrize('sizes', [[2], [2, 3, 5, 1, 4, 2], [70, 3, 2]],
+                         ids=['one', 'mixed', 'one-huge'])
+def test_merge_clusters_fuses_each_cluster_by_definition(sizes: list[int]) -> None:
+    """Every number as defined (inverse-variance pose, count-weighted vector and confidence,
+    extremes of times), and the pose as :func:`merge_engrams` folding one by one gives it."""
+    rng = np.random.default_rng(len(sizes))
+    policy = MergePolicy()
+    clusters = []
+    for k, size in enumerate(sizes):
+        members = _duplicates(rng, 100 * k + 1, size)
+        clusters.append((members[0], members[1:]))
+    before = [[m.copy() for m in (keep, *others)] for keep, others in clusters]
+    fused = merge_clusters(clusters, policy)
+    assert len(fused) == len(clusters)
+    for (keep, others), out, members in zip(clusters, fused, before):
+        if not others:
+            assert out is keep
+            continue
+        var = np.array([pos_var(m.covariance) for m in members])
+        var_new = 1.0 / np.sum(1.0 / var, axis=0)
+        counts = np.array([m.observation_count for m in members], dtype=float)
+        assert out.id == keep.id
+        np.testing.assert_allclose(out.position, var_new * np.sum(
+            [m.position / v for m, v in zip(members, var)], axis=0), rtol=1e-12)
+        np.testing.assert_allclose(pos_var(out.covariance), var_new, rtol=1e-12)
+        c = out.covariance.reshape(6, 6)
+        assert np.all(c[:3, 3:] == 0.0) and np.all(c[3:, :3] == 0.0)
+        np.testing.assert_array_equal(c[3:, 3:], keep.covariance.reshape(6, 6)[3:, 3:])
+        np.testing.assert_allclose(out.vector, unit(np.sum(
+            counts[:, None] * [m.vector for m in members], axis=0)), atol=1e-6)
+        assert out.vector.dtype == np.float32
+        assert out.observation_count == int(counts.sum())
+        assert out.confidence == pytest.approx(
+            np.dot(counts, [m.confidence for m in members]) / counts.sum())
+        assert out.first_seen == min(m.first_seen for m in members)
+        assert out.last_seen == max(m.last_seen for m in members)
+        assert out.last_access == max(m.last_access for m in members)
+        assert out.score == max(m.score for m in members)
+        assert out.pinned == any(m.pinned for m in members)
+        assert out.recall_count == sum(m.recall_count for m in members)
+        assert out.label == next((m.label for m in members if m.label), '')
+        assert out.keyframe_id == next((m.keyframe_id for m in members if m.keyframe_id), '')
+        assert out.evidence == tuple(dict.fromkeys(e for m in members for e in m.evidence))[
+            -policy.max_evidence:]
+        assert out.tier == TIER_LONG
+        folded = keep
+        for other in others:
+            folded = merge_engrams(folded, other, policy)
+        np.testing.assert_allclose(out.position, folded.position, rtol=1e-9)
+        np.testing.assert_allclose(out.covariance, folded.covariance, rtol=1e-9)
+        assert out.tags == folded.tags
+        assert (out.observation_count, out.first_seen, out.last_seen) == \
+            (folded.observation_count, folded.first_seen, folded.last_seen)
+    for (keep, others), members in zip(clusters, before):       # inputs untouched
+        for m, b in zip((keep, *others), members):
+            np.testing.assert_array_equal(m.position, b.position)
+            np.testing.assert_array_equal(m.vector, b.vector)
+            np.testing.assert_array_equal(m.covariance, b.covariance)
+            assert (m.observation_count, m.tags, m.tier) == (b.observation_count, b.tags,
+                                                             b.tier)
+
+
+def test_merge_clusters_caps_tags_keeping_identity() -> None:
+    keep = make_engram(id=1, tags=('label:mug',) + tuple(f'vw:{i}' for i in range(6)))
+    other = make_engram(id=2, tags=('label:mug', 'color:red') + tuple(f'vw:{i}' for i in
+                                                                       range(6, 12)))
+    out, = merge_clusters([(keep, [other, other.copy()])], MergePolicy(max_tags=5))
+    assert 'label:mug' in out.tags and len(out.tags) == 5
+    assert out.tags == merge_engrams(merge_engrams(keep, other, MergePolicy(max_tags=5)),
+                                     other, MergePolicy(max_tags=5)).tags
+
+
+def test_merge_clusters_of_nothing() -> None:
+    assert merge_clusters([], MergePolicy()) == []
+
+
+# ------------------------------------------------------------------------------- pairs_within
+
+
+@pytest.mark.parametrize('radius', [0.05, 0.5, 2.0, 30.0])
+def test_pairs_within_finds_exactly_the_close_pairs(radius: float) -> None:
+    rng = np.random.default_rng(5)
+    centres = rng.uniform(-20.0, 20.0, size=(60, 3))
+    points = centres[rng.integers(0, 60, 400)] + rng.normal(scale=0.3, size=(400, 3))
+    queries = np.vstack([points[::3], rng.uniform(-25.0, 25.0, size=(50, 3))])
+    qi, pj = pairs_within(queries, points, radius)
+    d = np.linalg.norm(queries[:, None, :] - points[None, :, :], axis=2)
+    expected = set(zip(*np.nonzero(d <= radius)))
+    got = list(zip(qi.tolist(), pj.tolist()))
+    assert len(got) == len(set(got))
+    assert set(got) == {(int(a), int(b)) for a, b in expected}
+
+
+def test_pairs_within_of_nothing() -> None:
+    empty = np.zeros((0, 3))
+    for qi, pj in (pairs_within(empty, np.ones((3, 3)), 1.0),
+                   pairs_within(np.ones((3, 3)), empty, 1.0),
+                   pairs_within(np.ones((3, 3)), np.ones((3, 3)), 0.0)):
+        assert qi.shape == pj.shape == (0,)

@@ -111,6 +111,25 @@ def test_get_returns_copies(store: Storage) -> None:
     assert_same(store.get([1])[0], make_engram(1))
 
 
+@pytest.mark.parametrize('tags', [('label:mug', 'color:red'), ['label:mug', 'color:red'],
+                                  ('label:mug', np.str_('color:red')), (1, True), (True, 1), ()],
+                         ids=['tuple', 'list', 'numpy-str', 'int-bool', 'bool-int', 'none'])
+def test_tags_round_trip_whatever_sequence_holds_them(store: Storage, tags) -> None:
+    """Tag lists are encoded and decoded through a cache: equal tags read back equal as
+    tuples of str, for every engram that carries them, and later edits stay separate."""
+    engrams = [make_engram(i) for i in (1, 2, 3)]
+    for e in engrams:
+        e.tags = tags
+    store.put(engrams)
+    got = store.get([1, 2, 3])
+    assert [g.tags for g in got] == [tuple(str(t) for t in tags)] * 3
+    assert all(type(t) is str for g in got for t in g.tags)
+    got[0].tags = got[0].tags + ('label:cup',)
+    store.put([got[0]])
+    assert [g.tags for g in store.get([1, 2])] == [tuple(map(str, tags)) + ('label:cup',),
+                                                    tuple(map(str, tags))]
+
+
 def test_put_upserts(store: Storage) -> None:
     store.put([make_engram(i) for i in (1, 2)])
     store.put([make_engram(2, version=5), make_engram(3)])
