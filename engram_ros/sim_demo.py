@@ -457,10 +457,7 @@ def main(argv: list[str] | None = None) -> int:
                         params=[f'sim.scenario:={scenario_path}', f'sim.width:={width}',
                                 f'sim.height:={height}', f'sim.rate:={args.rate}',
                                 'memory.persist:=true', f'memory.store_dir:={args.store}',
-                                'memory.consolidation_period:=10.0', 'memory.noise_support:=3',
-                                # Three laps only: the book removed after lap 2 is looked for
-                                # once more; end beliefs missed on one visit, not two.
-                                'memory.miss_visits:=1'])
+                                'memory.consolidation_period:=10.0', 'memory.noise_support:=3'])
     started = time.monotonic()
     print(f'Starting the simulated robot, perception and memory (logs: {log_dir}).')
     launcher.start()
