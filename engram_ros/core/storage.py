@@ -229,11 +229,15 @@ class Storage(abc.ABC):
         """
 
     @abc.abstractmethod
-    def get(self, ids: Sequence[int]) -> list[Engram]:
+    def get(self, ids: Sequence[int], *, shared: bool = False) -> list[Engram]:
         """Return the engrams with these ids, in the order given; unknown ids are skipped.
 
         All engrams returned come from one consistent snapshot. An id given twice is returned
         twice.
+
+        :param shared: the caller only reads the engrams (a consolidation pass over thousands):
+            a backend that holds engram objects may return its own instead of copies, which
+            must then not be changed. Backends that decode rows ignore it.
 
         :raises StoreClosedError: after :meth:`close`.
         """
@@ -531,11 +535,13 @@ class MemoryStorage(Storage):
             if top > int(self._meta[META_NEXT_ID]):
                 self._meta[META_NEXT_ID] = str(top)
 
-    def get(self, ids: Sequence[int]) -> list[Engram]:
+    def get(self, ids: Sequence[int], *, shared: bool = False) -> list[Engram]:
         """See :meth:`Storage.get`."""
         with self._lock:
             self._check_open()
             found = (self._engrams.get(int(i)) for i in ids)
+            if shared:
+                return [e for e in found if e is not None]
             return [e.copy() for e in found if e is not None]
 
     def delete(self, ids: Sequence[int]) -> int:
@@ -962,7 +968,7 @@ class SQLiteStorage(Storage):
             if top > int(self._meta_value(conn, META_NEXT_ID)):
                 conn.execute('UPDATE meta SET value = ? WHERE key = ?', (str(top), META_NEXT_ID))
 
-    def get(self, ids: Sequence[int]) -> list[Engram]:
+    def get(self, ids: Sequence[int], *, shared: bool = False) -> list[Engram]:
         """See :meth:`Storage.get`."""
         wanted = [int(i) for i in ids]
         if not wanted:

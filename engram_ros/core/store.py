@@ -909,10 +909,12 @@ class MemoryStore:
             changed: dict[int, Engram] = {}
             removed: set[int] = set()
             merged_into: dict[int, int] = {}
-            dirty_engrams = [e for e in self.storage.get(dirty) if _in_scope(e, scope)
-                             and e.id not in self._history]
+            batch = len(dirty) >= self.config.batch_consolidation_min
+            # The batch path only reads them (merge_clusters copies what it changes): no copy.
+            dirty_engrams = [e for e in self.storage.get(dirty, shared=batch)
+                             if _in_scope(e, scope) and e.id not in self._history]
             merge_all = (self._merge_batch
-                         if len(dirty_engrams) >= self.config.batch_consolidation_min
+                         if batch and len(dirty_engrams) >= self.config.batch_consolidation_min
                          else self._merge_each)
             report.merged = merge_all(dirty_engrams, changed, removed, merged_into)
             for noise, into in self._label_noise(dirty_engrams, changed, removed):

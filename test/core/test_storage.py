@@ -111,6 +111,18 @@ def test_get_returns_copies(store: Storage) -> None:
     assert_same(store.get([1])[0], make_engram(1))
 
 
+def test_shared_get_reads_the_same_engrams(store: Storage) -> None:
+    store.put([make_engram(i) for i in (1, 2)])
+    shared = store.get([2, 1, 99], shared=True)
+    assert [e.id for e in shared] == [2, 1]
+    for actual, i in zip(shared, (2, 1)):
+        assert_same(actual, make_engram(i))
+    # A default get is still a copy, whatever a shared reader holds.
+    copy = store.get([1])[0]
+    copy.position[0] = 1e6
+    assert_same(store.get([1], shared=True)[0], make_engram(1))
+
+
 @pytest.mark.parametrize('tags', [('label:mug', 'color:red'), ['label:mug', 'color:red'],
                                   ('label:mug', np.str_('color:red')), (1, True), (True, 1), ()],
                          ids=['tuple', 'list', 'numpy-str', 'int-bool', 'bool-int', 'none'])
