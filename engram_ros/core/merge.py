@@ -53,9 +53,22 @@ class MergePolicy:
     #: consolidation as the detector's mistake. 0 (the default) disables it: a different
     #: thing that looks alike and was put in the same place would be forgotten too.
     noise_support: int = 0
+    #: The radius grows with the size class of a thing (tag ``size:<class>``): the centre of a
+    #: sofa or a table estimated from two far-apart views lands farther apart than a mug's.
+    #: Two sightings may merge within the larger radius of the two.
+    size_factor: dict[str, float] = field(default_factory=lambda: {'large': 2.0})
 
-    def radius_for(self, kind: str) -> float:
-        return float(self.radius.get(kind, 1.0))
+    def radius_for(self, kind: str, tags: tuple[str, ...] | list[str] = ()) -> float:
+        """[m] merge radius of a ``kind`` thing carrying ``tags`` (its size class counts)."""
+        base = float(self.radius.get(kind, 1.0))
+        for tag in tags:
+            if tag.startswith('size:'):
+                return base * float(self.size_factor.get(tag[5:], 1.0))
+        return base
+
+    def max_radius_for(self, kind: str) -> float:
+        """[m] the largest merge radius of any ``kind`` thing: what a search must cover."""
+        return float(self.radius.get(kind, 1.0)) * max([1.0, *self.size_factor.values()])
 
     def similarity_for(self, kind: str) -> float:
         return float(self.min_similarity.get(kind, 0.8))

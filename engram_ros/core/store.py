@@ -508,9 +508,8 @@ class MemoryStore:
 
     def _find_match(self, obs: Observation) -> int | None:
         policy = self.config.merge
-        slots = self.index.filter(kinds=[kind_code(obs.kind)], center=np.asarray(obs.position),
-                                  radius=policy.radius_for(obs.kind))
-        if slots is None or len(slots) == 0:
+        slots = self._within_merge_radius(obs.kind, np.asarray(obs.position), tuple(obs.tags))
+        if len(slots) == 0:
             return None
         vec = normalize_vector(obs.vector)
         top, sims = self.index.dense_topk(vec, min(len(slots), 32), slots)
@@ -1240,10 +1239,24 @@ class MemoryStore:
                     slots, ids = slots[current], ids[current]
                 positions = self.index.positions_of(slots)
             qids = np.array([e.id for e in items], dtype=np.int64)
-            qi, pj = pairs_within(stack_rows([e.position for e in items]), positions,
-                                  policy.radius_for(kind))
+            q_pos = stack_rows([e.position for e in items])
+            base, widest = policy.radius_for(kind), policy.max_radius_for(kind)
+            qi, pj = pairs_within(q_pos, positions, widest)
             distinct = ids[pj] != qids[qi]
             qi, pj = qi[distinct], pj[distinct]
+            if widest > base and len(qi):
+                # Each pair within the larger merge radius of its two sides (size classes).
+                r_q = np.array([policy.radius_for(kind, e.tags) for e in items])
+                near = np.linalg.norm(q_pos[qi] - positions[pj], axis=1)
+                close = near <= base
+                far = np.flatnonzero(~close & (near <= widest))
+                if len(far):
+                    cand, back = np.unique(pj[far], return_inverse=True)
+                    with self._lock:
+                        r_c = np.array([policy.radius_for(kind, self.index.tags_of(int(slots[c])))
+                                        for c in cand.tolist()])
+                    close[far] = near[far] <= np.maximum(r_q[qi[far]], r_c[back.reshape(-1)])
+                qi, pj = qi[close], pj[close]
             if len(qi) == 0:
                 continue
             # identities first (cheap, vectorised): only compatible pairs need a similarity
@@ -1324,12 +1337,28 @@ class MemoryStore:
                     break
         return out
 
+    def _within_merge_radius(self, kind: str, position: np.ndarray,
+                             tags: tuple[str, ...]) -> np.ndarray:
+        """Slots of ``kind`` close enough to merge with a thing at ``position`` with ``tags``:
+        within the larger merge radius of the two (size classes, see :class:`MergePolicy`).
+        Under ``_lock``."""
+        policy = self.config.merge
+        slots = self.index.filter(kinds=[kind_code(kind)], center=position,
+                                  radius=policy.max_radius_for(kind))
+        if slots is None or len(slots) == 0:
+            return np.zeros(0, dtype=np.int64)
+        own = policy.radius_for(kind, tags)
+        if own >= policy.max_radius_for(kind):
+            return slots
+        dist = np.linalg.norm(self.index.positions_of(slots) - position, axis=1)
+        theirs = np.array([policy.radius_for(kind, self.index.tags_of(int(s))) for s in slots])
+        return slots[dist <= np.maximum(own, theirs)]
+
     def _duplicates_of(self, engram: Engram, removed: set[int]) -> list[Engram]:
         policy = self.config.merge
         with self._lock:
-            slots = self.index.filter(kinds=[kind_code(engram.kind)], center=engram.position,
-                                      radius=policy.radius_for(engram.kind))
-            if slots is None or len(slots) < 2:
+            slots = self._within_merge_radius(engram.kind, engram.position, tuple(engram.tags))
+            if len(slots) < 2:
                 return []
             top, sims = self.index.dense_topk(engram.vector, min(len(slots), 32), slots)
             ids = [int(i) for i, s in zip(self.index.ids_of(np.asarray(top)), sims)

@@ -358,3 +358,40 @@ def test_one_off_mislabel_of_an_established_thing_is_label_noise(support: int, k
     report = store.consolidate(now=T0 + 3 * LAP + 20)
     labels = {e.label for e in store.list_engrams().engrams if e.kind == 'object'}
     assert labels == kept and report.absorbed == (1 if support else 0)
+
+
+# --------------------------------------------------------------------- size-aware merge radius
+
+def sized(label: str, position, stamp: float, size: str) -> Observation:
+    return Observation(kind='object', frame_id='map', position=np.asarray(position, dtype=float),
+                       stamp=stamp, vector=look(label), label=label,
+                       tags=(f'size:{size}', 'room:kitchen'))
+
+
+@pytest.mark.parametrize('batch', [False, True])
+def test_large_things_merge_over_a_wider_radius_small_ones_do_not(make_store, batch):
+    # The batch path from 1 changed engram on, or the one-by-one path.
+    store = make_store(batch_consolidation_min=1 if batch else 10 ** 6)
+    # Seen from far-apart views, a sofa's centre estimates land 0.8 m apart: one sofa. Two
+    # mugs 0.8 m apart are two mugs.
+    store.bulk_load([Engram.from_observation(i + 1, o) for i, o in enumerate([
+        sized('sofa', (1.0, 0.0, 0.4), T0, 'large'),
+        sized('sofa', (1.8, 0.0, 0.4), T0 + 1, 'large'),
+        sized('mug', (1.0, 3.0, 0.8), T0, 'small'),
+        sized('mug', (1.8, 3.0, 0.8), T0 + 1, 'small')])])
+    report = store.consolidate(now=T0 + 10)
+    assert report.merged == 1
+    labels = sorted(h.engram.label for h in store.recall(RecallQuery(kinds=['object'], k=10),
+                                                         now=T0 + 10).hits)
+    assert labels == ['mug', 'mug', 'sofa']
+
+
+def test_a_sighting_of_a_large_thing_reactivates_it_over_the_wider_radius(make_store):
+    store = make_store()
+    first = store.ingest(sized('table', (2.0, 1.0, 0.4), T0, 'large'))
+    # A partial view sizes it medium, 0.7 m off: still the large table (the larger radius).
+    again = store.ingest(sized('table', (2.7, 1.0, 0.4), T0 + 5, 'medium'))
+    assert again.merged and again.engram_id == first.engram_id
+    mug = store.ingest(sized('mug', (5.0, 1.0, 0.8), T0, 'small'))
+    other = store.ingest(sized('mug', (5.7, 1.0, 0.8), T0 + 5, 'small'))
+    assert not other.merged and other.engram_id != mug.engram_id
