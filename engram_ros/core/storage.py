@@ -632,6 +632,20 @@ class MemoryStorage(Storage):
 # SQLite storage
 
 
+@contextlib.contextmanager
+def _immediate(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """A ``BEGIN IMMEDIATE`` write transaction: committed at the end, rolled back on any
+    error (Ctrl-C included)."""
+    conn.execute('BEGIN IMMEDIATE')
+    try:
+        yield conn
+        conn.execute('COMMIT')
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute('ROLLBACK')
+        raise
+
+
 class SQLiteStorage(Storage):
     """A store directory on local disk, backed by one SQLite database in WAL mode.
 
@@ -846,19 +860,13 @@ class SQLiteStorage(Storage):
         version = conn.execute('PRAGMA user_version').fetchone()[0]
         if version == SCHEMA_VERSION:
             return
-        conn.execute('BEGIN IMMEDIATE')
-        try:
+        with _immediate(conn):
             if version == 1:
                 for statement in _MIGRATE_1_TO_2:
                     conn.execute(statement)
             conn.execute('UPDATE meta SET value = ? WHERE key = ?',
                          (str(SCHEMA_VERSION), META_SCHEMA_VERSION))
             conn.execute(f'PRAGMA user_version = {SCHEMA_VERSION}')
-            conn.execute('COMMIT')
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute('ROLLBACK')
-            raise
         logger.warning('migrated engram store %s from schema %d to %d (%d engrams kept)',
                        self._directory, version, SCHEMA_VERSION,
                        conn.execute('SELECT COUNT(*) FROM engrams').fetchone()[0])
@@ -878,18 +886,12 @@ class SQLiteStorage(Storage):
         os.replace(tmp, marker)
 
     def _init_schema(self, conn: sqlite3.Connection) -> None:
-        conn.execute('BEGIN IMMEDIATE')
-        try:
+        with _immediate(conn):
             for statement in _SCHEMA_SQL:
                 conn.execute(statement)
             conn.executemany('INSERT INTO meta (key, value) VALUES (?, ?)', (
                 (META_SCHEMA_VERSION, str(SCHEMA_VERSION)), (META_NEXT_ID, str(FIRST_ID))))
             conn.execute(f'PRAGMA user_version = {SCHEMA_VERSION}')
-            conn.execute('COMMIT')
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute('ROLLBACK')
-            raise
 
     # -- connections and transactions -------------------------------------------------------
 
@@ -899,15 +901,8 @@ class SQLiteStorage(Storage):
         with self._write_lock:
             if self._closed:
                 raise StoreClosedError(f'the store {str(self._directory)!r} is closed')
-            conn = self._writer
-            conn.execute('BEGIN IMMEDIATE')
-            try:
+            with _immediate(self._writer) as conn:
                 yield conn
-                conn.execute('COMMIT')
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute('ROLLBACK')
-                raise
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
