@@ -17,8 +17,12 @@ import math
 from dataclasses import dataclass
 from dataclasses import field
 from typing import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:     # visibility imports places, which imports this module
+    from engram_ros.core.visibility import View
 
 #: Kinds of engram the memory knows. The order is stable: the index stores the position as a
 #: small integer code, so new kinds are only ever appended.
@@ -98,7 +102,7 @@ class Observation:
     keyframe_id: str = ''
     #: What the camera could see at a place observation (:class:`engram_ros.core.visibility.
     #: View`), or None; the memory uses it to notice things missed where they were. Not stored.
-    view: object | None = None
+    view: View | None = None
 
     def validate(self, dim: int, frame_id: str | None = None) -> None:
         """Check the observation against the store's contract.

@@ -455,6 +455,8 @@ class MemoryStore:
     def _find_gone(self, changed: dict[int, Engram], gone: set[int], now: float,
                    dry_run: bool) -> dict[int, float]:
         """Current things missed where they should have been visible: id -> when they ended."""
+        if self._misses.policy.visits < 1:
+            return {}
         with self._lock:
             tracked = [i for i in self._misses.expected
                        if i in self.index and i not in gone and i not in self._history]
@@ -465,10 +467,8 @@ class MemoryStore:
             for i in tracked:
                 if i in changed:
                     last[i] = changed[i].last_seen
-            if self._misses.policy.visits < 1:
-                return {}
             # Only tracked ids still current are passed on: the others are dropped.
-            return self._misses.gone(last, now, commit=not dry_run)
+            return self._misses.gone(last, now, self.config.move_grace, commit=not dry_run)
 
     def _nearest_place(self, position: np.ndarray) -> int:
         """Id of the nearest current place within the anchor radius (0 = none)."""
@@ -1005,7 +1005,8 @@ class MemoryStore:
                     for a in set(anchors) if a}
                 anchor_seen = [seen_at.get(a) for a in anchors]
                 # With keyframe views, an object is missed where a view should have shown it.
-                by_view = ([self._misses.missed(i, t, now) for i, t in zip(ids_list, last)]
+                by_view = ([self._misses.missed(i, t, now, grace)
+                            for i, t in zip(ids_list, last)]
                            if kind == 'object' and self._misses.views_seen
                            else [None] * len(ids_list))
                 if not any(v if v is not None else missed(a, t_a, t, grace, robot_place)

@@ -13,8 +13,8 @@ its cell is nearer than it by more than ``margin`` (:meth:`View.sees`). A cell w
 
 :class:`MissTracker` remembers, per belief, the keyframes at which it should have been visible.
 A sighting (``last_seen``) clears those before it; a keyframe counts as a *miss* once ``grace``
-seconds have passed after it without a sighting (detections of the same frames arrive a little
-later than the keyframe). Misses are grouped into *visits* (gaps of more than ``visit_gap``
+seconds (the store's ``move_grace``) have passed after it without a sighting (detections of
+the same frames arrive a little later than the keyframe). Misses are grouped into *visits* (gaps of more than ``visit_gap``
 between them), so one slow pass with a blind detector is one visit, not twenty. After misses on
 ``visits`` separate visits the belief has ended: :meth:`MissTracker.gone` reports when (the
 first counted miss), and the store makes it history without a successor. This state lives in
@@ -131,7 +131,6 @@ class MissPolicy:
 
     :param visits: visits with a miss before the belief ends; 0 disables (nothing ends).
     :param visit_gap: [s] misses further apart than this are separate visits.
-    :param grace: [s] a keyframe is a miss only when no sighting came this long after it.
     :param max_range: [m] per size class (tag ``size:<class>``; ``''`` for things without
         one): farther than this from the camera, a thing is too small in the image for the
         detector to be expected to report it.
@@ -140,7 +139,6 @@ class MissPolicy:
 
     visits: int = 2
     visit_gap: float = 30.0
-    grace: float = 5.0
     max_range: dict[str, float] = field(default_factory=lambda: {
         'small': 2.0, 'medium': 3.5, 'large': 5.0, '': 3.0})
     margin: float = 0.3
@@ -178,22 +176,20 @@ class MissTracker:
                 stamps.append(float(stamp))
                 del stamps[:-self.MAX_EXPECTED]
 
-    def missed(self, engram_id: int, last_seen: float, now: float) -> bool:
+    def missed(self, engram_id: int, last_seen: float, now: float, grace: float) -> bool:
         """True when a keyframe should have shown ``engram_id`` after ``last_seen`` and no
-        sighting followed within ``grace`` (one miss: evidence for a move, not yet an end)."""
-        g = self.policy.grace
-        return any(s > last_seen + g and s + g <= now for s in self.expected.get(engram_id, ()))
+        sighting followed within ``grace`` [s] (one miss: evidence for a move, not an end)."""
+        return any(s > last_seen + grace and s + grace <= now
+                   for s in self.expected.get(engram_id, ()))
 
-    def forget(self, ids) -> None:
-        for i in ids:
-            self.expected.pop(int(i), None)
-
-    def gone(self, last_seen: dict[int, float], now: float,
+    def gone(self, last_seen: dict[int, float], now: float, grace: float,
              commit: bool = True) -> dict[int, float]:
         """Beliefs that have ended: id -> when (the first counted miss).
 
         :param last_seen: when each tracked belief was last seen; ids missing from it are no
             longer current (forgotten, history) and are dropped.
+        :param grace: [s] a keyframe is a miss only when no sighting came this long after it
+            (the store's ``move_grace``).
         :param commit: False (a dry run) reports without changing what is tracked.
         """
         out: dict[int, float] = {}
@@ -203,10 +199,10 @@ class MissTracker:
                 if commit:
                     del self.expected[i]
                 continue
-            stamps = [s for s in self.expected[i] if s > seen + self.policy.grace]
+            stamps = [s for s in self.expected[i] if s > seen + grace]
             if commit:
                 self.expected[i] = stamps
-            misses = [s for s in stamps if s + self.policy.grace <= now]
+            misses = [s for s in stamps if s + grace <= now]
             if not misses or self.policy.visits < 1:
                 continue
             visits = 1 + sum(1 for a, b in zip(misses, misses[1:])

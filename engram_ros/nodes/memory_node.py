@@ -258,8 +258,7 @@ class MemoryNode(Node):
                            edge_max_gap=p('edge_max_gap').value,
                            move_grace=p('move_grace').value,
                            misses=MissPolicy(visits=p('miss_visits').value,
-                                             visit_gap=p('miss_visit_gap').value,
-                                             grace=p('move_grace').value))
+                                             visit_gap=p('miss_visit_gap').value))
 
     def parameters_callback(self, params: list[Parameter]) -> SetParametersResult:
         """Validate changes; applies the tunable ones to the running store."""
@@ -300,8 +299,6 @@ class MemoryNode(Node):
                 config.privacy.retention[param.name.split('.', 1)[1]] = float(param.value)
             elif param.name in ('anchor_radius', 'edge_max_gap', 'move_grace'):
                 setattr(config, param.name, float(param.value))
-                if param.name == 'move_grace':
-                    config.misses.grace = float(param.value)
             elif param.name == 'miss_visits':
                 config.misses.visits = int(param.value)
             elif param.name == 'miss_visit_gap':

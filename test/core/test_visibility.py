@@ -83,16 +83,16 @@ def test_bad_views_are_refused(bad):
 
 
 def test_misses_count_by_visit_and_a_sighting_clears_them():
-    tracker = MissTracker(MissPolicy(visits=2, visit_gap=30.0, grace=5.0))
+    tracker = MissTracker(MissPolicy(visits=2, visit_gap=30.0))
     for t in (100.0, 101.0, 102.0):              # one visit, three keyframes
         tracker.expect([7], t)
-    assert tracker.gone({7: 50.0}, now=200.0) == {}
+    assert tracker.gone({7: 50.0}, now=200.0, grace=5.0) == {}
     tracker.expect([7], 160.0)                   # a second visit
-    assert tracker.gone({7: 50.0}, now=162.0) == {}       # still within its grace
-    assert tracker.gone({7: 50.0}, now=200.0, commit=False) == {7: 100.0}
+    assert tracker.gone({7: 50.0}, now=162.0, grace=5.0) == {}     # still within its grace
+    assert tracker.gone({7: 50.0}, now=200.0, grace=5.0, commit=False) == {7: 100.0}
     tracker.expect([8], 100.0)
     tracker.expect([8], 160.0)
-    assert tracker.gone({7: 50.0, 8: 161.0}, now=200.0) == {7: 100.0}  # 8 was seen after
+    assert tracker.gone({7: 50.0, 8: 161.0}, now=200.0, grace=5.0) == {7: 100.0}  # 8 seen after
 
 
 def make_store(**policy) -> MemoryStore:
