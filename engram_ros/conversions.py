@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 from builtin_interfaces.msg import Time
+from geometry_msgs.msg import Pose
 from geometry_msgs.msg import PoseWithCovariance
 
 from engram_ros.core.engram import Engram
@@ -59,19 +60,30 @@ def optional_time(stamp: Time) -> float | None:
     return None if stamp.sec == 0 and stamp.nanosec == 0 else time_to_seconds(stamp)
 
 
-def pose_to_arrays(pose: PoseWithCovariance) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    p, q = pose.pose.position, pose.pose.orientation
+def pose_arrays(pose: Pose) -> tuple[np.ndarray, np.ndarray]:
+    """``geometry_msgs/Pose`` -> position (3,) and quaternion (x, y, z, w), float64."""
+    p, q = pose.position, pose.orientation
     return (np.array([p.x, p.y, p.z], dtype=np.float64),
-            np.array([q.x, q.y, q.z, q.w], dtype=np.float64),
-            np.asarray(pose.covariance, dtype=np.float64).copy())
+            np.array([q.x, q.y, q.z, q.w], dtype=np.float64))
+
+
+def pose_msg(position: np.ndarray, orientation: np.ndarray) -> Pose:
+    """Position (3,) and quaternion (x, y, z, w) -> ``geometry_msgs/Pose``."""
+    msg = Pose()
+    msg.position.x, msg.position.y, msg.position.z = map(float, position)
+    msg.orientation.x, msg.orientation.y, msg.orientation.z, msg.orientation.w = map(
+        float, orientation)
+    return msg
+
+
+def pose_to_arrays(pose: PoseWithCovariance) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return (*pose_arrays(pose.pose), np.asarray(pose.covariance, dtype=np.float64).copy())
 
 
 def arrays_to_pose(position: np.ndarray, orientation: np.ndarray,
                    covariance: np.ndarray) -> PoseWithCovariance:
     msg = PoseWithCovariance()
-    msg.pose.position.x, msg.pose.position.y, msg.pose.position.z = map(float, position)
-    (msg.pose.orientation.x, msg.pose.orientation.y, msg.pose.orientation.z,
-     msg.pose.orientation.w) = map(float, orientation)
+    msg.pose = pose_msg(position, orientation)
     msg.covariance = [float(c) for c in covariance]
     return msg
 
@@ -97,9 +109,7 @@ def view_from_msg(msg) -> View | None:
     if len(msg.depth) != int(msg.rows) * int(msg.cols):
         raise InvalidObservation(f'view depth has {len(msg.depth)} values; rows x cols = '
                                  f'{msg.rows} x {msg.cols} are required')
-    p, q = msg.camera.position, msg.camera.orientation
-    position = np.array([p.x, p.y, p.z], dtype=np.float64)
-    orientation = np.array([q.x, q.y, q.z, q.w], dtype=np.float64)
+    position, orientation = pose_arrays(msg.camera)
     return View(np.asarray(msg.depth, dtype=np.float32).reshape(msg.rows, msg.cols),
                 position, orientation, float(msg.fx), float(msg.fy), float(msg.cx),
                 float(msg.cy))
@@ -122,7 +132,7 @@ def observation_to_msg(obs: Observation) -> ObservationMsg:
         view = obs.view
         msg.view.rows, msg.view.cols = (int(n) for n in np.asarray(view.depth).shape)
         msg.view.depth = np.asarray(view.depth, dtype=np.float32).reshape(-1)
-        msg.view.camera = arrays_to_pose(view.position, view.orientation, np.zeros(36)).pose
+        msg.view.camera = pose_msg(view.position, view.orientation)
         msg.view.fx, msg.view.fy = float(view.fx), float(view.fy)
         msg.view.cx, msg.view.cy = float(view.cx), float(view.cy)
     return msg
@@ -369,10 +379,9 @@ def pose_corrections_from_msg(msg: KeyframeCorrection) -> list[PoseCorrection]:
                              'accepted: none, or one per pose')
     out = []
     for i, pose in enumerate(msg.poses):
-        p, q = pose.position, pose.orientation
+        position, orientation = pose_arrays(pose)
         out.append(PoseCorrection(
-            position=np.array([p.x, p.y, p.z], dtype=np.float64),
-            orientation=np.array([q.x, q.y, q.z, q.w], dtype=np.float64),
+            position=position, orientation=orientation,
             keyframe_id=msg.keyframe_ids[i] if msg.keyframe_ids else '',
             place_id=int(msg.place_ids[i]) if len(msg.place_ids) else 0))
     return out
