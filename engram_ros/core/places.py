@@ -21,6 +21,7 @@ from enum import IntEnum
 import numpy as np
 
 from engram_ros.core.engram import Engram
+from engram_ros.core.model.errors import StatusError
 from engram_ros.core.storage import PlaceEdge
 
 
@@ -33,12 +34,10 @@ class CorrectionStatus(IntEnum):
     EMPTY = 3
 
 
-class CorrectionError(ValueError):
+class CorrectionError(StatusError, ValueError):
     """A correction that was not applied; nothing changed."""
 
-    def __init__(self, status: CorrectionStatus, message: str) -> None:
-        super().__init__(message)
-        self.status = status
+    status: CorrectionStatus
 
 
 @dataclass
