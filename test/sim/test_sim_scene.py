@@ -71,8 +71,8 @@ def test_render_shows_the_object_where_the_camera_model_says(small_scene, label)
     vs, us = np.nonzero(mask)
     z = render.depth[vs, us].astype(float)
     k = cam.K
-    points = np.column_stack([(us + 0.5 - k[0, 2]) * z / k[0, 0], (vs + 0.5 - k[1, 2]) * z / k[1, 1],
-                              z, np.ones_like(z)])
+    points = np.column_stack([(us + 0.5 - k[0, 2]) * z / k[0, 0],
+                              (vs + 0.5 - k[1, 2]) * z / k[1, 1], z, np.ones_like(z)])
     world_points = (cam.optical_pose(*pose) @ points.T).T[:, :3]
     centre = np.median(world_points, axis=0)
     x, y, _ = small_scene.positions[label]
