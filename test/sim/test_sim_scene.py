@@ -8,13 +8,13 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from engram_ros.core.geometry import rpy_to_matrix
 from engram_ros.sim.detector import SimDetector
 from engram_ros.sim.scenario import DetectorNoise
 from engram_ros.sim.scenario import Event
 from engram_ros.sim.scenario import load_scenario
 from engram_ros.sim.scene import CameraModel
 from engram_ros.sim.scene import Scene
-from engram_ros.sim.scene import rpy_matrix
 from engram_ros.sim.simulator import Simulator
 from engram_ros.sim.simulator import lap_poses
 from engram_ros.sim.world import world
@@ -47,7 +47,7 @@ def test_house_builds_with_every_object():
 
 def test_optical_frame_convention():
     cam = CameraModel(xyz=(0.0, 0.0, 1.0), rpy=(-math.pi / 2, 0.0, -math.pi / 2))
-    r = rpy_matrix(*cam.rpy)
+    r = rpy_to_matrix(*cam.rpy)
     np.testing.assert_allclose(r[:, 2], [1, 0, 0], atol=1e-9)   # z forward = base x
     np.testing.assert_allclose(r[:, 0], [0, -1, 0], atol=1e-9)  # x right = -base y
     np.testing.assert_allclose(r[:, 1], [0, 0, -1], atol=1e-9)  # y down
