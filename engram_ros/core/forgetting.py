@@ -24,6 +24,7 @@ from typing import Iterable
 
 from engram_ros.core.engram import Engram
 from engram_ros.core.engram import TIER_LONG
+from engram_ros.core.model.errors import StatusError
 
 
 @dataclass
@@ -54,12 +55,10 @@ class FeedbackStatus(IntEnum):
     INTERNAL_ERROR = 255
 
 
-class FeedbackError(ValueError):
+class FeedbackError(StatusError, ValueError):
     """Feedback that was not applied (nothing changed); ``status`` says why."""
 
-    def __init__(self, status: FeedbackStatus, message: str) -> None:
-        super().__init__(message)
-        self.status = status
+    status: FeedbackStatus
 
 
 def update_usefulness(score: float, helped: bool, rate: float) -> float:

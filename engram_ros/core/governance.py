@@ -9,7 +9,6 @@ requests live here; :class:`engram_ros.core.store.MemoryStore` carries them out
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from dataclasses import field
 from enum import IntEnum
@@ -18,8 +17,12 @@ import numpy as np
 
 from engram_ros.core import sketch
 from engram_ros.core.engram import Engram
-from engram_ros.core.engram import KINDS
 from engram_ros.core.engram import TIERS
+from engram_ros.core.model.errors import StatusError
+from engram_ros.core.request_checks import RequestRules
+from engram_ros.core.request_checks import check_kinds
+from engram_ros.core.request_checks import check_region
+from engram_ros.core.request_checks import check_time_window
 
 #: Largest page a list may ask for.
 MAX_LIMIT = 1000
@@ -45,12 +48,21 @@ class GovernanceStatus(IntEnum):
     INTERNAL_ERROR = 255
 
 
-class GovernanceError(ValueError):
+class GovernanceError(StatusError, ValueError):
     """A governance request that breaks its contract; ``status`` says how."""
 
-    def __init__(self, status: GovernanceStatus, message: str) -> None:
-        super().__init__(message)
-        self.status = status
+    status: GovernanceStatus
+
+
+#: How a list or forget refuses a bad region, time window or kind list (its own wording).
+GOVERNANCE_RULES = RequestRules(
+    error=GovernanceError, invalid_number=GovernanceStatus.INVALID_NUMBER,
+    invalid_radius=GovernanceStatus.INVALID_RADIUS, unknown_frame=GovernanceStatus.UNKNOWN_FRAME,
+    invalid_time_window=GovernanceStatus.INVALID_TIME_WINDOW,
+    unknown_kind=GovernanceStatus.UNKNOWN_KIND, time_names=('start', 'end'),
+    radius_accepted='0 (no region) or a distance in metres',
+    centre_accepted='three finite coordinates [m]', frame_phrase='the memory frame is',
+    window_accepted='end >= start or an open side')
 
 
 @dataclass
@@ -87,43 +99,15 @@ class EngramFilter:
         :param frame_id: the memory frame a centre must be in (``''`` in the request = it).
         :raises GovernanceError: naming the first problem and what is accepted.
         """
-        unknown = [k for k in self.kinds if k not in KINDS]
-        if unknown:
-            raise GovernanceError(GovernanceStatus.UNKNOWN_KIND,
-                                  f'unknown kind(s) {", ".join(map(repr, unknown))}; '
-                                  f'accepted: {", ".join(KINDS)}')
+        check_kinds(self.kinds, GOVERNANCE_RULES)
         try:
             tags = [sketch.normalize_tags(t) for t in (self.tags_all, self.tags_any,
                                                        self.tags_none)]
         except ValueError as exc:
             raise GovernanceError(GovernanceStatus.INVALID_TAG, str(exc)) from None
-        if not math.isfinite(self.radius):
-            raise GovernanceError(GovernanceStatus.INVALID_NUMBER,
-                                  f'radius={self.radius} is not finite')
-        if self.radius < 0.0:
-            raise GovernanceError(GovernanceStatus.INVALID_RADIUS,
-                                  f'radius={self.radius} is negative; accepted: 0 (no region) '
-                                  'or a distance in metres')
-        center = None
-        if self.radius > 0.0:
-            if self.center is None:
-                raise GovernanceError(GovernanceStatus.INVALID_RADIUS,
-                                      'a radius was given without a centre')
-            center = np.asarray(self.center, dtype=np.float64).reshape(-1)
-            if center.shape[0] != 3 or not np.all(np.isfinite(center)):
-                raise GovernanceError(GovernanceStatus.INVALID_NUMBER,
-                                      'centre must be three finite coordinates [m]')
-            if self.frame_id not in ('', frame_id):
-                raise GovernanceError(GovernanceStatus.UNKNOWN_FRAME,
-                                      f'centre is in frame {self.frame_id!r}; the memory frame '
-                                      f'is {frame_id!r}')
-        for name, t in (('start', self.t_start), ('end', self.t_end)):
-            if t is not None and not math.isfinite(t):
-                raise GovernanceError(GovernanceStatus.INVALID_NUMBER, f'{name} is not finite')
-        if self.t_start is not None and self.t_end is not None and self.t_end < self.t_start:
-            raise GovernanceError(GovernanceStatus.INVALID_TIME_WINDOW,
-                                  f'time window ends ({self.t_end}) before it starts '
-                                  f'({self.t_start}); accepted: end >= start or an open side')
+        center = check_region(self.center, self.radius, self.frame_id, frame_id,
+                              GOVERNANCE_RULES)
+        check_time_window(self.t_start, self.t_end, GOVERNANCE_RULES)
         if self.tier not in ('',) + TIERS:
             raise GovernanceError(GovernanceStatus.INVALID_TIER,
                                   f'unknown tier {self.tier!r}; accepted: "" (any), '

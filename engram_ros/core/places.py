@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from dataclasses import field
 from enum import IntEnum
@@ -21,6 +20,9 @@ from enum import IntEnum
 import numpy as np
 
 from engram_ros.core.engram import Engram
+from engram_ros.core.geometry import matrix_to_quat
+from engram_ros.core.geometry import quat_to_matrix
+from engram_ros.core.model.errors import StatusError
 from engram_ros.core.storage import PlaceEdge
 
 
@@ -33,12 +35,10 @@ class CorrectionStatus(IntEnum):
     EMPTY = 3
 
 
-class CorrectionError(ValueError):
+class CorrectionError(StatusError, ValueError):
     """A correction that was not applied; nothing changed."""
 
-    def __init__(self, status: CorrectionStatus, message: str) -> None:
-        super().__init__(message)
-        self.status = status
+    status: CorrectionStatus
 
 
 @dataclass
@@ -87,33 +87,6 @@ class PlaceGraph:
     edges: list[PlaceEdge] = field(default_factory=list)
     #: engram id -> place id, for every current engram anchored to one of ``places``.
     anchors: dict[int, int] = field(default_factory=dict)
-
-
-def quat_to_matrix(q: np.ndarray) -> np.ndarray:
-    """Rotation matrix of a unit quaternion (x, y, z, w)."""
-    x, y, z, w = (float(v) for v in q)
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
-
-
-def matrix_to_quat(m: np.ndarray) -> np.ndarray:
-    """Unit quaternion (x, y, z, w) of a rotation matrix."""
-    trace = float(np.trace(m))
-    if trace > 0.0:
-        s = 0.5 / math.sqrt(trace + 1.0)
-        q = [(m[2, 1] - m[1, 2]) * s, (m[0, 2] - m[2, 0]) * s, (m[1, 0] - m[0, 1]) * s, 0.25 / s]
-    else:
-        i = int(np.argmax(np.diag(m)))
-        j, k = (i + 1) % 3, (i + 2) % 3
-        s = 2.0 * math.sqrt(max(1e-12, 1.0 + m[i, i] - m[j, j] - m[k, k]))
-        q = [0.0, 0.0, 0.0, (m[k, j] - m[j, k]) / s]
-        q[i] = 0.25 * s
-        q[j] = (m[j, i] + m[i, j]) / s
-        q[k] = (m[k, i] + m[i, k]) / s
-    out = np.asarray(q, dtype=np.float64)
-    return out / np.linalg.norm(out)
 
 
 def rigid_delta(old_position: np.ndarray, old_orientation: np.ndarray,

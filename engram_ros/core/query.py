@@ -15,7 +15,12 @@ from typing import Sequence
 import numpy as np
 
 from engram_ros.core.engram import Engram
-from engram_ros.core.engram import KINDS
+from engram_ros.core.model.errors import StatusError
+from engram_ros.core.request_checks import RequestRules
+from engram_ros.core.request_checks import check_kinds
+from engram_ros.core.request_checks import check_region
+from engram_ros.core.request_checks import check_times_finite
+from engram_ros.core.request_checks import check_window_order
 from engram_ros.core.validity import check_time
 
 
@@ -36,12 +41,17 @@ class RecallStatus(IntEnum):
     INTERNAL_ERROR = 255
 
 
-class QueryError(ValueError):
+class QueryError(StatusError, ValueError):
     """A recall request that cannot be answered; carries the status code for the caller."""
 
-    def __init__(self, status: RecallStatus, message: str) -> None:
-        super().__init__(message)
-        self.status = status
+    status: RecallStatus
+
+
+#: How a recall refuses a bad region, time window or kind list (the shared checks' defaults).
+RECALL_RULES = RequestRules(
+    error=QueryError, invalid_number=RecallStatus.INVALID_NUMBER,
+    invalid_radius=RecallStatus.INVALID_RADIUS, unknown_frame=RecallStatus.UNKNOWN_FRAME,
+    invalid_time_window=RecallStatus.INVALID_TIME_WINDOW, unknown_kind=RecallStatus.UNKNOWN_KIND)
 
 
 @dataclass
@@ -91,7 +101,8 @@ class RecallQuery:
         :raises QueryError: with the status code and a message saying what is accepted.
         """
         if not 1 <= self.k <= max_k:
-            raise QueryError(RecallStatus.INVALID_K, f'k={self.k} is out of range; accepted: 1..{max_k}')
+            raise QueryError(RecallStatus.INVALID_K,
+                             f'k={self.k} is out of range; accepted: 1..{max_k}')
         if not math.isfinite(self.min_score) or not 0.0 <= self.min_score <= 1.0:
             raise QueryError(RecallStatus.INVALID_SCORE,
                              f'min_score={self.min_score} is out of range; accepted: 0..1')
@@ -101,43 +112,19 @@ class RecallQuery:
                 raise QueryError(RecallStatus.DIMENSION_MISMATCH,
                                  f'query vector has {vec.shape[0]} values; the memory uses {dim}')
             if not np.all(np.isfinite(vec)):
-                raise QueryError(RecallStatus.INVALID_NUMBER, 'query vector contains NaN or inf; accepted: finite values')
+                raise QueryError(RecallStatus.INVALID_NUMBER,
+                                 'query vector contains NaN or inf; accepted: finite values')
             if not float(np.linalg.norm(vec)) > 0.0:
                 raise QueryError(RecallStatus.INVALID_NUMBER,
                                  'query vector is all zeros; give a non-zero vector or none')
-        if not math.isfinite(self.radius):
-            raise QueryError(RecallStatus.INVALID_NUMBER, f'radius={self.radius} is not finite')
-        if self.radius < 0.0:
-            raise QueryError(RecallStatus.INVALID_RADIUS,
-                             f'radius={self.radius} is negative; accepted: 0 (no spatial filter) '
-                             'or a positive distance in metres')
-        if self.radius > 0.0:
-            if self.center is None:
-                raise QueryError(RecallStatus.INVALID_RADIUS, 'a radius was given without a centre')
-            c = np.asarray(self.center, dtype=np.float64).reshape(-1)
-            if c.shape[0] != 3 or not np.all(np.isfinite(c)):
-                raise QueryError(RecallStatus.INVALID_NUMBER,
-                                 'centre must be three finite coordinates (x, y, z in metres)')
-            if self.frame_id and self.frame_id != frame_id:
-                raise QueryError(RecallStatus.UNKNOWN_FRAME,
-                                 f'centre is in frame {self.frame_id!r}; the memory answers in '
-                                 f'{frame_id!r}')
-        for name, t in (('t_start', self.t_start), ('t_end', self.t_end)):
-            if t is not None and not math.isfinite(t):
-                raise QueryError(RecallStatus.INVALID_NUMBER, f'{name} is not finite')
+        check_region(self.center, self.radius, self.frame_id, frame_id, RECALL_RULES)
+        check_times_finite(self.t_start, self.t_end, RECALL_RULES)
         for name, t in (('at_time', self.at_time), ('changed_since', self.changed_since)):
             problem = check_time(name, t)
             if problem:
                 raise QueryError(RecallStatus.INVALID_NUMBER, problem)
-        if self.t_start is not None and self.t_end is not None and self.t_end < self.t_start:
-            raise QueryError(RecallStatus.INVALID_TIME_WINDOW,
-                             f'time window ends ({self.t_end}) before it starts ({self.t_start}); '
-                             'accepted: end >= start, or either side left open (0)')
-        unknown = [kind for kind in self.kinds if kind not in KINDS]
-        if unknown:
-            raise QueryError(RecallStatus.UNKNOWN_KIND,
-                             f'unknown kind(s) {", ".join(map(repr, unknown))}; '
-                             f'accepted: {", ".join(KINDS)}')
+        check_window_order(self.t_start, self.t_end, RECALL_RULES)
+        check_kinds(self.kinds, RECALL_RULES)
         if self.is_empty():
             raise QueryError(RecallStatus.EMPTY_QUERY,
                              'empty query: give text, tags, a vector, a centre with radius, '

@@ -3,7 +3,7 @@
 Frames: ``map`` (the memory frame), ``base_link`` (the robot, pose from odometry), the camera
 *body* frame (REP 103: x forward, y left, z up) and the camera *optical* frame (z forward,
 x right, y down), in which pixels and depth are measured. Quaternions are ROS order
-``(x, y, z, w)``; transforms3d uses ``(w, x, y, z)`` and is only called here.
+``(x, y, z, w)``; rotations are computed by :mod:`engram_ros.core.geometry` (transforms3d).
 """
 
 from __future__ import annotations
@@ -13,8 +13,12 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-import transforms3d
 
+from engram_ros.core.geometry import matrix_to_quat
+from engram_ros.core.geometry import matrix_to_rpy
+from engram_ros.core.geometry import pose_matrix
+from engram_ros.core.geometry import rpy_to_matrix
+from engram_ros.core.geometry import transform_matrix
 from engram_ros.perception.errors import InputRejected
 
 #: Rotation from the camera body frame to the optical frame (columns: optical axes in body).
@@ -35,14 +39,10 @@ class Pose:
 
     def matrix(self) -> np.ndarray:
         """4x4 homogeneous transform (parent <- this frame)."""
-        x, y, z, w = self.orientation
-        t = np.eye(4)
-        t[:3, :3] = transforms3d.quaternions.quat2mat((w, x, y, z))
-        t[:3, 3] = self.position
-        return t
+        return pose_matrix(self.position, self.orientation)
 
     def yaw(self) -> float:
-        return float(transforms3d.euler.mat2euler(self.matrix()[:3, :3], 'sxyz')[2])
+        return matrix_to_rpy(self.matrix())[2]
 
 
 def checked_pose(position: Sequence[float], orientation: Sequence[float]) -> Pose:
@@ -99,15 +99,12 @@ def camera_extrinsic(xyz: Sequence[float], rpy: Sequence[float],
     if xyz.shape != (3,) or rpy.shape != (3,) or not (np.all(np.isfinite(xyz))
                                                        and np.all(np.isfinite(rpy))):
         raise ValueError('camera xyz and rpy must be three finite numbers each')
-    r = transforms3d.euler.euler2mat(*rpy, 'sxyz')
+    r = rpy_to_matrix(*rpy)
     if convention == 'body':
         r = r @ R_BODY_OPTICAL
     elif convention != 'optical':
         raise ValueError(f'unknown camera convention {convention!r}; accepted: body, optical')
-    t = np.eye(4)
-    t[:3, :3] = r
-    t[:3, 3] = xyz
-    return t
+    return transform_matrix(r, xyz)
 
 
 @dataclass(frozen=True)
@@ -159,5 +156,4 @@ def transform_points(t: np.ndarray, points: np.ndarray) -> np.ndarray:
 
 def matrix_to_pose(t: np.ndarray) -> Pose:
     """4x4 transform -> :class:`Pose`."""
-    w, x, y, z = transforms3d.quaternions.mat2quat(t[:3, :3])
-    return Pose(t[:3, 3].copy(), np.array([x, y, z, w]))
+    return Pose(t[:3, 3].copy(), matrix_to_quat(t[:3, :3]))

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from engram_ros.core.geometry import rpy_to_matrix
+from engram_ros.core.geometry import transform_matrix
 from engram_ros.sim.world import COLOURS
 from engram_ros.sim.world import ObjectSpec
 from engram_ros.sim.world import WorldSpec
@@ -24,22 +26,9 @@ ROBOT_RADIUS = 0.2
 ROBOT_HEIGHT = 0.35
 
 
-def rpy_matrix(roll: float, pitch: float, yaw: float) -> np.ndarray:
-    """Rotation matrix of fixed-axis roll, pitch, yaw (URDF/ROS convention)."""
-    cr, sr, cp, sp, cy, sy = (math.cos(roll), math.sin(roll), math.cos(pitch),
-                              math.sin(pitch), math.cos(yaw), math.sin(yaw))
-    rx = np.array([[1, 0, 0], [0, cr, -sr], [0, sr, cr]])
-    ry = np.array([[cp, 0, sp], [0, 1, 0], [-sp, 0, cp]])
-    rz = np.array([[cy, -sy, 0], [sy, cy, 0], [0, 0, 1]])
-    return rz @ ry @ rx
-
-
 def base_matrix(x: float, y: float, yaw: float) -> np.ndarray:
     """4x4 pose of base_link in map for a planar pose."""
-    t = np.eye(4)
-    t[:3, :3] = rpy_matrix(0.0, 0.0, yaw)
-    t[:3, 3] = (x, y, 0.0)
-    return t
+    return transform_matrix(rpy_to_matrix(0.0, 0.0, yaw), (x, y, 0.0))
 
 
 @dataclass(frozen=True)
@@ -75,10 +64,7 @@ class CameraModel:
 
     def mount(self) -> np.ndarray:
         """4x4 pose of camera_optical in base_link."""
-        t = np.eye(4)
-        t[:3, :3] = rpy_matrix(*self.rpy)
-        t[:3, 3] = self.xyz
-        return t
+        return transform_matrix(rpy_to_matrix(*self.rpy), self.xyz)
 
     def optical_pose(self, x: float, y: float, yaw: float) -> np.ndarray:
         """4x4 pose of camera_optical in map for the base at (x, y, yaw)."""

@@ -8,13 +8,13 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from engram_ros.core.geometry import rpy_to_matrix
 from engram_ros.sim.detector import SimDetector
 from engram_ros.sim.scenario import DetectorNoise
 from engram_ros.sim.scenario import Event
 from engram_ros.sim.scenario import load_scenario
 from engram_ros.sim.scene import CameraModel
 from engram_ros.sim.scene import Scene
-from engram_ros.sim.scene import rpy_matrix
 from engram_ros.sim.simulator import Simulator
 from engram_ros.sim.simulator import lap_poses
 from engram_ros.sim.world import world
@@ -47,7 +47,7 @@ def test_house_builds_with_every_object():
 
 def test_optical_frame_convention():
     cam = CameraModel(xyz=(0.0, 0.0, 1.0), rpy=(-math.pi / 2, 0.0, -math.pi / 2))
-    r = rpy_matrix(*cam.rpy)
+    r = rpy_to_matrix(*cam.rpy)
     np.testing.assert_allclose(r[:, 2], [1, 0, 0], atol=1e-9)   # z forward = base x
     np.testing.assert_allclose(r[:, 0], [0, -1, 0], atol=1e-9)  # x right = -base y
     np.testing.assert_allclose(r[:, 1], [0, 0, -1], atol=1e-9)  # y down
@@ -71,8 +71,8 @@ def test_render_shows_the_object_where_the_camera_model_says(small_scene, label)
     vs, us = np.nonzero(mask)
     z = render.depth[vs, us].astype(float)
     k = cam.K
-    points = np.column_stack([(us + 0.5 - k[0, 2]) * z / k[0, 0], (vs + 0.5 - k[1, 2]) * z / k[1, 1],
-                              z, np.ones_like(z)])
+    points = np.column_stack([(us + 0.5 - k[0, 2]) * z / k[0, 0],
+                              (vs + 0.5 - k[1, 2]) * z / k[1, 1], z, np.ones_like(z)])
     world_points = (cam.optical_pose(*pose) @ points.T).T[:, :3]
     centre = np.median(world_points, axis=0)
     x, y, _ = small_scene.positions[label]
