@@ -1,4 +1,5 @@
-"""The `engram` CLI, run for real (`python -m engram_ros.cli`) on stores made by the core."""
+"""The `engram` CLI, run for real (`python -m engram_ros.apps.cli`) on stores made by the
+core."""
 
 from __future__ import annotations
 
@@ -17,13 +18,13 @@ from engram_ros.core.storage import SQLiteStorage
 from engram_ros.core.store import MemoryStore
 from engram_ros.core.store import StoreConfig
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DIM = 16
 LABELS = ('mug', 'book', 'zqxsofa', 'lamp')
 
 
 def engram(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, '-m', 'engram_ros.cli', *args], cwd=ROOT,
+    return subprocess.run([sys.executable, '-m', 'engram_ros.apps.cli', *args], cwd=ROOT,
                           capture_output=True, text=True, input=stdin, timeout=60)
 
 
@@ -112,7 +113,7 @@ def test_export_import_round_trip(store_dir, tmp_path):
 ])
 def test_bad_arguments_fail_clearly(store_dir, args, capsys):
     """In-process (the same main() as the subprocess runs), to keep the test fast."""
-    from engram_ros.cli import main
+    from engram_ros.apps.cli import main
 
     try:
         code = main(['--store', str(store_dir), *args])

@@ -11,17 +11,20 @@ import pytest
 
 rclpy = pytest.importorskip('rclpy')
 
+ROOT = Path(__file__).resolve().parents[2]
+# The memory node's test helpers (its process, publishing observations) live beside the node's
+# own tests; pytest puts that folder on the path only when it collects them, so name it here.
+sys.path.insert(0, str(next((ROOT / 'test').rglob('test_memory_node.py')).parent))
+
 from test_memory_node import ingest  # noqa: E402
 from test_memory_node import Memory  # noqa: E402
 from test_memory_node import observation  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 def engram(namespace: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, '-m', 'engram_ros.cli', '--node', '--namespace',
-                           namespace, '--as', 'alice', *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=60)
+    return subprocess.run([sys.executable, '-m', 'engram_ros.apps.cli', '--node',
+                           '--namespace', namespace, '--as', 'alice', *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
 
 
 @pytest.fixture
@@ -68,8 +71,8 @@ def test_forget_through_the_node_is_real_and_audited(memory, tmp_path):
 def test_offline_only_commands_and_a_missing_node_fail_clearly(memory):
     offline = engram(memory.namespace, 'verify')
     assert offline.returncode != 0 and 'offline only' in offline.stderr + offline.stdout
-    missing = subprocess.run([sys.executable, '-m', 'engram_ros.cli', '--node', '--namespace',
-                              '/nobody_here', 'stats'], cwd=ROOT, capture_output=True, text=True,
-                             timeout=90)
+    missing = subprocess.run([sys.executable, '-m', 'engram_ros.apps.cli', '--node',
+                              '--namespace', '/nobody_here', 'stats'], cwd=ROOT,
+                             capture_output=True, text=True, timeout=90)
     assert missing.returncode != 0
     assert 'not available' in missing.stderr + missing.stdout

@@ -1,0 +1,221 @@
+"""What every ``engram`` command shares: argument types, the engram filter, who is asking,
+tables and JSON lines, progress bars, and opening a store for offline work.
+
+The verbs (one module per command group) stay thin: they read their arguments, call the store
+(or the memory node) and print; everything two of them need lives here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import getpass
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Iterable
+from typing import Sequence
+from typing import TextIO
+
+import numpy as np
+from tqdm import tqdm
+
+from engram_ros.core.audit import AUDIT_FILE_NAME
+from engram_ros.core.audit import AuditLog
+from engram_ros.core.engram import Engram
+from engram_ros.core.engram import KINDS
+from engram_ros.core.engram import TIERS
+from engram_ros.core.governance import EngramFilter
+from engram_ros.core.storage import SQLiteStorage
+from engram_ros.core.store import MemoryStore
+from engram_ros.core.store import StoreConfig
+
+
+class CliError(Exception):
+    """A command that cannot be done; printed as ``engram: error: ...``, exit status 1."""
+
+
+# ----------------------------------------------------------------------------- argument types
+
+def parse_time(text: str) -> float:
+    """ISO 8601 (local time without a zone) or epoch seconds -> epoch seconds.
+
+    :raises argparse.ArgumentTypeError: for anything else.
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        try:
+            stamp = datetime.datetime.fromisoformat(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f'{text!r} is not a time; give ISO 8601 (2024-05-01T12:00) or epoch '
+                'seconds') from None
+        return stamp.timestamp()
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f'{text!r}: epoch seconds must be finite and >= 0')
+    return value
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'{text!r} is not an integer') from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'{value} must be >= 1')
+    return value
+
+
+def finite(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'{text!r} is not a number') from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f'{text!r} must be finite')
+    return value
+
+
+def add_filter(p: argparse.ArgumentParser, *, ids: bool = False) -> None:
+    """The selection options of ``list`` and ``forget`` (read back by :func:`selection`)."""
+    if ids:
+        p.add_argument('--id', type=positive_int, action='append', default=[], dest='ids',
+                       help='engram id (repeatable)')
+    p.add_argument('--kind', action='append', default=[], choices=KINDS,
+                   help='engram kind (repeatable: any of them)')
+    p.add_argument('--tag', action='append', default=[],
+                   help='canonical tag the engram must carry, e.g. label:mug (repeatable: all)')
+    p.add_argument('--any-tag', action='append', default=[],
+                   help='tag of which at least one must be carried (repeatable)')
+    p.add_argument('--no-tag', action='append', default=[], help='tag it must not carry')
+    p.add_argument('--near', nargs=3, type=finite, metavar=('X', 'Y', 'R'),
+                   help='within R metres of (X, Y, 0) in the memory frame (3-D distance)')
+    p.add_argument('--tier', choices=TIERS)
+    pin = p.add_mutually_exclusive_group()
+    pin.add_argument('--pinned', action='store_const', const=True, default=None)
+    pin.add_argument('--unpinned', action='store_const', const=False, dest='pinned')
+
+
+def selection(args: argparse.Namespace) -> EngramFilter:
+    """The :class:`EngramFilter` the options of :func:`add_filter` (and the times) describe."""
+    near = getattr(args, 'near', None)
+    start = getattr(args, 'since', None) or getattr(args, 'after', None)
+    end = getattr(args, 'until', None) or getattr(args, 'before', None)
+    return EngramFilter(
+        kinds=tuple(args.kind), tags_all=tuple(args.tag),
+        tags_any=tuple(getattr(args, 'any_tag', ())), tags_none=tuple(getattr(args, 'no_tag', ())),
+        center=None if near is None else np.array([near[0], near[1], 0.0]),
+        radius=0.0 if near is None else near[2], t_start=start, t_end=end,
+        tier=getattr(args, 'tier', None) or '', pinned=getattr(args, 'pinned', None))
+
+
+def requester(args: argparse.Namespace) -> str:
+    """Who asks, for the audit log: ``--as`` or ``cli:<user>``."""
+    if args.requester:
+        return args.requester
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = 'unknown'
+    return f'cli:{user}'
+
+
+def confirm(question: str) -> bool:
+    """Ask on the terminal; without one, refuse (a script must say ``--yes``)."""
+    if not sys.stdin.isatty():
+        raise CliError('refusing to forget without confirmation: stdin is not a terminal; '
+                       'add --yes')
+    answer = input(f'{question} [y/N] ').strip().lower()
+    return answer in ('y', 'yes')
+
+
+# ----------------------------------------------------------------------------- output
+
+def iso(t: float) -> str:
+    return datetime.datetime.fromtimestamp(t).isoformat(timespec='seconds') if t else '-'
+
+
+def engram_record(engram: Engram) -> dict:
+    """An engram as plain JSON-able data: what ``--json`` prints (less the vector)."""
+    return {'id': engram.id, 'kind': engram.kind, 'label': engram.label,
+            'frame_id': engram.frame_id, 'position': engram.position.tolist(),
+            'orientation': engram.orientation.tolist(),
+            'covariance': engram.covariance.tolist(), 'vector': engram.vector.tolist(),
+            'first_seen': engram.first_seen, 'last_seen': engram.last_seen,
+            'tags': list(engram.tags), 'modality': engram.modality,
+            'confidence': engram.confidence, 'evidence': list(engram.evidence),
+            'observation_count': engram.observation_count, 'score': engram.score,
+            'tier': engram.tier, 'pinned': engram.pinned, 'last_access': engram.last_access,
+            'recall_count': engram.recall_count}
+
+
+def print_table(rows: list[Sequence[str]], header: Sequence[str], out: TextIO) -> None:
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(header)]
+    line = '  '.join(h.ljust(w) for h, w in zip(header, widths))
+    print(line.rstrip(), file=out)
+    print('  '.join('-' * w for w in widths), file=out)
+    for r in rows:
+        print('  '.join(c.ljust(w) for c, w in zip(r, widths)).rstrip(), file=out)
+
+
+ENGRAM_HEADER = ('id', 'kind', 'label', 'tier', 'pin', 'where [m]', 'last seen', 'seen',
+                 'tags')
+
+
+def engram_row(e: Engram) -> list[str]:
+    """One engram as a row of :data:`ENGRAM_HEADER`."""
+    x, y, z = (float(v) for v in e.position)
+    return [str(e.id), e.kind, e.label or '-', e.tier, 'yes' if e.pinned else '',
+            f'({x:.2f}, {y:.2f}, {z:.2f})', iso(e.last_seen), str(e.observation_count),
+            ' '.join(t for t in e.tags if not t.startswith('label:'))]
+
+
+def print_engrams(engrams: Iterable[Engram], args: argparse.Namespace, out: TextIO) -> None:
+    """A table, or with ``--json`` one record (without its vector) per line."""
+    engrams = list(engrams)
+    if args.json:
+        for e in engrams:
+            record = engram_record(e)
+            record.pop('vector')
+            print(json.dumps(record), file=out)
+        return
+    print_table([engram_row(e) for e in engrams], ENGRAM_HEADER, out)
+
+
+def progress(total: int, label: str, stream: TextIO | None = None) -> tqdm:
+    """A progress bar on stderr (or ``stream``), drawn only when it is a terminal."""
+    stream = stream or sys.stderr
+    return tqdm(total=max(int(total), 0), desc=label, file=stream, disable=not stream.isatty(),
+                mininterval=0.1, unit='engram')
+
+
+# ----------------------------------------------------------------------------- the store
+
+def open_store(directory: Path, frame_id: str = 'map', create: bool = False,
+               dim: int | None = None) -> MemoryStore:
+    """The memory in ``directory``, audited, for offline work.
+
+    :param dim: vector dimension for a store that has none yet (default 256).
+    :raises StoreOpenError: when ``directory`` is not a store (it is not touched then).
+    """
+    storage = SQLiteStorage(directory, create=create)
+    try:
+        dim = int(storage.get_meta('dim') or dim or 256)
+        audit = AuditLog(storage.directory / AUDIT_FILE_NAME)
+        return MemoryStore(storage, StoreConfig(dim=dim, frame_id=frame_id), audit=audit)
+    except BaseException:
+        storage.close()
+        raise
+
+
+def indexed_ids(store: MemoryStore) -> set[int]:
+    """The ids the store's in-RAM index holds (``verify`` compares them with the rows).
+
+    The one place the CLI reaches into the store's internals.
+    """
+    # integration: needs a public MemoryStore method: indexed_ids() -> set[int], the live ids
+    # of the in-RAM index read under its lock (without an audit record, unlike list_engrams).
+    with store._lock:   # a consistent read of the index (same process, no writer running)
+        return {int(i) for i in store.index.ids_of(store.index.live_slots())}
