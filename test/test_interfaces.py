@@ -1,8 +1,9 @@
 """The msg/srv interfaces stay wire-compatible with the recorded ones.
 
 ``test/fixtures/interfaces.json`` holds every field and constant line of ``msg/*.msg`` and
-``srv/*.srv`` (comments and spacing stripped), as last recorded (first at d893798). A change here is an interface change:
-record it in CHANGELOG.md and refresh the fixture in the same commit.
+``srv/*.srv`` (comments and spacing stripped), as last recorded (first at d893798). A change
+here is an interface change: record it in CHANGELOG.md and refresh the fixture in the same
+commit.
 """
 
 from __future__ import annotations

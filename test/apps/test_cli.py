@@ -126,7 +126,7 @@ def test_bad_arguments_fail_clearly(store_dir, args, capsys):
 
 def test_bad_argument_in_a_subprocess(store_dir):
     out = engram('--store', str(store_dir), 'list', '--near', '1', 'nan', '2')
-    assert out.returncode == 2 and "must be finite" in out.stderr
+    assert out.returncode == 2 and 'must be finite' in out.stderr
     out = engram('--store', str(store_dir), 'edit', '77', '--pin')
     assert out.returncode == 1 and 'no engram with id 77' in out.stderr
 
