@@ -77,7 +77,7 @@ class IntType(FieldType):
             raise TypeError(f'{value!r} is not an integer')
         return int(value)
 
-    to_column = from_column = int
+    to_column = int     # and read as stored: SQLite hands INTEGER columns back as int
 
 
 class FloatType(FieldType):
