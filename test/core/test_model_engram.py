@@ -1,12 +1,12 @@
-"""Tests of engram_ros.core.engram helpers used on the batch paths: copies and row stacks."""
+"""Tests of engram_ros.core.model.engram helpers used on the batch paths: copies and row stacks."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from engram_ros.core.engram import Engram
-from engram_ros.core.engram import stack_rows
+from engram_ros.core.model.engram import Engram
+from engram_ros.core.model.engram import stack_rows
 
 
 def _engram() -> Engram:

@@ -1,0 +1,327 @@
+"""The storage contract, its errors, and the helpers every backend shares.
+
+:class:`Storage` is the contract the memory needs from a backend; :class:`~.sqlite.SQLiteStorage`
+keeps a store on local disk and :class:`~.memory.MemoryStorage` keeps it in RAM only (used when
+the user has not consented to persistence). A distributed backend (Milvus, Postgres, ...) can
+implement the same interface later without touching the rest of the memory.
+
+Both backends validate a put the same way, by encoding it into the rows of the ``engrams``
+table (:func:`encode_rows`, field by field through :mod:`engram_ros.core.model.codec`); RAM
+storage then decodes those rows, so it hands back exactly what SQLite would.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+import operator
+from pathlib import Path
+from types import TracebackType
+from typing import Iterator
+from typing import Sequence
+
+import numpy as np
+
+from engram_ros.core.model.codec import FloatType
+from engram_ros.core.model.codec import TYPES
+from engram_ros.core.model.edges import edge_key
+from engram_ros.core.model.edges import PlaceEdge
+from engram_ros.core.model.engram import Engram
+from engram_ros.core.storage.schema import COLUMNS
+from engram_ros.core.storage.schema import READ_ONLY_META
+
+INT64_MIN = -(2 ** 63)
+INT64_MAX = 2 ** 63 - 1
+#: Ids per ``IN (...)`` clause; well under SQLite's bound-parameter limit.
+CHUNK = 500
+
+
+class StoreOpenError(RuntimeError):
+    """A store cannot be opened; the message says what and where, and that nothing changed."""
+
+
+class StoreClosedError(RuntimeError):
+    """The storage was used after :meth:`Storage.close`."""
+
+
+class Storage(abc.ABC):
+    """Where engrams live: the contract every backend implements.
+
+    All methods are safe to call from several threads at once. Writes (:meth:`put`,
+    :meth:`delete`, :meth:`next_id`, :meth:`set_meta`) are each atomic; a reader sees either
+    all or none of a write. Engrams handed in and out are copies: mutating them never changes
+    the store. After :meth:`close` every method except :meth:`close` raises
+    :class:`StoreClosedError`.
+    """
+
+    @abc.abstractmethod
+    def next_id(self) -> int:
+        """Allocate a new unique int64 id.
+
+        Ids increase monotonically and are never handed out twice, not even after the engram
+        that had one was deleted or the store was reopened (the counter is persisted).
+
+        :raises OverflowError: when int64 ids are exhausted.
+        :raises StoreClosedError: after :meth:`close`.
+        """
+
+    @abc.abstractmethod
+    def put(self, engrams: Sequence[Engram]) -> None:
+        """Insert or replace engrams by id, atomically (all of them or none).
+
+        Arrays are stored flat: position (3), orientation (4), covariance (36) as float64, the
+        vector as float32. The vector dimension is fixed by the first put (or a ``dim`` meta
+        entry) and checked on every later put. Ids above the id counter advance it, so
+        :meth:`next_id` never returns an id that is in use. If an id appears twice in one
+        batch, the last one wins.
+
+        :raises ValueError: for a vector whose dimension differs from the store's, arrays of the
+            wrong size, NaN scalars or ids outside int64; nothing is written then.
+        :raises StoreClosedError: after :meth:`close`.
+        """
+
+    @abc.abstractmethod
+    def get(self, ids: Sequence[int], *, shared: bool = False) -> list[Engram]:
+        """Return the engrams with these ids, in the order given; unknown ids are skipped.
+
+        All engrams returned come from one consistent snapshot. An id given twice is returned
+        twice.
+
+        :param shared: the caller only reads the engrams (a consolidation pass over thousands):
+            a backend that holds engram objects may return its own instead of copies, which
+            must then not be changed. Backends that decode rows ignore it.
+
+        :raises StoreClosedError: after :meth:`close`.
+        """
+
+    @abc.abstractmethod
+    def delete(self, ids: Sequence[int]) -> int:
+        """Delete engrams by id (unknown ids are ignored) and return how many were deleted.
+
+        Evidence files inside :attr:`evidence_dir` that no remaining engram references are
+        deleted after the rows are gone; a file that cannot be deleted is logged, not raised.
+
+        :raises StoreClosedError: after :meth:`close`.
+        """
+
+    @abc.abstractmethod
+    def iter_all(self, batch_size: int = 10000) -> Iterator[Engram]:
+        """Yield every engram in increasing id order, reading ``batch_size`` at a time.
+
+        Each batch is a consistent snapshot; writes between batches may or may not be seen.
+
+        :raises ValueError: for ``batch_size < 1``.
+        :raises StoreClosedError: after :meth:`close`.
+        """
+
+    @abc.abstractmethod
+    def count(self) -> int:
+        """Return the number of engrams stored.
+
+        :raises StoreClosedError: after :meth:`close`.
+        """
+
+    @abc.abstractmethod
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        """Return the metadata value stored under ``key``, or ``default``.
+
+        :raises StoreClosedError: after :meth:`close`.
+        """
+
+    @abc.abstractmethod
+    def set_meta(self, key: str, value: str) -> None:
+        """Store a metadata string (e.g. the embedding model name), atomically.
+
+        :raises ValueError: for an empty key, a read-only key (``schema_version``,
+            ``next_id``), or a ``dim`` that is not a positive integer or contradicts the
+            stored engrams.
+        :raises TypeError: when ``key`` or ``value`` is not a string.
+        :raises StoreClosedError: after :meth:`close`.
+        """
+
+    @property
+    @abc.abstractmethod
+    def evidence_dir(self) -> Path | None:
+        """Directory where evidence files are written; ``None`` for RAM storage."""
+
+    @property
+    @abc.abstractmethod
+    def index_dir(self) -> Path | None:
+        """Directory where a saved vector index may be cached; ``None`` for RAM storage."""
+
+    @property
+    @abc.abstractmethod
+    def persistent(self) -> bool:
+        """True when engrams survive the process."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release every resource; calling it again does nothing."""
+
+    # Place graph: undirected traversal edges between place engrams.
+
+    @abc.abstractmethod
+    def put_edges(self, edges: Sequence[PlaceEdge]) -> None:
+        """Insert or replace place-graph edges (keyed by their ordered pair), atomically.
+
+        :raises ValueError: for an edge whose ends are equal or not positive ids.
+        :raises StoreClosedError: after :meth:`close`.
+        """
+
+    @abc.abstractmethod
+    def delete_edges(self, pairs: Sequence[tuple[int, int]]) -> None:
+        """Delete edges by their (smaller id, larger id) pair; unknown pairs are ignored."""
+
+    @abc.abstractmethod
+    def edges(self) -> list[PlaceEdge]:
+        """Every place-graph edge, ordered by pair. Deleting an engram deletes its edges."""
+
+    # Governance helpers: concrete defaults that suit a backend without files.
+
+    def purge(self) -> bool:
+        """Make deleted data unrecoverable from the backend's files; True when complete.
+
+        SQLite overwrites deleted content (``secure_delete``) and truncates its WAL here.
+        """
+        return True
+
+    def vacuum(self) -> None:
+        """Rewrite the backend's files without free space (no-op without files)."""
+
+    def integrity_check(self) -> list[str]:
+        """Problems the backend finds in its own files; ``[]`` when it is sound."""
+        return []
+
+    def evidence_users(self, uris: Sequence[str]) -> dict[str, list[int]]:
+        """Which engrams reference each of ``uris`` (only the URIs some engram references).
+
+        Two URIs that name the same file inside :attr:`evidence_dir` (a path and a ``file:``
+        URI) count as the same reference.
+        """
+        wanted = set(uris)
+        out: dict[str, list[int]] = {}
+        for engram in self.iter_all():
+            for uri in set(engram.evidence) & wanted:
+                out.setdefault(uri, []).append(engram.id)
+        return out
+
+    def __enter__(self) -> 'Storage':
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+# --------------------------------------------------------------------------------------------
+# Shared validation and the row codec
+
+
+def check_id(engram_id: object) -> int:
+    """``engram_id`` as an int64.
+
+    :raises ValueError: for a non-integer (bools included) or one outside int64.
+    """
+    if isinstance(engram_id, (bool, np.bool_)) or not isinstance(engram_id, (int, np.integer)):
+        raise ValueError(f'engram id {engram_id!r} is not an integer')
+    value = int(engram_id)
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise ValueError(f'engram id {value} does not fit in int64')
+    return value
+
+
+def check_edges(edges: Sequence[PlaceEdge]) -> list[tuple]:
+    """Validate edges; return their ``place_edges`` rows, each pair ordered."""
+    rows = []
+    for e in edges:
+        a, b = check_id(e.a), check_id(e.b)
+        if a <= 0 or b <= 0 or a == b:
+            raise ValueError(f'edge ({a}, {b}): ends must be two different positive ids')
+        a, b = edge_key(a, b)
+        rows.append((a, b, int(e.traversals), float(e.last_traversed)))
+    return rows
+
+
+_FIELDS_OF = operator.attrgetter(*COLUMNS)
+_ENCODERS = tuple(TYPES[name].to_column for name in COLUMNS)
+#: (field, row position, decoder) of the columns not used as stored.
+_DECODERS = tuple((name, i, TYPES[name].from_column) for i, name in enumerate(COLUMNS)
+                  if TYPES[name].from_column is not None)
+_FLOATS = tuple(i for i, name in enumerate(COLUMNS) if isinstance(TYPES[name], FloatType))
+_VECTOR = COLUMNS.index('vector')
+
+
+def encode_rows(engrams: Sequence[Engram], dim: int | None) -> tuple[list[tuple], int | None]:
+    """Validate a put batch; return its rows for :data:`~.schema.UPSERT` and its vector
+    dimension.
+
+    Rows are deduplicated by id, the last engram winning. Each field is encoded by its codec
+    type: arrays become flat little-endian bytes (float64, the vector float32); tags and
+    evidence become JSON lists.
+
+    :raises ValueError: naming the first problem found.
+    """
+    latest: dict[int, tuple] = {}
+    for e in engrams:
+        fields = _FIELDS_OF(e)
+        engram_id = check_id(fields[0])
+        try:
+            row = tuple([encode(value) for encode, value in zip(_ENCODERS, fields)])
+        except ValueError:
+            raise ValueError(f'engram {engram_id}: {_encoding_problem(fields)}') from None
+        if math.isnan(sum([row[i] for i in _FLOATS if row[i] is not None])):
+            raise ValueError(f'engram {engram_id}: a time, confidence or score is NaN')
+        n = len(row[_VECTOR]) // 4
+        if dim is None:
+            dim = n
+        elif n != dim:
+            raise ValueError(f'engram {engram_id}: vector has dimension {n}; '
+                             f'this store holds dimension {dim}')
+        latest[engram_id] = row
+    return list(latest.values()), dim
+
+
+def _encoding_problem(fields: tuple) -> str:
+    """Which field of a row could not be encoded, and why."""
+    for name, encode, value in zip(COLUMNS, _ENCODERS, fields):
+        try:
+            encode(value)
+        except ValueError as exc:
+            return f'{name} {exc}'
+    raise AssertionError('no field fails to encode')
+
+
+def decode_row(row: Sequence) -> Engram:
+    """Engram from a row of :data:`~.schema.SELECT` (or of :func:`encode_rows`)."""
+    values = dict(zip(COLUMNS, row))
+    for name, i, decode in _DECODERS:
+        values[name] = decode(row[i])
+    return Engram(**values)
+
+
+def check_meta(key: str, value: str) -> None:
+    """Refuse a meta entry :meth:`Storage.set_meta` must not store."""
+    if not isinstance(key, str) or not isinstance(value, str):
+        raise TypeError('meta keys and values must be strings')
+    if not key:
+        raise ValueError('meta key is empty')
+    if key in READ_ONLY_META:
+        raise ValueError(f'meta key {key!r} is maintained by the storage and cannot be set')
+
+
+def check_dim_meta(value: str, current: str | None, has_engrams: bool) -> None:
+    """Refuse a ``dim`` that is no positive decimal integer or contradicts stored engrams."""
+    try:
+        dim = int(value)
+    except ValueError:
+        raise ValueError(f'dim {value!r} is not an integer') from None
+    if dim < 1 or str(dim) != value:
+        raise ValueError(f'dim {value!r} must be a positive integer written in decimal')
+    if has_engrams and current is not None and current != value:
+        raise ValueError(f'dim {value} contradicts the stored engrams (dimension {current})')
+
+
+def chunks(values: Sequence[int], size: int = CHUNK) -> Iterator[Sequence[int]]:
+    """``values`` in slices of at most ``size``."""
+    for start in range(0, len(values), size):
+        yield values[start:start + size]

@@ -1,0 +1,168 @@
+"""RAM-only storage: the backend used when the user has not consented to persistence.
+
+It validates and encodes a put exactly as SQLite does and keeps the decoded engrams, so what it
+hands back is what :class:`~.sqlite.SQLiteStorage` would; nothing ever reaches the disk.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Iterator
+from typing import Sequence
+
+from engram_ros.core.model.edges import edge_key
+from engram_ros.core.model.edges import PlaceEdge
+from engram_ros.core.model.engram import Engram
+from engram_ros.core.storage.base import check_dim_meta
+from engram_ros.core.storage.base import check_edges
+from engram_ros.core.storage.base import check_meta
+from engram_ros.core.storage.base import chunks
+from engram_ros.core.storage.base import decode_row
+from engram_ros.core.storage.base import encode_rows
+from engram_ros.core.storage.base import INT64_MAX
+from engram_ros.core.storage.base import Storage
+from engram_ros.core.storage.base import StoreClosedError
+from engram_ros.core.storage.schema import FIRST_ID
+from engram_ros.core.storage.schema import ID
+from engram_ros.core.storage.schema import META_DIM
+from engram_ros.core.storage.schema import META_NEXT_ID
+from engram_ros.core.storage.schema import META_SCHEMA_VERSION
+from engram_ros.core.storage.schema import SCHEMA_VERSION
+
+
+class MemoryStorage(Storage):
+    """RAM-only storage: nothing is written to disk and everything is lost on close.
+
+    Used when the user has not consented to persistence. One lock serialises all access.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._engrams: dict[int, Engram] = {}
+        self._edges: dict[tuple[int, int], PlaceEdge] = {}
+        self._meta: dict[str, str] = {META_SCHEMA_VERSION: str(SCHEMA_VERSION),
+                                      META_NEXT_ID: str(FIRST_ID)}
+        self._closed = False
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosedError('the memory storage is closed')
+
+    def next_id(self) -> int:
+        """See :meth:`Storage.next_id`."""
+        with self._lock:
+            self._check_open()
+            value = int(self._meta[META_NEXT_ID])
+            if value >= INT64_MAX:
+                raise OverflowError('engram ids are exhausted')
+            self._meta[META_NEXT_ID] = str(value + 1)
+            return value
+
+    def put(self, engrams: Sequence[Engram]) -> None:
+        """See :meth:`Storage.put`."""
+        with self._lock:
+            self._check_open()
+            dim = self._meta.get(META_DIM)
+            rows, new_dim = encode_rows(engrams, None if dim is None else int(dim))
+            if not rows:
+                return
+            # Decoding the rows gives exactly what SQLiteStorage would return.
+            for row in rows:
+                self._engrams[row[ID]] = decode_row(row)
+            self._meta[META_DIM] = str(new_dim)
+            top = max(row[ID] for row in rows) + 1
+            if top > int(self._meta[META_NEXT_ID]):
+                self._meta[META_NEXT_ID] = str(top)
+
+    def get(self, ids: Sequence[int], *, shared: bool = False) -> list[Engram]:
+        """See :meth:`Storage.get`."""
+        with self._lock:
+            self._check_open()
+            found = (self._engrams.get(int(i)) for i in ids)
+            if shared:
+                return [e for e in found if e is not None]
+            return [e.copy() for e in found if e is not None]
+
+    def delete(self, ids: Sequence[int]) -> int:
+        """See :meth:`Storage.delete` (there is no evidence directory to clean)."""
+        with self._lock:
+            self._check_open()
+            gone = {int(i) for i in ids}
+            self._edges = {k: e for k, e in self._edges.items()
+                           if k[0] not in gone and k[1] not in gone}
+            return sum(self._engrams.pop(i, None) is not None for i in gone)
+
+    def put_edges(self, edges: Sequence[PlaceEdge]) -> None:
+        """See :meth:`Storage.put_edges`."""
+        rows = check_edges(edges)
+        with self._lock:
+            self._check_open()
+            for a, b, n, t in rows:
+                self._edges[(a, b)] = PlaceEdge(a, b, n, t)
+
+    def delete_edges(self, pairs: Sequence[tuple[int, int]]) -> None:
+        """See :meth:`Storage.delete_edges`."""
+        with self._lock:
+            self._check_open()
+            for a, b in pairs:
+                self._edges.pop(edge_key(int(a), int(b)), None)
+
+    def edges(self) -> list[PlaceEdge]:
+        """See :meth:`Storage.edges`."""
+        with self._lock:
+            self._check_open()
+            return [self._edges[k] for k in sorted(self._edges)]
+
+    def iter_all(self, batch_size: int = 10000) -> Iterator[Engram]:
+        """See :meth:`Storage.iter_all`."""
+        if batch_size < 1:
+            raise ValueError(f'batch_size={batch_size} must be >= 1')
+        with self._lock:
+            self._check_open()
+            ids = sorted(self._engrams)
+        for chunk in chunks(ids, batch_size):
+            yield from self.get(chunk)
+
+    def count(self) -> int:
+        """See :meth:`Storage.count`."""
+        with self._lock:
+            self._check_open()
+            return len(self._engrams)
+
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        """See :meth:`Storage.get_meta`."""
+        with self._lock:
+            self._check_open()
+            return self._meta.get(key, default)
+
+    def set_meta(self, key: str, value: str) -> None:
+        """See :meth:`Storage.set_meta`."""
+        check_meta(key, value)
+        with self._lock:
+            self._check_open()
+            if key == META_DIM:
+                check_dim_meta(value, self._meta.get(META_DIM), bool(self._engrams))
+            self._meta[key] = value
+
+    @property
+    def evidence_dir(self) -> Path | None:
+        """Always ``None``: RAM storage keeps no files."""
+        return None
+
+    @property
+    def index_dir(self) -> Path | None:
+        """Always ``None``: RAM storage keeps no files."""
+        return None
+
+    @property
+    def persistent(self) -> bool:
+        """Always ``False``."""
+        return False
+
+    def close(self) -> None:
+        """Drop everything held; idempotent."""
+        with self._lock:
+            self._closed = True
+            self._engrams.clear()
+            self._edges.clear()

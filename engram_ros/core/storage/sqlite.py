@@ -1,0 +1,501 @@
+"""A store directory on local disk: one SQLite database in WAL mode, plus evidence files.
+
+Opening never destroys anything: a directory that is not a store, a corrupt database or a schema
+this code does not know is refused with :class:`StoreOpenError` and left exactly as it was (the
+checks and migrations are in :mod:`.schema`).
+
+Evidence references are strings: ``file://`` URIs, absolute paths, or paths relative to the
+evidence directory. When engrams are deleted, files that lie inside the evidence directory and
+are referenced by no remaining engram are deleted too; anything else (other schemes, files
+outside the evidence directory, symlinks) is never touched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Iterable
+from typing import Iterator
+from typing import Sequence
+from urllib.parse import unquote
+from urllib.parse import urlparse
+
+from engram_ros.core.model.edges import edge_key
+from engram_ros.core.model.edges import PlaceEdge
+from engram_ros.core.model.engram import Engram
+from engram_ros.core.storage import schema
+from engram_ros.core.storage.base import check_dim_meta
+from engram_ros.core.storage.base import check_edges
+from engram_ros.core.storage.base import check_meta
+from engram_ros.core.storage.base import CHUNK
+from engram_ros.core.storage.base import chunks
+from engram_ros.core.storage.base import decode_row
+from engram_ros.core.storage.base import encode_rows
+from engram_ros.core.storage.base import INT64_MAX
+from engram_ros.core.storage.base import INT64_MIN
+from engram_ros.core.storage.base import Storage
+from engram_ros.core.storage.base import StoreClosedError
+from engram_ros.core.storage.base import StoreOpenError
+from engram_ros.core.storage.schema import DATABASE_NAME
+from engram_ros.core.storage.schema import EVIDENCE
+from engram_ros.core.storage.schema import EVIDENCE_DIR_NAME
+from engram_ros.core.storage.schema import ID
+from engram_ros.core.storage.schema import immediate
+from engram_ros.core.storage.schema import INDEX_DIR_NAME
+from engram_ros.core.storage.schema import MARKER_NAME
+from engram_ros.core.storage.schema import META_DIM
+from engram_ros.core.storage.schema import META_NEXT_ID
+from engram_ros.core.storage.schema import SELECT
+from engram_ros.core.storage.schema import TAGS
+from engram_ros.core.storage.schema import UPSERT
+
+logger = logging.getLogger(__name__)
+
+
+class SQLiteStorage(Storage):
+    """A store directory on local disk, backed by one SQLite database in WAL mode.
+
+    Threading: one writer connection, used under a lock, performs every write in a single
+    ``BEGIN IMMEDIATE`` transaction. Reads take a connection from a pool of reader connections
+    (a new one is opened when all are busy, so concurrent readers never wait on each other) and
+    read inside one transaction, which in WAL mode is a consistent snapshot that proceeds while
+    the writer commits. A pool rather than ``threading.local`` keeps the number of connections
+    bounded by the peak concurrency even when threads come and go. :meth:`close` closes the
+    writer and idle readers at once, and readers in use as soon as their current read ends.
+
+    Several processes may open the same store (SQLite locking keeps writes atomic and ids
+    unique), but the memory expects one writer process.
+    """
+
+    def __init__(self, directory: Path | str, *, create: bool = True) -> None:
+        """Open the store in ``directory``, creating it if allowed.
+
+        :param directory: the store directory.
+        :param create: create the store when ``directory`` is missing or empty.
+        :raises StoreOpenError: when the directory is not a store (non-empty without a marker),
+            is missing and ``create`` is false, or holds a corrupt database or a schema version
+            this code does not know. Nothing is changed in that case.
+        """
+        self._directory = Path(directory).absolute()
+        self._db_path = self._directory / DATABASE_NAME
+        self._evidence_dir = self._directory / EVIDENCE_DIR_NAME
+        self._index_dir = self._directory / INDEX_DIR_NAME
+        self._write_lock = threading.Lock()
+        self._pool_lock = threading.Lock()
+        self._idle: list[sqlite3.Connection] = []
+        self._closed = False
+        try:
+            self._writer = self._open(create)
+        except OSError as exc:
+            raise self._refusal(f'the directory cannot be read ({exc})') from exc
+
+    # -- opening ---------------------------------------------------------------------------
+
+    def _refusal(self, what: str) -> StoreOpenError:
+        return StoreOpenError(f'cannot open engram store {str(self._directory)!r}: {what}; '
+                              'nothing was changed')
+
+    def _open(self, create: bool) -> sqlite3.Connection:
+        directory = self._directory
+        marker = directory / MARKER_NAME
+        if directory.exists() and not directory.is_dir():
+            raise self._refusal('the path exists and is not a directory')
+        if not directory.exists() or not any(directory.iterdir()):
+            if not create:
+                raise self._refusal('there is no store here (missing or empty directory) '
+                                    'and create=False')
+            return self._create()
+        if not marker.is_file():
+            raise self._refusal(f'not an engram store: the directory is not empty and has no '
+                                f'{MARKER_NAME} marker file')
+        schema.check_marker(marker, self._refusal)
+        if not self._db_path.exists():
+            if not schema.only_empty_skeleton(directory):
+                raise self._refusal(f'the database {str(self._db_path)!r} is missing; restore it '
+                                    'from a backup or move the directory aside')
+            logger.warning('store %s has a marker but no database (creation was interrupted); '
+                           'initialising it', directory)
+            initialised = False
+        else:
+            initialised = schema.check_database(self._db_path, self._refusal)
+        try:
+            self._evidence_dir.mkdir(exist_ok=True)
+            self._index_dir.mkdir(exist_ok=True)
+            writer = self._connect()
+            try:
+                self._enable_wal(writer)
+                if not initialised:
+                    schema.init_schema(writer)
+                else:
+                    schema.migrate(writer, directory)
+                schema.write_marker_version(marker)
+            except BaseException:
+                writer.close()
+                raise
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreOpenError(f'cannot open engram store {str(directory)!r}: {exc}') from exc
+        logger.info('opened engram store %s (%d engrams)', directory,
+                    writer.execute('SELECT COUNT(*) FROM engrams').fetchone()[0])
+        return writer
+
+    def _create(self) -> sqlite3.Connection:
+        """Create a fresh store: marker first, so an interrupted creation is recognisable."""
+        directory = self._directory
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            schema.write_new_marker(directory)
+            self._evidence_dir.mkdir(exist_ok=True)
+            self._index_dir.mkdir(exist_ok=True)
+            writer = self._connect()
+            try:
+                self._enable_wal(writer)
+                schema.init_schema(writer)
+            except BaseException:
+                writer.close()
+                raise
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreOpenError(f'cannot create engram store {str(directory)!r}: {exc}') from exc
+        logger.info('created engram store %s', directory)
+        return writer
+
+    def _connect(self) -> sqlite3.Connection:
+        # Autocommit mode: transactions are begun and ended explicitly. Connections move between
+        # threads through the pool but are only ever used by one thread at a time.
+        conn = sqlite3.connect(str(self._db_path), isolation_level=None,
+                               check_same_thread=False, timeout=30.0)
+        conn.execute('PRAGMA foreign_keys = ON')
+        conn.execute('PRAGMA synchronous = NORMAL')
+        # Deleted rows are overwritten with zeros, so a forget leaves nothing in free pages.
+        conn.execute('PRAGMA secure_delete = ON')
+        return conn
+
+    @staticmethod
+    def _enable_wal(conn: sqlite3.Connection) -> None:
+        mode = conn.execute('PRAGMA journal_mode = WAL').fetchone()[0]
+        if str(mode).lower() != 'wal':
+            logger.warning('SQLite refused WAL mode (journal_mode=%s); readers will wait for '
+                           'writers', mode)
+
+    # -- connections and transactions -------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction on the writer connection; rolled back on any error."""
+        with self._write_lock:
+            if self._closed:
+                raise StoreClosedError(f'the store {str(self._directory)!r} is closed')
+            with immediate(self._writer) as conn:
+                yield conn
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """One read transaction (a consistent snapshot) on a pooled reader connection."""
+        with self._pool_lock:
+            if self._closed:
+                raise StoreClosedError(f'the store {str(self._directory)!r} is closed')
+            conn = self._idle.pop() if self._idle else None
+        if conn is None:
+            conn = self._connect()
+        try:
+            conn.execute('BEGIN')
+            try:
+                yield conn
+            finally:
+                conn.execute('COMMIT')
+        finally:
+            with self._pool_lock:
+                if not self._closed:
+                    self._idle.append(conn)
+                    conn = None
+            if conn is not None:
+                conn.close()
+
+    # -- Storage API -------------------------------------------------------------------------
+
+    def next_id(self) -> int:
+        """See :meth:`Storage.next_id`."""
+        with self._write() as conn:
+            value = int(self._meta_value(conn, META_NEXT_ID))
+            if value >= INT64_MAX:
+                raise OverflowError('engram ids are exhausted')
+            conn.execute('UPDATE meta SET value = ? WHERE key = ?', (str(value + 1), META_NEXT_ID))
+        return value
+
+    def put(self, engrams: Sequence[Engram]) -> None:
+        """See :meth:`Storage.put`."""
+        with self._write() as conn:
+            dim = self._meta_value(conn, META_DIM)
+            rows, new_dim = encode_rows(engrams, None if dim is None else int(dim))
+            if not rows:
+                return
+            self._delete_children(conn, [row[ID] for row in rows])
+            conn.executemany(UPSERT, rows)
+            tags = [(row[ID], tag) for row in rows if row[TAGS] != '[]'
+                    for tag in json.loads(row[TAGS])]
+            conn.executemany('INSERT OR IGNORE INTO engram_tags (engram_id, tag) VALUES (?, ?)',
+                             tags)
+            evidence = [(row[ID], uri, evidence_key(uri, self._evidence_dir)) for row in rows
+                        if row[EVIDENCE] != '[]' for uri in json.loads(row[EVIDENCE])]
+            conn.executemany(
+                'INSERT OR IGNORE INTO engram_evidence (engram_id, uri, file) VALUES (?, ?, ?)',
+                evidence)
+            if dim is None:
+                conn.execute('INSERT INTO meta (key, value) VALUES (?, ?)', (META_DIM,
+                                                                             str(new_dim)))
+            top = max(row[ID] for row in rows) + 1
+            if top > int(self._meta_value(conn, META_NEXT_ID)):
+                conn.execute('UPDATE meta SET value = ? WHERE key = ?', (str(top), META_NEXT_ID))
+
+    def get(self, ids: Sequence[int], *, shared: bool = False) -> list[Engram]:
+        """See :meth:`Storage.get`."""
+        wanted = [int(i) for i in ids]
+        if not wanted:
+            self._check_open()
+            return []
+        unique = list(dict.fromkeys(wanted))
+        rows: dict[int, tuple] = {}
+        with self._read() as conn:
+            for chunk in chunks(unique):
+                marks = ', '.join('?' * len(chunk))
+                for row in conn.execute(f'{SELECT} WHERE id IN ({marks})', chunk):
+                    rows[row[ID]] = row
+        return [decode_row(rows[i]) for i in wanted if i in rows]
+
+    def delete(self, ids: Sequence[int]) -> int:
+        """See :meth:`Storage.delete`."""
+        unique = sorted({int(i) for i in ids})
+        if not unique:
+            self._check_open()
+            return 0
+        orphans: list[str] = []
+        with self._write() as conn:
+            candidates: set[str] = set()
+            for chunk in chunks(unique):
+                marks = ', '.join('?' * len(chunk))
+                candidates.update(row[0] for row in conn.execute(
+                    f'SELECT file FROM engram_evidence WHERE file IS NOT NULL '
+                    f'AND engram_id IN ({marks})', chunk))
+            self._delete_children(conn, unique)
+            deleted = 0
+            for chunk in chunks(unique):
+                marks = ', '.join('?' * len(chunk))
+                deleted += conn.execute(f'DELETE FROM engrams WHERE id IN ({marks})',
+                                        chunk).rowcount
+                conn.execute(f'DELETE FROM place_edges WHERE a IN ({marks}) OR b IN ({marks})',
+                             list(chunk) + list(chunk))
+            orphans = [f for f in sorted(candidates) if conn.execute(
+                'SELECT 1 FROM engram_evidence WHERE file = ? LIMIT 1', (f,)).fetchone() is None]
+        # Files go only after the commit, so a failed transaction never loses evidence. A put
+        # that references one of them again in between would have to reuse a deleted file.
+        self._remove_evidence(orphans)
+        return deleted
+
+    def iter_all(self, batch_size: int = 10000) -> Iterator[Engram]:
+        """See :meth:`Storage.iter_all`."""
+        if batch_size < 1:
+            raise ValueError(f'batch_size={batch_size} must be >= 1')
+        start = INT64_MIN
+        while True:
+            with self._read() as conn:
+                rows = conn.execute(f'{SELECT} WHERE id >= ? ORDER BY id LIMIT ?',
+                                    (start, batch_size)).fetchall()
+            for row in rows:
+                yield decode_row(row)
+            if len(rows) < batch_size or rows[-1][0] == INT64_MAX:
+                return
+            start = rows[-1][0] + 1
+
+    def put_edges(self, edges: Sequence[PlaceEdge]) -> None:
+        """See :meth:`Storage.put_edges`."""
+        rows = check_edges(edges)
+        if not rows:
+            return
+        with self._write() as conn:
+            conn.executemany('INSERT INTO place_edges (a, b, traversals, last_traversed) '
+                             'VALUES (?, ?, ?, ?) ON CONFLICT(a, b) DO UPDATE SET '
+                             'traversals = excluded.traversals, '
+                             'last_traversed = excluded.last_traversed', rows)
+
+    def delete_edges(self, pairs: Sequence[tuple[int, int]]) -> None:
+        """See :meth:`Storage.delete_edges`."""
+        keys = [edge_key(int(a), int(b)) for a, b in pairs]
+        if not keys:
+            return
+        with self._write() as conn:
+            conn.executemany('DELETE FROM place_edges WHERE a = ? AND b = ?', keys)
+
+    def edges(self) -> list[PlaceEdge]:
+        """See :meth:`Storage.edges`."""
+        with self._read() as conn:
+            return [PlaceEdge(int(a), int(b), int(n), float(t)) for a, b, n, t in conn.execute(
+                'SELECT a, b, traversals, last_traversed FROM place_edges ORDER BY a, b')]
+
+    def count(self) -> int:
+        """See :meth:`Storage.count`."""
+        with self._read() as conn:
+            return int(conn.execute('SELECT COUNT(*) FROM engrams').fetchone()[0])
+
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        """See :meth:`Storage.get_meta`."""
+        with self._read() as conn:
+            value = self._meta_value(conn, key)
+        return default if value is None else value
+
+    def set_meta(self, key: str, value: str) -> None:
+        """See :meth:`Storage.set_meta`."""
+        check_meta(key, value)
+        with self._write() as conn:
+            if key == META_DIM:
+                has_engrams = conn.execute('SELECT 1 FROM engrams LIMIT 1').fetchone() is not None
+                check_dim_meta(value, self._meta_value(conn, META_DIM), has_engrams)
+            conn.execute('INSERT INTO meta (key, value) VALUES (?, ?) '
+                         'ON CONFLICT(key) DO UPDATE SET value = excluded.value', (key, value))
+
+    def purge(self) -> bool:
+        """See :meth:`Storage.purge`: checkpoint the WAL into the database and truncate it.
+
+        Retries briefly while a reader holds an old snapshot; returns False if one still does
+        (the next purge or a clean close completes it).
+        """
+        for attempt in range(20):
+            with self._write_lock:
+                self._check_open()
+                busy = self._writer.execute('PRAGMA wal_checkpoint(TRUNCATE)').fetchone()[0]
+            if not busy:
+                return True
+            time.sleep(0.01 * (attempt + 1))
+        logger.warning('WAL checkpoint of %s incomplete: a reader is busy', self._directory)
+        return False
+
+    def vacuum(self) -> None:
+        """See :meth:`Storage.vacuum`."""
+        with self._write_lock:
+            self._check_open()
+            self._writer.execute('VACUUM')
+
+    def integrity_check(self) -> list[str]:
+        """See :meth:`Storage.integrity_check` (SQLite ``quick_check``)."""
+        with self._read() as conn:
+            rows = [str(row[0]) for row in conn.execute('PRAGMA quick_check(20)')]
+        return [] if rows == ['ok'] else rows
+
+    def evidence_users(self, uris: Sequence[str]) -> dict[str, list[int]]:
+        """See :meth:`Storage.evidence_users`."""
+        keys: dict[str, list[str]] = {}
+        for uri in uris:
+            key = evidence_key(uri, self._evidence_dir)
+            if key is not None:
+                keys.setdefault(key, []).append(uri)
+        out: dict[str, list[int]] = {}
+        files = list(keys)
+        with self._read() as conn:
+            for start in range(0, len(files), CHUNK):
+                chunk = files[start:start + CHUNK]
+                marks = ', '.join('?' * len(chunk))
+                for key, engram_id in conn.execute(
+                        f'SELECT file, engram_id FROM engram_evidence WHERE file IN ({marks})',
+                        chunk):
+                    for uri in keys[key]:
+                        out.setdefault(uri, []).append(int(engram_id))
+        return out
+
+    @property
+    def directory(self) -> Path:
+        """The store directory (absolute)."""
+        return self._directory
+
+    @property
+    def evidence_dir(self) -> Path | None:
+        """``<dir>/evidence``: where perception writes crops, frames and clips."""
+        return self._evidence_dir
+
+    @property
+    def index_dir(self) -> Path | None:
+        """``<dir>/index``: where a saved vector index may be cached."""
+        return self._index_dir
+
+    @property
+    def persistent(self) -> bool:
+        """Always ``True``."""
+        return True
+
+    def close(self) -> None:
+        """Close the writer and idle readers now, busy readers when their read ends."""
+        with self._write_lock:
+            with self._pool_lock:
+                if self._closed:
+                    return
+                self._closed = True
+                idle, self._idle = self._idle, []
+            for conn in idle:
+                conn.close()
+            self._writer.close()
+        logger.info('closed engram store %s', self._directory)
+
+    def __repr__(self) -> str:
+        return f'SQLiteStorage({str(self._directory)!r})'
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosedError(f'the store {str(self._directory)!r} is closed')
+
+    @staticmethod
+    def _delete_children(conn: sqlite3.Connection, ids: Sequence[int]) -> None:
+        """Delete the tag and evidence rows of ``ids`` (explicitly, whatever the FK setting)."""
+        for chunk in chunks(ids):
+            marks = ', '.join('?' * len(chunk))
+            conn.execute(f'DELETE FROM engram_tags WHERE engram_id IN ({marks})', chunk)
+            conn.execute(f'DELETE FROM engram_evidence WHERE engram_id IN ({marks})', chunk)
+
+    @staticmethod
+    def _meta_value(conn: sqlite3.Connection, key: str) -> str | None:
+        row = conn.execute('SELECT value FROM meta WHERE key = ?', (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def _remove_evidence(self, files: Iterable[str]) -> None:
+        """Delete orphaned evidence files; only regular files really inside the evidence dir."""
+        root = self._evidence_dir.resolve()
+        for relative in files:
+            path = self._evidence_dir / relative
+            try:
+                if path.is_symlink() or not path.is_file():
+                    continue
+                if not path.resolve().is_relative_to(root):
+                    continue
+                path.unlink()
+            except OSError as exc:
+                logger.warning('could not delete evidence file %s: %s', path, exc)
+
+
+def evidence_key(uri: str, evidence_dir: Path) -> str | None:
+    """Return the path of ``uri`` relative to ``evidence_dir``, or None if it is not inside it.
+
+    ``file:`` URIs and plain paths are understood; relative paths are relative to the evidence
+    directory. The test is lexical: symlinks are checked when the file is deleted.
+    """
+    if uri.startswith('file:'):
+        parsed = urlparse(uri)
+        if parsed.netloc not in ('', 'localhost'):
+            return None
+        path_text = unquote(parsed.path)
+    elif '://' in uri:
+        return None
+    else:
+        path_text = uri
+    if not path_text:
+        return None
+    path = Path(path_text)
+    if not path.is_absolute():
+        path = evidence_dir / path
+    relative = os.path.relpath(os.path.normpath(path), os.path.normpath(evidence_dir))
+    if relative == os.curdir or relative == os.pardir or relative.startswith(os.pardir + os.sep):
+        return None
+    return Path(relative).as_posix()

@@ -1,0 +1,284 @@
+"""Tests of engram_ros.core.storage.schema: creating, refusing and migrating stores."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_storage_base import DIM
+from test_storage_base import make_engram
+from test_storage_base import snapshot
+
+from engram_ros.core.model.codec import FIELDS
+from engram_ros.core.model.engram import Engram
+from engram_ros.core.model.engram import KINDS
+from engram_ros.core.model.engram import MODALITIES
+from engram_ros.core.model.engram import TIERS
+from engram_ros.core.storage import PlaceEdge
+from engram_ros.core.storage import SCHEMA_VERSION
+from engram_ros.core.storage import SQLiteStorage
+from engram_ros.core.storage import StoreOpenError
+
+def test_missing_directory_is_created(tmp_path: Path) -> None:
+    with SQLiteStorage(tmp_path / 'a' / 'b' / 'store') as backend:
+        assert backend.count() == 0
+    assert (tmp_path / 'a' / 'b' / 'store' / 'STORE').is_file()
+
+
+def test_empty_directory_becomes_a_store(tmp_path: Path) -> None:
+    (tmp_path / 'store').mkdir()
+    with SQLiteStorage(tmp_path / 'store') as backend:
+        backend.put([make_engram(1)])
+    with SQLiteStorage(str(tmp_path / 'store'), create=False) as backend:
+        assert backend.count() == 1
+
+
+def test_missing_directory_without_create_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(StoreOpenError, match='nothing was changed'):
+        SQLiteStorage(tmp_path / 'store', create=False)
+    assert not (tmp_path / 'store').exists()
+
+
+@pytest.mark.parametrize('create', [True, False])
+def test_non_store_directory_is_refused_and_untouched(tmp_path: Path, create: bool) -> None:
+    directory = tmp_path / 'photos'
+    (directory / 'sub').mkdir(parents=True)
+    (directory / 'holiday.jpg').write_bytes(b'not a store')
+    (directory / 'sub' / 'engrams.sqlite3').write_bytes(b'whatever')
+    before = snapshot(directory)
+    with pytest.raises(StoreOpenError, match='not an engram store') as info:
+        SQLiteStorage(directory, create=create)
+    assert str(directory) in str(info.value)
+    assert snapshot(directory) == before
+
+
+def test_a_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / 'store'
+    path.write_bytes(b'x')
+    with pytest.raises(StoreOpenError):
+        SQLiteStorage(path)
+    assert path.read_bytes() == b'x'
+
+
+def _closed_store(tmp_path: Path) -> Path:
+    with SQLiteStorage(tmp_path / 'store') as backend:
+        backend.put([make_engram(i) for i in range(1, 301)])
+    return tmp_path / 'store'
+
+
+def _garbage(data: bytes) -> bytes:
+    return np.random.default_rng(1).integers(0, 256, len(data), dtype=np.uint8).tobytes()
+
+
+def _garbage_pages(data: bytes) -> bytes:
+    page = 4096
+    noise = np.random.default_rng(2).integers(0, 256, len(data) - 2 * page, dtype=np.uint8)
+    return data[:2 * page] + noise.tobytes()
+
+
+def _truncated(data: bytes) -> bytes:
+    return data[:len(data) // 3]
+
+
+@pytest.mark.parametrize('damage', [_garbage, _garbage_pages, _truncated],
+                         ids=['garbage', 'garbage-pages', 'truncated'])
+def test_corrupt_database_is_refused_and_left_alone(tmp_path: Path, damage) -> None:
+    directory = _closed_store(tmp_path)
+    db = directory / 'engrams.sqlite3'
+    db.write_bytes(damage(db.read_bytes()))
+    before = snapshot(directory)
+    with pytest.raises(StoreOpenError) as info:
+        SQLiteStorage(directory)
+    message = str(info.value)
+    assert str(db) in message and 'nothing was changed' in message
+    assert snapshot(directory) == before
+
+
+def _set_user_version(db: Path, version: int) -> None:
+    conn = sqlite3.connect(db)
+    conn.execute(f'PRAGMA user_version = {version}')
+    conn.commit()
+    conn.close()
+
+
+def _set_meta_version(db: Path, version: int) -> None:
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version),))
+    conn.commit()
+    conn.close()
+
+
+def _set_marker(directory: Path, **changes: object) -> None:
+    marker = directory / 'STORE'
+    content = json.loads(marker.read_text())
+    content.update(changes)
+    marker.write_text(json.dumps(content))
+
+
+def _lose_database(directory: Path) -> None:
+    (directory / 'evidence' / 'crop.jpg').write_bytes(b'jpeg')
+    (directory / 'engrams.sqlite3').unlink()
+
+
+@pytest.mark.parametrize('tamper, expected', [
+    (lambda d: _set_user_version(d / 'engrams.sqlite3', SCHEMA_VERSION + 1), 'newer'),
+    (lambda d: _set_user_version(d / 'engrams.sqlite3', 0), 'unknown schema version'),
+    (lambda d: _set_meta_version(d / 'engrams.sqlite3', SCHEMA_VERSION + 1), 'meta table'),
+    (lambda d: _set_marker(d, schema_version=SCHEMA_VERSION + 1), 'newer'),
+    (lambda d: _set_marker(d, schema_version='one'), 'schema_version'),
+    (lambda d: _set_marker(d, format='something else'), 'not an engram store'),
+    (lambda d: (d / 'STORE').write_text('{not json'), 'unreadable'),
+    (lambda d: _lose_database(d), 'missing'),
+], ids=['newer-user-version', 'zero-user-version', 'meta-mismatch', 'newer-marker',
+        'bad-marker-version', 'foreign-marker', 'corrupt-marker', 'lost-database'])
+def test_unknown_schema_is_refused_and_left_alone(tmp_path: Path, tamper, expected: str) -> None:
+    directory = _closed_store(tmp_path)
+    tamper(directory)
+    before = snapshot(directory)
+    with pytest.raises(StoreOpenError, match=expected):
+        SQLiteStorage(directory)
+    assert snapshot(directory) == before
+
+
+def test_interrupted_creation_is_completed(tmp_path: Path) -> None:
+    directory = _closed_store(tmp_path)
+    for name in ('engrams.sqlite3', 'engrams.sqlite3-wal', 'engrams.sqlite3-shm'):
+        (directory / name).unlink(missing_ok=True)
+    with SQLiteStorage(directory) as backend:
+        assert backend.count() == 0
+        backend.put([make_engram(1)])
+
+
+def _downgrade_to_schema_1(directory: Path) -> None:
+    """Turn a closed store into exactly what schema 1 wrote (no validity/anchor columns, no
+    place graph)."""
+    conn = sqlite3.connect(directory / 'engrams.sqlite3')
+    conn.execute('DROP INDEX place_edges_by_b')
+    conn.execute('DROP TABLE place_edges')
+    for column in ('valid_from', 'valid_to', 'successor_id', 'anchor_id', 'keyframe_id'):
+        conn.execute(f'ALTER TABLE engrams DROP COLUMN {column}')
+    conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    conn.execute('PRAGMA user_version = 1')
+    conn.commit()
+    conn.close()
+    _set_marker(directory, schema_version=1)
+
+
+def test_schema_1_store_is_migrated_to_2_without_losing_engrams(tmp_path: Path) -> None:
+    directory = _closed_store(tmp_path)
+    with SQLiteStorage(directory) as backend:
+        expected = list(backend.iter_all())
+    _downgrade_to_schema_1(directory)
+    with SQLiteStorage(directory) as backend:
+        migrated = list(backend.iter_all())
+        assert [e.id for e in migrated] == [e.id for e in expected]
+        for old, new in zip(expected, migrated):
+            assert new.label == old.label and new.tags == old.tags
+            np.testing.assert_array_equal(new.vector, old.vector)
+            assert new.valid_from == old.first_seen and new.valid_to is None
+        assert backend.get_meta('schema_version') == str(SCHEMA_VERSION) == '2'
+        assert backend.edges() == []
+        backend.put_edges([PlaceEdge(2, 1, 3, T_EDGE)])
+        assert backend.edges() == [PlaceEdge(1, 2, 3, T_EDGE)]
+    assert json.loads((directory / 'STORE').read_text())['schema_version'] == 2
+    with SQLiteStorage(directory) as backend:       # and it opens again as a plain v2 store
+        assert backend.count() == len(expected) and len(backend.edges()) == 1
+        backend.delete([1])
+        assert backend.edges() == []
+
+
+T_EDGE = 1.7e9
+
+
+# ---------------------------------------------------------------------------------------------
+# The format is frozen: a store written before the codec reads back, and writes are identical
+
+FIXTURE_STORE = Path(__file__).resolve().parents[1] / 'fixtures' / 'storage_v2'
+
+
+def fixture_engrams() -> list[Engram]:
+    """Engrams covering every kind, tier, history, anchors, keyframes and odd strings.
+
+    The fixture store under ``test/fixtures/storage_v2`` holds exactly these, written by the
+    storage code of commit ff54d11 (before the codec); do not change them.
+    """
+    rng = np.random.default_rng(20261201)
+    engrams = []
+    for i in range(1, 13):
+        quat = rng.normal(size=4)
+        vector = rng.normal(size=DIM).astype(np.float32)
+        engrams.append(Engram(
+            id=i, kind=KINDS[i % len(KINDS)], frame_id='map' if i % 5 else 'odom',
+            position=rng.normal(size=3) * 10.0,
+            vector=(vector / np.linalg.norm(vector)).astype(np.float32),
+            first_seen=1.7e9 + i * 0.123456789, last_seen=1.7e9 + i * 1.5,
+            tags=() if i % 4 == 0 else ('label:mug', f'place:p{i % 3}', 'colour:rød'),
+            label=['', 'mug', 'tasse à café', 'カップ'][i % 4],
+            orientation=quat / np.linalg.norm(quat), covariance=rng.normal(size=36),
+            modality=MODALITIES[i % len(MODALITIES)], confidence=float(rng.random()),
+            evidence=() if i % 3 else (f'crops/{i}.jpg', f'file:///tmp/x/{i}.png'),
+            observation_count=i, score=float(rng.random()),
+            tier=TIERS[i % 2], pinned=i % 3 == 0, last_access=1.7e9 + i * 2.0,
+            recall_count=i * 7 % 5, valid_from=1.7e9 + i,
+            valid_to=None if i % 4 else 1.7e9 + i + 0.25, successor_id=0 if i % 4 else i + 1,
+            anchor_id=0 if i % 2 == 0 else 2, keyframe_id=f'kf-{i}' if i % 4 == 1 else ''))
+    return engrams
+
+
+FIXTURE_EDGES = [PlaceEdge(2, 4, 3, 1.7e9 + 0.5), PlaceEdge(4, 8, 1, 1.7e9 + 9.75)]
+
+
+def assert_every_field_equal(actual: Engram, expected: Engram) -> None:
+    """Every field of the dataclass equal, with the same type (arrays: dtype and values)."""
+    for name in FIELDS:
+        a, e = getattr(actual, name), getattr(expected, name)
+        if isinstance(e, np.ndarray):
+            assert a.dtype == e.dtype and np.array_equal(a, e), name
+        else:
+            assert a == e and type(a) is type(e), (name, a, e)
+
+
+def _table_rows(db: Path) -> dict[str, list[tuple]]:
+    """The schema, and every row of every table with each value's SQLite storage class."""
+    conn = sqlite3.connect(db)
+    try:
+        tables = [row[0] for row in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+        out = {}
+        for table in tables:
+            columns = [row[1] for row in conn.execute(f'PRAGMA table_info({table})')]
+            select = ', '.join(f'{c}, typeof({c})' for c in columns)
+            out[table] = sorted(conn.execute(f'SELECT {select} FROM {table}'))
+        out['sqlite_master'] = sorted(conn.execute(
+            'SELECT type, name, tbl_name, sql FROM sqlite_master'))
+        out['user_version'] = conn.execute('PRAGMA user_version').fetchall()
+        return out
+    finally:
+        conn.close()
+
+
+def test_a_store_written_before_the_codec_reads_back_exactly(tmp_path: Path) -> None:
+    directory = tmp_path / 'store'
+    shutil.copytree(FIXTURE_STORE, directory)
+    with SQLiteStorage(directory, create=False) as backend:
+        got = list(backend.iter_all())
+        assert backend.edges() == FIXTURE_EDGES
+        assert backend.get_meta('model') == 'fixture'
+    expected = fixture_engrams()
+    assert [e.id for e in got] == [e.id for e in expected]
+    for actual, engram in zip(got, expected):
+        assert_every_field_equal(actual, engram)
+
+
+def test_rows_written_now_are_identical_to_the_fixture(tmp_path: Path) -> None:
+    """Same tables, same rows, same values and storage classes (blobs byte for byte)."""
+    with SQLiteStorage(tmp_path / 'store') as backend:
+        backend.put(fixture_engrams())
+        backend.put_edges(FIXTURE_EDGES)
+        backend.set_meta('model', 'fixture')
+    assert _table_rows(tmp_path / 'store' / 'engrams.sqlite3') \
+        == _table_rows(FIXTURE_STORE / 'engrams.sqlite3')
