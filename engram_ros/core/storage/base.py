@@ -185,7 +185,7 @@ class Storage(abc.ABC):
         """
         return True
 
-    def vacuum(self) -> None:
+    def vacuum(self) -> None:  # noqa: B027 - a default no-op, overridden with files
         """Rewrite the backend's files without free space (no-op without files)."""
 
     def integrity_check(self) -> list[str]:
