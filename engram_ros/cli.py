@@ -9,10 +9,8 @@ import sys
 from engram_ros.apps.cli import build_parser  # noqa: F401
 from engram_ros.apps.cli import main
 from engram_ros.apps.cli.common import CliError  # noqa: F401
-from engram_ros.apps.cli.common import engram_record  # noqa: F401
 from engram_ros.apps.cli.common import open_store  # noqa: F401
 from engram_ros.apps.cli.common import parse_time  # noqa: F401
-from engram_ros.apps.cli.transfer import engram_from_record  # noqa: F401
 
 if __name__ == '__main__':
     sys.exit(main())

@@ -116,7 +116,6 @@ def assert_same_memory(source: Path, target: Path) -> None:
                 assert a == b, (old.id, f.name, a, b)
 
 
-@pytest.mark.xfail(strict=True, reason='integration: codec')
 def test_export_then_import_keeps_every_field_of_every_engram(robot_store, tmp_path):
     before = stored(robot_store)
     assert any(e.valid_to is not None and e.successor_id for e in before)      # a move

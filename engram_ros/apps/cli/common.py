@@ -24,6 +24,7 @@ from tqdm import tqdm
 from engram_ros.core.audit import AUDIT_FILE_NAME
 from engram_ros.core.audit import AuditLog
 from engram_ros.core.engram import Engram
+from engram_ros.core.model.codec import to_record
 from engram_ros.core.engram import KINDS
 from engram_ros.core.engram import TIERS
 from engram_ros.core.governance import EngramFilter
@@ -137,20 +138,6 @@ def iso(t: float) -> str:
     return datetime.datetime.fromtimestamp(t).isoformat(timespec='seconds') if t else '-'
 
 
-def engram_record(engram: Engram) -> dict:
-    """An engram as plain JSON-able data: what ``--json`` prints (less the vector)."""
-    return {'id': engram.id, 'kind': engram.kind, 'label': engram.label,
-            'frame_id': engram.frame_id, 'position': engram.position.tolist(),
-            'orientation': engram.orientation.tolist(),
-            'covariance': engram.covariance.tolist(), 'vector': engram.vector.tolist(),
-            'first_seen': engram.first_seen, 'last_seen': engram.last_seen,
-            'tags': list(engram.tags), 'modality': engram.modality,
-            'confidence': engram.confidence, 'evidence': list(engram.evidence),
-            'observation_count': engram.observation_count, 'score': engram.score,
-            'tier': engram.tier, 'pinned': engram.pinned, 'last_access': engram.last_access,
-            'recall_count': engram.recall_count}
-
-
 def print_table(rows: list[Sequence[str]], header: Sequence[str], out: TextIO) -> None:
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(header)]
     line = '  '.join(h.ljust(w) for h, w in zip(header, widths))
@@ -177,7 +164,7 @@ def print_engrams(engrams: Iterable[Engram], args: argparse.Namespace, out: Text
     engrams = list(engrams)
     if args.json:
         for e in engrams:
-            record = engram_record(e)
+            record = to_record(e)
             record.pop('vector')
             print(json.dumps(record), file=out)
         return

@@ -15,7 +15,6 @@ import numpy as np
 from engram_ros.apps.cli.common import add_filter
 from engram_ros.apps.cli.common import CliError
 from engram_ros.apps.cli.common import ENGRAM_HEADER
-from engram_ros.apps.cli.common import engram_record
 from engram_ros.apps.cli.common import engram_row
 from engram_ros.apps.cli.common import finite
 from engram_ros.apps.cli.common import iso
@@ -27,6 +26,7 @@ from engram_ros.apps.cli.common import progress
 from engram_ros.apps.cli.common import requester
 from engram_ros.apps.cli.common import selection
 from engram_ros.core.engram import KINDS
+from engram_ros.core.model.codec import to_record
 from engram_ros.core.query import RecallQuery
 from engram_ros.core.store import MemoryStore
 
@@ -96,7 +96,7 @@ def cmd_list(store: MemoryStore, args: argparse.Namespace, out: TextIO) -> int:
 def cmd_show(store: MemoryStore, args: argparse.Namespace, out: TextIO) -> int:
     engrams, unknown = store.get_engrams(args.ids, requester=requester(args))
     for e in engrams:
-        record = engram_record(e)
+        record = to_record(e)
         record.pop('vector')
         paths = []
         for uri in e.evidence:
@@ -136,7 +136,7 @@ def cmd_search(store: MemoryStore, args: argparse.Namespace, out: TextIO) -> int
     result = store.recall(query, requester=requester(args))
     if args.json:
         for hit in result.hits:
-            record = engram_record(hit.engram)
+            record = to_record(hit.engram)
             record.pop('vector')
             record['score'] = hit.score
             print(json.dumps(record), file=out)

@@ -17,14 +17,14 @@ from pathlib import Path
 from typing import Sequence
 from typing import TextIO
 
-import numpy as np
 
 from engram_ros.apps.cli.common import CliError
-from engram_ros.apps.cli.common import engram_record
 from engram_ros.apps.cli.common import progress
 from engram_ros.apps.cli.common import requester
 from engram_ros.core.audit import id_summary
 from engram_ros.core.engram import Engram
+from engram_ros.core.model.codec import from_record
+from engram_ros.core.model.codec import to_record
 from engram_ros.core.store import MemoryStore
 
 
@@ -33,47 +33,6 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument('file', type=Path)
     p = sub.add_parser('import', help='add engrams from an export (new ids)')
     p.add_argument('file', type=Path)
-
-
-# ----------------------------------------------------------------------------- the record
-
-def _to_record(engram: Engram) -> dict:
-    """One engram as one line of an export."""
-    # integration: switch to engram_ros.core.model.codec.to_record/from_record
-    return engram_record(engram)
-
-
-def _from_record(record: dict) -> Engram:
-    """Inverse of :func:`_to_record`.
-
-    :raises KeyError, ValueError, TypeError: for a malformed record.
-    """
-    # integration: switch to engram_ros.core.model.codec.to_record/from_record
-    return engram_from_record(record)
-
-
-def engram_from_record(record: dict) -> Engram:
-    """Inverse of :func:`~engram_ros.apps.cli.common.engram_record` (today's export format:
-    it has no validity, successor, anchor or keyframe, so an import loses them).
-
-    :raises KeyError, ValueError, TypeError: for a malformed record.
-    """
-    return Engram(
-        id=int(record['id']), kind=str(record['kind']), frame_id=str(record['frame_id']),
-        position=np.asarray(record['position'], dtype=np.float64),
-        vector=np.asarray(record['vector'], dtype=np.float32),
-        first_seen=float(record['first_seen']), last_seen=float(record['last_seen']),
-        tags=tuple(record.get('tags', ())), label=str(record.get('label', '')),
-        orientation=np.asarray(record.get('orientation', (0, 0, 0, 1)), dtype=np.float64),
-        covariance=np.asarray(record['covariance'], dtype=np.float64),
-        modality=str(record.get('modality', 'vision')),
-        confidence=float(record.get('confidence', 1.0)),
-        evidence=tuple(record.get('evidence', ())),
-        observation_count=int(record.get('observation_count', 1)),
-        score=float(record.get('score', 0.5)), tier=str(record.get('tier', 'short')),
-        pinned=bool(record.get('pinned', False)),
-        last_access=float(record.get('last_access', 0.0)),
-        recall_count=int(record.get('recall_count', 0)))
 
 
 def evidence_folder(file: Path) -> Path:
@@ -102,7 +61,7 @@ def cmd_export(store: MemoryStore, args: argparse.Namespace, out: TextIO) -> int
     copied = 0
     with open(target, 'x', encoding='utf-8') as f, progress(len(store), 'exporting') as bar:
         for engram in store.storage.iter_all(batch_size=2000):
-            record = _to_record(engram)
+            record = to_record(engram)
             files = _copy_evidence_out(store, engram, folder)
             copied += len(files)
             # Copied files travel as paths relative to the evidence folder; other URIs as they are.
@@ -147,7 +106,7 @@ def cmd_import(store: MemoryStore, args: argparse.Namespace, out: TextIO) -> int
                 continue
             try:
                 record = json.loads(line)
-                engram = _from_record(record)
+                engram = from_record(record)
             except (ValueError, KeyError, TypeError) as exc:
                 raise CliError(f'{source}:{n} is not an exported engram ({exc}); nothing '
                                'imported') from None
