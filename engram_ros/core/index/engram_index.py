@@ -31,6 +31,12 @@ from engram_ros.core.index.tags import TagPool
 from engram_ros.core.index.tags import check_tag_lists
 
 
+def _tuning(name: str, doc: str) -> property:
+    """A search parameter held by :class:`DenseVectors`, read and set through the façade."""
+    return property(lambda self: getattr(self._dense, name),
+                    lambda self, value: setattr(self._dense, name, value), doc=doc)
+
+
 class EngramIndex:
     """Columnar hot index of engrams: stage-1 filters and stage-2 dense top-k.
 
@@ -67,15 +73,15 @@ class EngramIndex:
         self._tags = TagPool()
         self._grid = Grid(self.cell_size)
 
-    # The search parameters live with the vectors; these read them.
+    # The search parameters live with the vectors; the façade reads and sets them there.
     dim = property(lambda self: self._dense.dim, doc='Context-vector dimension.')
-    exact_threshold = property(lambda self: self._dense.exact_threshold)
-    hnsw_m = property(lambda self: self._dense.hnsw_m)
-    ef_search = property(lambda self: self._dense.ef_search)
-    ef_construction = property(lambda self: self._dense.ef_construction)
-    max_ef = property(lambda self: self._dense.max_ef)
-    max_exact = property(lambda self: self._dense.max_exact)
-    filtered_ef = property(lambda self: self._dense.filtered_ef)
+    exact_threshold = _tuning('exact_threshold', 'Candidate sets up to this size are exact.')
+    hnsw_m = _tuning('hnsw_m', 'HNSW links per node.')
+    ef_search = _tuning('ef_search', 'HNSW beam width of an unfiltered search.')
+    ef_construction = _tuning('ef_construction', 'HNSW beam width while inserting.')
+    max_ef = _tuning('max_ef', 'Cap on the scaled beam width of a filtered search.')
+    max_exact = _tuning('max_exact', 'Above this many candidates, never the exact path.')
+    filtered_ef = _tuning('filtered_ef', 'Beam width of a filtered search before scaling.')
 
     def _reserve(self, n: int) -> None:
         self._cols.reserve(n)
