@@ -1,76 +1,33 @@
-"""Unit tests of the hot index (real faiss, small sizes)."""
+"""Unit tests of the hot index (real faiss, small sizes): adds, lookups, stage-1 filters,
+updates, removes and batches. Dense ranking: ``test_index_dense.py``; saving and loading:
+``test_index_persistence.py``; shared data: ``index_cases.py``."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import json
-
-import faiss
 import numpy as np
 import pytest
 
 from engram_ros.core.index import EngramIndex
-from engram_ros.core.index import IndexLoadError
-
-DIM = 16
-N = 400
-
-
-def _unit(rng: np.random.Generator, n: int, dim: int = DIM) -> np.ndarray:
-    x = rng.standard_normal((n, dim)).astype(np.float32)
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
-
-
-def _tags(i: int) -> list[str]:
-    tags = [f'color:{("red", "green", "blue")[i % 3]}', f'room:{("kitchen", "hall")[i % 2]}']
-    if i % 5 == 0:
-        tags.append('label:mug')
-    if i % 7 == 0:
-        tags.append('label:cup')
-    return tags
+from index_cases import DIM
+from index_cases import N
+from index_cases import _build
+from index_cases import _expected
+from index_cases import _ids
+from index_cases import _tags
+from index_cases import _unit
+from index_cases import make_data
 
 
 @pytest.fixture()
 def data() -> dict:
-    rng = np.random.default_rng(1)
-    return {
-        'ids': 10 + 3 * np.arange(N, dtype=np.int64),
-        'vectors': _unit(rng, N),
-        'kinds': np.arange(N) % 4,
-        'positions': rng.uniform(-10, 10, (N, 3)),
-        'first': 1000.0 + np.arange(N, dtype=np.float64),
-        'last': 1000.0 + np.arange(N, dtype=np.float64) + 5.0,
-        'tags': [_tags(i) for i in range(N)],
-    }
-
-
-def _build(data: dict, **kwargs: int) -> EngramIndex:
-    index = EngramIndex(DIM, **kwargs)
-    index.add_batch(data['ids'], data['vectors'], kinds=data['kinds'],
-                    positions=data['positions'], first_seen=data['first'],
-                    last_seen=data['last'], tags=data['tags'])
-    return index
+    return make_data()
 
 
 @pytest.fixture()
 def index(data: dict) -> EngramIndex:
     return _build(data)
-
-
-def _ids(index: EngramIndex, slots: np.ndarray | None) -> set[int]:
-    assert slots is not None
-    return set(index.ids_of(slots).tolist())
-
-
-def _expected(data: dict, pred) -> set[int]:
-    return {int(data['ids'][i]) for i in range(N) if pred(i)}
-
-
-def _brute(vectors: np.ndarray, q: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
-    q = q / np.linalg.norm(q)
-    sims = vectors[rows] @ q
-    return rows[np.argsort(-sims, kind='stable')[:k]]
 
 
 # ---------------------------------------------------------------- add / lookup
@@ -421,193 +378,6 @@ def test_has_ids(index: EngramIndex) -> None:
     assert index.has_ids([]).shape == (0,)
 
 
-def test_pair_similarities_are_dot_products_with_the_stored_vectors(index: EngramIndex) -> None:
-    rng = np.random.default_rng(8)
-    queries = _unit(rng, 5)
-    rows = rng.integers(0, 5, 3000)
-    slots = rng.integers(0, N, 3000)           # more than one decoding chunk
-    expected = np.einsum('ij,ij->i', queries[rows], index.vectors_of(slots))
-    np.testing.assert_allclose(index.pair_similarities(queries, rows, slots), expected,
-                               rtol=1e-5, atol=1e-6)
-    with pytest.raises(ValueError):
-        index.pair_similarities(queries[:, :-1], rows, slots)
-    with pytest.raises(ValueError):
-        index.pair_similarities(queries, rows[:-1], slots)
-    with pytest.raises(IndexError):
-        index.pair_similarities(queries, rows + 5, slots)
-    with pytest.raises(IndexError):
-        index.pair_similarities(queries, rows, slots + N)
-
-
-# ---------------------------------------------------------------- dense ranking
-
-
-@pytest.mark.parametrize('exact_threshold', [0, 10_000], ids=['hnsw', 'exact'])
-@pytest.mark.parametrize('filter_kwargs', [None, {'tags_all': ['room:kitchen']},
-                                           {'tags_any': ['label:mug', 'label:cup']}])
-def test_dense_topk_matches_brute_force(data: dict, exact_threshold: int,
-                                        filter_kwargs: dict | None) -> None:
-    index = _build(data, exact_threshold=exact_threshold, ef_search=200)
-    rng = np.random.default_rng(4)
-    cand = None if filter_kwargs is None else index.filter(**filter_kwargs)
-    rows = np.arange(N) if cand is None else cand
-    for q in _unit(rng, 20):
-        slots, sims = index.dense_topk(q, 10, cand)
-        expected = _brute(data['vectors'], q, rows, 10)
-        assert len(set(slots.tolist()) & set(expected.tolist())) >= 9
-        assert np.all(np.diff(sims) <= 1e-6)
-        np.testing.assert_allclose(sims, data['vectors'][slots] @ q, atol=2e-3)
-
-
-def test_dense_topk_exact_path_is_exact(data: dict) -> None:
-    index = _build(data, exact_threshold=10_000)
-    rng = np.random.default_rng(5)
-    cand = index.filter(tags_all=['label:mug'])
-    for q in _unit(rng, 20):
-        slots, _ = index.dense_topk(q, 5, cand)
-        np.testing.assert_array_equal(slots, _brute(data['vectors'], q, cand, 5))
-
-
-@pytest.mark.parametrize('k', [1, 3, 100])
-def test_dense_topk_small_candidate_sets(index: EngramIndex, k: int) -> None:
-    cand = np.array([0, 7, 42])
-    slots, sims = index.dense_topk(np.ones(DIM), k, cand)
-    assert slots.shape[0] == min(k, 3) and set(slots.tolist()) <= {0, 7, 42}
-    assert sims.dtype == np.float32
-    empty_slots, _ = index.dense_topk(np.ones(DIM), k, np.zeros(0, dtype=np.int64))
-    assert empty_slots.shape[0] == 0
-
-
-def test_dense_topk_rejects_bad_input(index: EngramIndex) -> None:
-    with pytest.raises(ValueError):
-        index.dense_topk(np.ones(DIM), 0, None)
-    with pytest.raises(ValueError):
-        index.dense_topk(np.ones(DIM + 1), 5, None)
-
-
-def test_empty_index() -> None:
-    index = EngramIndex(DIM)
-    assert len(index) == 0
-    slots, sims = index.dense_topk(np.ones(DIM), 5, None)
-    assert slots.shape == (0,) and sims.shape == (0,)
-    assert index.filter(tags_all=['x']).shape == (0,)
-
-
-@pytest.mark.parametrize('exact_threshold', [0, 10_000], ids=['hnsw', 'exact'])
-def test_vector_update_changes_ranking(data: dict, exact_threshold: int) -> None:
-    index = _build(data, exact_threshold=exact_threshold, ef_search=200)
-    q = data['vectors'][0]
-    target = int(data['ids'][200])
-    assert target not in index.ids_of(index.dense_topk(q, 3, None)[0])
-    index.update(target, vector=q + 0.01 * data['vectors'][200])
-    slots, sims = index.dense_topk(q, 3, None)
-    assert target in index.ids_of(slots).tolist()
-    assert sims[0] > 0.99
-    np.testing.assert_allclose(np.linalg.norm(index.vectors_of([index.slot_of(target)])), 1.0,
-                               atol=1e-3)
-
-
-def test_filtered_recall_at_low_selectivity() -> None:
-    """Filtered recall@10 on 20k vectors at 10 % and 1 % (HNSW path), 0.2 % (exact path)."""
-    faiss.omp_set_num_threads(1)
-    rng = np.random.default_rng(6)
-    n, dim = 20_000, 32
-    centers = _unit(rng, 50, dim)
-    vectors = centers[rng.integers(0, 50, n)] + 0.2 * _unit(rng, n, dim)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    u = rng.random(n).tolist()
-    tags = [['s10'] * (x < 0.1) + ['s1'] * (x < 0.01) + ['s02'] * (x < 0.002) for x in u]
-    index = EngramIndex(dim, exact_threshold=100, hnsw_m=16, ef_search=32, max_ef=4000,
-                        filtered_ef=32)
-    index.add_batch(np.arange(n), vectors, kinds=np.zeros(n), positions=np.zeros((n, 3)),
-                    first_seen=np.zeros(n), last_seen=np.zeros(n), tags=tags)
-    queries = centers[rng.integers(0, 50, 50)] + 0.2 * _unit(rng, 50, dim)
-    for tag in ('s10', 's1', 's02'):
-        cand = index.filter(tags_all=[tag])
-        hits = 0
-        total = 0
-        for q in queries:
-            slots, _ = index.dense_topk(q, 10, cand)
-            expected = _brute(vectors, q, cand, 10)
-            hits += len(set(slots.tolist()) & set(expected.tolist()))
-            total += expected.shape[0]
-        assert hits / total >= 0.95, tag
-
-
-# ---------------------------------------------------------------- persistence
-
-
-def _answers(index: EngramIndex, queries: np.ndarray) -> list:
-    out = []
-    for kwargs in (None, {'tags_all': ['label:mug']}, {'tags_any': ['room:hall'],
-                                                       'kinds': [1, 3]}):
-        cand = None if kwargs is None else index.filter(**kwargs)
-        for q in queries:
-            slots, sims = index.dense_topk(q, 7, cand)
-            out.append((index.ids_of(slots).tolist(), sims.tolist()))
-    return out
-
-
-@pytest.mark.parametrize('exact_threshold', [0, 10_000], ids=['hnsw', 'exact'])
-def test_save_load_round_trip(data: dict, tmp_path: Path, exact_threshold: int) -> None:
-    index = _build(data, exact_threshold=exact_threshold)
-    index.remove(13)
-    index.update(16, tags=['label:mug'], score=0.9, vector=data['vectors'][3], count=7)
-    queries = _unit(np.random.default_rng(7), 10)
-    index.save(tmp_path / 'ix')
-    loaded = EngramIndex.load(tmp_path / 'ix')
-    assert len(loaded) == len(index) and 13 not in loaded and 16 in loaded
-    assert loaded.exact_threshold == exact_threshold
-    live = index.live_slots()
-    np.testing.assert_array_equal(loaded.counts_of(live), index.counts_of(live))
-    assert loaded.counts_of([loaded.slot_of(16)])[0] == 7
-    assert _answers(loaded, queries) == _answers(index, queries)
-    assert loaded.tags_of(loaded.slot_of(16)) == ('label:mug',)
-    # the loaded index keeps working
-    loaded.add(5, data['vectors'][9], kind=0, position=np.zeros(3), first_seen=0.0,
-               last_seen=0.0, tags=['label:mug'])
-    assert 5 in _ids(loaded, loaded.filter(tags_all=['label:mug']))
-
-
-@pytest.mark.parametrize('damage', ['truncate_faiss', 'flip_columns', 'delete_meta',
-                                    'delete_faiss', 'garble_meta'])
-def test_load_damaged_raises(index: EngramIndex, tmp_path: Path, damage: str) -> None:
-    directory = tmp_path / 'ix'
-    index.save(directory)
-    if damage == 'truncate_faiss':
-        path = directory / 'hnsw.faiss'
-        path.write_bytes(path.read_bytes()[:100])
-    elif damage == 'flip_columns':
-        path = directory / 'columns.npz'
-        raw = bytearray(path.read_bytes())
-        raw[len(raw) // 2] ^= 0xFF
-        path.write_bytes(bytes(raw))
-    elif damage == 'delete_meta':
-        (directory / 'meta.json').unlink()
-    elif damage == 'delete_faiss':
-        (directory / 'hnsw.faiss').unlink()
-    else:
-        (directory / 'meta.json').write_text('{not json', encoding='utf-8')
-    with pytest.raises(IndexLoadError):
-        EngramIndex.load(directory)
-
-
-def test_load_of_a_format_1_index_raises(index: EngramIndex, tmp_path: Path) -> None:
-    # Format 1 had no observation-count column: the store rebuilds it from the database.
-    directory = tmp_path / 'ix'
-    index.save(directory)
-    meta = json.loads((directory / 'meta.json').read_text(encoding='utf-8'))
-    meta['format'] = 1
-    (directory / 'meta.json').write_text(json.dumps(meta), encoding='utf-8')
-    with pytest.raises(IndexLoadError, match='format 1'):
-        EngramIndex.load(directory)
-
-
-def test_load_missing_directory_raises(tmp_path: Path) -> None:
-    with pytest.raises(IndexLoadError):
-        EngramIndex.load(tmp_path / 'nothing')
-
-
 def test_memory_bytes_grows(data: dict) -> None:
     small = EngramIndex(DIM)
     assert _build(data).memory_bytes() > small.memory_bytes()
@@ -645,19 +415,3 @@ def test_radius_filter_through_the_grid_matches_brute_force(radius: float, cell_
         for kwargs in ({}, {'tags_all': ('label:a',)}):
             slots = index.filter(center=center, radius=radius, **kwargs)
             assert set(index.ids_of(slots).tolist()) == expected
-
-
-def test_grid_survives_save_and_load(tmp_path) -> None:
-    rng = np.random.default_rng(12)
-    index = EngramIndex(8, cell_size=2.0)
-    pos = rng.uniform(-20, 20, size=(500, 3))
-    index.add_batch(np.arange(1, 501), rng.normal(size=(500, 8)),
-                    kinds=np.zeros(500, dtype=np.int64), positions=pos,
-                    first_seen=np.zeros(500), last_seen=np.zeros(500), tags=[()] * 500)
-    index.remove(5)
-    index.save(tmp_path)
-    loaded = EngramIndex.load(tmp_path)
-    assert loaded.cell_size == 2.0
-    center = np.array([1.0, 2.0, 0.0])
-    assert np.array_equal(loaded.filter(center=center, radius=6.0),
-                          index.filter(center=center, radius=6.0))
