@@ -6,14 +6,16 @@ engrams are short-term (in LRU order) or pinned, which are history and since whe
 anchored to which place, which place a SLAM keyframe made, the place graph's edges, the labels
 the memory has seen, what changed since the last consolidation and what recalls touched.
 
-:class:`MemoryState` owns all of them. Writers change them only through :meth:`~MemoryState.
-apply` (engrams just written), :meth:`~MemoryState.remove` (engrams forgotten, evicted or merged
-away), :meth:`~MemoryState.set_edges` / :meth:`~MemoryState.drop_edges` and the few bookkeeping
-methods below; readers use the attributes. So no path that writes or forgets an engram can
-leave one structure behind: the state after any sequence of writes equals the state
-:meth:`~MemoryState.apply` builds from the stored records on the next open (the tests check
-this). The labels are a vocabulary, not per-engram data: a label stays known after the last
-engram carrying it is forgotten, until the next open.
+:class:`MemoryState` owns all of them. Writers change them only through
+:meth:`~MemoryState.apply` (engrams just written), :meth:`~MemoryState.remove` (engrams
+forgotten, evicted or merged away), :meth:`~MemoryState.set_edges` /
+:meth:`~MemoryState.drop_edges` and the few bookkeeping methods below; readers use the
+attributes. So no path that writes or forgets an engram can leave one structure behind: the
+state after any sequence of writes equals the state :meth:`~MemoryState.apply` builds from the
+stored records on the next open (the tests check this), and a removed engram's own facts are
+gone from every structure; only the anchor ids that other engrams' records still name stay, as
+on the next open. The labels are a vocabulary, not per-engram data: a label stays known after
+the last engram carrying it is forgotten, until the next open.
 
 Every structure is sparse or bounded (the short-term tier is at most the LRU capacity; pins,
 history, anchors, keyframes and edges are a small part of a big memory), so they are dicts and
@@ -138,8 +140,8 @@ class MemoryState:
             place = self.anchor_of.pop(engram_id, 0)
             if place:
                 self._unanchor(engram_id, place)
-            # Things anchored to a forgotten place keep its id, as their records do.
-            self.anchored.pop(engram_id, None)
+            # ``anchored[engram_id]`` stays: things anchored to a forgotten place keep its id,
+            # as their records do (the next open finds the same).
         gone = set(ids)
         self.edges = {k: e for k, e in self.edges.items()
                       if k[0] not in gone and k[1] not in gone}
