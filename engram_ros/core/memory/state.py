@@ -76,6 +76,7 @@ class MemoryState:
             LRU order of a store being opened, see :meth:`order_short`).
         """
         short, pinned, labels, changed = self.short, self.pinned, self.labels, self.dirty
+        validity, anchor_of = self.validity, self.anchor_of
         for engram in engrams:
             engram_id = engram.id
             if engram.tier == TIER_SHORT:
@@ -91,8 +92,13 @@ class MemoryState:
                 pinned.discard(engram_id)
             if engram.label:
                 labels.add(engram.label)
-            self._apply_validity(engram)
-            self._apply_anchor(engram_id, engram.anchor_id)
+            # Most engrams are current since first seen and unanchored: nothing to do for them
+            # (history ids are a subset of the validity keys).
+            if engram.valid_to is not None or engram.valid_from > engram.first_seen \
+                    or engram_id in validity:
+                self._apply_validity(engram)
+            if engram.anchor_id or engram_id in anchor_of:
+                self._apply_anchor(engram_id, engram.anchor_id)
             if engram.keyframe_id:
                 self.keyframes[engram.keyframe_id] = engram_id
             if dirty:
