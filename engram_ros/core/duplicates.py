@@ -27,9 +27,9 @@ from engram_ros.core.engram import kind_code
 from engram_ros.core.engram import normalize_vector
 from engram_ros.core.engram import Observation
 from engram_ros.core.engram import stack_rows
-from engram_ros.core.index import EngramIndex
 
 if TYPE_CHECKING:
+    from engram_ros.core.index import EngramIndex
     from engram_ros.core.merge import MergePolicy
 
 #: Tag namespaces that name *what* a thing is; engrams that disagree on them never merge.
