@@ -202,23 +202,29 @@ def merge_clusters(clusters: Sequence[tuple[Engram, Sequence[Engram]]],
         e.observation_count = count
         e.confidence = conf
         e.first_seen, e.last_seen, e.last_access = t0, t1, touched
-        tags = _merge_tags_cached(tuple(keep.tags), tuple(others[0].tags), policy.max_tags)
-        for o in others[1:]:
-            if o.tags != tags:       # _merge_tags(t, t) == t for a result t
-                tags = _merge_tags_cached(tags, tuple(o.tags), policy.max_tags)
-        e.tags = tags
-        if not keep.label:
-            e.label = next((o.label for o in others if o.label), '')
-        if not keep.keyframe_id:
-            e.keyframe_id = next((o.keyframe_id for o in others if o.keyframe_id), '')
-        if keep.evidence or any(o.evidence for o in others):
-            evidence = tuple(dict.fromkeys(ev for m in (keep, *others) for ev in m.evidence))
-            e.evidence = evidence[-policy.max_evidence:]
+        _fold_symbols(e, keep, others, policy)
         e.score, e.pinned, e.recall_count = best, pin, recalled
         if count >= policy.promote_after:
             e.tier = TIER_LONG
         out.append(e)
     return out
+
+
+def _fold_symbols(e: Engram, keep: Engram, others: Sequence[Engram],
+                  policy: MergePolicy) -> None:
+    """Tags, label, keyframe and evidence of a cluster into ``e``, in member order."""
+    tags = _merge_tags_cached(tuple(keep.tags), tuple(others[0].tags), policy.max_tags)
+    for o in others[1:]:
+        if o.tags != tags:       # _merge_tags(t, t) == t for a result t
+            tags = _merge_tags_cached(tags, tuple(o.tags), policy.max_tags)
+    e.tags = tags
+    if not keep.label:
+        e.label = next((o.label for o in others if o.label), '')
+    if not keep.keyframe_id:
+        e.keyframe_id = next((o.keyframe_id for o in others if o.keyframe_id), '')
+    if keep.evidence or any(o.evidence for o in others):
+        evidence = tuple(dict.fromkeys(ev for m in (keep, *others) for ev in m.evidence))
+        e.evidence = evidence[-policy.max_evidence:]
 
 
 def _vector_sums(clusters: Sequence[tuple[Engram, Sequence[Engram]]],

@@ -38,7 +38,7 @@ Concurrency: one writer at a time (ingest, bulk load, consolidate, edit, forget,
 pose correction, close) under the store's write lock (``_write_lock``). The in-RAM index and
 the state are guarded by the index lock (``_lock``), held only for their reads and updates and
 never during storage I/O, so a slow write never blocks a recall; a recall takes only the index
-lock (twice: for the filter and ranking stage, and to count what it returned). A write commits
+lock, for each read of the index and to count what it returned. A write commits
 to storage before it updates the index and the state, so whatever a reader finds in the index
 is committed; a forget removes ids from the index and the state before it deletes the rows,
 and a recall skips an id whose row is already gone. Both locks are re-entrant; the write lock
