@@ -1,5 +1,5 @@
-"""Where engrams are merged: deciding that an observation is something already remembered, and
-soft-merging it into that engram.
+"""Where engrams are merged: soft-merging an observation into the engram it matches, and
+fusing the duplicates consolidation found (:mod:`engram_ros.core.duplicates` finds them).
 
 Matching is overlap-aware so that similar-but-different things do not interfere: a candidate
 must be of the same kind, lie within a kind-specific radius, agree on its label tags (two mugs
@@ -17,15 +17,17 @@ from typing import Sequence
 
 import numpy as np
 
+# identity_tags, compatible and pairs_within are re-exported: they were defined here.
+from engram_ros.core.duplicates import compatible  # noqa: F401
+from engram_ros.core.duplicates import IDENTITY_NAMESPACES
+from engram_ros.core.duplicates import identity_tags  # noqa: F401
+from engram_ros.core.duplicates import pairs_within  # noqa: F401
 from engram_ros.core.engram import Engram
 from engram_ros.core.engram import normalize_vector
 from engram_ros.core.engram import Observation
 from engram_ros.core.engram import stack_rows
 from engram_ros.core.engram import TIER_LONG
 from engram_ros.core.engram import TIER_SHORT
-
-#: Tag namespaces that name *what* a thing is; engrams that disagree on them never merge.
-IDENTITY_NAMESPACES: tuple[str, ...] = ('label:', 'sound:')
 
 #: Smallest position variance kept after fusion [m^2]: evidence never makes a pose exact.
 _MIN_VARIANCE = 1e-6
@@ -72,18 +74,6 @@ class MergePolicy:
 
     def similarity_for(self, kind: str) -> float:
         return float(self.min_similarity.get(kind, 0.8))
-
-
-def identity_tags(tags: tuple[str, ...] | list[str]) -> frozenset[str]:
-    """The tags that say what a thing is (labels, sound classes)."""
-    return frozenset(t for t in tags if t.startswith(IDENTITY_NAMESPACES))
-
-
-def compatible(obs_tags: tuple[str, ...], engram_tags: tuple[str, ...]) -> bool:
-    """True unless both sides name what they are and the names share nothing."""
-    a = identity_tags(obs_tags)
-    b = identity_tags(engram_tags)
-    return not a or not b or bool(a & b)
 
 
 def merge(engram: Engram, obs: Observation, policy: MergePolicy) -> Engram:
@@ -212,23 +202,29 @@ def merge_clusters(clusters: Sequence[tuple[Engram, Sequence[Engram]]],
         e.observation_count = count
         e.confidence = conf
         e.first_seen, e.last_seen, e.last_access = t0, t1, touched
-        tags = _merge_tags_cached(tuple(keep.tags), tuple(others[0].tags), policy.max_tags)
-        for o in others[1:]:
-            if o.tags != tags:       # _merge_tags(t, t) == t for a result t
-                tags = _merge_tags_cached(tags, tuple(o.tags), policy.max_tags)
-        e.tags = tags
-        if not keep.label:
-            e.label = next((o.label for o in others if o.label), '')
-        if not keep.keyframe_id:
-            e.keyframe_id = next((o.keyframe_id for o in others if o.keyframe_id), '')
-        if keep.evidence or any(o.evidence for o in others):
-            evidence = tuple(dict.fromkeys(ev for m in (keep, *others) for ev in m.evidence))
-            e.evidence = evidence[-policy.max_evidence:]
+        _fold_symbols(e, keep, others, policy)
         e.score, e.pinned, e.recall_count = best, pin, recalled
         if count >= policy.promote_after:
             e.tier = TIER_LONG
         out.append(e)
     return out
+
+
+def _fold_symbols(e: Engram, keep: Engram, others: Sequence[Engram],
+                  policy: MergePolicy) -> None:
+    """Tags, label, keyframe and evidence of a cluster into ``e``, in member order."""
+    tags = _merge_tags_cached(tuple(keep.tags), tuple(others[0].tags), policy.max_tags)
+    for o in others[1:]:
+        if o.tags != tags:       # _merge_tags(t, t) == t for a result t
+            tags = _merge_tags_cached(tags, tuple(o.tags), policy.max_tags)
+    e.tags = tags
+    if not keep.label:
+        e.label = next((o.label for o in others if o.label), '')
+    if not keep.keyframe_id:
+        e.keyframe_id = next((o.keyframe_id for o in others if o.keyframe_id), '')
+    if keep.evidence or any(o.evidence for o in others):
+        evidence = tuple(dict.fromkeys(ev for m in (keep, *others) for ev in m.evidence))
+        e.evidence = evidence[-policy.max_evidence:]
 
 
 def _vector_sums(clusters: Sequence[tuple[Engram, Sequence[Engram]]],
@@ -293,62 +289,3 @@ def _merge_tags(old: tuple[str, ...], new: tuple[str, ...], limit: int) -> tuple
 # Clusters of one thing carry the same few tags: a pass folds the same pairs thousands of
 # times. Tags are str (sketch.normalize_tags), so equal keys give identical results.
 _merge_tags_cached = functools.lru_cache(maxsize=4096)(_merge_tags)
-
-
-def pairs_within(queries: np.ndarray, points: np.ndarray, radius: float
-                 ) -> tuple[np.ndarray, np.ndarray]:
-    """All (query index, point index) pairs closer than ``radius`` [m], by a uniform grid.
-
-    Vectorised (no Python loop over points): both sets are hashed into cells of side
-    ``radius``; each query looks in the 27 cells around its own. Used by batch consolidation,
-    where one KD query per engram would dominate. Pairs come ordered by neighbour cell
-    offset, then query, then point.
-    """
-    queries = np.asarray(queries, dtype=np.float64).reshape(-1, 3)
-    points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
-    if len(queries) == 0 or len(points) == 0 or not radius > 0.0:
-        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
-    origin = np.minimum(queries.min(axis=0), points.min(axis=0))
-    cells_p = np.floor((points - origin) / radius).astype(np.int64)
-    cells_q = np.floor((queries - origin) / radius).astype(np.int64)
-    span = int(max(cells_p.max(), cells_q.max())) + 3
-    keys_p = _cell_keys(cells_p, span)
-    order = np.argsort(keys_p, kind='stable')
-    cell_keys, cell_start, cell_count = np.unique(keys_p[order], return_index=True,
-                                                  return_counts=True)
-    # Queries in key order: the 27 binary searches then walk the cells monotonically.
-    keys_q = _cell_keys(cells_q, span)
-    q_order = np.argsort(keys_q, kind='stable')
-    keys_q = keys_q[q_order]
-    width = span + 2
-    last = len(cell_keys) - 1
-    out_q, out_p, out_o = [], [], []
-    offsets = [(dx * width + dy) * width + dz
-               for dx in (-1, 0, 1) for dy in (-1, 0, 1) for dz in (-1, 0, 1)]
-    for o, delta in enumerate(offsets):
-        keys = keys_q + delta
-        at = np.minimum(np.searchsorted(cell_keys, keys), last)
-        hit = np.flatnonzero(cell_keys[at] == keys)
-        if len(hit) == 0:
-            continue
-        cell = at[hit]
-        counts = cell_count[cell]
-        total = int(counts.sum())
-        starts = np.repeat(cell_start[cell] - np.cumsum(counts) + counts, counts)
-        out_q.append(np.repeat(q_order[hit], counts))
-        out_p.append(order[starts + np.arange(total)])
-        out_o.append(np.full(total, o, dtype=np.int8))
-    if not out_q:
-        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
-    qi = np.concatenate(out_q)
-    pj = np.concatenate(out_p)
-    d = queries[qi] - points[pj]
-    close = np.flatnonzero(np.einsum('ij,ij->i', d, d) <= radius * radius)
-    qi, pj = qi[close], pj[close]
-    ordered = np.lexsort((pj, qi, np.concatenate(out_o)[close]))
-    return qi[ordered], pj[ordered]
-
-
-def _cell_keys(cells: np.ndarray, span: int) -> np.ndarray:
-    c = cells + 1      # neighbours of cell 0 are at -1
-    return (c[:, 0] * (span + 2) + c[:, 1]) * (span + 2) + c[:, 2]

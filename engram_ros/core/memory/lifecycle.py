@@ -1,0 +1,111 @@
+"""Opening and closing the memory: the index cache, loaded or rebuilt from storage.
+
+The index is cached on disk at a clean close, stamped with a generation that storage also
+records; on open a cache whose generation, dimension or size disagrees with storage is rebuilt
+from the stored records. Until the next clean close the stamp in storage is cleared, so a crash
+never leaves a stale cache that looks current. A forget deletes the cache at once and this
+process never saves it again (the in-RAM index keeps tombstoned vectors and tag names).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import TYPE_CHECKING
+
+from engram_ros.core.engram import Engram
+from engram_ros.core.index import EngramIndex
+from engram_ros.core.index import IndexLoadError
+from engram_ros.core.memory.config import LOGGER_NAME
+from engram_ros.core.memory.config import META_AUDIT_HEAD
+from engram_ros.core.memory.config import META_INDEX_GENERATION
+from engram_ros.core.memory.writes import index_add
+
+if TYPE_CHECKING:
+    from engram_ros.core.memory.store import MemoryStore
+
+_LOG = logging.getLogger(LOGGER_NAME)
+_REBUILD_BATCH = 10000
+
+
+def open_index(store: MemoryStore) -> EngramIndex:
+    """The index of ``store.storage`` (cached or rebuilt); fills ``store.state`` on the way."""
+    storage, state = store.storage, store.state
+    index = _load_cached(store)
+    access: dict[int, float] = {}
+    if index is None:
+        index = EngramIndex(store.config.dim)
+        _rebuild(store, index, access)
+    else:
+        state.apply(storage.iter_all(), dirty=False, access=access)
+    state.order_short(access)
+    if storage.persistent:
+        # Until a clean close saves the index again, the cache on disk is stale.
+        storage.set_meta(META_INDEX_GENERATION, '')
+    _LOG.info('memory open: %d engrams (%d short-term)', len(index), len(state.short))
+    return index
+
+
+def _load_cached(store: MemoryStore) -> EngramIndex | None:
+    generation = store.storage.get_meta(META_INDEX_GENERATION)
+    index_dir = store.storage.index_dir
+    if not generation or index_dir is None or not (index_dir / 'GENERATION').exists():
+        return None
+    if (index_dir / 'GENERATION').read_text().strip() != generation:
+        return None
+    try:
+        index = EngramIndex.load(index_dir)
+    except IndexLoadError as exc:
+        _LOG.warning('cached index unusable (%s); rebuilding from storage', exc)
+        return None
+    if index.dim != store.config.dim or len(index) != store.storage.count():
+        _LOG.warning('cached index does not match storage; rebuilding')
+        return None
+    return index
+
+
+def _rebuild(store: MemoryStore, index: EngramIndex, access: dict[int, float]) -> None:
+    dim = store.config.dim
+    batch: list[Engram] = []
+    for engram in store.storage.iter_all():
+        if engram.vector.shape[0] != dim:
+            raise ValueError(f'stored engram {engram.id} has a {engram.vector.shape[0]}-d '
+                             f'vector; the memory is configured for {dim}')
+        batch.append(engram)
+        if len(batch) >= _REBUILD_BATCH:
+            store.state.apply(batch, dirty=False, access=access)
+            index_add(index, batch)
+            batch = []
+    if batch:
+        store.state.apply(batch, dirty=False, access=access)
+        index_add(index, batch)
+
+
+def save(store: MemoryStore) -> None:
+    """Write the audit head and (unless engrams were forgotten) the index cache; under the
+    write lock, at close."""
+    storage = store.storage
+    index_dir = storage.index_dir
+    if store.audit is not None and storage.persistent:
+        seq, head = store.audit.head
+        storage.set_meta(META_AUDIT_HEAD, f'{seq}:{head}')
+    if index_dir is not None and store.purged:
+        _LOG.info('engrams were forgotten: the index cache is not saved; the next open '
+                  'rebuilds it from storage')
+    elif index_dir is not None:
+        generation = uuid.uuid4().hex
+        with store._lock:
+            store.index.save(index_dir)
+        (index_dir / 'GENERATION').write_text(generation)
+        storage.set_meta(META_INDEX_GENERATION, generation)
+
+
+def drop_cache(store: MemoryStore) -> None:
+    """Delete the saved index cache and never save it from this process (after a forget)."""
+    store.purged = True
+    index_dir = store.storage.index_dir
+    if index_dir is not None and index_dir.is_dir():
+        for path in index_dir.iterdir():
+            if path.is_file():
+                path.unlink()
+        store.storage.set_meta(META_INDEX_GENERATION, '')

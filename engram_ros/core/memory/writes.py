@@ -1,0 +1,109 @@
+"""Where engrams are written and forgotten: storage first, then the index and the state.
+
+Every writer goes through here, so the three copies of the memory move together: a write
+commits to storage (outside the index lock), then updates the index and
+:class:`~engram_ros.core.memory.state.MemoryState` in one step under the index lock; a
+forget removes ids from the index and the state in one step under the index lock, then deletes
+the rows. Callers hold the store's write lock.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from engram_ros.core.audit import id_summary
+from engram_ros.core.engram import Engram
+from engram_ros.core.engram import kind_code
+from engram_ros.core.engram import stack_rows
+from engram_ros.core.index import EngramIndex
+from engram_ros.core.memory.config import LOGGER_NAME
+
+if TYPE_CHECKING:
+    from engram_ros.core.memory.store import MemoryStore
+
+_LOG = logging.getLogger(LOGGER_NAME)
+
+
+def index_add(index: EngramIndex, engrams: Sequence[Engram]) -> None:
+    """Add engrams the index does not hold yet (their columns, vector and tags)."""
+    index.add_batch(
+        np.array([e.id for e in engrams], dtype=np.int64),
+        stack_rows([e.vector for e in engrams]).astype(np.float32),
+        kinds=np.array([kind_code(e.kind) for e in engrams], dtype=np.int64),
+        positions=stack_rows([e.position for e in engrams]),
+        first_seen=np.array([e.first_seen for e in engrams]),
+        last_seen=np.array([e.last_seen for e in engrams]),
+        tags=[e.tags for e in engrams],
+        scores=np.array([e.score for e in engrams], dtype=np.float32),
+        counts=np.array([e.observation_count for e in engrams], dtype=np.int64))
+
+
+def publish_one(store: MemoryStore, engram: Engram) -> None:
+    """Index and state take in one engram just stored (under ``store._lock``)."""
+    index = store.index
+    if engram.id in index:
+        # Re-posting unchanged tags is most of an update's cost; skip it when they are.
+        same_tags = set(index.tags_of(index.slot_of(engram.id))) == set(engram.tags)
+        index.update(engram.id, vector=engram.vector, position=engram.position,
+                     first_seen=engram.first_seen, last_seen=engram.last_seen,
+                     tags=None if same_tags else engram.tags, score=engram.score,
+                     count=engram.observation_count)
+    else:
+        index_add(index, [engram])
+    store.state.apply((engram,))
+
+
+def publish(store: MemoryStore, engrams: Sequence[Engram]) -> None:
+    """:func:`publish_one` for many engrams (unique ids): one index update for those it
+    holds, one add for the rest (under ``store._lock``)."""
+    if not engrams:
+        return
+    index = store.index
+    present = index.has_ids(np.array([e.id for e in engrams], dtype=np.int64))
+    old = [e for e, p in zip(engrams, present.tolist()) if p]
+    new = [e for e, p in zip(engrams, present.tolist()) if not p]
+    if old:
+        index.update_batch(
+            np.array([e.id for e in old], dtype=np.int64),
+            vectors=stack_rows([e.vector for e in old]).astype(np.float32),
+            positions=stack_rows([e.position for e in old]),
+            first_seen=np.array([e.first_seen for e in old]),
+            last_seen=np.array([e.last_seen for e in old]),
+            tags=[e.tags for e in old], scores=np.array([e.score for e in old]),
+            counts=np.array([e.observation_count for e in old]))
+    if new:
+        index_add(index, new)
+    store.state.apply(engrams)
+
+
+def write(store: MemoryStore, engrams: Sequence[Engram]) -> None:
+    """Store changed engrams, then publish them to the index and the state."""
+    store.storage.put(engrams)
+    with store._lock:
+        publish(store, engrams)
+
+
+def forget(store: MemoryStore, ids: Sequence[int]) -> None:
+    """Remove ``ids`` from the index and the state, then delete their rows."""
+    if not ids:
+        return
+    with store._lock:
+        unique = np.unique(np.asarray(ids, dtype=np.int64))
+        store.index.remove_batch(unique[store.index.has_ids(unique)])
+        store.state.remove(ids)
+    store.storage.delete(list(ids))
+    _LOG.info('forgot %d engrams: %s', len(ids), ', '.join(map(str, list(ids)[:20])))
+
+
+def evict(store: MemoryStore, ids: list[int], reason: str) -> None:
+    """Forget ``ids`` to respect a limit; each eviction is logged and audited."""
+    victims = store.storage.get(ids)
+    for e in victims:
+        _LOG.info('evicted engram %d (%s %r, seen %d times, score %.2f): %s', e.id, e.kind,
+                  e.label, e.observation_count, e.score, reason)
+    forget(store, ids)
+    store.audit_event('evict', 'memory', {'reason': reason}, id_summary(ids))
