@@ -27,7 +27,7 @@ META_AUDIT_HEAD = 'audit_head'
 
 
 class ObservationExcluded(Exception):
-    """An observation inside a privacy zone or window: not stored (not an error of the producer)."""
+    """An observation inside a privacy zone or window: not stored (no error of the producer)."""
 
 
 @dataclass
