@@ -195,14 +195,3 @@ def open_store(directory: Path, frame_id: str = 'map', create: bool = False,
     except BaseException:
         storage.close()
         raise
-
-
-def indexed_ids(store: MemoryStore) -> set[int]:
-    """The ids the store's in-RAM index holds (``verify`` compares them with the rows).
-
-    The one place the CLI reaches into the store's internals.
-    """
-    # integration: needs a public MemoryStore method: indexed_ids() -> set[int], the live ids
-    # of the in-RAM index read under its lock (without an audit record, unlike list_engrams).
-    with store._lock:   # a consistent read of the index (same process, no writer running)
-        return {int(i) for i in store.index.ids_of(store.index.live_slots())}

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 from typing import TextIO
 
-from engram_ros.apps.cli.common import indexed_ids
 from engram_ros.apps.cli.common import progress
 from engram_ros.core.store import META_AUDIT_HEAD
 from engram_ros.core.store import MemoryStore
@@ -40,7 +39,7 @@ def cmd_verify(store: MemoryStore, args: argparse.Namespace, out: TextIO) -> int
                 if path is not None and not path.is_file():
                     missing_files.append(f'engram {e.id}: {path} is missing')
             bar.update()
-    index_ids = indexed_ids(store)
+    index_ids = store.indexed_ids()
     index_issues = []
     if index_ids != ids_in_rows:
         index_issues.append(f'{len(ids_in_rows - index_ids)} rows not in the index, '

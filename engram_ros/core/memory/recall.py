@@ -1,8 +1,10 @@
 """Where engrams are ranked for a query: two-stage recall (filter, then rank), and the
 recall statistics it leaves behind.
 
-Stage one narrows by tags, kinds, region and time window (the index) and by validity (history
-is hidden unless the query asks ``at_time`` or ``changed_since``); stage two ranks what is left
+Stage one narrows by tags, kinds, region, time window and validity (history is hidden unless
+the query asks ``at_time`` or ``changed_since``), expressed as a
+:class:`~engram_ros.core.backend.Stage1Filter` so another engine could run it; stage two ranks
+what is left
 (:mod:`engram_ros.core.ranking`). Query text becomes tags word by word, or by meaning when the
 store has a :attr:`~MemoryStore.text_matcher`. The engrams returned count as recalled: their
 statistics are kept in the state and written at the next consolidation or close.
@@ -10,7 +12,6 @@ statistics are kept in the state and written at the next consolidation or close.
 
 from __future__ import annotations
 
-import math
 import time
 from typing import TYPE_CHECKING
 
@@ -18,9 +19,8 @@ import numpy as np
 
 from engram_ros.core import sketch
 from engram_ros.core.audit import AuditLog
-from engram_ros.core.engram import kind_code
-from engram_ros.core.index import EngramIndex
-from engram_ros.core.memory.state import MemoryState
+from engram_ros.core.backend import filter_index
+from engram_ros.core.backend import Stage1Filter
 from engram_ros.core.query import QueryError
 from engram_ros.core.query import RecallHit
 from engram_ros.core.query import RecallQuery
@@ -29,7 +29,6 @@ from engram_ros.core.query import RecallStatus
 from engram_ros.core.ranking import rank
 from engram_ros.core.semantic import NAMESPACES as SEMANTIC_NAMESPACES
 from engram_ros.core.semantic import SemanticMatch
-from engram_ros.core.validity import valid_mask
 
 if TYPE_CHECKING:
     from engram_ros.core.memory.store import MemoryStore
@@ -57,15 +56,12 @@ def recall(store: MemoryStore, query: RecallQuery, now: float | None) -> RecallR
                                            if store.text_matcher is not None else ''))
         tags_any = tags_any + tuple(t for t in text_tags if t not in tags_any)
     query_tags = tuple(dict.fromkeys(tags_all + tags_any))
-    kinds = [kind_code(k) for k in query.kinds]
+    # Stage 1 as data (the backend boundary): what another engine would be asked to filter.
+    where = Stage1Filter.for_recall(query, tags_all=tags_all, tags_any=tags_any,
+                                    tags_none=tags_none)
     with store._lock:
         index = store.index
-        candidates = index.filter(
-            tags_all=tags_all, tags_any=tags_any, tags_none=tags_none, kinds=kinds,
-            center=query.center if query.radius > 0.0 else None, radius=query.radius,
-            t_start=query.t_start, t_end=query.t_end)
-        candidates = valid_slots(index, store.state, candidates, query.at_time,
-                                 query.changed_since)
+        candidates = filter_index(index, where, store.state.validity)
         n_candidates = len(index) if candidates is None else len(candidates)
         ranked = rank(index, query, candidates, query_tags, config.ranking, now)
         ids = [int(i) for i in index.ids_of(ranked.slots)]
@@ -100,34 +96,6 @@ def _text_tags(store: MemoryStore, text: str) -> tuple[tuple[str, ...], list[Sem
         meant = store.text_matcher.match(text, present)
         text_tags = tuple(m.tag for m in meant)
     return text_tags, meant
-
-
-def valid_slots(index: EngramIndex, state: MemoryState, slots: np.ndarray | None,
-                at_time: float | None, changed_since: float | None) -> np.ndarray | None:
-    """Narrow filter-stage slots to the beliefs a recall may see (under the index lock).
-
-    ``None`` (every live engram) stays ``None`` when there is no history to hide.
-    """
-    if at_time is None and changed_since is None:
-        if not state.history:
-            return slots
-        hidden = np.array([index.slot_of(i) for i in state.history], dtype=np.int64)
-        if slots is None:
-            slots = index.live_slots()
-        return np.asarray(slots)[~np.isin(slots, hidden)]
-    if slots is None:
-        slots = index.live_slots()
-    slots = np.asarray(slots, dtype=np.int64)
-    valid_from = index.first_seen_of(slots).astype(np.float64)
-    valid_to = np.full(len(slots), math.inf)
-    if state.validity:
-        ids = index.ids_of(slots)
-        for j, engram_id in enumerate(ids):
-            override = state.validity.get(int(engram_id))
-            if override is not None:
-                valid_from[j], valid_to[j] = override
-    return slots[valid_mask(valid_from, valid_to, at_time=at_time,
-                            changed_since=changed_since)]
 
 
 def flush_touched(store: MemoryStore) -> None:

@@ -111,6 +111,11 @@ class MemoryStore:
         with self._lock:
             return frozenset(self.state.labels)
 
+    def indexed_ids(self) -> set[int]:
+        """The ids the in-RAM index holds (a check against storage; no audit record)."""
+        with self._lock:
+            return {int(i) for i in self.index.ids_of(self.index.live_slots())}
+
     # ----------------------------------------------------------------------------- write
     def ingest(self, obs: Observation) -> IngestResult:
         """Write one observation: reactivate the engram it matches, or add a short-term one.
