@@ -2,7 +2,7 @@
 
 ``ros2 launch`` (the ``launch`` packages) cannot be installed from the package index; this
 starts the same sets as ``launch/sim_launch.py`` and ``launch/robot_launch.py`` from the same
-``config/engram.yaml``:
+``config/engram.yaml``, with the same wiring (both ask :mod:`engram_ros.apps.wiring`):
 
     python -m engram_ros.apps.launcher sim                      # sim + perception + memory
     python -m engram_ros.apps.launcher robot --namespace /r1    # perception + memory
@@ -35,46 +35,15 @@ from typing import Sequence
 
 import yaml
 
-from engram_ros.sim.scenario import load_scenario
+from engram_ros.apps.wiring import check_set
+from engram_ros.apps.wiring import default_params_file
+from engram_ros.apps.wiring import node_set
+from engram_ros.apps.wiring import NodeLaunch
+from engram_ros.apps.wiring import NODES
+from engram_ros.apps.wiring import NodeSpec
+from engram_ros.apps.wiring import SETS
 
 _LOG = logging.getLogger('engram_launch')
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@dataclass(frozen=True)
-class NodeSpec:
-    """One node of a set: its module (``python -m``), and its key in the parameter file."""
-
-    name: str
-    module: str
-    params_key: str
-
-
-#: Every node the launcher knows, in start order (the memory first: it must be ready first).
-NODES = {
-    'memory': NodeSpec('memory', 'engram_ros.ros.nodes.memory_node', 'engram_memory'),
-    'perception': NodeSpec('perception', 'engram_ros.ros.nodes.perception_node',
-                           'engram_perception'),
-    'sim': NodeSpec('sim', 'engram_ros.sim.node', 'engram_sim'),
-}
-#: The sets, as in launch/<set>_launch.py.
-SETS = {
-    'sim': ('memory', 'perception', 'sim'),
-    'robot': ('memory', 'perception'),
-    'memory': ('memory',),
-}
-
-
-def default_params_file() -> Path:
-    """config/engram.yaml of the source tree, else of the installed share directory."""
-    path = ROOT / 'config' / 'engram.yaml'
-    if path.is_file():
-        return path
-    try:
-        from ament_index_python.packages import get_package_share_directory
-        return Path(get_package_share_directory('engram_ros')) / 'config' / 'engram.yaml'
-    except Exception:
-        return path
 
 
 def _die_with_parent() -> None:
@@ -111,12 +80,7 @@ class Launcher:
     grace: float = 15.0                       # [s] per signal before the next, stronger one
 
     def __post_init__(self) -> None:
-        if self.set_name not in SETS:
-            raise ValueError(f'unknown set {self.set_name!r} (sets: {", ".join(SETS)})')
-        unknown = [n for n in self.without if n not in NODES]
-        if unknown:
-            raise ValueError(f'unknown node(s) {unknown} in --without (nodes: '
-                             f'{", ".join(NODES)})')
+        check_set(self.set_name, self.without)
         self.params_file = Path(self.params_file)
         if not self.params_file.is_file():
             raise ValueError(f'parameter file {self.params_file} not found')
@@ -130,75 +94,39 @@ class Launcher:
         for remap in self.remaps:
             if ':=' not in remap:
                 raise ValueError(f'remapping {remap!r} is not <from>:=<to>')
-        self.children = [Child(NODES[n], self.command(NODES[n])) for n in SETS[self.set_name]
-                         if n not in self.without]
+        launches = node_set(self.set_name, self.params_file, self.override_values(),
+                            self.without)
+        self.children = [Child(launch.spec, self.command(launch)) for launch in launches]
         self.stopping = False
 
+    def override_values(self) -> dict[str, dict]:
+        """The ``-p`` overrides per node, their values parsed as the nodes will parse them."""
+        values: dict[str, dict] = {}
+        for node, assignments in self.overrides.items():
+            for assignment in assignments:
+                name, _, value = assignment.partition(':=')
+                try:
+                    values.setdefault(node, {})[name] = yaml.safe_load(value)
+                except yaml.YAMLError:   # the node will say what is wrong with it
+                    values.setdefault(node, {})[name] = value
+        return values
+
     # --------------------------------------------------------------------------- commands
-    def command(self, spec: NodeSpec) -> list[str]:
+    def command(self, launch: NodeLaunch) -> list[str]:
+        """The node's command line: the wiring's parameters first, so ``-p`` overrides win."""
+        spec = launch.spec
         args = [sys.executable, '-m', spec.module, '--ros-args', '--params-file',
                 str(self.params_file)]
         if self.namespace:
             args += ['-r', f'__ns:={self.namespace}']
         for remap in self.remaps:
             args += ['-r', remap]
-        for assignment in self._shared(spec) + self.overrides[spec.name]:
+        shared = [f'{name}:={_yaml_value(value)}' for name, value in launch.parameters.items()]
+        for assignment in shared + self.overrides[spec.name]:
             args += ['-p', assignment]
         if self.log_level:
             args += ['--log-level', self.log_level]
         return args
-
-    def _shared(self, spec: NodeSpec) -> list[str]:
-        """What perception must agree on with the nodes beside it (``-p perception.*``
-        overrides still win):
-
-        * with the memory: its evidence directory and encryption settings, so perception's
-          frames and crops are kept, encrypted and expired as the memory's evidence;
-        * with the sim: the camera where the sim mounted it (no tf2 here), and the simulated
-          house's rooms, as a user would draw them on a real map.
-
-        :raises ScenarioError: (a ValueError) when the sim's scenario cannot be read.
-        """
-        if spec.name != 'perception':
-            return []
-        shared = []
-        if 'memory' in SETS[self.set_name] and 'memory' not in self.without:
-            memory = self.node_parameters('memory', {'store_dir': '~/.ros/engram_store',
-                                                     'encrypt_evidence': False,
-                                                     'encryption_key_file': ''})
-            shared += [f'evidence_dir:={json.dumps(str(Path(memory["store_dir"]) / "evidence"))}',
-                       f'encrypt_evidence:={str(bool(memory["encrypt_evidence"])).lower()}',
-                       f'encryption_key_file:={json.dumps(str(memory["encryption_key_file"]))}']
-        if 'sim' in SETS[self.set_name] and 'sim' not in self.without:
-            sim = self.sim_parameters()
-            rooms = load_scenario(sim['scenario']).world.room_specs()
-            shared += [f'camera_xyz:={sim["camera_xyz"]}', f'camera_rpy:={sim["camera_rpy"]}',
-                       'camera_convention:=optical', f'rooms:={json.dumps(rooms)}']
-        return shared
-
-    def node_parameters(self, node: str, defaults: dict) -> dict:
-        """``defaults``' names of ``node`` from the parameter file, after ``-p node.*``
-        overrides."""
-        doc = yaml.safe_load(self.params_file.read_text()) or {}
-        values = dict(defaults)
-        values.update({k: v for k, v in ((doc.get(NODES[node].params_key) or {})
-                                         .get('ros__parameters') or {}).items()
-                       if k in defaults})
-        for assignment in self.overrides[node]:
-            name, _, value = assignment.partition(':=')
-            if name in defaults:
-                values[name] = yaml.safe_load(value)
-        return values
-
-    def sim_parameters(self) -> dict:
-        """The sim's camera mount and scenario from the parameter file, after ``-p sim.*``
-        overrides."""
-        values = self.node_parameters('sim', {'camera_xyz': [0.1, 0.0, 1.0],
-                                              'camera_rpy': [-1.7708, 0.0, -1.5708],
-                                              'scenario': 'house'})
-        out: dict = {k: [float(v) for v in values[k]] for k in ('camera_xyz', 'camera_rpy')}
-        out['scenario'] = str(values['scenario'])
-        return out
 
     # --------------------------------------------------------------------------- running
     def start(self) -> None:
@@ -277,6 +205,14 @@ class Launcher:
         if died is not None:
             return 1
         return 0 if all(code == 0 for code in codes.values()) else 1
+
+
+def _yaml_value(value) -> str:
+    """A value as a ``-p`` argument the node reads back unchanged: a word as it is, any other
+    string JSON-quoted (a path, an empty string), everything else as JSON (YAML reads it)."""
+    if isinstance(value, str) and value.isidentifier():
+        return value
+    return json.dumps(value)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -21,7 +21,7 @@ rclpy = pytest.importorskip('rclpy')
 pytest.importorskip('pybullet')
 
 from engram_ros.apps.launcher import Launcher  # noqa: E402
-from engram_ros.apps.launcher import NODES  # noqa: E402
+from engram_ros.apps.wiring import NODES  # noqa: E402
 from engram_ros.core.engram import Observation  # noqa: E402
 from engram_ros.core.storage import SQLiteStorage  # noqa: E402
 from engram_ros.msg import Observation as ObservationMsg  # noqa: E402
