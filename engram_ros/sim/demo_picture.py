@@ -53,6 +53,17 @@ def draw(path: Path, truth: dict, trajectory: list[tuple[float, float]], engrams
         cv2.circle(img, px(p.x, p.y), 6, (20, 130, 240), -1, cv2.LINE_AA)
         cv2.putText(img, e.label or 'object', (px(p.x, p.y)[0] + 7, px(p.x, p.y)[1] - 5),
                     font, 0.42, (20, 90, 200), 1, cv2.LINE_AA)
+    _legend_and_answers(img, w, px, answers)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), img)
+
+
+def _legend_and_answers(img: np.ndarray, w: int, px, answers: list) -> None:
+    """The legend right of the map (from column ``w``), and each answer's engrams ringed in its
+    colour; ``px`` maps map coordinates [m] to pixels."""
+    import cv2
+
+    font = cv2.FONT_HERSHEY_SIMPLEX
     colours = [(40, 40, 220), (200, 60, 40), (150, 40, 160), (20, 150, 150), (90, 90, 90)]
     ly = 30
     cv2.putText(img, 'engram_ros memory', (w + 15, ly), font, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
@@ -77,5 +88,3 @@ def draw(path: Path, truth: dict, trajectory: list[tuple[float, float]], engrams
             cv2.circle(img, px(p.x, p.y), 13 + 3 * i, colour, 2, cv2.LINE_AA)
             cv2.putText(img, f'Q{i + 1}', (px(p.x, p.y)[0] - 10, px(p.x, p.y)[1] + 26 + 3 * i),
                         font, 0.4, colour, 1, cv2.LINE_AA)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), img)

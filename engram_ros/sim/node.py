@@ -18,6 +18,9 @@ the same values from ``config/engram.yaml``.
 
 from __future__ import annotations
 
+# First, before numpy loads: nodes run BLAS and OpenMP single-threaded (see engram_ros.ros.nodes).
+import engram_ros.ros.nodes  # noqa: F401,I001
+
 import json
 import math
 import sys
