@@ -1,29 +1,37 @@
-"""Start the engram_ros memory node.
+"""Start the engram_ros memory node: the set `engram_launch memory` starts.
 
     ros2 launch engram_ros memory_launch.py params_file:=/path/to/engram.yaml namespace:=/robot1
+
+The node set and the default parameter file come from :mod:`engram_ros.apps.wiring`, as for
+engram_launch.
 """
 
-import os
-
-from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
+from launch.actions import OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
+from engram_ros.apps import wiring
+
+
+def _nodes(context):
+    params_file = LaunchConfiguration('params_file').perform(context)
+    remappings = [('engram/observations', LaunchConfiguration('observations'))]
+    return [Node(package='engram_ros', executable=node.spec.executable,
+                 name=node.spec.params_key, namespace=LaunchConfiguration('namespace'),
+                 output='screen', parameters=[params_file, node.parameters],
+                 remappings=remappings)
+            for node in wiring.node_set('memory', params_file)]
+
 
 def generate_launch_description() -> LaunchDescription:
-    default_params = os.path.join(get_package_share_directory('engram_ros'), 'config',
-                                  'engram.yaml')
     return LaunchDescription([
-        DeclareLaunchArgument('params_file', default_value=default_params,
+        DeclareLaunchArgument('params_file', default_value=str(wiring.default_params_file()),
                               description='YAML with the engram_memory parameters'),
         DeclareLaunchArgument('namespace', default_value='',
                               description='namespace for the memory services and topics'),
         DeclareLaunchArgument('observations', default_value='engram/observations',
                               description='topic the memory ingests Observation messages from'),
-        Node(package='engram_ros', executable='memory_node', name='engram_memory',
-             namespace=LaunchConfiguration('namespace'), output='screen',
-             parameters=[LaunchConfiguration('params_file')],
-             remappings=[('engram/observations', LaunchConfiguration('observations'))]),
+        OpaqueFunction(function=_nodes),
     ])

@@ -6,57 +6,38 @@ Perception gets the sim's camera mount (engram_sim camera_xyz/camera_rpy, optica
 from the same parameter file, so the two never disagree (tf2 is not used), and the scenario's
 rooms as its ``rooms`` parameter (places and objects get ``room:`` tags), and writes its
 evidence where and as the memory keeps evidence (``<store_dir>/evidence``, its encryption).
+The node set and what perception shares come from :mod:`engram_ros.apps.wiring`, as for
+engram_launch.
 """
 
-import os
-
-import yaml
-from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.actions import OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from engram_ros.sim.scenario import load_scenario
+from engram_ros.apps import wiring
 
 
 def _nodes(context):
     params_file = LaunchConfiguration('params_file').perform(context)
-    namespace = LaunchConfiguration('namespace').perform(context)
-    with open(params_file) as f:
-        doc = yaml.safe_load(f) or {}
-    sim = (doc.get('engram_sim') or {}).get('ros__parameters') or {}
-    stored = (doc.get('engram_memory') or {}).get('ros__parameters') or {}
-    scenario = LaunchConfiguration('scenario').perform(context)
-    perception = {'camera_xyz': sim.get('camera_xyz', [0.1, 0.0, 1.0]),
-                  'camera_rpy': sim.get('camera_rpy', [-1.7708, 0.0, -1.5708]),
-                  'camera_convention': 'optical',
-                  # the house's rooms, as a user would draw them on a real robot's map
-                  'rooms': load_scenario(scenario).world.room_specs(),
-                  # evidence kept, encrypted and expired as the memory's
-                  'evidence_dir': os.path.join(
-                      LaunchConfiguration('store_dir').perform(context), 'evidence'),
-                  'encrypt_evidence': bool(stored.get('encrypt_evidence', False)),
-                  'encryption_key_file': str(stored.get('encryption_key_file', ''))}
-    memory = {'persist': LaunchConfiguration('persist'),
-              'store_dir': LaunchConfiguration('store_dir')}
-    return [
-        Node(package='engram_ros', executable='memory_node', name='engram_memory',
-             namespace=namespace, output='screen', parameters=[params_file, memory]),
-        Node(package='engram_ros', executable='perception_node', name='engram_perception',
-             namespace=namespace, output='screen', parameters=[params_file, perception]),
-        Node(package='engram_ros', executable='sim_node', name='engram_sim',
-             namespace=namespace, output='screen',
-             parameters=[params_file, {'scenario': LaunchConfiguration('scenario')}]),
-    ]
+    # the launch arguments each node gets (substitutions: launch_ros parses them as YAML)
+    arguments = {'memory': {'persist': LaunchConfiguration('persist'),
+                            'store_dir': LaunchConfiguration('store_dir')},
+                 'sim': {'scenario': LaunchConfiguration('scenario')}}
+    values = {node: {name: value.perform(context) for name, value in items.items()}
+              for node, items in arguments.items()}
+    return [Node(package='engram_ros', executable=node.spec.executable,
+                 name=node.spec.params_key, namespace=LaunchConfiguration('namespace'),
+                 output='screen',
+                 parameters=[params_file, {**node.parameters,
+                                           **arguments.get(node.spec.name, {})}])
+            for node in wiring.node_set('sim', params_file, values)]
 
 
 def generate_launch_description() -> LaunchDescription:
-    default_params = os.path.join(get_package_share_directory('engram_ros'), 'config',
-                                  'engram.yaml')
     return LaunchDescription([
-        DeclareLaunchArgument('params_file', default_value=default_params,
+        DeclareLaunchArgument('params_file', default_value=str(wiring.default_params_file()),
                               description='YAML with engram_sim, engram_perception and '
                                           'engram_memory parameters'),
         DeclareLaunchArgument('namespace', default_value='',

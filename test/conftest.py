@@ -17,6 +17,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = ROOT / 'config' / 'engram.yaml'
 
+# The memory node tests' helpers (test/ros/test_memory_node.py: Memory, ingest, observation)
+# serve node tests in other directories too (test/nodes/test_cli_node.py).
+sys.path.append(str(ROOT / 'test' / 'ros'))
+
 # One DDS domain per pytest process, so parallel runs on one machine do not see each other.
 os.environ.setdefault('ROS_DOMAIN_ID', str(random.Random(os.getpid()).randint(100, 200)))
 os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
@@ -95,7 +99,7 @@ def start_memory(tmp_path):
     def start(namespace: str | None = None, store_dir: Path | None = None,
               *extra: str) -> tuple[NodeProcess, str]:
         namespace = namespace or f'/t{uuid.uuid4().hex[:8]}'
-        proc = NodeProcess('engram_ros.nodes.memory_node',
+        proc = NodeProcess('engram_ros.ros.nodes.memory_node',
                            memory_args(namespace, store_dir, *extra),
                            tmp_path / f'memory_{len(started)}.log')
         started.append(proc)

@@ -12,10 +12,10 @@ from conftest import wait_for
 rclpy = pytest.importorskip('rclpy')
 
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
-from engram_ros import conversions  # noqa: E402
-from engram_ros.client import MemoryClient  # noqa: E402
 from engram_ros.core.engram import Observation  # noqa: E402
 from engram_ros.msg import Observation as ObservationMsg  # noqa: E402
+from engram_ros.ros.client import MemoryClient  # noqa: E402
+from engram_ros.ros.conversions import memory as conversions  # noqa: E402
 from engram_ros.srv import EditEngram  # noqa: E402
 from engram_ros.srv import ForgetEngrams  # noqa: E402
 from engram_ros.srv import GetEngrams  # noqa: E402

@@ -12,9 +12,9 @@ from conftest import wait_for
 
 rclpy = pytest.importorskip('rclpy')
 
-from engram_ros import conversions  # noqa: E402
 from engram_ros.core.engram import Observation  # noqa: E402
 from engram_ros.msg import KeyframeCorrection  # noqa: E402
+from engram_ros.ros.conversions import memory as conversions  # noqa: E402
 from engram_ros.srv import Feedback  # noqa: E402
 from engram_ros.srv import GetPlaces  # noqa: E402
 from engram_ros.srv import Recall  # noqa: E402

@@ -1,13 +1,14 @@
 """The main demo: a robot patrols the simulated house, then a planner asks its memory.
 
-    python -m engram_ros.sim_demo [--scenario house] [--laps N] [--store DIR] [--png PATH]
+    python -m engram_ros.sim.demo [--scenario house] [--laps N] [--store DIR] [--png PATH]
 
 It starts the simulated robot, perception and the memory (on the embedded SQLite store in
 ``DIR``, wiped first: it is the demo's own) as separate processes with
-:mod:`engram_ros.launcher`, shows a progress bar while the robot explores, then asks through the
-Recall service: where is the mug, what is in the kitchen, what was heard in the hallway, what
-changed since lap 1, and where is something never seen. Answers are printed as tables, with the
-distance to the simulator's ground truth, and drawn on a top-down PNG of the memory.
+:mod:`engram_ros.apps.launcher`, shows a progress bar while the robot explores, then asks
+through the Recall service: where is the mug, what is in the kitchen, what was heard in the
+hallway, what changed since lap 1, and where is something never seen. Answers are printed as
+tables, with the distance to the simulator's ground truth, and drawn on a top-down PNG of the
+memory.
 
 Answers are read the way a planner should read them: the memory's current beliefs (Recall
 answers those unless asked ``at_time`` or ``changed_since``), best supported first; engrams
@@ -35,9 +36,11 @@ from dataclasses import field
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
+from tqdm import tqdm
 
-ROOT = Path(__file__).resolve().parents[1]
+from engram_ros.sim.demo_picture import draw
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 #: Engram.tier of an engram seen once (not yet consolidated into a long-term slot).
@@ -107,13 +110,26 @@ class Watcher:
             self.trajectory.append((p.x, p.y))
 
 
-def progress_bar(status: dict, started: float, width: int = 30) -> str:
-    total = max(1, status.get('total_frames', 1))
-    done = min(total, status.get('frame', 0))
-    filled = int(width * done / total)
-    return (f'\r  exploring [{"#" * filled}{"." * (width - filled)}] '
-            f'lap {status.get("lap", 1)}/{status.get("laps", "?")}  '
-            f'frame {done}/{total}  {time.monotonic() - started:5.0f} s')
+class Progress:
+    """The exploration's progress bar (tqdm, on stderr): frames done of the patrol, and the lap."""
+
+    def __init__(self) -> None:
+        self.bar: tqdm | None = None
+
+    def update(self, status: dict) -> None:
+        total = max(1, status.get('total_frames', 1))
+        if self.bar is None:
+            self.bar = tqdm(total=total, desc='  exploring', unit='frame', file=sys.stderr,
+                            bar_format='{desc} {bar:30} {n_fmt}/{total_fmt} frames  '
+                                       '{postfix}  {elapsed}')
+        self.bar.n = min(total, status.get('frame', 0))
+        self.bar.set_postfix_str(f'lap {status.get("lap", 1)}/{status.get("laps", "?")}',
+                                 refresh=False)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def table(rows: list[list[str]], header: list[str]) -> str:
@@ -346,78 +362,6 @@ def all_engrams(client) -> dict[str, list]:
             for kind in ('place', 'object', 'audio')}
 
 
-def draw(path: Path, truth: dict, trajectory: list[tuple[float, float]], engrams: dict,
-         answers: list[Answer], scale: float = 70.0) -> None:
-    """A top-down PNG: rooms, walls, trajectory, places, objects, sounds, each answer."""
-    import cv2
-
-    rooms = truth['rooms']
-    x0 = min(r['min'][0] for r in rooms) - 0.5
-    y0 = min(r['min'][1] for r in rooms) - 0.5
-    x1 = max(r['max'][0] for r in rooms) + 0.5
-    y1 = max(r['max'][1] for r in rooms) + 0.5
-    legend_w = 330
-    w, h = int((x1 - x0) * scale), int((y1 - y0) * scale)
-    img = np.full((h, w + legend_w, 3), 255, np.uint8)
-
-    def px(x: float, y: float) -> tuple[int, int]:
-        return int((x - x0) * scale), int((y1 - y) * scale)
-
-    font = cv2.FONT_HERSHEY_SIMPLEX
-    for r in rooms:
-        cv2.rectangle(img, px(r['min'][0], r['max'][1]), px(r['max'][0], r['min'][1]),
-                      (240, 240, 232), -1)
-        cv2.putText(img, r['name'], px(r['min'][0] + 0.15, r['max'][1] - 0.35), font, 0.55,
-                    (150, 150, 150), 1, cv2.LINE_AA)
-    for wx0, wy0, wx1, wy1, _ in truth['walls']:
-        cv2.line(img, px(wx0, wy0), px(wx1, wy1), (40, 40, 40), 4)
-    for obj in truth.get('objects', []):
-        cx, cy = px(*obj['position'][:2])
-        cv2.drawMarker(img, (cx, cy), (170, 170, 170), cv2.MARKER_TILTED_CROSS, 10, 1)
-    if len(trajectory) > 1:
-        pts = np.array([px(x, y) for x, y in trajectory[::2]], np.int32)
-        cv2.polylines(img, [pts], False, (230, 160, 90), 1, cv2.LINE_AA)
-    for e in engrams.get('place', []):
-        p = e.pose.pose.position
-        cv2.circle(img, px(p.x, p.y), 4, (90, 170, 60), -1, cv2.LINE_AA)
-    for e in engrams.get('audio', []):
-        p = e.pose.pose.position
-        cv2.circle(img, px(p.x, p.y), 9, (160, 50, 150), 2, cv2.LINE_AA)
-        cv2.putText(img, e.label or 'sound', (px(p.x, p.y)[0] + 10, px(p.x, p.y)[1] + 14),
-                    font, 0.42, (160, 50, 150), 1, cv2.LINE_AA)
-    for e in engrams.get('object', []):
-        p = e.pose.pose.position
-        cv2.circle(img, px(p.x, p.y), 6, (20, 130, 240), -1, cv2.LINE_AA)
-        cv2.putText(img, e.label or 'object', (px(p.x, p.y)[0] + 7, px(p.x, p.y)[1] - 5),
-                    font, 0.42, (20, 90, 200), 1, cv2.LINE_AA)
-    colours = [(40, 40, 220), (200, 60, 40), (150, 40, 160), (20, 150, 150), (90, 90, 90)]
-    ly = 30
-    cv2.putText(img, 'engram_ros memory', (w + 15, ly), font, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
-    for text, colour in (('trajectory (odometry)', (230, 160, 90)),
-                         ('place engram', (90, 170, 60)), ('object engram', (20, 130, 240)),
-                         ('sound engram', (160, 50, 150)), ('true object (sim)', (170, 170, 170))):
-        ly += 24
-        cv2.circle(img, (w + 25, ly - 5), 6, colour, -1)
-        cv2.putText(img, text, (w + 40, ly), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
-    ly += 16
-    for i, answer in enumerate(answers):
-        colour = colours[i % len(colours)]
-        ly += 26
-        cv2.putText(img, f'Q{i + 1}: {answer.question}', (w + 15, ly), font, 0.45, colour, 1,
-                    cv2.LINE_AA)
-        ly += 18
-        names = ', '.join(sorted({e.label or e.kind for e in answer.engrams})) or "I don't know"
-        cv2.putText(img, f'  {names[:40]}', (w + 15, ly), font, 0.4, (60, 60, 60), 1,
-                    cv2.LINE_AA)
-        for e in answer.engrams:
-            p = e.pose.pose.position
-            cv2.circle(img, px(p.x, p.y), 13 + 3 * i, colour, 2, cv2.LINE_AA)
-            cv2.putText(img, f'Q{i + 1}', (px(p.x, p.y)[0] - 10, px(p.x, p.y)[1] + 26 + 3 * i),
-                        font, 0.4, colour, 1, cv2.LINE_AA)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), img)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--scenario', default='house', help='scenario name or path')
@@ -448,8 +392,8 @@ def main(argv: list[str] | None = None) -> int:
         scenario_path = _with_laps(scenario_path, args.laps)
 
     os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
-    from engram_ros.client import spinning_node
-    from engram_ros.launcher import Launcher
+    from engram_ros.apps.launcher import Launcher
+    from engram_ros.ros.client import spinning_node
 
     namespace = f'/demo_{uuid.uuid4().hex[:6]}'
     log_dir = Path(tempfile.mkdtemp(prefix='engram_sim_demo_'))
@@ -492,28 +436,33 @@ def _with_laps(path: str, laps: int) -> str:
 
 
 def run(node, launcher, namespace: str, args, started: float) -> int:
-    from engram_ros.client import MemoryClient
+    from engram_ros.ros.client import MemoryClient
 
     client = MemoryClient(node, namespace)
     watcher = Watcher(node, namespace)
     client.wait_for_services(timeout=60.0)
-    while True:
-        died = launcher.check()
-        if died is not None:
-            print(f'\n{died.spec.name} stopped unexpectedly (exit code {died.returncode}); its log '
-                  f'ends:\n' + _tail(launcher.log_dir / f'{died.spec.name}.log'))
-            return 1
-        with watcher.lock:
-            status = dict(watcher.status)
-        if status:
-            print(progress_bar(status, started), end='', flush=True, file=sys.stderr)
-        if status.get('done'):
-            break
-        if time.monotonic() - started > args.timeout:
-            print('\nexploration did not finish in time', file=sys.stderr)
-            return 1
-        time.sleep(0.5)
-    print(file=sys.stderr)
+    progress = Progress()
+    try:
+        while True:
+            died = launcher.check()
+            if died is not None:
+                progress.close()
+                print(f'\n{died.spec.name} stopped unexpectedly (exit code {died.returncode}); '
+                      f'its log ends:\n' + _tail(launcher.log_dir / f'{died.spec.name}.log'))
+                return 1
+            with watcher.lock:
+                status = dict(watcher.status)
+            if status:
+                progress.update(status)
+            if status.get('done'):
+                break
+            if time.monotonic() - started > args.timeout:
+                progress.close()
+                print('\nexploration did not finish in time', file=sys.stderr)
+                return 1
+            time.sleep(0.5)
+    finally:
+        progress.close()
     # let perception flush what is in flight and the memory ingest it
     previous, stable_since = -1, time.monotonic()
     deadline = time.monotonic() + 20.0

@@ -1,4 +1,4 @@
-"""The main demo's answer formatting (engram_ros/sim_demo.py) on real Engram messages.
+"""The main demo's answer formatting (engram_ros/sim/demo.py) on real Engram messages.
 
 The demo itself (PyBullet, three node processes, ~3 minutes) is run by ``tools/demo.sh``; these
 tests cover how it reads the memory's answers: laps, current versus history, moves, and
@@ -11,9 +11,9 @@ import pytest
 
 pytest.importorskip('engram_ros.msg')
 
-from engram_ros import sim_demo  # noqa: E402
-from engram_ros.conversions import seconds_to_time  # noqa: E402
 from engram_ros.msg import Engram  # noqa: E402
+from engram_ros.ros.conversions.common import seconds_to_time  # noqa: E402
+from engram_ros.sim import demo as sim_demo  # noqa: E402
 
 T0 = 1.7e9
 LAP_ENDS = [T0 + 100.0, T0 + 200.0, T0 + 300.0]

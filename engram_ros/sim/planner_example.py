@@ -1,8 +1,8 @@
 """A planner's use of the memory, small enough to copy: ask where something is, go there.
 
-    python -m engram_ros.planner_example mug [--namespace /robot1] [--goal-topic goal_pose]
+    python -m engram_ros.sim.planner_example mug [--namespace /robot1] [--goal-topic goal_pose]
 
-:class:`WhereIs` calls ``engram/recall`` through :class:`engram_ros.client.MemoryClient` and
+:class:`WhereIs` calls ``engram/recall`` through :class:`engram_ros.ros.client.MemoryClient` and
 turns the best answer into a ``geometry_msgs/PoseStamped`` navigation goal in the memory frame:
 ``standoff`` metres short of the object, facing it from where the robot stands, or on the
 object itself when the robot's pose is unknown. It publishes the goal on ``goal_pose`` (what
@@ -20,8 +20,10 @@ from dataclasses import dataclass
 from geometry_msgs.msg import PoseStamped
 from rclpy.node import Node
 
-from engram_ros.client import MemoryClient
-from engram_ros.client import spinning_node
+from engram_ros.ros.client import MemoryClient
+from engram_ros.ros.client import spinning_node
+from engram_ros.ros.conversions.common import pose_stamped_msg
+from engram_ros.ros.conversions.common import set_header
 from engram_ros.srv import Recall
 
 
@@ -65,8 +67,6 @@ class WhereIs:
     def goal(sighting: Sighting, robot_xy: tuple[float, float] | None = None,
              standoff: float = 0.7) -> PoseStamped:
         """A goal ``standoff`` m before the object on the line from the robot, facing it."""
-        goal = PoseStamped()
-        goal.header.frame_id = sighting.frame_id
         x, y, yaw = sighting.x, sighting.y, 0.0
         if robot_xy is not None:
             dx, dy = sighting.x - robot_xy[0], sighting.y - robot_xy[1]
@@ -74,8 +74,8 @@ class WhereIs:
             yaw = math.atan2(dy, dx)
             if distance > standoff:
                 x, y = sighting.x - standoff * dx / distance, sighting.y - standoff * dy / distance
-        goal.pose.position.x, goal.pose.position.y = x, y
-        goal.pose.orientation.z, goal.pose.orientation.w = math.sin(yaw / 2), math.cos(yaw / 2)
+        goal = pose_stamped_msg((x, y, 0.0), (0.0, 0.0, math.sin(yaw / 2), math.cos(yaw / 2)),
+                                sighting.frame_id)
         return goal
 
 
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"I don't know where the {args.label} is.")
             return 1
         goal = where.goal(sighting, tuple(args.origin) if args.origin else None)
-        goal.header.stamp = node.get_clock().now().to_msg()
+        set_header(goal, node.get_clock().now().to_msg(), goal.header.frame_id)
         topic = f'{args.namespace.rstrip("/")}/{args.goal_topic}' if args.namespace else \
             args.goal_topic
         publisher = node.create_publisher(PoseStamped, topic, 1)

@@ -18,11 +18,15 @@ the same values from ``config/engram.yaml``.
 
 from __future__ import annotations
 
+# First, before numpy loads: nodes run BLAS and OpenMP single-threaded (see engram_ros.ros.nodes).
+import engram_ros.ros.nodes  # noqa: F401,I001
+
 import json
 import math
 import sys
 
 import numpy as np
+from builtin_interfaces.msg import Time
 from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.executors import SingleThreadedExecutor
@@ -34,14 +38,14 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
 from engram_ros.msg import AudioChunk
-from engram_ros.msg import Detection
 from engram_ros.msg import DetectionArray
+from engram_ros.ros.conversions import sensors
+from engram_ros.ros.nodes.spin import run_node
 from engram_ros.sim.scenario import ScenarioError
 from engram_ros.sim.scenario import load_scenario
 from engram_ros.sim.scene import CameraModel
 from engram_ros.sim.simulator import Frame
 from engram_ros.sim.simulator import Simulator
-from engram_ros.nodes.spin import run_node
 
 
 class SimNode(Node):
@@ -143,89 +147,31 @@ class SimNode(Node):
         self.get_logger().info(f'patrol done: {self.scenario.laps} laps, '
                                f'{self.sim.total_frames} frames')
 
-    def publish_frame(self, frame: Frame, stamp) -> None:
+    def publish_frame(self, frame: Frame, stamp: Time) -> None:
         cam = self.sim.camera
-        rgb = Image()
-        rgb.header.stamp, rgb.header.frame_id = stamp, self.camera_frame
-        rgb.height, rgb.width, rgb.encoding, rgb.step = cam.height, cam.width, 'rgb8', cam.width * 3
-        rgb.data = frame.render.rgb.tobytes()
-        depth = Image()
-        depth.header = rgb.header
-        depth.height, depth.width, depth.encoding = cam.height, cam.width, '32FC1'
-        depth.is_bigendian = int(sys.byteorder == 'big')
-        depth.step = cam.width * 4
-        depth.data = frame.render.depth.astype(np.float32).tobytes()
+        frame_id = self.camera_frame
+        rgb = sensors.array_to_image(frame.render.rgb, 'rgb8', stamp, frame_id)
+        depth = sensors.array_to_image(frame.render.depth.astype(np.float32), '32FC1', stamp,
+                                       frame_id)
         # pose and intrinsics first: a consumer handling an image on arrival finds them there
         self.odom_pub.publish(self.odometry(frame, stamp))
-        self.info_pub.publish(self.camera_info(stamp))
-        self.audio_pub.publish(self.audio(frame, stamp))
-        self.detections_pub.publish(self.detections(frame, rgb.header))
+        self.info_pub.publish(sensors.camera_info_msg(cam.K, cam.width, cam.height, stamp,
+                                                      frame_id))
+        self.audio_pub.publish(sensors.audio_chunk_msg(
+            frame.audio, self.sim.microphone.sample_rate, stamp, 'S16LE', self.microphone_frame))
+        self.detections_pub.publish(sensors.detections_to_msg(frame.detections, stamp, frame_id))
         self.color_pub.publish(rgb)
         self.depth_pub.publish(depth)
 
-    def camera_info(self, stamp) -> CameraInfo:
-        cam = self.sim.camera
-        info = CameraInfo()
-        info.header.stamp, info.header.frame_id = stamp, self.camera_frame
-        info.width, info.height = cam.width, cam.height
-        info.distortion_model = 'plumb_bob'
-        info.d = [0.0] * 5
-        k = cam.K
-        info.k = [float(v) for v in k.reshape(-1)]
-        info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
-        info.p = [k[0, 0], 0.0, k[0, 2], 0.0, 0.0, k[1, 1], k[1, 2], 0.0, 0.0, 0.0, 1.0, 0.0]
-        return info
-
-    def odometry(self, frame: Frame, stamp) -> Odometry:
-        odom = Odometry()
-        odom.header.stamp, odom.header.frame_id = stamp, self.map_frame
-        odom.child_frame_id = self.base_frame
+    def odometry(self, frame: Frame, stamp: Time) -> Odometry:
         x, y, yaw = frame.odom
-        odom.pose.pose.position.x, odom.pose.pose.position.y = float(x), float(y)
-        odom.pose.pose.orientation.z = math.sin(yaw / 2.0)
-        odom.pose.pose.orientation.w = math.cos(yaw / 2.0)
-        noise = self.scenario.odometry
-        n = frame.index + 1
-        var_xy = max(1e-6, noise.noise_xy ** 2 * n)
-        var_yaw = max(1e-6, noise.noise_yaw ** 2 * n)
-        odom.pose.covariance[0] = odom.pose.covariance[7] = var_xy
-        odom.pose.covariance[14] = odom.pose.covariance[21] = odom.pose.covariance[28] = 1e-6
-        odom.pose.covariance[35] = var_yaw
-        if self._previous_odom is not None:
-            px, py, pyaw = self._previous_odom
-            dt = 1.0 / self.sim.rate
-            c, s = math.cos(pyaw), math.sin(pyaw)
-            odom.twist.twist.linear.x = (c * (x - px) + s * (y - py)) / dt
-            odom.twist.twist.linear.y = (-s * (x - px) + c * (y - py)) / dt
-            odom.twist.twist.angular.z = math.atan2(math.sin(yaw - pyaw),
-                                                    math.cos(yaw - pyaw)) / dt
+        covariance, linear, angular = odometry_uncertainty_and_twist(
+            frame.odom, self._previous_odom, frame.index + 1, self.scenario.odometry,
+            1.0 / self.sim.rate)
         self._previous_odom = frame.odom
-        return odom
-
-    def audio(self, frame: Frame, stamp) -> AudioChunk:
-        chunk = AudioChunk()
-        chunk.header.stamp, chunk.header.frame_id = stamp, self.microphone_frame
-        chunk.sample_rate = self.sim.microphone.sample_rate
-        chunk.channels = 1
-        chunk.encoding = 'S16LE'
-        chunk.data = frame.audio.astype('<i2').tobytes()
-        return chunk
-
-    def detections(self, frame: Frame, header) -> DetectionArray:
-        out = DetectionArray()
-        out.header = header
-        cam = self.sim.camera
-        for det in frame.detections:
-            msg = Detection()
-            msg.label, msg.score = det.label, det.score
-            msg.x_min, msg.y_min, msg.x_max, msg.y_max = det.box
-            if det.mask is not None:
-                msg.mask.header = header
-                msg.mask.height, msg.mask.width = cam.height, cam.width
-                msg.mask.encoding, msg.mask.step = 'mono8', cam.width
-                msg.mask.data = (det.mask.astype(np.uint8) * 255).tobytes()
-            out.detections.append(msg)
-        return out
+        return sensors.odometry_msg(stamp, (x, y, 0.0),
+                                    (0.0, 0.0, math.sin(yaw / 2.0), math.cos(yaw / 2.0)),
+                                    self.map_frame, self.base_frame, covariance, linear, angular)
 
     def publish_ground_truth(self) -> None:
         self.truth_pub.publish(String(data=json.dumps(self.sim.ground_truth())))
@@ -247,6 +193,26 @@ class SimNode(Node):
         if getattr(self, 'sim', None) is not None:
             self.sim.close()
         super().destroy_node()
+
+
+def odometry_uncertainty_and_twist(odom: tuple[float, float, float],
+                                   previous: tuple[float, float, float] | None, frames: int,
+                                   noise, dt: float):
+    """Covariance (36, row-major) of the ``frames``-th odometry pose, growing with the
+    scenario's noise per frame, and the twist (linear, angular in base_link) from the
+    ``previous`` pose ``dt`` seconds before (zero for the first)."""
+    covariance = [0.0] * 36
+    covariance[0] = covariance[7] = max(1e-6, noise.noise_xy ** 2 * frames)
+    covariance[14] = covariance[21] = covariance[28] = 1e-6
+    covariance[35] = max(1e-6, noise.noise_yaw ** 2 * frames)
+    if previous is None:
+        return covariance, (0.0, 0.0, 0.0), (0.0, 0.0, 0.0)
+    x, y, yaw = odom
+    px, py, pyaw = previous
+    c, s = math.cos(pyaw), math.sin(pyaw)
+    linear = ((c * (x - px) + s * (y - py)) / dt, (-s * (x - px) + c * (y - py)) / dt, 0.0)
+    angular = (0.0, 0.0, math.atan2(math.sin(yaw - pyaw), math.cos(yaw - pyaw)) / dt)
+    return covariance, linear, angular
 
 
 def main(args: list[str] | None = None) -> int:

@@ -63,7 +63,7 @@ def test_sim_node_publishes_the_topic_contract(test_node, tmp_path):
     for topic in ('sim/ground_truth', 'sim/status'):
         test_node.create_subscription(String, f'{namespace}/{topic}', keep(topic), latched)
 
-    sim = NodeProcess('engram_ros.nodes.sim_node', sim_args(namespace), tmp_path / 'sim.log')
+    sim = NodeProcess('engram_ros.sim.node', sim_args(namespace), tmp_path / 'sim.log')
     try:
         assert wait_for(lambda: len(received['detections']) >= 12, timeout=60.0), sim.log()
     finally:
@@ -121,7 +121,7 @@ def test_sim_node_publishes_the_topic_contract(test_node, tmp_path):
 def test_bad_scenario_stops_the_node_naming_the_line(tmp_path):
     bad = tmp_path / 'bad.yaml'
     bad.write_text('world: small\nroute:\n  - [1.0, 2.0]\n  - [9.0, 2.0]\n')
-    sim = NodeProcess('engram_ros.nodes.sim_node', sim_args('/bad', f'scenario:={bad}'),
+    sim = NodeProcess('engram_ros.sim.node', sim_args('/bad', f'scenario:={bad}'),
                       tmp_path / 'sim.log')
     assert sim.proc.wait(60) == 2
     log = sim.log()

@@ -8,9 +8,9 @@ import pytest
 
 pytest.importorskip('rclpy')
 
-from engram_ros import perception_conversions as pc  # noqa: E402
 from engram_ros.perception.errors import InputRejected  # noqa: E402
 from engram_ros.perception.objects import Detection  # noqa: E402
+from engram_ros.ros.conversions import sensors as pc  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
 RNG = np.random.default_rng(0)
@@ -103,3 +103,37 @@ def test_detections_with_masks_round_trip():
     stamp, dets = pc.detections_from_msg(msg)
     assert stamp == 7.0 and [d.label for d in dets] == ['cup', 'book']
     assert np.array_equal(dets[0].mask, mask) and dets[1].mask is None
+
+
+def test_camera_info_carries_k_identity_r_and_p_from_k():
+    k = np.array([[500.0, 0.0, 320.0], [0.0, 510.0, 240.0], [0.0, 0.0, 1.0]])
+    msg = pc.camera_info_msg(k, 640, 480, 2.0, 'camera_optical')
+    intrinsics = pc.intrinsics_from_msg(msg)
+    assert (intrinsics.fx, intrinsics.fy, intrinsics.cx, intrinsics.cy) == (500, 510, 320, 240)
+    assert list(msg.r) == [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    assert list(msg.p) == [500.0, 0.0, 320.0, 0.0, 0.0, 510.0, 240.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    assert pc.intrinsics_to_msg(intrinsics, 2.0, 'camera_optical') == msg
+
+
+def test_odometry_carries_covariance_and_twist():
+    covariance = np.arange(36, dtype=float)
+    msg = pc.odometry_msg(1.0, (1, 2, 0), (0, 0, 0, 1), covariance=covariance,
+                          linear=(0.5, 0.1, 0.0), angular=(0.0, 0.0, 0.2))
+    assert list(msg.pose.covariance) == list(covariance)
+    assert msg.twist.twist.linear.x == 0.5 and msg.twist.twist.angular.z == 0.2
+    plain = pc.odometry_msg(1.0, (1, 2, 0), (0, 0, 0, 1))
+    assert not any(plain.pose.covariance) and plain.twist.twist.linear.x == 0.0
+
+
+def test_audio_chunk_keeps_int16_samples():
+    pcm = np.array([0, 1000, -32768, 32767], dtype=np.int16)
+    _, samples, rate = pc.audio_from_msg(pc.audio_chunk_msg(pcm, 16000, 1.0))
+    assert rate == 16000
+    assert np.array_equal(samples, pcm.astype(np.float32) / 32768.0)
+
+
+def test_a_clock_stamp_is_kept_exactly():
+    from builtin_interfaces.msg import Time
+    stamp = Time(sec=1_764_000_000, nanosec=123_456_789)
+    assert pc.array_to_image(RGB, 'rgb8', stamp, 'cam').header.stamp == stamp
+    assert pc.detections_to_msg([], stamp).header.stamp == stamp

@@ -25,8 +25,6 @@ pytestmark = pytest.mark.flaky(reruns=2, reruns_delay=2)
 rclpy = pytest.importorskip('rclpy')
 
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
-from engram_ros import perception_conversions as pc  # noqa: E402
-from engram_ros.client import MemoryClient  # noqa: E402
 from engram_ros.msg import AudioChunk  # noqa: E402
 from engram_ros.msg import DetectionArray  # noqa: E402
 from engram_ros.perception.geometry import camera_extrinsic  # noqa: E402
@@ -35,6 +33,8 @@ from engram_ros.perception.geometry import Intrinsics  # noqa: E402
 from engram_ros.perception.objects import Detection  # noqa: E402
 from engram_ros.perception.scenes import rgbd_with_objects  # noqa: E402
 from engram_ros.perception.sounds import synthesise  # noqa: E402
+from engram_ros.ros.client import MemoryClient  # noqa: E402
+from engram_ros.ros.conversions import sensors as pc  # noqa: E402
 from nav_msgs.msg import Odometry  # noqa: E402
 from sensor_msgs.msg import CameraInfo  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
@@ -117,7 +117,7 @@ class Robot:
 @pytest.fixture
 def graph(test_node, start_memory, tmp_path):
     memory, namespace = start_memory()
-    perception = NodeProcess('engram_ros.nodes.perception_node',
+    perception = NodeProcess('engram_ros.ros.nodes.perception_node',
                              perception_args(namespace, tmp_path), tmp_path / 'perception.log')
     client = MemoryClient(test_node, namespace)
     robot = Robot(test_node, namespace)
@@ -229,7 +229,7 @@ def test_bad_input_is_skipped_counted_and_never_placed(graph):
      "evidence encryption is on but the key file '/nonexistent/engram.key' cannot be read"),
 ])
 def test_invalid_parameters_stop_the_node_with_a_clear_message(tmp_path, settings, message):
-    proc = NodeProcess('engram_ros.nodes.perception_node',
+    proc = NodeProcess('engram_ros.ros.nodes.perception_node',
                        perception_args('/bad', tmp_path, *settings), tmp_path / 'bad.log')
     assert proc.proc.wait(60) == 2
     assert message in proc.log()

@@ -20,24 +20,25 @@ from conftest import wait_for
 rclpy = pytest.importorskip('rclpy')
 pytest.importorskip('pybullet')
 
-from engram_ros import conversions  # noqa: E402
-from engram_ros.client import MemoryClient  # noqa: E402
+from engram_ros.apps.launcher import Launcher  # noqa: E402
+from engram_ros.apps.wiring import NODES  # noqa: E402
 from engram_ros.core.engram import Observation  # noqa: E402
 from engram_ros.core.storage import SQLiteStorage  # noqa: E402
-from engram_ros.launcher import Launcher  # noqa: E402
 from engram_ros.msg import Observation as ObservationMsg  # noqa: E402
+from engram_ros.ros.client import MemoryClient  # noqa: E402
+from engram_ros.ros.conversions import memory as conversions  # noqa: E402
 
 DIM = 256
 
 
 class LauncherProcess:
-    """``python -m engram_ros.launcher sim`` without perception, on a small, fast world."""
+    """``python -m engram_ros.apps.launcher sim`` without perception, on a small, fast world."""
 
     def __init__(self, tmp_path: Path, store: Path, run: str) -> None:
         self.namespace = f'/l{uuid.uuid4().hex[:8]}'
         self.log_dir = tmp_path / run
         self.proc = subprocess.Popen(
-            [sys.executable, '-m', 'engram_ros.launcher', 'sim', '--without', 'perception',
+            [sys.executable, '-m', 'engram_ros.apps.launcher', 'sim', '--without', 'perception',
              '--namespace', self.namespace, '--log-dir', str(self.log_dir), '--grace', '10',
              '-p', 'sim.scenario:=small', '-p', 'sim.width:=96', '-p', 'sim.height:=72',
              '-p', 'sim.wait_for_subscribers:=false', '-p', 'sim.rate:=2.0',
@@ -50,7 +51,7 @@ class LauncherProcess:
         for child in psutil.Process(self.proc.pid).children():
             cmdline = ' '.join(child.cmdline())
             for name in ('memory', 'sim', 'perception'):
-                if f'engram_ros.nodes.{name}_node' in cmdline:
+                if f'-m {NODES[name].module} ' in cmdline:
                     found[name] = child
         return found
 

@@ -1,0 +1,165 @@
+"""The one source of launch wiring: which nodes each set starts, what perception shares with the
+nodes beside it, and the default parameter file.
+
+``engram_launch`` (:mod:`engram_ros.apps.launcher`) and every ``launch/*_launch.py`` ask this
+module, so the two ways of starting a robot cannot drift apart again (they did: the robot launch
+file left perception's evidence outside the memory's store, retention, forget and encryption).
+It is plain Python returning data (no ``launch`` import): node specs, and the parameters a node
+gets on top of the parameter file, with the caller's own overrides winning over them.
+
+Perception has no tf2 lookup and no view of the memory's parameters, so what it must agree on
+is handed to it here, by each node it runs beside (:data:`NodeSpec.shares`):
+
+* the memory: its evidence directory (``<store_dir>/evidence``) and encryption settings, so
+  perception's frames, crops and clips are kept, encrypted, expired and forgotten as the
+  memory's evidence;
+* the simulator: the camera where the sim mounts it and the simulated house's rooms
+  (:mod:`engram_ros.sim.launch_set`).
+
+The simulator's share is named by module and imported only when a set runs the simulator: the
+robot and memory sets never load the simulator, and nothing outside ``engram_ros.sim`` imports
+it (the layering contract); a set that names a node names everything that node brings.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from dataclasses import field
+from pathlib import Path
+from typing import Any
+from typing import Iterable
+from typing import Mapping
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node a set can start."""
+
+    name: str          # short name: in sets, ``-p <name>.x:=v`` overrides and log files
+    module: str        # ``python -m <module>`` (engram_launch)
+    executable: str    # ``ros2 run engram_ros <executable>`` (launch files)
+    params_key: str    # the node's name, and its top-level key in the parameter file
+    #: ``module:function`` giving perception's settings from this node's parameters
+    #: (called with a :class:`Parameters`); '' when the node shares nothing.
+    shares: str = ''
+
+
+#: Every node, in start order (the memory first: it must be ready first).
+NODES = {
+    'memory': NodeSpec('memory', 'engram_ros.ros.nodes.memory_node', 'memory_node',
+                       'engram_memory', shares='engram_ros.apps.wiring:shared_by_memory'),
+    'perception': NodeSpec('perception', 'engram_ros.ros.nodes.perception_node',
+                           'perception_node', 'engram_perception'),
+    'sim': NodeSpec('sim', 'engram_ros.sim.node', 'sim_node', 'engram_sim',
+                    shares='engram_ros.sim.launch_set:shared_by_sim'),
+}
+#: The sets: ``engram_launch <set>`` and ``launch/<set>_launch.py``.
+SETS = {
+    'sim': ('memory', 'perception', 'sim'),
+    'robot': ('memory', 'perception'),
+    'memory': ('memory',),
+}
+#: Perception's sensor inputs, as a robot launch remaps them:
+#: (input name, launch argument, what it carries).
+PERCEPTION_INPUTS = (
+    ('camera/color/image_raw', 'color', 'sensor_msgs/Image rgb8 topic'),
+    ('camera/depth/image_raw', 'depth', 'sensor_msgs/Image 32FC1 [m] depth registered to color'),
+    ('camera/color/camera_info', 'camera_info', 'sensor_msgs/CameraInfo of the colour camera'),
+    ('odom', 'odom', 'nav_msgs/Odometry of base_link in the memory frame'),
+    ('audio/chunk', 'audio', 'engram_ros/AudioChunk topic'),
+    ('detections', 'detections', 'engram_ros/DetectionArray topic'),
+)
+#: The memory's parameters perception must follow, with the memory's defaults.
+MEMORY_SHARED = {'store_dir': '~/.ros/engram_store', 'encrypt_evidence': False,
+                 'encryption_key_file': ''}
+
+
+def default_params_file() -> Path:
+    """config/engram.yaml of the source tree, else of the installed share directory."""
+    path = ROOT / 'config' / 'engram.yaml'
+    if path.is_file():
+        return path
+    try:
+        from ament_index_python.packages import get_package_share_directory
+        return Path(get_package_share_directory('engram_ros')) / 'config' / 'engram.yaml'
+    except Exception:
+        return path
+
+
+@dataclass
+class Parameters:
+    """The nodes' parameters as they will run: the parameter file, then per-node overrides
+    (``{'memory': {'store_dir': '/data'}}``, values already parsed)."""
+
+    params_file: Path
+    overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.document = yaml.safe_load(Path(self.params_file).read_text()) or {}
+
+    def of(self, node: str, defaults: Mapping[str, Any]) -> dict[str, Any]:
+        """``defaults``' names of ``node``: the parameter file's values, then overrides."""
+        values = dict(defaults)
+        section = (self.document.get(NODES[node].params_key) or {}).get('ros__parameters') or {}
+        values.update({k: v for k, v in section.items() if k in defaults})
+        values.update({k: v for k, v in self.overrides.get(node, {}).items() if k in defaults})
+        return values
+
+
+def shared_by_memory(parameters: Parameters) -> dict[str, Any]:
+    """Perception's evidence settings from the memory's: kept where and as the memory keeps
+    evidence."""
+    memory = parameters.of('memory', MEMORY_SHARED)
+    return {'evidence_dir': str(Path(memory['store_dir']) / 'evidence'),
+            'encrypt_evidence': bool(memory['encrypt_evidence']),
+            'encryption_key_file': str(memory['encryption_key_file'])}
+
+
+@dataclass(frozen=True)
+class NodeLaunch:
+    """One node of a set, and the parameters it gets on top of the parameter file (before the
+    caller's own overrides, which win)."""
+
+    spec: NodeSpec
+    parameters: dict[str, Any]
+
+
+def check_set(set_name: str, without: Iterable[str] = ()) -> None:
+    """:raises ValueError: for an unknown set or node name."""
+    if set_name not in SETS:
+        raise ValueError(f'unknown set {set_name!r} (sets: {", ".join(SETS)})')
+    unknown = [n for n in without if n not in NODES]
+    if unknown:
+        raise ValueError(f'unknown node(s) {unknown} in --without (nodes: {", ".join(NODES)})')
+
+
+def node_set(set_name: str, params_file: Path | str,
+             overrides: Mapping[str, Mapping[str, Any]] | None = None,
+             without: Iterable[str] = ()) -> list[NodeLaunch]:
+    """The nodes of ``set_name`` (less ``without``), in start order, each with what it gets on
+    top of ``params_file``; ``overrides`` are the caller's per-node parameter values, read here
+    only to know what perception must share.
+
+    :raises ValueError: for an unknown set or node; a ScenarioError (a ValueError) when the
+        sim's scenario cannot be read.
+    """
+    without = tuple(without)
+    check_set(set_name, without)
+    names = [n for n in SETS[set_name] if n not in without]
+    parameters = Parameters(Path(params_file), overrides or {})
+    perception: dict[str, Any] = {}
+    if 'perception' in names:
+        for name in names:
+            if NODES[name].shares:
+                perception.update(_resolve(NODES[name].shares)(parameters))
+    return [NodeLaunch(NODES[n], dict(perception) if n == 'perception' else {}) for n in names]
+
+
+def _resolve(target: str):
+    module, _, function = target.partition(':')
+    return getattr(importlib.import_module(module), function)

@@ -1,0 +1,196 @@
+"""The memory node's parameters: declared once here (names, defaults, descriptions), checked
+when they change, mapped onto :class:`~engram_ros.core.store.StoreConfig` and the store they
+open, and applied to a running store.
+
+Plain functions over parameter values, so the mapping reads (and is tested) apart from the
+node; ``config/engram.yaml`` mirrors the defaults.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+from typing import Callable
+
+from rclpy.parameter import Parameter
+
+from engram_ros.core.audit import AUDIT_FILE_NAME
+from engram_ros.core.audit import AuditLog
+from engram_ros.core.engram import KINDS
+from engram_ros.core.evidence import EvidenceStore
+from engram_ros.core.forgetting import RetentionPolicy
+from engram_ros.core.merge import MergePolicy
+from engram_ros.core.privacy import DEFAULT_RETENTION
+from engram_ros.core.privacy import PrivacyPolicy
+from engram_ros.core.storage import MemoryStorage
+from engram_ros.core.storage import SQLiteStorage
+from engram_ros.core.store import MemoryStore
+from engram_ros.core.store import StoreConfig
+from engram_ros.core.visibility import MissPolicy
+
+#: Parameters that shape the store on disk: fixed once the node runs.
+READ_ONLY = ('persist', 'store_dir', 'frame_id', 'dim', 'ingest_topic', 'privacy.zones',
+             'privacy.time_windows', 'encrypt_evidence', 'encryption_key_file',
+             'semantic_text', 'audit_max_mb', 'audit_keep_files')
+#: String arrays without a default (an empty list has no type in ROS): unset means none.
+STRING_ARRAY = Parameter.Type.STRING_ARRAY
+
+_POSITIVE_INTS = ('max_k', 'short_term_capacity', 'budget', 'promote_after', 'max_markers')
+_NON_NEGATIVE = ('anchor_radius', 'edge_max_gap', 'move_grace', 'protect_score',
+                 'miss_visit_gap')
+
+
+def declarations() -> list[tuple[str, Any, str]]:
+    """``(name, default or STRING_ARRAY, description)`` of every parameter, in declaration
+    order; read-only when the name is in :data:`READ_ONLY`."""
+    out: list[tuple[str, Any, str]] = [
+        ('persist', False, 'consent to keep the memory on disk; false keeps it in RAM'),
+        ('store_dir', '~/.ros/engram_store', 'store directory (SQLite, evidence, index)'),
+        ('frame_id', 'map', 'memory frame: observations and queries must use it'),
+        ('dim', 256, 'context vector dimension'),
+        ('max_k', 100, 'largest k a Recall may ask for'),
+        ('short_term_capacity', 10000, 'engrams in the short-term LRU tier'),
+        ('budget', 1000000, 'most engrams kept; consolidation forgets past it'),
+        ('promote_after', 2, 'observations before promotion to long-term'),
+        ('noise_support', 0, 'forget a one-off sighting as label noise when a lookalike with '
+         'another label and this many observations is at its place; 0 disables')]
+    out += [(f'merge_radius.{kind}', radius, f'[m] same-{kind} radius for merging')
+            for kind, radius in MergePolicy().radius.items()]
+    out += [(f'merge_similarity.{kind}', sim, f'min cosine to merge two {kind} engrams')
+            for kind, sim in MergePolicy().min_similarity.items()]
+    out += [
+        ('consolidation_period', 30.0, '[s] background consolidation; 0 disables'),
+        ('anchor_radius', 5.0, '[m] objects anchor to the nearest place within this'),
+        ('edge_max_gap', 60.0, '[s] consecutive place observations within this make an edge '
+         'of the place graph'),
+        ('move_grace', 5.0, '[s] a thing unseen this long after the robot was at its place '
+         'counts as missed (with a sighting elsewhere: it moved)'),
+        ('miss_visits', 2, 'visits on which a thing was not seen where keyframe views should '
+         'have shown it, before that belief ends; 0 disables'),
+        ('miss_visit_gap', 30.0, '[s] misses further apart than this are separate visits'),
+        ('feedback_rate', 0.3, 'step of the usefulness moving average per feedback, (0, 1]'),
+        ('protect_score', 0.95, 'usefulness at or above which the budget never evicts'),
+        ('important_tags', STRING_ARRAY, 'tags that protect an engram from budget eviction'),
+        ('marker_period', 2.0, '[s] RViz marker refresh when the memory changed'),
+        ('max_markers', 2000, 'most engrams drawn in RViz'),
+        ('diagnostics_period', 1.0, '[s] diagnostics publishing period'),
+        ('ingest_topic', 'engram/observations', 'topic of engram_ros/msg/Observation'),
+        ('queue_depth', 100, 'ingest subscription queue depth'),
+        ('privacy.zones', STRING_ARRAY, 'regions where nothing is stored: circle:X,Y,R, '
+         'box:XMIN,YMIN,XMAX,YMAX (memory frame, m)'),
+        ('privacy.time_windows', STRING_ARRAY, 'times when nothing is stored: '
+         'daily:HH:MM-HH:MM (local), epoch:START-END')]
+    out += [(f'evidence_retention.{kind}', age,
+             f'[s] {kind} evidence files older than this are deleted; 0 keeps them')
+            for kind, age in DEFAULT_RETENTION.items()]
+    out += [
+        ('encrypt_evidence', False, 'encrypt evidence files at rest (Fernet)'),
+        ('encryption_key_file', '', 'evidence key file; empty: $ENGRAM_KEY'),
+        ('audit_max_mb', 64.0, '[MiB] the audit log rotates at this size'),
+        ('audit_keep_files', 8, 'rotated audit files kept; 0 keeps every one'),
+        ('semantic_text', True, 'map query text that names no known tag to tags by meaning '
+         'with the offline sentence model (loaded in the background)'),
+        ('semantic_threshold', 0.38, 'least cosine similarity of a match by meaning')]
+    return out
+
+
+def store_config(value: Callable[[str], Any]) -> StoreConfig:
+    """The store's configuration from the parameters; ``value(name)`` is a parameter's value
+    (None for an unset string array).
+
+    :raises PrivacyConfigError: for a privacy zone or time window that does not parse.
+    """
+    def strings(name: str) -> list[str]:
+        return list(value(name) or [])
+
+    merge = MergePolicy(
+        radius={k: value(f'merge_radius.{k}') for k in KINDS},
+        min_similarity={k: value(f'merge_similarity.{k}') for k in KINDS},
+        promote_after=value('promote_after'), noise_support=value('noise_support'))
+    privacy = PrivacyPolicy.parse(
+        strings('privacy.zones'), strings('privacy.time_windows'),
+        {k: float(value(f'evidence_retention.{k}')) for k in DEFAULT_RETENTION})
+    retention = RetentionPolicy(feedback_rate=value('feedback_rate'),
+                                protect_score=value('protect_score'),
+                                important_tags=tuple(strings('important_tags')))
+    return StoreConfig(dim=value('dim'), frame_id=value('frame_id'), max_k=value('max_k'),
+                       short_term_capacity=value('short_term_capacity'),
+                       budget=value('budget'), merge=merge, privacy=privacy,
+                       retention=retention, anchor_radius=value('anchor_radius'),
+                       edge_max_gap=value('edge_max_gap'), move_grace=value('move_grace'),
+                       misses=MissPolicy(visits=value('miss_visits'),
+                                         visit_gap=value('miss_visit_gap')))
+
+
+def open_store(value: Callable[[str], Any]) -> tuple[MemoryStore, Path | None]:
+    """The store the parameters ask for, with its evidence (key checked) and audit log, and its
+    directory: on disk with consent (``persist``), else in RAM (directory None).
+
+    :raises StoreOpenError, EvidenceError, AuditError, PrivacyConfigError, ValueError: the
+        memory cannot run with these parameters.
+    """
+    config = store_config(value)
+    encrypt = value('encrypt_evidence')
+    key_file = value('encryption_key_file')
+    if value('persist'):
+        store_dir = Path(os.path.expanduser(value('store_dir')))
+        storage = SQLiteStorage(store_dir)
+        try:
+            evidence = EvidenceStore.from_settings(storage.evidence_dir, encrypt, key_file)
+            audit = AuditLog(store_dir / AUDIT_FILE_NAME,
+                             max_bytes=int(value('audit_max_mb') * 1024 * 1024),
+                             keep_files=value('audit_keep_files'))
+        except BaseException:
+            storage.close()
+            raise
+        return MemoryStore(storage, config, audit=audit, evidence=evidence), store_dir
+    if encrypt:   # checked even without files, so a misconfiguration shows at once
+        EvidenceStore.from_settings(Path('/nonexistent'), encrypt, key_file)
+    return MemoryStore(MemoryStorage(), config, audit=AuditLog(None)), None
+
+
+def rejection(name: str, value: Any) -> str | None:
+    """Why a new value of parameter ``name`` is refused; None when it is accepted."""
+    if name == 'miss_visits' and value < 0:
+        return 'miss_visits must be >= 0 (0 disables)'
+    if name in _POSITIVE_INTS and value < 1:
+        return f'{name} must be >= 1'
+    if (name.startswith('merge_') or name.startswith('evidence_retention.')
+            or name in _NON_NEGATIVE) and not (math.isfinite(value) and value >= 0.0):
+        return f'{name} must be finite and >= 0'
+    if name == 'semantic_threshold' and not -1.0 <= value <= 1.0:
+        return 'semantic_threshold must be in [-1, 1]'
+    if name == 'feedback_rate' and not 0.0 < value <= 1.0:
+        return 'feedback_rate must be in (0, 1]'
+    return None
+
+
+def apply(config: StoreConfig, text_matcher, name: str, value: Any) -> None:
+    """Apply an accepted change of a tunable parameter to the running store's ``config`` (and
+    its ``text_matcher``, when loaded); read-only and node-only parameters are ignored."""
+    if name in ('max_k', 'short_term_capacity', 'budget'):
+        setattr(config, name, value)
+    elif name == 'promote_after':
+        config.merge.promote_after = value
+    elif name == 'noise_support':
+        config.merge.noise_support = max(0, int(value))
+    elif name.startswith('merge_radius.'):
+        config.merge.radius[name.split('.', 1)[1]] = value
+    elif name.startswith('merge_similarity.'):
+        config.merge.min_similarity[name.split('.', 1)[1]] = value
+    elif name.startswith('evidence_retention.'):
+        config.privacy.retention[name.split('.', 1)[1]] = float(value)
+    elif name in ('anchor_radius', 'edge_max_gap', 'move_grace'):
+        setattr(config, name, float(value))
+    elif name == 'miss_visits':
+        config.misses.visits = int(value)
+    elif name == 'miss_visit_gap':
+        config.misses.visit_gap = float(value)
+    elif name in ('feedback_rate', 'protect_score'):
+        setattr(config.retention, name, float(value))
+    elif name == 'important_tags':
+        config.retention.important_tags = tuple(value or ())
+    elif name == 'semantic_threshold' and text_matcher is not None:
+        text_matcher.threshold = float(value)

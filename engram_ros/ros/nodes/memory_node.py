@@ -1,0 +1,416 @@
+"""The memory node: serves Recall and Consolidate, ingests observations, shows what it keeps.
+
+Interfaces (relative names, so a namespace such as ``/robot1`` prefixes them):
+
+* service ``engram/recall`` (``engram_ros/srv/Recall``)
+* service ``engram/consolidate`` (``engram_ros/srv/Consolidate``)
+* services ``engram/list``, ``engram/get``, ``engram/edit``, ``engram/forget``
+  (``engram_ros/srv/ListEngrams``, ``GetEngrams``, ``EditEngram``, ``ForgetEngrams``): governance
+* service ``engram/feedback`` (``engram_ros/srv/Feedback``): did a recall help? (usefulness)
+* service ``engram/places`` (``engram_ros/srv/GetPlaces``): the place graph for planners
+* subscription ``engram/observations`` (``engram_ros/msg/Observation``)
+* subscription ``engram/keyframe_corrections`` (``engram_ros/msg/KeyframeCorrection``):
+  SLAM pose corrections; places and what is anchored to them move along
+* publisher ``engram/markers`` (``visualization_msgs/MarkerArray``), latched
+* publisher ``/diagnostics`` (``diagnostic_msgs/DiagnosticArray``)
+
+Ingestion, consolidation, edit, forget, feedback and corrections run in one mutually exclusive
+callback group (the writers); recall, list, get and places run in a reentrant group, so a slow
+write never blocks a recall.
+Every recall, list, get, consolidation, edit and forget is written to the audit log
+(``<store_dir>/audit.jsonl``; in RAM without consent to persist). The core store
+guards its own state (see :mod:`engram_ros.core.store`).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+
+from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.msg import ParameterDescriptor
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.exceptions import ParameterUninitializedException
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy
+from rclpy.qos import QoSProfile
+from visualization_msgs.msg import MarkerArray
+
+from engram_ros.core.audit import AuditError
+from engram_ros.core.engram import InvalidObservation
+from engram_ros.core.evidence import EvidenceError
+from engram_ros.core.forgetting import FeedbackError
+from engram_ros.core.governance import GovernanceError
+from engram_ros.core.governance import GovernanceStatus
+from engram_ros.core.governance import MAX_LIMIT
+from engram_ros.core.places import CorrectionError
+from engram_ros.core.privacy import PrivacyConfigError
+from engram_ros.core.query import QueryError
+from engram_ros.core.query import RecallStatus
+from engram_ros.core.semantic import SemanticTags
+from engram_ros.core.storage import StoreOpenError
+from engram_ros.core.store import MemoryStore
+from engram_ros.core.store import ObservationExcluded
+from engram_ros.msg import KeyframeCorrection
+from engram_ros.msg import Observation as ObservationMsg
+from engram_ros.ros import memory_parameters
+from engram_ros.ros.conversions import memory as conversions
+from engram_ros.ros.diagnostics import memory_diagnostics
+from engram_ros.ros.diagnostics import MEMORY_COUNTERS
+from engram_ros.ros.markers import engram_markers
+from engram_ros.ros.nodes.spin import run_node
+from engram_ros.srv import Consolidate
+from engram_ros.srv import EditEngram
+from engram_ros.srv import Feedback
+from engram_ros.srv import ForgetEngrams
+from engram_ros.srv import GetEngrams
+from engram_ros.srv import GetPlaces
+from engram_ros.srv import ListEngrams
+from engram_ros.srv import Recall
+
+class MemoryNode(Node):
+    """ROS wrapper of :class:`engram_ros.core.store.MemoryStore`."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__('engram_memory', **kwargs)
+        self._declare_parameters()
+        self.store = self._open_store()
+        try:
+            self._build()
+        except BaseException:       # a Ctrl-C or a bad parameter while starting
+            self.store.close()
+            raise
+
+    def _build(self) -> None:
+        """Callback groups, counters, topics, timers and services, services last."""
+        self._writers = MutuallyExclusiveCallbackGroup()
+        self._queries = ReentrantCallbackGroup()
+        self._reporting = MutuallyExclusiveCallbackGroup()
+        self.counters = dict.fromkeys(MEMORY_COUNTERS, 0)
+        self._last_recall_ms = 0.0
+        self._markers_dirty = True
+        self._semantic_state = 'off'
+        if self.get_parameter('semantic_text').value:
+            self._semantic_state = 'loading'
+            threading.Thread(target=self._load_text_model, name='engram_text_model',
+                             daemon=True).start()
+
+        self.correction_sub = self.create_subscription(
+            KeyframeCorrection, 'engram/keyframe_corrections', self.correction_callback,
+            QoSProfile(depth=10), callback_group=self._writers)
+        self.observation_sub = self.create_subscription(
+            ObservationMsg, self.get_parameter('ingest_topic').value,
+            self.observation_callback, QoSProfile(depth=self.get_parameter('queue_depth').value),
+            callback_group=self._writers)
+        latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.marker_pub = self.create_publisher(MarkerArray, 'engram/markers', latched)
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+
+        self._timers = []
+        self._timers.append(self.create_timer(
+            self.get_parameter('diagnostics_period').value, self.diagnostics_callback,
+            callback_group=self._reporting))
+        self._timers.append(self.create_timer(
+            self.get_parameter('marker_period').value, self.marker_callback,
+            callback_group=self._reporting))
+        period = self.get_parameter('consolidation_period').value
+        if period > 0.0:
+            self._timers.append(self.create_timer(period, self.consolidation_timer_callback,
+                                                  callback_group=self._writers))
+        self.add_on_set_parameters_callback(self.parameters_callback)
+        # Services last: once a client sees them, the node is fully built.
+        self.list_service = self.create_service(
+            ListEngrams, 'engram/list', self.list_callback, callback_group=self._queries)
+        self.get_service = self.create_service(
+            GetEngrams, 'engram/get', self.get_callback, callback_group=self._queries)
+        self.edit_service = self.create_service(
+            EditEngram, 'engram/edit', self.edit_callback, callback_group=self._writers)
+        self.forget_service = self.create_service(
+            ForgetEngrams, 'engram/forget', self.forget_callback, callback_group=self._writers)
+        self.feedback_service = self.create_service(
+            Feedback, 'engram/feedback', self.feedback_callback, callback_group=self._writers)
+        self.places_service = self.create_service(
+            GetPlaces, 'engram/places', self.places_callback, callback_group=self._queries)
+        # Clients wait for these two: they come last of all.
+        self.recall_service = self.create_service(
+            Recall, 'engram/recall', self.recall_callback, callback_group=self._queries)
+        self.consolidate_service = self.create_service(
+            Consolidate, 'engram/consolidate', self.consolidate_callback,
+            callback_group=self._writers)
+        self.get_logger().info(
+            f'memory ready: {len(self.store)} engrams, '
+            f'{"store " + str(self._store_dir) if self._store_dir else "RAM only (no consent)"}; '
+            f'services {self.recall_service.srv_name}, {self.consolidate_service.srv_name}')
+
+    # ------------------------------------------------------------------------- parameters
+    def _declare_parameters(self) -> None:
+        for name, default, description in memory_parameters.declarations():
+            self.declare_parameter(name, default, ParameterDescriptor(
+                description=description, read_only=name in memory_parameters.READ_ONLY))
+
+    def _value(self, name: str):
+        """A parameter's value; None for a string array left unset."""
+        try:
+            return self.get_parameter(name).value
+        except ParameterUninitializedException:
+            return None
+
+    def parameters_callback(self, params: list[Parameter]) -> SetParametersResult:
+        """Validate changes; applies the tunable ones to the running store."""
+        for param in params:
+            reason = memory_parameters.rejection(param.name, param.value)
+            if reason is not None:
+                return SetParametersResult(successful=False, reason=reason)
+        for param in params:
+            memory_parameters.apply(self.store.config, self.store.text_matcher, param.name,
+                                    param.value)
+        return SetParametersResult(successful=True)
+
+    def _open_store(self) -> MemoryStore:
+        """:raises StoreOpenError, EvidenceError, AuditError, ValueError: the node cannot run."""
+        store, self._store_dir = memory_parameters.open_store(self._value)
+        return store
+
+    def _load_text_model(self) -> None:
+        """Background thread: load the sentence model, then let recall use it."""
+        try:
+            # Only this thread: loading must not slow the callbacks (Linux nice is per thread).
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+        except OSError:
+            pass
+        started = time.monotonic()
+        try:
+            from engram_ros.perception.text import MODEL_DIM
+            from engram_ros.perception.text import TextEncoder
+            encoder = TextEncoder(dim=MODEL_DIM)
+            encoder.embed(['warm up'])
+        except Exception as exc:    # a missing package or a broken model: exact words only
+            self._semantic_state = f'failed: {type(exc).__name__}: {exc}'
+            self.get_logger().warning(f'semantic text matching is off: {self._semantic_state}')
+            return
+        self.store.text_matcher = SemanticTags(
+            encoder.embed, threshold=self.get_parameter('semantic_threshold').value)
+        self._semantic_state = 'ready'
+        self.get_logger().info(f'semantic text matching ready '
+                               f'({time.monotonic() - started:.1f} s to load the model)')
+
+    # ------------------------------------------------------------------------- callbacks
+    def observation_callback(self, msg: ObservationMsg) -> None:
+        self.counters['received'] += 1
+        try:
+            result = self.store.ingest(conversions.observation_from_msg(msg))
+        except ObservationExcluded as exc:
+            self.counters['dropped_privacy'] += 1
+            self.get_logger().info(str(exc), throttle_duration_sec=10.0)
+            return
+        except (InvalidObservation, ValueError) as exc:
+            self.counters['dropped_malformed'] += 1
+            self.get_logger().warning(f'dropped an observation: {exc}',
+                                      throttle_duration_sec=5.0)
+            return
+        self.counters['ingested'] += 1
+        self.counters['merged'] += int(result.merged)
+        self.counters['promoted'] += int(result.promoted)
+        self.counters['evicted'] += len(result.evicted)
+        self._markers_dirty = True
+
+    def recall_callback(self, request: Recall.Request,
+                        response: Recall.Response) -> Recall.Response:
+        start = time.perf_counter()
+        self.counters['recalls'] += 1
+        try:
+            result = self.store.recall(conversions.recall_query_from_request(request),
+                                       requester=conversions.requester_of(request))
+            conversions.fill_recall_response(result, response, request.include_vectors)
+        except QueryError as exc:
+            self.counters['recall_errors'] += 1
+            response.status = int(exc.status)
+            response.message = str(exc)
+        except Exception as exc:  # a planner must get an answer, never a dead service
+            self.counters['recall_errors'] += 1
+            self.get_logger().error(f'recall failed: {exc!r}')
+            response.status = int(RecallStatus.INTERNAL_ERROR)
+            response.message = f'internal error: {exc}'
+        self._last_recall_ms = (time.perf_counter() - start) * 1e3
+        return response
+
+    def consolidate_callback(self, request: Consolidate.Request,
+                             response: Consolidate.Response) -> Consolidate.Response:
+        try:
+            scope = conversions.consolidation_scope_from_request(
+                request, self.store.config.frame_id)
+            report = self.store.consolidate(scope, dry_run=request.dry_run,
+                                            requester=conversions.requester_of(request))
+        except conversions.RequestError as exc:
+            response.status = exc.status
+            response.message = str(exc)
+            return response
+        except Exception as exc:
+            self.get_logger().error(f'consolidation failed: {exc!r}')
+            response.status = Consolidate.Response.STATUS_INTERNAL_ERROR
+            response.message = f'internal error: {exc}'
+            return response
+        self.counters['consolidations'] += 1
+        self.counters['evidence_expired'] += report.evidence_expired
+        self.counters['moved'] += 0 if request.dry_run else len(report.moved)
+        self.counters['ended'] += 0 if request.dry_run else len(report.ended)
+        self._markers_dirty = self._markers_dirty or not request.dry_run
+        return conversions.fill_consolidate_response(report, response)
+
+    def consolidation_timer_callback(self) -> None:
+        report = self.store.consolidate(requester=self.get_fully_qualified_name())
+        self.counters['consolidations'] += 1
+        self.counters['evidence_expired'] += report.evidence_expired
+        self.counters['moved'] += len(report.moved)
+        self.counters['ended'] += len(report.ended)
+        if report.merged or report.forgotten or report.promoted or report.moved or report.ended:
+            self._markers_dirty = True
+
+    def feedback_callback(self, request: Feedback.Request,
+                          response: Feedback.Response) -> Feedback.Response:
+        self.counters['feedbacks'] += 1
+        try:
+            engrams = self.store.feedback([int(i) for i in request.ids], request.helped,
+                                          requester=conversions.requester_of(request))
+        except Exception as exc:  # a bad request gets a status, never a dead service
+            self.counters['feedback_errors'] += 1
+            if not isinstance(exc, FeedbackError):
+                self.get_logger().error(f'feedback failed: {exc!r}')
+            else:
+                known = {e.id for e in self.store.get([int(i) for i in request.ids])}
+                response.unknown_ids = [int(i) for i in request.ids if int(i) not in known]
+            return conversions.feedback_error_response(exc, response)
+        return conversions.fill_feedback_response(engrams, response)
+
+    def places_callback(self, request: GetPlaces.Request,
+                        response: GetPlaces.Response) -> GetPlaces.Response:
+        self.counters['place_queries'] += 1
+        try:
+            graph = self.store.place_graph(requester=conversions.requester_of(request))
+            objects = (sorted(self.store.get(sorted(graph.anchors)), key=lambda e: e.id)
+                       if request.include_objects else [])
+            return conversions.fill_places_response(graph, objects, response)
+        except Exception as exc:
+            self.get_logger().error(f'places failed: {exc!r}')
+            response.status = GetPlaces.Response.STATUS_INTERNAL_ERROR
+            response.message = f'internal error: {exc}'
+            return response
+
+    def correction_callback(self, msg: KeyframeCorrection) -> None:
+        frame = self.store.config.frame_id
+        try:
+            if msg.header.frame_id not in ('', frame):
+                raise ValueError(f'correction in frame {msg.header.frame_id!r}; the memory '
+                                 f'frame is {frame!r}')
+            report = self.store.correct_poses(conversions.pose_corrections_from_msg(msg),
+                                              requester='keyframe_corrections')
+        except (CorrectionError, ValueError) as exc:
+            self.counters['corrections_rejected'] += 1
+            self.get_logger().warning(f'pose correction rejected, nothing changed: {exc}',
+                                      throttle_duration_sec=2.0)
+            return
+        self.counters['corrections'] += 1
+        self._markers_dirty = True
+        self.get_logger().info(f'pose correction: moved {len(report.places)} places and '
+                               f'{len(report.anchored)} anchored engrams')
+
+    def list_callback(self, request: ListEngrams.Request,
+                      response: ListEngrams.Response) -> ListEngrams.Response:
+        self.counters['lists'] += 1
+        try:
+            result = self.store.list_engrams(conversions.engram_filter_from_request(request),
+                                             offset=request.offset, limit=request.limit,
+                                             requester=conversions.requester_of(request))
+            return conversions.fill_list_response(result, response, request.include_vectors)
+        except Exception as exc:  # a bad request gets a status, never a dead service
+            return self._governance_error('list', exc, response)
+
+    def get_callback(self, request: GetEngrams.Request,
+                     response: GetEngrams.Response) -> GetEngrams.Response:
+        self.counters['gets'] += 1
+        if not 1 <= len(request.ids) <= MAX_LIMIT:
+            return self._governance_error('get', GovernanceError(
+                GovernanceStatus.INVALID_PAGE,
+                f'{len(request.ids)} ids asked for; accepted: 1..{MAX_LIMIT}'), response)
+        try:
+            engrams, unknown = self.store.get_engrams(
+                [int(i) for i in request.ids], requester=conversions.requester_of(request))
+            return conversions.fill_get_response(engrams, unknown, response,
+                                                 request.include_vectors)
+        except Exception as exc:
+            return self._governance_error('get', exc, response)
+
+    def edit_callback(self, request: EditEngram.Request,
+                      response: EditEngram.Response) -> EditEngram.Response:
+        self.counters['edits'] += 1
+        try:
+            engram = self.store.edit(int(request.id), requester=conversions.requester_of(request),
+                                     **conversions.edit_from_request(request))
+        except Exception as exc:
+            return self._governance_error('edit', exc, response)
+        response.engram = conversions.engram_to_msg(engram, include_vector=False)
+        response.status = EditEngram.Response.STATUS_OK
+        response.message = f'engram {engram.id} edited'
+        self._markers_dirty = True
+        return response
+
+    def forget_callback(self, request: ForgetEngrams.Request,
+                        response: ForgetEngrams.Response) -> ForgetEngrams.Response:
+        self.counters['forgets'] += 1
+        try:
+            selection = conversions.engram_filter_from_request(request)
+            result = self.store.forget([int(i) for i in request.ids], selection,
+                                       dry_run=request.dry_run,
+                                       requester=conversions.requester_of(request))
+        except Exception as exc:
+            return self._governance_error('forget', exc, response)
+        self.counters['forgotten'] += 0 if result.dry_run else len(result.forgotten_ids)
+        self._markers_dirty = self._markers_dirty or bool(result.forgotten_ids)
+        return conversions.fill_forget_response(result, response)
+
+    def _governance_error(self, what: str, exc: Exception, response):
+        """Fill ``status``/``message`` of a governance response from an exception."""
+        self.counters['governance_errors'] += 1
+        if isinstance(exc, GovernanceError):
+            response.status = int(exc.status)
+            response.message = str(exc)
+        else:
+            self.get_logger().error(f'{what} failed: {exc!r}')
+            response.status = int(GovernanceStatus.INTERNAL_ERROR)
+            response.message = f'internal error: {exc}'
+        return response
+
+    def marker_callback(self) -> None:
+        if not self._markers_dirty:
+            return
+        self._markers_dirty = False
+        self.marker_pub.publish(engram_markers(
+            self.store.storage.iter_all(batch_size=1000), self.store.config.frame_id,
+            self.get_clock().now().to_msg(), self.get_parameter('max_markers').value))
+
+    def diagnostics_callback(self) -> None:
+        self.diagnostics_pub.publish(memory_diagnostics(
+            self.get_clock().now().to_msg(), self.get_name(), self.counters, len(self.store),
+            self.store.short_term_size, self._last_recall_ms, self._semantic_state))
+
+    def destroy_node(self) -> None:
+        """Close the store (index saved, statistics flushed) before the node goes away."""
+        self.store.close()
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(MemoryNode, lambda: MultiThreadedExecutor(num_threads=4),
+                    logger_name='engram_memory', what='open the memory',
+                    startup_errors=(StoreOpenError, EvidenceError, AuditError,
+                                    PrivacyConfigError, ValueError), args=args)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

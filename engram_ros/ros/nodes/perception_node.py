@@ -1,0 +1,405 @@
+"""The perception node: camera, depth, pose, audio and detections in, observations out.
+
+Subscribed (relative names; remap them): ``camera/color/image_raw`` and
+``camera/depth/image_raw`` (sensor_msgs/Image), ``camera/color/camera_info``
+(sensor_msgs/CameraInfo), ``odom`` (nav_msgs/Odometry) or ``pose``
+(geometry_msgs/PoseStamped), ``audio/chunk`` (engram_ros/AudioChunk), ``detections``
+(engram_ros/DetectionArray). Published: ``engram/observations`` (engram_ros/Observation),
+``/diagnostics``.
+
+The node only translates: messages -> arrays (:mod:`engram_ros.ros.conversions.sensors`) ->
+:class:`engram_ros.perception.pipeline.Perception` -> Observation messages. Sensor callbacks
+(one mutually exclusive group) do the cheap half and queue jobs; a guard condition wakes the
+encoding callback (its own group), which runs the expensive half. The job queue is bounded:
+when encoding falls behind, the oldest job is dropped and counted, so there is never a backlog.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import threading
+import time
+from collections import deque
+
+from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import PoseStamped
+from nav_msgs.msg import Odometry
+from rcl_interfaces.msg import ParameterDescriptor
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.exceptions import ParameterUninitializedException
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import QoSProfile
+from rclpy.qos import ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo
+from sensor_msgs.msg import Image
+
+from engram_ros.core.evidence import EvidenceError
+from engram_ros.core.evidence import load_key
+from engram_ros.msg import AudioChunk
+from engram_ros.msg import DetectionArray
+from engram_ros.msg import Observation as ObservationMsg
+from engram_ros.perception.audio import AudioSegmenter
+from engram_ros.perception.audio import SoundClassifier
+from engram_ros.perception.audio import SoundModel
+from engram_ros.perception.errors import InputRejected
+from engram_ros.perception.keyframe import KeyframeGate
+from engram_ros.perception.objects import ObjectLocator
+from engram_ros.perception.pipeline import Perception
+from engram_ros.perception.pipeline import PerceptionConfig
+from engram_ros.perception.rooms import RoomMap
+from engram_ros.perception.rooms import SYNTAX as ROOM_SYNTAX
+from engram_ros.perception.visual import load_visual_encoder
+from engram_ros.ros.conversions import sensors as pc
+from engram_ros.ros.conversions.common import diagnostic_array
+from engram_ros.ros.conversions.memory import observation_to_msg
+from engram_ros.ros.nodes.spin import run_node
+
+_READ_ONLY = ('frame_id', 'dim', 'visual_encoder', 'job_queue_size', 'diagnostics_period',
+              'sensor_reliability', 'encrypt_evidence', 'encryption_key_file')
+
+# name -> (default, description). Declared once, here; config/engram.yaml mirrors them.
+PARAMETERS: dict[str, tuple[object, str]] = {
+    'frame_id': ('map', 'memory frame: odometry/pose must be in it (read-only)'),
+    'dim': (256, 'context vector dimension, the memory\'s dim (read-only)'),
+    'visual_encoder': ('orb_bow', 'orb_bow (shipped) or torchscript:<path> (read-only)'),
+    'camera_xyz': ([0.1, 0.0, 1.0], '[m] camera position in base_link'),
+    'camera_rpy': ([-1.7708, 0.0, -1.5708], '[rad] camera fixed-axis roll, pitch, yaw in '
+                                            'base_link (see camera_convention)'),
+    'camera_convention': ('optical', 'camera_rpy is of the optical frame (z forward, x right, '
+                                     'y down) or of the camera body frame (x forward): '
+                                     'optical | body'),
+    'sensor_reliability': ('reliable', 'QoS of the image and camera info subscriptions: '
+                                       'reliable (as engram_sim publishes) or best_effort (for '
+                                       'drivers publishing sensor-data QoS) (read-only)'),
+    'sync_slop': (0.02, '[s] largest stamp difference of colour, depth and detections paired'),
+    'sync_queue_size': (30, 'messages kept per input while waiting for a partner'),
+    'pose_tolerance': (0.1, '[s] how far outside the pose history a frame may be'),
+    'time_reset': (3.0, '[s] a stamp this far back clears all buffers (simulator restart)'),
+    'keyframe.min_translation': (0.5, '[m] robot motion that makes a new place keyframe'),
+    'keyframe.min_rotation': (0.35, '[rad] robot rotation that makes a new place keyframe'),
+    'keyframe.min_view_change': (0.3, 'view change (1 - thumbnail correlation) that makes a '
+                                      'new place keyframe'),
+    'keyframe.min_interval': (0.0, '[s] shortest time between place keyframes'),
+    'visual_words_per_place': (8, 'vw: tags per place observation'),
+    'objects.min_score': (0.3, 'detections below this detector score are ignored'),
+    'objects.min_interval': (0.5, '[s] shortest time between two looks at the same label'),
+    'objects.min_depth': (0.1, '[m] nearest valid depth'),
+    'objects.max_depth': (8.0, '[m] farthest valid depth'),
+    'objects.min_valid_fraction': (0.2, 'fraction of the box/mask that must have valid depth'),
+    'audio.threshold_db': (12.0, '[dB] above the noise floor that starts a sound event'),
+    'audio.min_db': (-50.0, '[dBFS] quietest level that can start a sound event'),
+    'audio.hangover': (0.4, '[s] of quiet that ends a sound event'),
+    'audio.max_duration': (4.0, '[s] longest sound event'),
+    'audio.min_similarity': (0.5, 'mean cosine to the nearest example sounds needed for a '
+                                   'sound: tag'),
+    'evidence_dir': ('~/.ros/engram_store/evidence',
+                     'where frames, crops and clips are written: the memory\'s '
+                     '<store_dir>/evidence, so its retention and forgetting apply; empty '
+                     'writes none'),
+    'encrypt_evidence': (False, 'encrypt evidence files at rest (Fernet), as the memory\'s '
+                                'encrypt_evidence; a missing key stops the node (read-only)'),
+    'encryption_key_file': ('', 'evidence key file, the memory\'s (engram keygen FILE); '
+                                'empty: $ENGRAM_KEY (read-only)'),
+    'save_images': (True, 'write place frames and object crops as evidence'),
+    'save_audio_clips': (False, 'write sound clips as evidence (off: data minimisation)'),
+    'job_queue_size': (4, 'encoding jobs waiting at most; the oldest is dropped past it '
+                          '(read-only)'),
+    'diagnostics_period': (1.0, '[s] diagnostics publishing period (read-only)'),
+}
+
+#: A string array without a default (an empty list has no type in ROS): unset means no rooms.
+ROOMS_DESCRIPTION = (f'rooms of the map, {ROOM_SYNTAX}; places and objects in one get its '
+                     'room: tag; unset: none')
+
+_POSITIVE = ('sync_queue_size', 'pose_tolerance', 'time_reset', 'objects.max_depth',
+             'audio.max_duration', 'job_queue_size', 'diagnostics_period', 'dim')
+_NON_NEGATIVE = ('sync_slop', 'objects.min_interval', 'keyframe.min_translation',
+                 'keyframe.min_rotation', 'keyframe.min_view_change', 'keyframe.min_interval',
+                 'visual_words_per_place', 'objects.min_depth', 'audio.hangover',
+                 'audio.threshold_db')
+_UNIT_INTERVAL = ('objects.min_score', 'objects.min_valid_fraction', 'audio.min_similarity')
+
+
+class PerceptionNode(Node):
+    """ROS wrapper of :class:`engram_ros.perception.pipeline.Perception`."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__('engram_perception', **kwargs)
+        for name, (default, description) in PARAMETERS.items():
+            self.declare_parameter(name, default, ParameterDescriptor(
+                description=description, read_only=name in _READ_ONLY))
+        self.declare_parameter('rooms', Parameter.Type.STRING_ARRAY,
+                               ParameterDescriptor(description=ROOMS_DESCRIPTION))
+        problem = self._invalid([self.get_parameter(n) for n in PARAMETERS])
+        if problem:
+            raise ValueError(problem)
+        # _config raises RoomConfigError (a ValueError) for a bad room and EncryptionKeyError
+        # when encryption is on without a usable key: never a silent fall-back to plaintext
+        p = self._value
+        dim = p('dim')
+        self.perception = Perception(self._config(), load_visual_encoder(p('visual_encoder'), dim),
+                                     SoundClassifier(SoundModel.load(), p('audio.min_similarity')))
+        self._jobs: deque = deque()
+        self._jobs_lock = threading.Lock()
+        self._warned_at: dict[str, float] = {}
+        self._encode_ms = 0.0
+
+        self._sensors = MutuallyExclusiveCallbackGroup()
+        self._encoding = MutuallyExclusiveCallbackGroup()
+        self._reporting = MutuallyExclusiveCallbackGroup()
+        # Keep-last 5: if encoding falls behind, old frames are overwritten, never queued.
+        sensor_qos = QoSProfile(depth=5, reliability=(
+            ReliabilityPolicy.RELIABLE if p('sensor_reliability') == 'reliable'
+            else ReliabilityPolicy.BEST_EFFORT))
+        reliable = QoSProfile(depth=10)
+        self.color_sub = self.create_subscription(
+            Image, 'camera/color/image_raw', self.color_callback, sensor_qos,
+            callback_group=self._sensors)
+        self.depth_sub = self.create_subscription(
+            Image, 'camera/depth/image_raw', self.depth_callback, sensor_qos,
+            callback_group=self._sensors)
+        self.info_sub = self.create_subscription(
+            CameraInfo, 'camera/color/camera_info', self.camera_info_callback, sensor_qos,
+            callback_group=self._sensors)
+        self.odom_sub = self.create_subscription(
+            Odometry, 'odom', self.odometry_callback, reliable, callback_group=self._sensors)
+        self.pose_sub = self.create_subscription(
+            PoseStamped, 'pose', self.pose_callback, reliable, callback_group=self._sensors)
+        self.audio_sub = self.create_subscription(
+            AudioChunk, 'audio/chunk', self.audio_callback, QoSProfile(depth=50),
+            callback_group=self._sensors)
+        self.detections_sub = self.create_subscription(
+            DetectionArray, 'detections', self.detections_callback, reliable,
+            callback_group=self._sensors)
+        self.observation_pub = self.create_publisher(ObservationMsg, 'engram/observations', 100)
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self.encode_trigger = self.create_guard_condition(self.encode_callback,
+                                                          callback_group=self._encoding)
+        self.diagnostics_timer = self.create_timer(p('diagnostics_period'),
+                                                   self.diagnostics_callback,
+                                                   callback_group=self._reporting)
+        self.add_on_set_parameters_callback(self.parameters_callback)
+        self.get_logger().info(f'perception ready: {p("visual_encoder")} -> {dim}-d vectors, '
+                               f'observations on {self.observation_pub.topic_name}')
+
+    # ------------------------------------------------------------------------- parameters
+    def _value(self, name: str):
+        return self.get_parameter(name).value
+
+    def _rooms(self) -> list[str]:
+        try:
+            return list(self.get_parameter('rooms').value or [])
+        except ParameterUninitializedException:
+            return []
+
+    def _config(self) -> PerceptionConfig:
+        p = self._value
+        return PerceptionConfig(
+            frame_id=p('frame_id'), dim=p('dim'), sync_slop=p('sync_slop'),
+            sync_queue_size=p('sync_queue_size'), pose_tolerance=p('pose_tolerance'),
+            camera_xyz=tuple(p('camera_xyz')), camera_rpy=tuple(p('camera_rpy')),
+            camera_convention=p('camera_convention'),
+            visual_words_per_place=p('visual_words_per_place'),
+            min_detection_score=p('objects.min_score'), evidence_dir=p('evidence_dir'),
+            evidence_key=(load_key(p('encryption_key_file')) if p('encrypt_evidence')
+                          else None),
+            object_min_interval=p('objects.min_interval'),
+            save_images=p('save_images'), save_audio_clips=p('save_audio_clips'),
+            time_reset=p('time_reset'), rooms=RoomMap.parse(self._rooms()),
+            keyframe=KeyframeGate(p('keyframe.min_translation'), p('keyframe.min_rotation'),
+                                  p('keyframe.min_view_change'), p('keyframe.min_interval')),
+            locator=ObjectLocator(min_depth=p('objects.min_depth'),
+                                  max_depth=p('objects.max_depth'),
+                                  min_valid_fraction=p('objects.min_valid_fraction')),
+            segmenter=AudioSegmenter(threshold_db=p('audio.threshold_db'),
+                                     min_db=p('audio.min_db'), hangover=p('audio.hangover'),
+                                     max_duration=p('audio.max_duration')))
+
+    @staticmethod
+    def _invalid(params: list[Parameter]) -> str:
+        """What is wrong with ``params``, or ``''``."""
+        for param in params:
+            name, value = param.name, param.value
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if number and not math.isfinite(value):
+                return f'{name} must be finite'
+            if name in _POSITIVE and not value > 0:
+                return f'{name} must be > 0'
+            if name in _NON_NEGATIVE and not value >= 0:
+                return f'{name} must be >= 0'
+            if name in _UNIT_INTERVAL and not 0.0 <= value <= 1.0:
+                return f'{name} must be in [0, 1]'
+            if name in ('camera_xyz', 'camera_rpy') and (
+                    len(value) != 3 or not all(math.isfinite(v) for v in value)):
+                return f'{name} must be three finite numbers'
+            if name == 'camera_convention' and value not in ('body', 'optical'):
+                return 'camera_convention must be body or optical'
+            if name == 'sensor_reliability' and value not in ('reliable', 'best_effort'):
+                return 'sensor_reliability must be reliable or best_effort'
+            if name == 'rooms':
+                try:
+                    RoomMap.parse(list(value or []))
+                except ValueError as exc:
+                    return str(exc)
+        return ''
+
+    def parameters_callback(self, params: list[Parameter]) -> SetParametersResult:
+        """Validate changes, then apply the tunable ones to the running pipeline."""
+        problem = self._invalid(params)
+        if problem:
+            return SetParametersResult(successful=False, reason=problem)
+        values = {n: self._value(n) for n in ('camera_xyz', 'camera_rpy', 'camera_convention')}
+        values.update({p.name: p.value for p in params})
+        config = self.perception.config
+        try:
+            self.perception.set_camera_pose(values['camera_xyz'], values['camera_rpy'],
+                                            values['camera_convention'])
+        except ValueError as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        simple = {'visual_words_per_place': 'visual_words_per_place',
+                  'objects.min_score': 'min_detection_score', 'evidence_dir': 'evidence_dir',
+                  'objects.min_interval': 'object_min_interval',
+                  'save_images': 'save_images', 'save_audio_clips': 'save_audio_clips',
+                  'time_reset': 'time_reset'}
+        for param in params:
+            name, value = param.name, param.value
+            if name in simple:
+                setattr(config, simple[name], value)
+            elif name.startswith('keyframe.'):
+                setattr(config.keyframe, name.split('.', 1)[1], float(value))
+            elif name in ('objects.min_depth', 'objects.max_depth',
+                          'objects.min_valid_fraction'):
+                setattr(config.locator, name.split('.', 1)[1], float(value))
+            elif name == 'rooms':
+                config.rooms = RoomMap.parse(list(value or []))
+            elif name == 'audio.min_similarity':
+                self.perception.sound_classifier.min_similarity = float(value)
+            elif name.startswith('audio.'):
+                setattr(config.segmenter, name.split('.', 1)[1], float(value))
+            elif name == 'sync_slop':
+                self.perception.set_slop(float(value))
+            elif name == 'pose_tolerance':
+                config.pose_tolerance = self.perception.poses.tolerance = float(value)
+        return SetParametersResult(successful=True)
+
+    # ------------------------------------------------------------------------- sensor callbacks
+    def _skip(self, what: str, exc: InputRejected) -> None:
+        self.perception.count(f'skipped_{exc.reason}')
+        self.get_logger().warning(f'skipped {what}: {exc}', throttle_duration_sec=5.0)
+
+    def _queue(self, jobs: list) -> None:
+        if not jobs:
+            return
+        with self._jobs_lock:
+            for job in jobs:
+                self._jobs.append(job)
+                if len(self._jobs) > self._value('job_queue_size'):
+                    self._jobs.popleft()
+                    self.perception.count('jobs_dropped')
+        self.encode_trigger.trigger()
+
+    def color_callback(self, msg: Image) -> None:
+        self.perception.count('color_received')
+        try:
+            self._queue(self.perception.add_color(pc.stamp_of(msg), pc.color_from_msg(msg)))
+        except InputRejected as exc:
+            self._skip('a colour image', exc)
+
+    def depth_callback(self, msg: Image) -> None:
+        self.perception.count('depth_received')
+        try:
+            self._queue(self.perception.add_depth(pc.stamp_of(msg), pc.depth_from_msg(msg)))
+        except InputRejected as exc:
+            self._skip('a depth image', exc)
+
+    def camera_info_callback(self, msg: CameraInfo) -> None:
+        try:
+            self.perception.add_camera_info(pc.intrinsics_from_msg(msg))
+        except InputRejected as exc:
+            self._skip('a camera info', exc)
+
+    def _add_pose(self, frame_id: str, converted) -> None:
+        self.perception.count('poses_received')
+        expected = self._value('frame_id')
+        if frame_id not in ('', expected):
+            self._skip('a pose', InputRejected('bad_pose', f'pose is in {frame_id!r}, not the '
+                                                           f'memory frame {expected!r}'))
+            return
+        try:
+            self._queue(self.perception.add_pose(*converted()))
+        except InputRejected as exc:
+            self._skip('a pose', exc)
+
+    def odometry_callback(self, msg: Odometry) -> None:
+        self._add_pose(msg.header.frame_id, lambda: pc.pose_from_odometry(msg))
+
+    def pose_callback(self, msg: PoseStamped) -> None:
+        self._add_pose(msg.header.frame_id, lambda: pc.pose_from_pose_stamped(msg))
+
+    def audio_callback(self, msg: AudioChunk) -> None:
+        self.perception.count('audio_received')
+        try:
+            self._queue(self.perception.add_audio(*pc.audio_from_msg(msg)))
+        except InputRejected as exc:
+            self._skip('an audio chunk', exc)
+
+    def detections_callback(self, msg: DetectionArray) -> None:
+        try:
+            self._queue(self.perception.add_detections(*pc.detections_from_msg(msg)))
+        except InputRejected as exc:
+            self._skip('detections', exc)
+
+    # ------------------------------------------------------------------------- encoding
+    def encode_callback(self) -> None:
+        while True:
+            with self._jobs_lock:
+                if not self._jobs:
+                    return
+                job = self._jobs.popleft()
+            start = time.perf_counter()
+            try:
+                observations = self.perception.run(job)
+            except Exception as exc:  # one bad job must not stop perception
+                self.perception.count('encode_errors')
+                self.get_logger().error(f'encoding failed: {exc!r}', throttle_duration_sec=5.0)
+                continue
+            self._encode_ms = (time.perf_counter() - start) * 1e3
+            if observations and self.observation_pub.get_subscription_count() == 0:
+                # Volatile topic: with no matched memory, DDS drops these. Say so, or a lost
+                # observation looks like one the memory refused.
+                self.perception.count('published_unheard', len(observations))
+                self.get_logger().warning('no memory is listening on '
+                                          f'{self.observation_pub.topic_name}: observations '
+                                          'are lost', throttle_duration_sec=5.0)
+            for obs in observations:
+                self.observation_pub.publish(observation_to_msg(obs))
+
+    def diagnostics_callback(self) -> None:
+        values = self.perception.snapshot()
+        with self._jobs_lock:
+            values['backlog'] = len(self._jobs)
+        values['last_encode_ms'] = round(self._encode_ms, 2)
+        values['observation_subscribers'] = self.observation_pub.get_subscription_count()
+        skipped = sum(v for k, v in values.items() if k.startswith('skipped_'))
+        message = (f'{values.get("frames_encoded", 0)} frames encoded, '
+                   f'{values.get("object_observations", 0)} objects, '
+                   f'{values.get("audio_observations", 0)} sounds'
+                   + (f', {skipped} inputs skipped' if skipped else ''))
+        self.diagnostics_pub.publish(diagnostic_array(
+            self.get_clock().now().to_msg(), f'{self.get_fully_qualified_name()}: perception',
+            message, sorted(values.items()), warn=bool(skipped)))
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(PerceptionNode, lambda: MultiThreadedExecutor(num_threads=3),
+                    logger_name='engram_perception', what='start perception',
+                    startup_errors=(ValueError, FileNotFoundError, EvidenceError),
+                    args=args)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

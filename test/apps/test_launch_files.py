@@ -1,0 +1,184 @@
+"""launch/*.py start the node sets engram_launch starts, with the same shared parameters.
+
+``launch`` and ``launch_ros`` cannot be installed from the package index, so each launch file
+runs here against a stand-in that records its actions (DeclareLaunchArgument defaults,
+OpaqueFunction results, Node keywords) and resolves LaunchConfigurations the way ``ros2
+launch`` does (substitutions in parameters are parsed as YAML). The node sets are then compared
+with the command lines of :class:`engram_ros.apps.launcher.Launcher` for the same inputs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import PARAMS
+from conftest import ROOT
+from engram_ros.apps.launcher import Launcher
+from engram_ros.apps.wiring import NODES
+from engram_ros.apps.wiring import PERCEPTION_INPUTS
+
+
+class _Action:
+    def __init__(self, *args, **kwargs) -> None:
+        self.args, self.kwargs = args, kwargs
+
+
+class LaunchConfiguration:
+    def __init__(self, name: str, default=None) -> None:
+        self.name = name
+
+    def perform(self, context) -> str:
+        return context.launch_configurations[self.name]
+
+
+class DeclareLaunchArgument(_Action):
+    pass
+
+
+class OpaqueFunction(_Action):
+    pass
+
+
+class Node(_Action):
+    pass
+
+
+class LaunchDescription(_Action):
+    pass
+
+
+def _stand_in_launch(monkeypatch) -> None:
+    modules = {
+        'launch': {'LaunchDescription': LaunchDescription},
+        'launch.actions': {'DeclareLaunchArgument': DeclareLaunchArgument,
+                           'OpaqueFunction': OpaqueFunction,
+                           'IncludeLaunchDescription': type('Include', (_Action,), {})},
+        'launch.substitutions': {'LaunchConfiguration': LaunchConfiguration},
+        'launch.launch_description_sources': {
+            'PythonLaunchDescriptionSource': type('Source', (_Action,), {})},
+        'launch_ros': {},
+        'launch_ros.actions': {'Node': Node},
+        'ament_index_python': {},
+        'ament_index_python.packages': {
+            'get_package_share_directory': lambda package: f'/share/{package}'},
+    }
+    for name, attributes in modules.items():
+        module = types.ModuleType(name)
+        for key, value in attributes.items():
+            setattr(module, key, value)
+        monkeypatch.setitem(sys.modules, name, module)
+
+
+def _resolve(value, context):
+    if isinstance(value, LaunchConfiguration):
+        return yaml.safe_load(value.perform(context))
+    return value
+
+
+def launch_file_nodes(monkeypatch, name: str, **arguments: str) -> list[dict]:
+    """The engram_ros nodes ``launch/<name>`` starts: executable, name, parameter file, the
+    parameters on top of it and the remappings, all resolved."""
+    _stand_in_launch(monkeypatch)
+    spec = importlib.util.spec_from_file_location(f'_launch_{Path(name).stem}',
+                                                  ROOT / 'launch' / name)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    entities = module.generate_launch_description().args[0]
+    declared = {e.args[0]: e.kwargs.get('default_value') for e in entities
+                if isinstance(e, DeclareLaunchArgument)}
+    context = types.SimpleNamespace(launch_configurations={**declared, **arguments})
+    nodes = [e for e in entities if isinstance(e, Node)]
+    for e in entities:
+        if isinstance(e, OpaqueFunction):
+            nodes += e.kwargs['function'](context)
+    out = []
+    for node in nodes:
+        if node.kwargs['package'] != 'engram_ros':
+            continue
+        params_file, *dicts = node.kwargs['parameters']
+        parameters = {k: _resolve(v, context) for d in dicts for k, v in d.items()}
+        out.append({'executable': node.kwargs['executable'], 'name': node.kwargs['name'],
+                    'params_file': str(_resolve(params_file, context)),
+                    'parameters': parameters,
+                    'remappings': [(a, _resolve(b, context))
+                                   for a, b in node.kwargs.get('remappings', [])]})
+    return out
+
+
+def launcher_nodes(set_name: str, params_file: str, params: list[str] = ()) -> list[dict]:
+    """What engram_launch starts for the same set: parsed from its command lines."""
+    executables = {spec.module: spec for spec in NODES.values()}
+    out = []
+    for child in Launcher(set_name, params_file=params_file, params=params).children:
+        command = child.command
+        spec = executables[command[command.index('-m') + 1]]
+        parameters = {}
+        for i, arg in enumerate(command):
+            if arg == '-p':
+                key, _, value = command[i + 1].partition(':=')
+                parameters[key] = yaml.safe_load(value)
+        out.append({'executable': spec.executable, 'name': spec.params_key,
+                    'params_file': command[command.index('--params-file') + 1],
+                    'parameters': parameters})
+    return out
+
+
+def without_remappings(nodes: list[dict]) -> list[dict]:
+    return [{k: v for k, v in node.items() if k != 'remappings'} for node in nodes]
+
+
+@pytest.fixture
+def encrypted_params(tmp_path) -> str:
+    doc = yaml.safe_load(PARAMS.read_text())
+    doc['engram_memory']['ros__parameters'].update(
+        store_dir='/data/engram', encrypt_evidence=True, encryption_key_file='/keys/k')
+    path = tmp_path / 'engram.yaml'
+    path.write_text(yaml.safe_dump(doc))
+    return str(path)
+
+
+def test_robot_launch_starts_what_engram_launch_robot_starts(monkeypatch, encrypted_params):
+    launched = launch_file_nodes(monkeypatch, 'robot_launch.py', params_file=encrypted_params)
+    assert without_remappings(launched) == launcher_nodes('robot', encrypted_params)
+    perception = launched[1]
+    assert perception['parameters']['evidence_dir'] == '/data/engram/evidence'
+    assert perception['parameters']['encrypt_evidence'] is True
+    assert perception['remappings'] == [(name, name) for name, _, _ in PERCEPTION_INPUTS]
+
+
+def test_sim_launch_starts_what_engram_launch_sim_starts(monkeypatch, encrypted_params):
+    launched = launch_file_nodes(monkeypatch, 'sim_launch.py', params_file=encrypted_params,
+                                 scenario='small', persist='true', store_dir='/tmp/store')
+    expected = launcher_nodes('sim', encrypted_params,
+                              ['memory.persist:=true', 'memory.store_dir:=/tmp/store',
+                               'sim.scenario:=small'])
+    assert without_remappings(launched) == expected
+    assert launched[1]['parameters']['rooms'] == ['kitchen=box:0,0,3,4',
+                                                   'living_room=box:3,0,6,4']
+
+
+def test_memory_launch_starts_what_engram_launch_memory_starts(monkeypatch):
+    launched = launch_file_nodes(monkeypatch, 'memory_launch.py', params_file=str(PARAMS),
+                                 observations='/robot/observations')
+    assert without_remappings(launched) == launcher_nodes('memory', str(PARAMS))
+    assert launched[0]['remappings'] == [('engram/observations', '/robot/observations')]
+
+
+def test_gazebo_launch_is_the_robot_set_on_sim_time(monkeypatch, encrypted_params):
+    launched = launch_file_nodes(monkeypatch, 'gazebo_launch.py', params_file=encrypted_params,
+                                 world='house.sdf')
+    expected = launcher_nodes('robot', encrypted_params)
+    for node in expected:
+        node['parameters']['use_sim_time'] = True
+    assert without_remappings(launched) == expected
+
+
+def test_launch_files_default_to_the_packages_parameter_file(monkeypatch):
+    for name in ('robot_launch.py', 'sim_launch.py', 'memory_launch.py'):
+        assert {n['params_file'] for n in launch_file_nodes(monkeypatch, name)} == {str(PARAMS)}

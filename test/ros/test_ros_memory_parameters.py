@@ -1,0 +1,56 @@
+"""The memory node's parameters as data: declared defaults -> StoreConfig, checks, live changes."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip('rclpy')
+
+from engram_ros.core.privacy import DEFAULT_RETENTION  # noqa: E402
+from engram_ros.core.store import StoreConfig  # noqa: E402
+from engram_ros.ros import memory_parameters  # noqa: E402
+from engram_ros.ros.memory_parameters import STRING_ARRAY  # noqa: E402
+
+
+def defaults() -> dict:
+    return {name: (None if default is STRING_ARRAY else default)
+            for name, default, _ in memory_parameters.declarations()}
+
+
+def test_declared_defaults_make_the_stores_default_config():
+    config = memory_parameters.store_config(defaults().get)
+    reference = StoreConfig()
+    assert config.dim == reference.dim and config.frame_id == reference.frame_id
+    assert config.merge.radius == reference.merge.radius
+    assert config.merge.min_similarity == reference.merge.min_similarity
+    assert config.retention.important_tags == ()
+    assert config.privacy.retention == {k: float(v) for k, v in DEFAULT_RETENTION.items()}
+
+
+def test_names_are_declared_once_and_read_only_ones_exist():
+    names = [name for name, _, _ in memory_parameters.declarations()]
+    assert len(names) == len(set(names))
+    assert set(memory_parameters.READ_ONLY) <= set(names)
+
+
+@pytest.mark.parametrize('name, value, reason', [
+    ('miss_visits', -1, 'miss_visits must be >= 0'),
+    ('budget', 0, 'budget must be >= 1'),
+    ('merge_radius.object', float('nan'), 'must be finite and >= 0'),
+    ('anchor_radius', -0.5, 'must be finite and >= 0'),
+    ('semantic_threshold', 1.5, 'in [-1, 1]'),
+    ('feedback_rate', 0.0, 'in (0, 1]'),
+])
+def test_bad_values_are_refused_with_a_reason(name, value, reason):
+    assert reason in memory_parameters.rejection(name, value)
+
+
+def test_accepted_changes_reach_the_running_config():
+    config = memory_parameters.store_config(defaults().get)
+    assert memory_parameters.rejection('merge_radius.object', 0.8) is None
+    memory_parameters.apply(config, None, 'merge_radius.object', 0.8)
+    memory_parameters.apply(config, None, 'important_tags', ['room:kitchen'])
+    memory_parameters.apply(config, None, 'miss_visits', 3)
+    assert config.merge.radius['object'] == 0.8
+    assert config.retention.important_tags == ('room:kitchen',)
+    assert config.misses.visits == 3
