@@ -3,7 +3,7 @@
 
 The robot patrols the house (``config/scenarios/house.yaml``) for ``--laps`` laps; after lap 2
 the mug is carried to the bedroom. Observations go straight into the core
-:class:`~engram_ros.core.store.MemoryStore` (no DDS), built from the simulator's detector:
+:class:`~engram_ros.core.memory.MemoryStore` (no DDS), built from the simulator's detector:
 
 * **objects**: every detection the simulated detector reports from the rendered segmentation
   (its misses and label noise included; its false positives, which have no true object, are
@@ -48,14 +48,14 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engram_ros.core import sketch  # noqa: E402
-from engram_ros.core.engram import Engram  # noqa: E402
-from engram_ros.core.engram import Observation  # noqa: E402
+from engram_ros.core.memory import MemoryStore  # noqa: E402
+from engram_ros.core.memory import StoreConfig  # noqa: E402
 from engram_ros.core.merge import MergePolicy  # noqa: E402
+from engram_ros.core.model.engram import Engram  # noqa: E402
+from engram_ros.core.model.engram import Observation  # noqa: E402
 from engram_ros.core.query import RecallQuery  # noqa: E402
 from engram_ros.core.storage import MemoryStorage  # noqa: E402
 from engram_ros.core.storage import SQLiteStorage  # noqa: E402
-from engram_ros.core.store import MemoryStore  # noqa: E402
-from engram_ros.core.store import StoreConfig  # noqa: E402
 
 _LOG = logging.getLogger('bench_consolidation')
 DIM = 256
@@ -143,7 +143,8 @@ def evaluate(store: MemoryStore, truth: dict, seen: set[str]) -> dict:
         errors.append(math.inf if hit is None else float(np.linalg.norm(hit.position - centre)))
     errors_arr = np.asarray(errors)
     missing = [label for label, e in zip(sorted(seen), errors) if not e <= 0.5]
-    return {'objects': len(errors), 'beyond_0_5m_or_unanswered': missing, 'within_0_5m': float(np.mean(errors_arr <= 0.5)),
+    return {'objects': len(errors), 'beyond_0_5m_or_unanswered': missing,
+            'within_0_5m': float(np.mean(errors_arr <= 0.5)),
             'median_error_m': float(np.median(errors_arr)),
             'max_error_m': float(np.max(errors_arr))}
 
@@ -224,7 +225,8 @@ def run_laps(args) -> dict:
         if 2 in by_lap else None,
         'reduction_vs_baseline': round(rows[-1]['baseline_engrams'] / rows[-1]['engrams'], 1),
         'where_is': final, 'where_is_baseline': final_base,
-        'place_revisits': dict(revisits, precision=revisits['correct'] / max(1, revisits['merged']),
+        'place_revisits': dict(revisits,
+                               precision=revisits['correct'] / max(1, revisits['merged']),
                                recall=revisits['merged'] / max(1, revisits['observations'])),
         'mug_at_lap1_answer': None if then is None else [round(float(v), 3)
                                                          for v in then.position],

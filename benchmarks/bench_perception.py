@@ -63,7 +63,7 @@ def bench_conversion() -> dict:
     from rclpy.serialization import serialize_message
     from sensor_msgs.msg import Image
 
-    from engram_ros import perception_conversions as pc
+    from engram_ros.ros.conversions import sensors as pc
 
     rgb, depth = render_view(1, 0)
     cases = {'rgb8': (rgb, pc.color_from_msg), 'bgr8': (rgb[..., ::-1], pc.color_from_msg),
@@ -116,14 +116,15 @@ def bench_stream(seconds: float, rate: float) -> dict:
     from sensor_msgs.msg import CameraInfo
     from sensor_msgs.msg import Image
 
-    from engram_ros import perception_conversions as pc
     from engram_ros.msg import DetectionArray
+    from engram_ros.ros.conversions import sensors as pc
+    from engram_ros.ros.conversions.common import seconds_to_time
 
     namespace = f'/bench{uuid.uuid4().hex[:6]}'
     evidence = tempfile.mkdtemp(prefix='engram_bench_')
     log = open(Path(evidence) / 'perception.log', 'w')
     node_proc = subprocess.Popen(
-        [sys.executable, '-m', 'engram_ros.nodes.perception_node', '--ros-args',
+        [sys.executable, '-m', 'engram_ros.ros.nodes.perception_node', '--ros-args',
          '--params-file', str(ROOT / 'config' / 'engram.yaml'), '-r', f'__ns:={namespace}',
          '-p', f'evidence_dir:={evidence}', '-p', f'camera_xyz:={list(CAM_XYZ)}',
          '-p', f'camera_rpy:={list(CAM_RPY)}', '-p', 'camera_convention:=body'],
@@ -165,7 +166,7 @@ def bench_stream(seconds: float, rate: float) -> dict:
         now = time.time()
         t_rel = time.monotonic() - start
         x, yaw = 0.5 * t_rel, 0.4 * t_rel
-        stamp = pc.seconds_to_time(now)
+        stamp = seconds_to_time(now)
         odom.publish(pc.odometry_msg(now, (x, 0.0, 0.0), (0.0, 0.0, math.sin(yaw / 2),
                                                          math.cos(yaw / 2))))
         c, d = views[sent % len(views)]

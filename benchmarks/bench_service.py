@@ -24,11 +24,11 @@ from pathlib import Path
 import numpy as np
 import rclpy
 
-from engram_ros.client import MemoryClient
-from engram_ros.core.engram import Engram
+from engram_ros.core.memory import MemoryStore
+from engram_ros.core.memory import StoreConfig
+from engram_ros.core.model.engram import Engram
 from engram_ros.core.storage import SQLiteStorage
-from engram_ros.core.store import MemoryStore
-from engram_ros.core.store import StoreConfig
+from engram_ros.ros.client import MemoryClient
 
 ROOT = Path(__file__).resolve().parents[1]
 DIM = 256
@@ -78,7 +78,7 @@ def main() -> int:
 
     namespace = f'/bench_{uuid.uuid4().hex[:6]}'
     node_proc = subprocess.Popen(
-        [sys.executable, '-m', 'engram_ros.nodes.memory_node', '--ros-args',
+        [sys.executable, '-m', 'engram_ros.ros.nodes.memory_node', '--ros-args',
          '--params-file', str(ROOT / 'config' / 'engram.yaml'), '-r', f'__ns:={namespace}',
          '-p', 'persist:=true', '-p', f'store_dir:={store}', '-p', 'consolidation_period:=0.0',
          '-p', 'marker_period:=3600.0', '--log-level', 'warn'], cwd=ROOT)

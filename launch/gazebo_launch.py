@@ -11,7 +11,6 @@ are the robot set of :mod:`engram_ros.apps.wiring` (as `engram_launch robot`), o
 import os
 
 from ament_index_python.packages import get_package_share_directory
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.actions import IncludeLaunchDescription
 from launch.actions import OpaqueFunction
@@ -20,6 +19,7 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
 from engram_ros.apps import wiring
+from launch import LaunchDescription
 
 
 def _nodes(context):

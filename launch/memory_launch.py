@@ -6,13 +6,13 @@ The node set and the default parameter file come from :mod:`engram_ros.apps.wiri
 engram_launch.
 """
 
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.actions import OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
 from engram_ros.apps import wiring
+from launch import LaunchDescription
 
 
 def _nodes(context):

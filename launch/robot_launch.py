@@ -12,13 +12,13 @@ its encryption): the node set and what perception shares come from
 :mod:`engram_ros.apps.wiring`, as for engram_launch.
 """
 
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.actions import OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
 from engram_ros.apps import wiring
+from launch import LaunchDescription
 
 
 def _nodes(context):

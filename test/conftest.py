@@ -17,9 +17,6 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = ROOT / 'config' / 'engram.yaml'
 
-# The memory node tests' helpers (test/ros/test_memory_node.py: Memory, ingest, observation)
-# serve node tests in other directories too (test/nodes/test_cli_node.py).
-sys.path.append(str(ROOT / 'test' / 'ros'))
 
 # One DDS domain per pytest process, so parallel runs on one machine do not see each other.
 os.environ.setdefault('ROS_DOMAIN_ID', str(random.Random(os.getpid()).randint(100, 200)))

@@ -38,7 +38,7 @@ def k_majority(descriptors: np.ndarray, k: int, iterations: int, rng: np.random.
     """Binary k-means in Hamming space: centres are the bitwise majority of their members."""
     centres = descriptors[rng.choice(len(descriptors), k, replace=False)].copy()
     bits = np.unpackbits(descriptors, axis=1)
-    for it in range(iterations):
+    for _ in range(iterations):
         words = visual.assign_words(descriptors, centres)
         for c in range(k):
             members = bits[words == c]

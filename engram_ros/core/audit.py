@@ -310,8 +310,8 @@ class AuditLog:
                                       'before it)')
                     rotated_out = seq - 1
             elif prev != prev_hash:
-                return bad(n - 1, f'was altered, or line(s) were inserted or removed after '
-                                  f'it: the next record chains to another one')
+                return bad(n - 1, 'was altered, or line(s) were inserted or removed after '
+                                  'it: the next record chains to another one')
             elif seq != (prev_seq or 0) + 1:
                 return bad(n, f'has seq {seq}, expected {(prev_seq or 0) + 1}')
             prev_hash, prev_seq = line_hash(line), seq
@@ -358,5 +358,5 @@ def _last_line(f) -> str:
     return data.rstrip(b'\n').decode('utf-8')
 
 
-__all__ = ['AUDIT_FILE_NAME', 'DEFAULT_KEEP_FILES', 'DEFAULT_MAX_BYTES', 'AuditError', 'AuditLog', 'AuditVerification', 'id_summary',
-           'line_hash']
+__all__ = ['AUDIT_FILE_NAME', 'DEFAULT_KEEP_FILES', 'DEFAULT_MAX_BYTES', 'AuditError', 'AuditLog',
+           'AuditVerification', 'id_summary', 'line_hash']

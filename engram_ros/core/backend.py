@@ -18,16 +18,16 @@ from dataclasses import dataclass
 from typing import Iterator
 from typing import Mapping
 from typing import Protocol
+from typing import runtime_checkable
 from typing import Sequence
 from typing import TYPE_CHECKING
-from typing import runtime_checkable
 
 import numpy as np
 
-from engram_ros.core.engram import Engram
-from engram_ros.core.engram import KINDS
-from engram_ros.core.engram import kind_code
 from engram_ros.core.index import EngramIndex
+from engram_ros.core.model.engram import Engram
+from engram_ros.core.model.engram import kind_code
+from engram_ros.core.model.engram import KINDS
 from engram_ros.core.storage import Storage
 from engram_ros.core.validity import valid_mask
 

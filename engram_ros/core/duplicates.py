@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from engram_ros.core.engram import Engram
-from engram_ros.core.engram import kind_code
-from engram_ros.core.engram import normalize_vector
-from engram_ros.core.engram import Observation
-from engram_ros.core.engram import stack_rows
+from engram_ros.core.model.engram import Engram
+from engram_ros.core.model.engram import kind_code
+from engram_ros.core.model.engram import normalize_vector
+from engram_ros.core.model.engram import Observation
+from engram_ros.core.model.engram import stack_rows
 
 if TYPE_CHECKING:
     from engram_ros.core.index import EngramIndex

@@ -1,6 +1,6 @@
 """Where engrams are forgotten: which ones to evict when the memory is over its budget.
 
-Two rules, applied by :class:`engram_ros.core.store.MemoryStore`:
+Two rules, applied by :class:`engram_ros.core.memory.MemoryStore`:
 
 * the short-term tier is an LRU cache: past its capacity, the least recently used short-term
   engrams (seen once, never reactivated) go first;
@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Iterable
 
-from engram_ros.core.engram import Engram
-from engram_ros.core.engram import TIER_LONG
+from engram_ros.core.model.engram import Engram
+from engram_ros.core.model.engram import TIER_LONG
 from engram_ros.core.model.errors import StatusError
 
 

@@ -1,8 +1,8 @@
 """Governance requests: which engrams a list or forget selects, edits, and their status codes.
 
 People must be able to see, correct and delete what the robot remembers. The contracts of those
-requests live here; :class:`engram_ros.core.store.MemoryStore` carries them out
-(:meth:`~engram_ros.core.store.MemoryStore.list_engrams`, ``edit``, ``forget``) and the
+requests live here; :class:`engram_ros.core.memory.MemoryStore` carries them out
+(:meth:`~engram_ros.core.memory.MemoryStore.list_engrams`, ``edit``, ``forget``) and the
 ``ListEngrams``/``GetEngrams``/``EditEngram``/``ForgetEngrams`` services mirror the status codes
 (``test/core/test_governance.py`` checks that they agree). Nothing here imports ROS.
 """
@@ -16,13 +16,13 @@ from enum import IntEnum
 import numpy as np
 
 from engram_ros.core import sketch
-from engram_ros.core.engram import Engram
-from engram_ros.core.engram import TIERS
+from engram_ros.core.model.engram import Engram
+from engram_ros.core.model.engram import TIERS
 from engram_ros.core.model.errors import StatusError
-from engram_ros.core.request_checks import RequestRules
 from engram_ros.core.request_checks import check_kinds
 from engram_ros.core.request_checks import check_region
 from engram_ros.core.request_checks import check_time_window
+from engram_ros.core.request_checks import RequestRules
 
 #: Largest page a list may ask for.
 MAX_LIMIT = 1000

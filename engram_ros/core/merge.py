@@ -22,12 +22,12 @@ from engram_ros.core.duplicates import compatible  # noqa: F401
 from engram_ros.core.duplicates import IDENTITY_NAMESPACES
 from engram_ros.core.duplicates import identity_tags  # noqa: F401
 from engram_ros.core.duplicates import pairs_within  # noqa: F401
-from engram_ros.core.engram import Engram
-from engram_ros.core.engram import normalize_vector
-from engram_ros.core.engram import Observation
-from engram_ros.core.engram import stack_rows
-from engram_ros.core.engram import TIER_LONG
-from engram_ros.core.engram import TIER_SHORT
+from engram_ros.core.model.engram import Engram
+from engram_ros.core.model.engram import normalize_vector
+from engram_ros.core.model.engram import Observation
+from engram_ros.core.model.engram import stack_rows
+from engram_ros.core.model.engram import TIER_LONG
+from engram_ros.core.model.engram import TIER_SHORT
 
 #: Smallest position variance kept after fusion [m^2]: evidence never makes a pose exact.
 _MIN_VARIANCE = 1e-6

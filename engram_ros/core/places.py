@@ -19,11 +19,11 @@ from enum import IntEnum
 
 import numpy as np
 
-from engram_ros.core.engram import Engram
 from engram_ros.core.geometry import matrix_to_quat
 from engram_ros.core.geometry import quat_to_matrix
+from engram_ros.core.model.edges import PlaceEdge
+from engram_ros.core.model.engram import Engram
 from engram_ros.core.model.errors import StatusError
-from engram_ros.core.storage import PlaceEdge
 
 
 class CorrectionStatus(IntEnum):

@@ -14,13 +14,13 @@ from typing import Sequence
 
 import numpy as np
 
-from engram_ros.core.engram import Engram
+from engram_ros.core.model.engram import Engram
 from engram_ros.core.model.errors import StatusError
-from engram_ros.core.request_checks import RequestRules
 from engram_ros.core.request_checks import check_kinds
 from engram_ros.core.request_checks import check_region
 from engram_ros.core.request_checks import check_times_finite
 from engram_ros.core.request_checks import check_window_order
+from engram_ros.core.request_checks import RequestRules
 from engram_ros.core.validity import check_time
 
 

@@ -17,7 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
-from engram_ros.core.engram import KINDS
+from engram_ros.core.model.engram import KINDS
 from engram_ros.core.model.errors import StatusError
 
 

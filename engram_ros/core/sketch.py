@@ -18,7 +18,7 @@ import math
 import re
 from typing import Iterable
 
-from engram_ros.core.engram import KINDS
+from engram_ros.core.model.engram import KINDS
 
 logger = logging.getLogger(__name__)
 

@@ -11,14 +11,14 @@ the image, lies between ``min_range`` and ``max_range`` in front of the camera, 
 its cell is nearer than it by more than ``margin`` (:meth:`View.sees`). A cell without depth
 (no return) never makes anything visible.
 
-:class:`MissTracker` remembers, per belief, the keyframes at which it should have been visible.
-A sighting (``last_seen``) clears those before it; a keyframe counts as a *miss* once ``grace``
-seconds (the store's ``move_grace``) have passed after it without a sighting (detections of
-the same frames arrive a little later than the keyframe). Misses are grouped into *visits* (gaps of more than ``visit_gap``
-between them), so one slow pass with a blind detector is one visit, not twenty. After misses on
-``visits`` separate visits the belief has ended: :meth:`MissTracker.gone` reports when (the
-first counted miss), and the store makes it history without a successor. This state lives in
-RAM: after a restart the counting starts again, which only delays a decision.
+:class:`MissTracker` remembers, per belief, the keyframes at which it should have been visible. A
+sighting (``last_seen``) clears those before it; a keyframe counts as a *miss* once ``grace``
+seconds (the store's ``move_grace``) have passed after it without a sighting (detections of the
+same frames arrive a little later than the keyframe). Misses are grouped into *visits* (gaps of
+more than ``visit_gap`` between them), so one slow pass with a blind detector is one visit, not
+twenty. After misses on ``visits`` separate visits the belief has ended: :meth:`MissTracker.gone`
+reports when (the first counted miss), and the store makes it history without a successor. This
+state lives in RAM: after a restart the counting starts again, which only delays a decision.
 Nothing here imports ROS or touches storage.
 """
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engram_ros.core.engram import normalize_vector
+from engram_ros.core.model.engram import normalize_vector
 from engram_ros.perception.visual import MODELS_DIR
 from engram_ros.perception.visual import random_projection
 

@@ -33,10 +33,10 @@ import cv2
 import numpy as np
 
 from engram_ros.core import sketch
-from engram_ros.core.engram import InvalidObservation
-from engram_ros.core.engram import Observation
 from engram_ros.core.evidence import EvidenceError
 from engram_ros.core.evidence import EvidenceStore
+from engram_ros.core.model.engram import InvalidObservation
+from engram_ros.core.model.engram import Observation
 from engram_ros.core.visibility import View
 from engram_ros.perception import evidence
 from engram_ros.perception.audio import audio_embedding

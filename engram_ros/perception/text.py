@@ -23,7 +23,7 @@ from typing import Sequence
 import numpy as np
 
 from engram_ros.core import sketch
-from engram_ros.core.engram import normalize_vector
+from engram_ros.core.model.engram import normalize_vector
 from engram_ros.perception.visual import random_projection
 
 #: Width of the sentence model's embeddings.

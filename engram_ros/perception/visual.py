@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 import torch
 
-from engram_ros.core.engram import normalize_vector
+from engram_ros.core.model.engram import normalize_vector
 
 _LOG = logging.getLogger(__name__)
 

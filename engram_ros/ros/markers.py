@@ -9,7 +9,7 @@ from builtin_interfaces.msg import Time
 from visualization_msgs.msg import Marker
 from visualization_msgs.msg import MarkerArray
 
-from engram_ros.core.engram import Engram
+from engram_ros.core.model.engram import Engram
 from engram_ros.ros.conversions.common import set_header
 
 #: Marker colours per kind (RGBA).

@@ -1,5 +1,5 @@
 """The memory node's parameters: declared once here (names, defaults, descriptions), checked
-when they change, mapped onto :class:`~engram_ros.core.store.StoreConfig` and the store they
+when they change, mapped onto :class:`~engram_ros.core.memory.StoreConfig` and the store they
 open, and applied to a running store.
 
 Plain functions over parameter values, so the mapping reads (and is tested) apart from the
@@ -18,16 +18,16 @@ from rclpy.parameter import Parameter
 
 from engram_ros.core.audit import AUDIT_FILE_NAME
 from engram_ros.core.audit import AuditLog
-from engram_ros.core.engram import KINDS
 from engram_ros.core.evidence import EvidenceStore
 from engram_ros.core.forgetting import RetentionPolicy
+from engram_ros.core.memory import MemoryStore
+from engram_ros.core.memory import StoreConfig
 from engram_ros.core.merge import MergePolicy
+from engram_ros.core.model.engram import KINDS
 from engram_ros.core.privacy import DEFAULT_RETENTION
 from engram_ros.core.privacy import PrivacyPolicy
 from engram_ros.core.storage import MemoryStorage
 from engram_ros.core.storage import SQLiteStorage
-from engram_ros.core.store import MemoryStore
-from engram_ros.core.store import StoreConfig
 from engram_ros.core.visibility import MissPolicy
 
 #: Parameters that shape the store on disk: fixed once the node runs.

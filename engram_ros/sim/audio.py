@@ -15,9 +15,9 @@ from typing import Sequence
 import numpy as np
 
 from engram_ros.sim.scenario import AudioSettings
+from engram_ros.sim.world import segment_hits_rect
 from engram_ros.sim.world import SoundSpec
 from engram_ros.sim.world import Wall
-from engram_ros.sim.world import segment_hits_rect
 
 
 def _chime(t: np.ndarray, tau: np.ndarray) -> np.ndarray:

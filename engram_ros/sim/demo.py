@@ -382,8 +382,8 @@ def main(argv: list[str] | None = None) -> int:
         if any(args.store.iterdir()) and not (args.store / MARKER_NAME).exists():
             parser.error(f'{args.store} exists and is not an engram store; not wiping it')
         shutil.rmtree(args.store)
-    from engram_ros.sim.scenario import ScenarioError
     from engram_ros.sim.scenario import load_scenario
+    from engram_ros.sim.scenario import ScenarioError
     try:
         scenario_path = str(load_scenario(args.scenario).source)
     except ScenarioError as exc:

@@ -18,9 +18,6 @@ the same values from ``config/engram.yaml``.
 
 from __future__ import annotations
 
-# First, before numpy loads: nodes run BLAS and OpenMP single-threaded (see engram_ros.ros.nodes).
-import engram_ros.ros.nodes  # noqa: F401,I001
-
 import json
 import math
 import sys
@@ -37,12 +34,14 @@ from sensor_msgs.msg import CameraInfo
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
+# First, before numpy loads: nodes run BLAS and OpenMP single-threaded (see engram_ros.ros.nodes).
+import engram_ros.ros.nodes  # noqa: F401,I001
 from engram_ros.msg import AudioChunk
 from engram_ros.msg import DetectionArray
 from engram_ros.ros.conversions import sensors
 from engram_ros.ros.nodes.spin import run_node
-from engram_ros.sim.scenario import ScenarioError
 from engram_ros.sim.scenario import load_scenario
+from engram_ros.sim.scenario import ScenarioError
 from engram_ros.sim.scene import CameraModel
 from engram_ros.sim.simulator import Frame
 from engram_ros.sim.simulator import Simulator

@@ -63,7 +63,8 @@ class AudioSettings:
 
 @dataclass(frozen=True)
 class Event:
-    """After lap ``after_lap`` ends: ``move`` ``label`` to a room or a position, or ``remove`` it."""
+    """After lap ``after_lap`` ends: ``move`` ``label`` to a room or a position, or ``remove``
+    it."""
 
     after_lap: int
     action: str
@@ -347,8 +348,9 @@ def _object(check: _Checker, item: Any, line: int, base_dir: Path | None) -> Obj
     if asset:
         found = find_asset(asset, base_dir)
         if found is None:
-            raise check.fail(m.lines['asset'], f'asset {asset!r} of object {label!r} not found '
-                                               '(looked next to the scenario and in pybullet_data)')
+            raise check.fail(m.lines['asset'],
+                             f'asset {asset!r} of object {label!r} not found '
+                             '(looked next to the scenario and in pybullet_data)')
         asset = str(found)
     shape = check.string(m, 'shape', 'box', worlds.SHAPES)
     size = (check.vector(m['size'], m.lines['size'], 'size', (1, 2, 3))

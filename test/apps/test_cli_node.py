@@ -12,13 +12,10 @@ import pytest
 rclpy = pytest.importorskip('rclpy')
 
 ROOT = Path(__file__).resolve().parents[2]
-# The memory node's test helpers (its process, publishing observations) live beside the node's
-# own tests; pytest puts that folder on the path only when it collects them, so name it here.
-sys.path.insert(0, str(next((ROOT / 'test').rglob('test_memory_node.py')).parent))
 
-from test_memory_node import ingest  # noqa: E402
-from test_memory_node import Memory  # noqa: E402
-from test_memory_node import observation  # noqa: E402
+from memory_graph import ingest  # noqa: E402
+from memory_graph import Memory  # noqa: E402
+from memory_graph import observation  # noqa: E402
 
 
 def engram(namespace: str, *args: str) -> subprocess.CompletedProcess:

@@ -18,13 +18,13 @@ import numpy as np
 import pytest
 
 from engram_ros.apps.cli.transfer import load_renumbered
-from engram_ros.core.engram import Engram
-from engram_ros.core.engram import Observation
 from engram_ros.core.evidence import EvidenceStore
+from engram_ros.core.memory import MemoryStore
+from engram_ros.core.memory import StoreConfig
+from engram_ros.core.model.engram import Engram
+from engram_ros.core.model.engram import Observation
 from engram_ros.core.storage import MemoryStorage
 from engram_ros.core.storage import SQLiteStorage
-from engram_ros.core.store import MemoryStore
-from engram_ros.core.store import StoreConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 DIM = 16

@@ -17,11 +17,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import PARAMS
-from conftest import ROOT
 from engram_ros.apps.launcher import Launcher
 from engram_ros.apps.wiring import NODES
 from engram_ros.apps.wiring import PERCEPTION_INPUTS
+
+from conftest import PARAMS
+from conftest import ROOT
 
 
 class _Action:

@@ -22,7 +22,7 @@ pytest.importorskip('pybullet')
 
 from engram_ros.apps.launcher import Launcher  # noqa: E402
 from engram_ros.apps.wiring import NODES  # noqa: E402
-from engram_ros.core.engram import Observation  # noqa: E402
+from engram_ros.core.model.engram import Observation  # noqa: E402
 from engram_ros.core.storage import SQLiteStorage  # noqa: E402
 from engram_ros.msg import Observation as ObservationMsg  # noqa: E402
 from engram_ros.ros.client import MemoryClient  # noqa: E402

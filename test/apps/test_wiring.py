@@ -8,9 +8,10 @@ import sys
 import pytest
 import yaml
 
+from engram_ros.apps import wiring
+
 from conftest import PARAMS
 from conftest import ROOT
-from engram_ros.apps import wiring
 
 
 def params_file(tmp_path, **memory) -> str:

@@ -15,8 +15,8 @@ from engram_ros.core.backend import EmbeddedBackend
 from engram_ros.core.backend import MemoryBackend
 from engram_ros.core.backend import Region
 from engram_ros.core.backend import Stage1Filter
-from engram_ros.core.engram import Engram
-from engram_ros.core.engram import KINDS
+from engram_ros.core.model.engram import Engram
+from engram_ros.core.model.engram import KINDS
 from engram_ros.core.query import RecallQuery
 from engram_ros.core.storage import MemoryStorage
 from engram_ros.core.storage import SQLiteStorage

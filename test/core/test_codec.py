@@ -14,8 +14,6 @@ from hypothesis import HealthCheck
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
-from test_storage_schema import assert_every_field_equal
-from test_storage_schema import fixture_engrams
 
 from engram_ros.core.model.codec import CodecError
 from engram_ros.core.model.codec import FIELDS
@@ -30,6 +28,9 @@ from engram_ros.core.model.engram import TIERS
 from engram_ros.core.storage import MemoryStorage
 from engram_ros.core.storage import SQLiteStorage
 from engram_ros.core.storage.schema import COLUMNS
+
+from test_storage_schema import assert_every_field_equal
+from test_storage_schema import fixture_engrams
 
 #: Lines written by ``engram export`` before the codec (``engram_record`` of cli.py, plus the
 #: ``evidence_files`` key the export adds), for the engrams of ``fixture_engrams()``.

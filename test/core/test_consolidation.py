@@ -19,19 +19,19 @@ import numpy as np
 import pytest
 
 from engram_ros.core.audit import AuditLog
-from engram_ros.core.engram import Engram
-from engram_ros.core.engram import Observation
 from engram_ros.core.forgetting import FeedbackError
 from engram_ros.core.forgetting import FeedbackStatus
+from engram_ros.core.memory import MemoryStore
+from engram_ros.core.memory import StoreConfig
 from engram_ros.core.merge import MergePolicy
+from engram_ros.core.model.engram import Engram
+from engram_ros.core.model.engram import Observation
 from engram_ros.core.places import CorrectionError
 from engram_ros.core.places import CorrectionStatus
 from engram_ros.core.places import PoseCorrection
 from engram_ros.core.query import RecallQuery
 from engram_ros.core.storage import MemoryStorage
 from engram_ros.core.storage import SQLiteStorage
-from engram_ros.core.store import MemoryStore
-from engram_ros.core.store import StoreConfig
 
 DIM = 16
 T0 = 1.7e9
@@ -249,7 +249,7 @@ def test_eviction_under_a_tiny_budget_keeps_pinned_and_useful_engrams(make_store
     for _ in range(10):                     # seen once, but it helped every time
         store.feedback([ids['thing1']], helped=True)
     store.config.budget = 2
-    with caplog.at_level(logging.INFO, logger='engram_ros.core.store'):
+    with caplog.at_level(logging.INFO, logger='engram_ros.core.memory'):
         report = store.consolidate(now=T0 + 100)
     kept = {e.label for e in store.list_engrams().engrams}
     assert kept == {'thing0', 'thing1'} and report.forgotten == 6

@@ -7,13 +7,13 @@ import dataclasses
 import numpy as np
 import pytest
 
-from engram_ros.core.engram import Engram
-from engram_ros.core.engram import TIER_LONG
-from engram_ros.core.engram import TIER_SHORT
-from engram_ros.core.forgetting import RetentionPolicy
 from engram_ros.core.forgetting import protected
 from engram_ros.core.forgetting import retention
+from engram_ros.core.forgetting import RetentionPolicy
 from engram_ros.core.forgetting import select_evictions
+from engram_ros.core.model.engram import Engram
+from engram_ros.core.model.engram import TIER_LONG
+from engram_ros.core.model.engram import TIER_SHORT
 
 NOW = 1.7e9 + 30 * 24 * 3600.0
 DAY = 24 * 3600.0

@@ -10,16 +10,16 @@ import numpy as np
 import pytest
 
 from engram_ros.core.audit import AuditLog
-from engram_ros.core.engram import Observation
 from engram_ros.core.evidence import EvidenceStore
 from engram_ros.core.governance import EngramFilter
 from engram_ros.core.governance import GovernanceError
 from engram_ros.core.governance import GovernanceStatus
+from engram_ros.core.memory import MemoryStore
+from engram_ros.core.memory import ObservationExcluded
+from engram_ros.core.memory import StoreConfig
+from engram_ros.core.model.engram import Observation
 from engram_ros.core.privacy import PrivacyPolicy
 from engram_ros.core.storage import SQLiteStorage
-from engram_ros.core.store import MemoryStore
-from engram_ros.core.store import ObservationExcluded
-from engram_ros.core.store import StoreConfig
 
 DIM = 16
 SECRET_LABEL = 'zqxsecretlabel'

@@ -7,12 +7,13 @@ import numpy as np
 import pytest
 
 from engram_ros.core.index import EngramIndex
-from index_cases import DIM
-from index_cases import N
+
 from index_cases import _brute
 from index_cases import _build
 from index_cases import _unit
+from index_cases import DIM
 from index_cases import make_data
+from index_cases import N
 
 
 @pytest.fixture()

@@ -15,6 +15,7 @@ import pytest
 from engram_ros.core.index import EngramIndex
 from engram_ros.core.index import FORMAT_VERSION
 from engram_ros.core.index import IndexLoadError
+
 from index_cases import _build
 from index_cases import _ids
 from index_cases import _unit

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from engram_ros.core.audit import AuditLog
+
 from fixtures import legacy_store
 
 FIXTURE = legacy_store.STORE

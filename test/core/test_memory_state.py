@@ -19,16 +19,16 @@ import numpy as np
 import pytest
 
 from engram_ros.core.audit import AuditLog
-from engram_ros.core.engram import Engram
-from engram_ros.core.engram import Observation
-from engram_ros.core.engram import TIER_LONG
-from engram_ros.core.engram import TIER_SHORT
 from engram_ros.core.memory import MemoryState
 from engram_ros.core.memory import MemoryStore
 from engram_ros.core.memory import StoreConfig
+from engram_ros.core.model.edges import PlaceEdge
+from engram_ros.core.model.engram import Engram
+from engram_ros.core.model.engram import Observation
+from engram_ros.core.model.engram import TIER_LONG
+from engram_ros.core.model.engram import TIER_SHORT
 from engram_ros.core.places import PoseCorrection
 from engram_ros.core.storage import MemoryStorage
-from engram_ros.core.storage import PlaceEdge
 from engram_ros.core.storage import SQLiteStorage
 
 DIM = 16

@@ -5,17 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engram_ros.core.engram import Engram
-from engram_ros.core.engram import Observation
-from engram_ros.core.engram import TIER_LONG
-from engram_ros.core.engram import TIER_SHORT
-from engram_ros.core.merge import MergePolicy
 from engram_ros.core.merge import compatible
 from engram_ros.core.merge import identity_tags
 from engram_ros.core.merge import merge
 from engram_ros.core.merge import merge_clusters
 from engram_ros.core.merge import merge_engrams
+from engram_ros.core.merge import MergePolicy
 from engram_ros.core.merge import pairs_within
+from engram_ros.core.model.engram import Engram
+from engram_ros.core.model.engram import Observation
+from engram_ros.core.model.engram import TIER_LONG
+from engram_ros.core.model.engram import TIER_SHORT
 
 DIM = 8
 T0 = 1.7e9

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from engram_ros.core import query as query_module
-from engram_ros.core.engram import KINDS
+from engram_ros.core.model.engram import KINDS
+from engram_ros.core.query import as_tags
 from engram_ros.core.query import QueryError
 from engram_ros.core.query import RecallQuery
 from engram_ros.core.query import RecallResult
 from engram_ros.core.query import RecallStatus
-from engram_ros.core.query import as_tags
 
 DIM = 8
 MAX_K = 50

@@ -7,8 +7,8 @@ import pytest
 
 from engram_ros.core.index import EngramIndex
 from engram_ros.core.query import RecallQuery
-from engram_ros.core.ranking import RankingWeights
 from engram_ros.core.ranking import rank
+from engram_ros.core.ranking import RankingWeights
 from engram_ros.core.ranking import support_score
 
 DIM = 16

@@ -11,10 +11,10 @@ import math
 import numpy as np
 import pytest
 
-from engram_ros.core.engram import KINDS
 from engram_ros.core.governance import EngramFilter
 from engram_ros.core.governance import GovernanceError
 from engram_ros.core.governance import GovernanceStatus
+from engram_ros.core.model.engram import KINDS
 from engram_ros.core.query import QueryError
 from engram_ros.core.query import RecallQuery
 from engram_ros.core.query import RecallStatus

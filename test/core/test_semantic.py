@@ -9,13 +9,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engram_ros.core.engram import Observation
+from engram_ros.core.memory import MemoryStore
+from engram_ros.core.memory import StoreConfig
+from engram_ros.core.model.engram import Observation
+from engram_ros.core.query import RecallQuery
 from engram_ros.core.semantic import SemanticTags
 from engram_ros.core.semantic import tag_phrase
 from engram_ros.core.storage import MemoryStorage
-from engram_ros.core.store import MemoryStore
-from engram_ros.core.store import StoreConfig
-from engram_ros.core.query import RecallQuery
 
 LABELS = ('mug', 'sofa', 'bed', 'book', 'laptop', 'plant', 'shoes', 'chair', 'kettle')
 TAGS = [f'label:{label}' for label in LABELS] + [

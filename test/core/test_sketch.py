@@ -7,16 +7,16 @@ import itertools
 import pytest
 
 from engram_ros.core import sketch
+from engram_ros.core.sketch import color_name
 from engram_ros.core.sketch import COLOR_SYNONYMS
 from engram_ros.core.sketch import LABEL_SYNONYMS
 from engram_ros.core.sketch import NAMESPACES
-from engram_ros.core.sketch import ROOM_SYNONYMS
-from engram_ros.core.sketch import SIZE_SYNONYMS
-from engram_ros.core.sketch import SOUND_SYNONYMS
-from engram_ros.core.sketch import color_name
 from engram_ros.core.sketch import normalize_tag
 from engram_ros.core.sketch import normalize_tags
+from engram_ros.core.sketch import ROOM_SYNONYMS
 from engram_ros.core.sketch import singular
+from engram_ros.core.sketch import SIZE_SYNONYMS
+from engram_ros.core.sketch import SOUND_SYNONYMS
 from engram_ros.core.sketch import text_to_tags
 
 PALETTE = {'red', 'orange', 'yellow', 'green', 'blue', 'purple', 'pink', 'brown', 'black',

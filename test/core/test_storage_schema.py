@@ -9,19 +9,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_storage_base import DIM
-from test_storage_base import make_engram
-from test_storage_base import snapshot
 
 from engram_ros.core.model.codec import FIELDS
+from engram_ros.core.model.edges import PlaceEdge
 from engram_ros.core.model.engram import Engram
 from engram_ros.core.model.engram import KINDS
 from engram_ros.core.model.engram import MODALITIES
 from engram_ros.core.model.engram import TIERS
-from engram_ros.core.storage import PlaceEdge
 from engram_ros.core.storage import SCHEMA_VERSION
 from engram_ros.core.storage import SQLiteStorage
 from engram_ros.core.storage import StoreOpenError
+
+from test_storage_base import DIM
+from test_storage_base import make_engram
+from test_storage_base import snapshot
+
 
 def test_missing_directory_is_created(tmp_path: Path) -> None:
     with SQLiteStorage(tmp_path / 'a' / 'b' / 'store') as backend:

@@ -13,12 +13,12 @@ from typing import Iterator
 
 import pytest
 
+from engram_ros.core.storage import SCHEMA_VERSION
+from engram_ros.core.storage import SQLiteStorage
+
 from test_storage_base import assert_same
 from test_storage_base import make_engram
 from test_storage_base import REPO_ROOT
-
-from engram_ros.core.storage import SCHEMA_VERSION
-from engram_ros.core.storage import SQLiteStorage
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Tests of engram_ros.core.store.MemoryStore: ingest, recall, consolidate, close and reopen.
+"""Tests of engram_ros.core.memory.MemoryStore: ingest, recall, consolidate, close and reopen.
 
 Runs on both storage backends (RAM and SQLite files in ``tmp_path``) with a real faiss index.
 """
@@ -17,21 +17,21 @@ from typing import Iterator
 import numpy as np
 import pytest
 
-from engram_ros.core.engram import Engram
-from engram_ros.core.engram import InvalidObservation
-from engram_ros.core.engram import Observation
-from engram_ros.core.engram import TIER_LONG
-from engram_ros.core.engram import TIER_SHORT
+from engram_ros.core.memory import ConsolidationScope
+from engram_ros.core.memory import MemoryStore
+from engram_ros.core.memory import StoreConfig
 from engram_ros.core.merge import MergePolicy
+from engram_ros.core.model.engram import Engram
+from engram_ros.core.model.engram import InvalidObservation
+from engram_ros.core.model.engram import Observation
+from engram_ros.core.model.engram import TIER_LONG
+from engram_ros.core.model.engram import TIER_SHORT
 from engram_ros.core.query import QueryError
 from engram_ros.core.query import RecallQuery
 from engram_ros.core.query import RecallStatus
 from engram_ros.core.storage import INDEX_DIR_NAME
 from engram_ros.core.storage import MemoryStorage
 from engram_ros.core.storage import SQLiteStorage
-from engram_ros.core.store import ConsolidationScope
-from engram_ros.core.store import MemoryStore
-from engram_ros.core.store import StoreConfig
 
 DIM = 8
 FRAME = 'map'

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 
 from engram_ros.core.audit import AuditLog
-from engram_ros.core.engram import InvalidObservation
-from engram_ros.core.engram import Observation
+from engram_ros.core.memory import MemoryStore
+from engram_ros.core.memory import StoreConfig
+from engram_ros.core.model.engram import InvalidObservation
+from engram_ros.core.model.engram import Observation
 from engram_ros.core.query import RecallQuery
 from engram_ros.core.storage import MemoryStorage
-from engram_ros.core.store import MemoryStore
-from engram_ros.core.store import StoreConfig
 from engram_ros.core.visibility import MissPolicy
 from engram_ros.core.visibility import MissTracker
 from engram_ros.core.visibility import View

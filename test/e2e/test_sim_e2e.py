@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 import threading
-import time
 import uuid
 
 import pytest
@@ -16,7 +15,7 @@ from conftest import wait_for
 
 rclpy = pytest.importorskip('rclpy')
 pytest.importorskip('pybullet')
-pytest.importorskip('engram_ros.nodes.perception_node')
+pytest.importorskip('engram_ros.ros.nodes.perception_node')
 if not (ROOT / 'engram_ros' / 'perception' / 'models' / 'visual_vocabulary.npz').exists():
     pytest.skip('perception models not generated (tools/train_perception_models.py)',
                 allow_module_level=True)
@@ -25,8 +24,8 @@ from rclpy.qos import DurabilityPolicy  # noqa: E402
 from rclpy.qos import QoSProfile  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 
-from engram_ros.client import MemoryClient  # noqa: E402
-from engram_ros.launcher import Launcher  # noqa: E402
+from engram_ros.apps.launcher import Launcher  # noqa: E402
+from engram_ros.ros.client import MemoryClient  # noqa: E402
 
 
 def test_where_is_x_matches_ground_truth_after_one_lap(test_node, tmp_path):

@@ -13,6 +13,7 @@ from engram_ros.core.evidence import EvidenceStore
 from engram_ros.perception.evidence import encode_jpeg
 from engram_ros.perception.evidence import encode_wav
 from engram_ros.perception.objects import Detection
+
 from test_pipeline import make
 from test_pipeline import run_all
 from test_pipeline import view

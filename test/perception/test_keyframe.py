@@ -5,6 +5,7 @@ import numpy as np
 from engram_ros.perception.geometry import checked_pose
 from engram_ros.perception.keyframe import KeyframeGate
 from engram_ros.perception.scenes import render_view
+
 from test_geometry import yaw_quat
 
 IMG_A, _ = render_view(1, 0, size=(320, 240), jitter=0.0)

@@ -16,6 +16,7 @@ from engram_ros.perception.objects import object_tags
 from engram_ros.perception.objects import ObjectLocator
 from engram_ros.perception.scenes import depth_of_solids
 from engram_ros.perception.scenes import rgbd_with_objects
+
 from test_geometry import yaw_quat
 
 K = Intrinsics(525.0, 525.0, 319.5, 239.5, 640, 480)

@@ -20,6 +20,7 @@ from engram_ros.perception.rooms import RoomMap
 from engram_ros.perception.scenes import rgbd_with_objects
 from engram_ros.perception.sounds import synthesise
 from engram_ros.perception.visual import load_visual_encoder
+
 from test_geometry import yaw_quat
 
 K = Intrinsics(525.0, 525.0, 319.5, 239.5, 640, 480)

@@ -89,7 +89,8 @@ def test_random_projection_keeps_cosines():
 
 
 def test_compressor_file_is_small():
-    from engram_ros.perception.visual import COMPRESSOR_FILE, MODELS_DIR
+    from engram_ros.perception.visual import COMPRESSOR_FILE
+    from engram_ros.perception.visual import MODELS_DIR
     total = sum(p.stat().st_size for p in MODELS_DIR.iterdir())
     assert COMPRESSOR_FILE.exists() and total <= 5 * 1024 * 1024
     assert OrbBowEncoder.load().dim == 256

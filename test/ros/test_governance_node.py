@@ -12,7 +12,8 @@ from conftest import wait_for
 rclpy = pytest.importorskip('rclpy')
 
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
-from engram_ros.core.engram import Observation  # noqa: E402
+
+from engram_ros.core.model.engram import Observation  # noqa: E402
 from engram_ros.msg import Observation as ObservationMsg  # noqa: E402
 from engram_ros.ros.client import MemoryClient  # noqa: E402
 from engram_ros.ros.conversions import memory as conversions  # noqa: E402

@@ -12,16 +12,18 @@ from conftest import wait_for
 
 rclpy = pytest.importorskip('rclpy')
 
-from engram_ros.core.engram import Observation  # noqa: E402
+from geometry_msgs.msg import Pose  # noqa: E402
+
+from engram_ros.core.model.engram import Observation  # noqa: E402
 from engram_ros.msg import KeyframeCorrection  # noqa: E402
 from engram_ros.ros.conversions import memory as conversions  # noqa: E402
 from engram_ros.srv import Feedback  # noqa: E402
 from engram_ros.srv import GetPlaces  # noqa: E402
 from engram_ros.srv import Recall  # noqa: E402
-from geometry_msgs.msg import Pose  # noqa: E402
-from test_memory_node import DIM  # noqa: E402
-from test_memory_node import Memory  # noqa: E402
-from test_memory_node import VECTORS  # noqa: E402
+
+from memory_graph import DIM  # noqa: E402
+from memory_graph import Memory  # noqa: E402
+from memory_graph import VECTORS  # noqa: E402
 
 T0 = 1.7e9
 LAP = 100.0
@@ -141,7 +143,7 @@ def test_recall_where_was_it_and_what_changed(memory):
 
 
 def test_a_thing_missed_in_keyframe_views_ends(memory):
-    from core.test_visibility import view    # a real depth image summarised as a View
+    from core.test_visibility import view  # a real depth image summarised as a View
 
     look = msg('', KITCHEN, T0 + 100, 'place')
     memory.publish(msg('mug', (2.0, 0.0, 1.0), T0))

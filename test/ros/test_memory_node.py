@@ -4,85 +4,29 @@ from __future__ import annotations
 
 import math
 import sqlite3
-import time
 
 import numpy as np
 import pytest
 
 from conftest import wait_for
+from memory_graph import DIM
+from memory_graph import ingest
+from memory_graph import Memory
+from memory_graph import observation
+from memory_graph import VECTORS
 
 rclpy = pytest.importorskip('rclpy')
 
-from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
-from engram_ros.core.engram import Observation  # noqa: E402
-from engram_ros.msg import Observation as ObservationMsg  # noqa: E402
-from engram_ros.ros.client import MemoryClient  # noqa: E402
-from engram_ros.ros.conversions import memory as conversions  # noqa: E402
-from engram_ros.srv import Consolidate  # noqa: E402
-from engram_ros.srv import Recall  # noqa: E402
 from visualization_msgs.msg import MarkerArray  # noqa: E402
 
-DIM = 256
-RNG = np.random.default_rng(7)
-VECTORS = {name: RNG.normal(size=DIM) for name in ('mug', 'book', 'kitchen', 'plant')}
-
-
-def observation(label: str, position, kind: str = 'object', stamp: float | None = None,
-                tags=()) -> ObservationMsg:
-    vec = VECTORS[label] + 0.05 * RNG.normal(size=DIM)
-    return conversions.observation_to_msg(Observation(
-        kind=kind, frame_id='map', position=np.asarray(position, dtype=float),
-        stamp=stamp or time.time(), vector=vec, label=label, tags=tuple(tags)))
-
-
-class Memory:
-    """A memory node process and the test's handles on it."""
-
-    def __init__(self, test_node, process, namespace: str) -> None:
-        self.process = process
-        self.namespace = namespace
-        self.client = MemoryClient(test_node, namespace)
-        try:
-            self.client.wait_for_services(timeout=20.0)
-        except RuntimeError:
-            pytest.fail(f'memory node did not come up:\n{process.log()}')
-        self.publisher = test_node.create_publisher(
-            ObservationMsg, f'{namespace}/engram/observations', 100)
-        self.diagnostics: list[DiagnosticArray] = []
-        test_node.create_subscription(DiagnosticArray, '/diagnostics',
-                                      self.diagnostics.append, 10)
-        assert wait_for(lambda: self.publisher.get_subscription_count() > 0, 10.0)
-
-    def publish(self, *msgs: ObservationMsg) -> None:
-        for msg in msgs:
-            self.publisher.publish(msg)
-
-    def diagnostic(self, key: str) -> str | None:
-        """Latest value of ``key`` in this node's diagnostics."""
-        for array in reversed(self.diagnostics):
-            for status in array.status:
-                if self.namespace.strip('/') in status.name or 'engram_memory' in status.name:
-                    values = {kv.key: kv.value for kv in status.values}
-                    if key in values:
-                        return values[key]
-        return None
-
-    def count(self) -> int:
-        response = self.client.recall(kinds=['place', 'object', 'audio', 'event'], k=100)
-        assert response.status == Recall.Response.STATUS_OK, response.message
-        return len(response.engrams)
+from engram_ros.srv import Consolidate  # noqa: E402
+from engram_ros.srv import Recall  # noqa: E402
 
 
 @pytest.fixture
 def memory(test_node, start_memory, tmp_path):
     process, namespace = start_memory(store_dir=tmp_path / 'store')
     return Memory(test_node, process, namespace)
-
-
-def ingest(memory: Memory, msgs: list[ObservationMsg], expected: int) -> None:
-    before = memory.count()
-    memory.publish(*msgs)
-    assert wait_for(lambda: memory.count() >= before + expected, 10.0), memory.process.log()
 
 
 def test_observations_become_engrams_found_by_recall(memory):
@@ -168,11 +112,14 @@ BAD_REQUESTS = [
     ('unknown kind', dict(kinds=['spaceship']), Recall.Response.STATUS_UNKNOWN_KIND),
     ('end before start', dict(text='mug', start=2000.0, end=1000.0),
      Recall.Response.STATUS_INVALID_TIME_WINDOW),
-    ('negative radius', dict(center=(0, 0, 0), radius=-1.0), Recall.Response.STATUS_INVALID_RADIUS),
+    ('negative radius', dict(center=(0, 0, 0), radius=-1.0),
+     Recall.Response.STATUS_INVALID_RADIUS),
     ('centre in another frame', dict(center=(0, 0, 0), radius=1.0, frame_id='odom'),
      Recall.Response.STATUS_UNKNOWN_FRAME),
-    ('min score above one', dict(text='mug', min_score=2.0), Recall.Response.STATUS_INVALID_SCORE),
-    ('unknown tag namespace', dict(tags_all=['flavour:sweet']), Recall.Response.STATUS_INVALID_TAG),
+    ('min score above one', dict(text='mug', min_score=2.0),
+     Recall.Response.STATUS_INVALID_SCORE),
+    ('unknown tag namespace', dict(tags_all=['flavour:sweet']),
+     Recall.Response.STATUS_INVALID_TAG),
 ]
 
 

@@ -25,6 +25,10 @@ pytestmark = pytest.mark.flaky(reruns=2, reruns_delay=2)
 rclpy = pytest.importorskip('rclpy')
 
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from nav_msgs.msg import Odometry  # noqa: E402
+from sensor_msgs.msg import CameraInfo  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
+
 from engram_ros.msg import AudioChunk  # noqa: E402
 from engram_ros.msg import DetectionArray  # noqa: E402
 from engram_ros.perception.geometry import camera_extrinsic  # noqa: E402
@@ -35,9 +39,6 @@ from engram_ros.perception.scenes import rgbd_with_objects  # noqa: E402
 from engram_ros.perception.sounds import synthesise  # noqa: E402
 from engram_ros.ros.client import MemoryClient  # noqa: E402
 from engram_ros.ros.conversions import sensors as pc  # noqa: E402
-from nav_msgs.msg import Odometry  # noqa: E402
-from sensor_msgs.msg import CameraInfo  # noqa: E402
-from sensor_msgs.msg import Image  # noqa: E402
 
 K = Intrinsics(525.0, 525.0, 319.5, 239.5, 640, 480)
 CAM_XYZ, CAM_RPY = (0.2, 0.0, 1.0), (0.0, 0.2, 0.0)

@@ -6,8 +6,8 @@ import pytest
 
 pytest.importorskip('rclpy')
 
+from engram_ros.core.memory import StoreConfig  # noqa: E402
 from engram_ros.core.privacy import DEFAULT_RETENTION  # noqa: E402
-from engram_ros.core.store import StoreConfig  # noqa: E402
 from engram_ros.ros import memory_parameters  # noqa: E402
 from engram_ros.ros.memory_parameters import STRING_ARRAY  # noqa: E402
 

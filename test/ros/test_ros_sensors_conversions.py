@@ -8,10 +8,11 @@ import pytest
 
 pytest.importorskip('rclpy')
 
+from sensor_msgs.msg import Image  # noqa: E402
+
 from engram_ros.perception.errors import InputRejected  # noqa: E402
 from engram_ros.perception.objects import Detection  # noqa: E402
 from engram_ros.ros.conversions import sensors as pc  # noqa: E402
-from sensor_msgs.msg import Image  # noqa: E402
 
 RNG = np.random.default_rng(0)
 RGB = RNG.integers(0, 256, (48, 64, 3), dtype=np.uint8)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engram_ros.sim.audio import Microphone
 from engram_ros.sim.audio import attenuation
+from engram_ros.sim.audio import Microphone
 from engram_ros.sim.audio import rms
 from engram_ros.sim.audio import source_signal
 from engram_ros.sim.audio import walls_between

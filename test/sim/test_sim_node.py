@@ -10,8 +10,8 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
-from conftest import PARAMS
 from conftest import NodeProcess
+from conftest import PARAMS
 from conftest import wait_for
 
 rclpy = pytest.importorskip('rclpy')

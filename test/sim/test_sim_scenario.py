@@ -6,10 +6,10 @@ import textwrap
 
 import pytest
 
-from engram_ros.sim.scenario import ScenarioError
 from engram_ros.sim.scenario import load_scenario
 from engram_ros.sim.scenario import parse_scenario
 from engram_ros.sim.scenario import scenario_dirs
+from engram_ros.sim.scenario import ScenarioError
 
 
 def parse(text: str):

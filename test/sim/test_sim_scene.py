@@ -15,8 +15,8 @@ from engram_ros.sim.scenario import Event
 from engram_ros.sim.scenario import load_scenario
 from engram_ros.sim.scene import CameraModel
 from engram_ros.sim.scene import Scene
-from engram_ros.sim.simulator import Simulator
 from engram_ros.sim.simulator import lap_poses
+from engram_ros.sim.simulator import Simulator
 from engram_ros.sim.world import world
 
 pytest.importorskip('pybullet')

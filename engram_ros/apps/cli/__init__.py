@@ -39,7 +39,7 @@ from typing import TextIO
 from engram_ros.apps.cli import edit
 from engram_ros.apps.cli import inspect
 from engram_ros.apps.cli import keygen
-from engram_ros.apps.cli import map as map_   # the module, not the builtin
+from engram_ros.apps.cli import map as map_  # the module, not the builtin
 from engram_ros.apps.cli import transfer
 from engram_ros.apps.cli import verify
 from engram_ros.apps.cli.common import CliError

@@ -23,14 +23,14 @@ from tqdm import tqdm
 
 from engram_ros.core.audit import AUDIT_FILE_NAME
 from engram_ros.core.audit import AuditLog
-from engram_ros.core.engram import Engram
-from engram_ros.core.model.codec import to_record
-from engram_ros.core.engram import KINDS
-from engram_ros.core.engram import TIERS
 from engram_ros.core.governance import EngramFilter
+from engram_ros.core.memory import MemoryStore
+from engram_ros.core.memory import StoreConfig
+from engram_ros.core.model.codec import to_record
+from engram_ros.core.model.engram import Engram
+from engram_ros.core.model.engram import KINDS
+from engram_ros.core.model.engram import TIERS
 from engram_ros.core.storage import SQLiteStorage
-from engram_ros.core.store import MemoryStore
-from engram_ros.core.store import StoreConfig
 
 
 class CliError(Exception):

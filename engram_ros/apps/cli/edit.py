@@ -17,7 +17,7 @@ from engram_ros.apps.cli.common import positive_int
 from engram_ros.apps.cli.common import print_engrams
 from engram_ros.apps.cli.common import requester
 from engram_ros.apps.cli.common import selection
-from engram_ros.core.store import MemoryStore
+from engram_ros.core.memory import MemoryStore
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:

@@ -25,10 +25,10 @@ from engram_ros.apps.cli.common import print_table
 from engram_ros.apps.cli.common import progress
 from engram_ros.apps.cli.common import requester
 from engram_ros.apps.cli.common import selection
-from engram_ros.core.engram import KINDS
+from engram_ros.core.memory import MemoryStore
 from engram_ros.core.model.codec import to_record
+from engram_ros.core.model.engram import KINDS
 from engram_ros.core.query import RecallQuery
-from engram_ros.core.store import MemoryStore
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:

@@ -16,7 +16,7 @@ import numpy as np
 from engram_ros.apps.cli.common import CliError
 from engram_ros.apps.cli.common import positive_int
 from engram_ros.apps.cli.common import progress
-from engram_ros.core.store import MemoryStore
+from engram_ros.core.memory import MemoryStore
 
 #: BGR colours of the map, per kind.
 _MAP_COLOURS = {'place': (255, 128, 50), 'object': (30, 150, 255), 'audio': (230, 50, 150),

@@ -18,11 +18,11 @@ from engram_ros.apps.cli.common import confirm
 from engram_ros.apps.cli.common import print_engrams
 from engram_ros.apps.cli.common import requester
 from engram_ros.apps.cli.common import selection
-from engram_ros.core.engram import Engram
-from engram_ros.core.engram import KINDS
+from engram_ros.core.model.engram import Engram
+from engram_ros.core.model.engram import KINDS
 
 if TYPE_CHECKING:     # rclpy is imported only for --node
-    from engram_ros.client import MemoryClient
+    from engram_ros.ros.client import MemoryClient
 
 #: The commands ``--node`` accepts; the others work on a store directory only.
 NODE_COMMANDS = ('stats', 'list', 'search', 'forget')
@@ -34,8 +34,8 @@ def run_node(args: argparse.Namespace, out: TextIO) -> int:
     :raises CliError: for a command that works offline only, or a request the node refused.
     :raises RuntimeError: when the node's services are not there (the client's timeout).
     """
-    from engram_ros.client import MemoryClient
-    from engram_ros.client import spinning_node
+    from engram_ros.ros.client import MemoryClient
+    from engram_ros.ros.client import spinning_node
 
     if args.command not in NODE_COMMANDS:
         raise CliError(f'{args.command!r} works offline only (--store); with --node: '
@@ -112,6 +112,6 @@ def _forget(client: MemoryClient, args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _engram_from_msg(msg) -> Engram:
-    from engram_ros import conversions
+    from engram_ros.ros.conversions.memory import engram_from_msg
 
-    return conversions.engram_from_msg(msg)
+    return engram_from_msg(msg)

@@ -17,15 +17,14 @@ from pathlib import Path
 from typing import Sequence
 from typing import TextIO
 
-
 from engram_ros.apps.cli.common import CliError
 from engram_ros.apps.cli.common import progress
 from engram_ros.apps.cli.common import requester
 from engram_ros.core.audit import id_summary
-from engram_ros.core.engram import Engram
+from engram_ros.core.memory import MemoryStore
 from engram_ros.core.model.codec import from_record
 from engram_ros.core.model.codec import to_record
-from engram_ros.core.store import MemoryStore
+from engram_ros.core.model.engram import Engram
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:

@@ -10,8 +10,8 @@ import argparse
 from typing import TextIO
 
 from engram_ros.apps.cli.common import progress
-from engram_ros.core.store import META_AUDIT_HEAD
-from engram_ros.core.store import MemoryStore
+from engram_ros.core.memory import MemoryStore
+from engram_ros.core.memory import META_AUDIT_HEAD
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:

@@ -19,16 +19,16 @@ from typing import Sequence
 import numpy as np
 
 from engram_ros.core.index.columns import Columns
-from engram_ros.core.index.dense import DenseVectors
 from engram_ros.core.index.dense import bf16_to_f32
+from engram_ros.core.index.dense import DenseVectors
 from engram_ros.core.index.grid import Grid
-from engram_ros.core.index.ids import IdMap
 from engram_ros.core.index.ids import id_array
+from engram_ros.core.index.ids import IdMap
 from engram_ros.core.index.persistence import load_index
 from engram_ros.core.index.persistence import save_index
 from engram_ros.core.index.stage1 import filter_slots
-from engram_ros.core.index.tags import TagPool
 from engram_ros.core.index.tags import check_tag_lists
+from engram_ros.core.index.tags import TagPool
 
 
 def _tuning(name: str, doc: str) -> property:

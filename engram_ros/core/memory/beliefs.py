@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from engram_ros.core.duplicates import identity_tags
-from engram_ros.core.engram import Engram
-from engram_ros.core.engram import kind_code
 from engram_ros.core.memory.config import LOGGER_NAME
+from engram_ros.core.model.engram import Engram
+from engram_ros.core.model.engram import kind_code
 from engram_ros.core.validity import Candidate
 from engram_ros.core.validity import find_moves as decide_moves
 from engram_ros.core.validity import missed

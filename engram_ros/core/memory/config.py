@@ -17,9 +17,9 @@ from engram_ros.core.privacy import PrivacyPolicy
 from engram_ros.core.ranking import RankingWeights
 from engram_ros.core.visibility import MissPolicy
 
-#: The store's one logger, under the name it had before the store became a package (log
-#: configurations and tests name it).
-LOGGER_NAME = 'engram_ros.core.store'
+#: The store's one logger: the package's name (its modules log as one; log configurations and
+#: tests name it).
+LOGGER_NAME = 'engram_ros.core.memory'
 #: Meta key: the generation of the index cache saved at the last clean close ('' = stale).
 META_INDEX_GENERATION = 'index_generation'
 #: ``"<seq>:<sha256>"`` of the audit log's last line at the last clean close.

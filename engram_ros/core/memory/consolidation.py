@@ -33,9 +33,6 @@ from engram_ros.core.duplicates import duplicate_ids
 from engram_ros.core.duplicates import identity_tags
 from engram_ros.core.duplicates import neighbours_batch
 from engram_ros.core.duplicates import noise_candidates
-from engram_ros.core.engram import Engram
-from engram_ros.core.engram import TIER_LONG
-from engram_ros.core.engram import TIER_SHORT
 from engram_ros.core.forgetting import select_evictions
 from engram_ros.core.memory import beliefs
 from engram_ros.core.memory import mapping
@@ -47,6 +44,9 @@ from engram_ros.core.memory.governance_ops import expire_evidence
 from engram_ros.core.memory.recall import flush_touched
 from engram_ros.core.merge import merge_clusters
 from engram_ros.core.merge import merge_engrams
+from engram_ros.core.model.engram import Engram
+from engram_ros.core.model.engram import TIER_LONG
+from engram_ros.core.model.engram import TIER_SHORT
 
 if TYPE_CHECKING:
     from engram_ros.core.memory.store import MemoryStore

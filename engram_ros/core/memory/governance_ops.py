@@ -16,9 +16,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from engram_ros.core import sketch
-from engram_ros.core.engram import Engram
-from engram_ros.core.engram import kind_code
-from engram_ros.core.engram import TIER_SHORT
 from engram_ros.core.governance import EngramFilter
 from engram_ros.core.governance import ForgetResult
 from engram_ros.core.governance import GovernanceError
@@ -26,6 +23,9 @@ from engram_ros.core.governance import GovernanceStatus
 from engram_ros.core.memory import lifecycle
 from engram_ros.core.memory import writes
 from engram_ros.core.memory.config import LOGGER_NAME
+from engram_ros.core.model.engram import Engram
+from engram_ros.core.model.engram import kind_code
+from engram_ros.core.model.engram import TIER_SHORT
 
 if TYPE_CHECKING:
     from engram_ros.core.memory.store import MemoryStore

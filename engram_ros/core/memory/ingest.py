@@ -29,12 +29,6 @@ import numpy as np
 
 from engram_ros.core import sketch
 from engram_ros.core.duplicates import find_match
-from engram_ros.core.engram import Engram
-from engram_ros.core.engram import InvalidObservation
-from engram_ros.core.engram import normalize_vector
-from engram_ros.core.engram import Observation
-from engram_ros.core.engram import TIER_LONG
-from engram_ros.core.engram import TIER_SHORT
 from engram_ros.core.memory import writes
 from engram_ros.core.memory.beliefs import expect_visible
 from engram_ros.core.memory.config import IngestResult
@@ -43,6 +37,12 @@ from engram_ros.core.memory.governance_ops import drop_unreferenced_evidence
 from engram_ros.core.memory.mapping import nearest_place
 from engram_ros.core.memory.mapping import traversal
 from engram_ros.core.merge import merge
+from engram_ros.core.model.engram import Engram
+from engram_ros.core.model.engram import InvalidObservation
+from engram_ros.core.model.engram import normalize_vector
+from engram_ros.core.model.engram import Observation
+from engram_ros.core.model.engram import TIER_LONG
+from engram_ros.core.model.engram import TIER_SHORT
 
 if TYPE_CHECKING:
     from engram_ros.core.memory.store import MemoryStore

@@ -13,13 +13,13 @@ import logging
 import uuid
 from typing import TYPE_CHECKING
 
-from engram_ros.core.engram import Engram
 from engram_ros.core.index import EngramIndex
 from engram_ros.core.index import IndexLoadError
 from engram_ros.core.memory.config import LOGGER_NAME
 from engram_ros.core.memory.config import META_AUDIT_HEAD
 from engram_ros.core.memory.config import META_INDEX_GENERATION
 from engram_ros.core.memory.writes import index_add
+from engram_ros.core.model.engram import Engram
 
 if TYPE_CHECKING:
     from engram_ros.core.memory.store import MemoryStore

@@ -14,10 +14,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from engram_ros.core.engram import Engram
-from engram_ros.core.engram import kind_code
 from engram_ros.core.memory import writes
 from engram_ros.core.memory.config import LOGGER_NAME
+from engram_ros.core.model.edges import edge_key
+from engram_ros.core.model.edges import PlaceEdge
+from engram_ros.core.model.engram import Engram
+from engram_ros.core.model.engram import kind_code
 from engram_ros.core.places import CorrectionError
 from engram_ros.core.places import CorrectionReport
 from engram_ros.core.places import CorrectionStatus
@@ -25,8 +27,6 @@ from engram_ros.core.places import move_engram
 from engram_ros.core.places import PlaceGraph
 from engram_ros.core.places import PoseCorrection
 from engram_ros.core.places import rigid_delta
-from engram_ros.core.storage import edge_key
-from engram_ros.core.storage import PlaceEdge
 
 if TYPE_CHECKING:
     from engram_ros.core.memory.store import MemoryStore

@@ -31,9 +31,9 @@ from collections import OrderedDict
 from typing import Iterable
 from typing import Sequence
 
-from engram_ros.core.engram import Engram
-from engram_ros.core.engram import TIER_SHORT
-from engram_ros.core.storage import PlaceEdge
+from engram_ros.core.model.edges import PlaceEdge
+from engram_ros.core.model.engram import Engram
+from engram_ros.core.model.engram import TIER_SHORT
 
 
 class MemoryState:

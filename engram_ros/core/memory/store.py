@@ -11,8 +11,6 @@ from typing import Sequence
 
 from engram_ros.core.audit import AuditLog
 from engram_ros.core.audit import id_summary
-from engram_ros.core.engram import Engram
-from engram_ros.core.engram import Observation
 from engram_ros.core.evidence import EvidenceStore
 from engram_ros.core.forgetting import FeedbackError
 from engram_ros.core.forgetting import FeedbackStatus
@@ -34,6 +32,8 @@ from engram_ros.core.memory.config import ConsolidationScope
 from engram_ros.core.memory.config import IngestResult
 from engram_ros.core.memory.config import StoreConfig
 from engram_ros.core.memory.state import MemoryState
+from engram_ros.core.model.engram import Engram
+from engram_ros.core.model.engram import Observation
 from engram_ros.core.places import CorrectionError
 from engram_ros.core.places import CorrectionReport
 from engram_ros.core.places import PlaceGraph
@@ -120,7 +120,7 @@ class MemoryStore:
     def ingest(self, obs: Observation) -> IngestResult:
         """Write one observation: reactivate the engram it matches, or add a short-term one.
 
-        :raises engram_ros.core.engram.InvalidObservation: when ``obs`` breaks the contract;
+        :raises engram_ros.core.model.engram.InvalidObservation: when ``obs`` breaks the contract;
             nothing is written then.
         :raises ObservationExcluded: inside a privacy zone or window; nothing is written.
         """

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from engram_ros.core.audit import id_summary
-from engram_ros.core.engram import Engram
-from engram_ros.core.engram import kind_code
-from engram_ros.core.engram import stack_rows
 from engram_ros.core.index import EngramIndex
 from engram_ros.core.memory.config import LOGGER_NAME
+from engram_ros.core.model.engram import Engram
+from engram_ros.core.model.engram import kind_code
+from engram_ros.core.model.engram import stack_rows
 
 if TYPE_CHECKING:
     from engram_ros.core.memory.store import MemoryStore

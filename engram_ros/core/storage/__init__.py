@@ -9,8 +9,6 @@ The names below are the package's public API.
 
 from __future__ import annotations
 
-from engram_ros.core.model.edges import edge_key
-from engram_ros.core.model.edges import PlaceEdge
 from engram_ros.core.storage.base import Storage
 from engram_ros.core.storage.base import StoreClosedError
 from engram_ros.core.storage.base import StoreOpenError
@@ -28,7 +26,7 @@ from engram_ros.core.storage.schema import SCHEMA_VERSION
 from engram_ros.core.storage.schema import STORE_FORMAT
 from engram_ros.core.storage.sqlite import SQLiteStorage
 
-__all__ = ['DATABASE_NAME', 'edge_key', 'EVIDENCE_DIR_NAME', 'FIRST_ID', 'INDEX_DIR_NAME',
+__all__ = ['DATABASE_NAME', 'EVIDENCE_DIR_NAME', 'FIRST_ID', 'INDEX_DIR_NAME',
            'MARKER_NAME', 'MemoryStorage', 'META_DIM', 'META_NEXT_ID', 'META_SCHEMA_VERSION',
-           'MIGRATABLE_VERSIONS', 'PlaceEdge', 'SCHEMA_VERSION', 'SQLiteStorage', 'Storage',
+           'MIGRATABLE_VERSIONS', 'SCHEMA_VERSION', 'SQLiteStorage', 'Storage',
            'STORE_FORMAT', 'StoreClosedError', 'StoreOpenError']

@@ -8,15 +8,11 @@ Every function here is a plain translation: no validation beyond what a type con
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import numpy as np
 from builtin_interfaces.msg import Time
 
-from engram_ros.core.engram import Engram
-from engram_ros.core.engram import InvalidObservation
-from engram_ros.core.engram import Observation
 from engram_ros.core.forgetting import FeedbackError
 from engram_ros.core.forgetting import FeedbackStatus
 from engram_ros.core.governance import EngramFilter
@@ -24,12 +20,19 @@ from engram_ros.core.governance import ForgetResult
 from engram_ros.core.governance import GovernanceError
 from engram_ros.core.governance import GovernanceStatus
 from engram_ros.core.governance import ListResult
+from engram_ros.core.memory import ConsolidationReport
+from engram_ros.core.memory import ConsolidationScope
+from engram_ros.core.model.engram import Engram
+from engram_ros.core.model.engram import InvalidObservation
+from engram_ros.core.model.engram import Observation
+from engram_ros.core.model.errors import StatusError
 from engram_ros.core.places import PlaceGraph
 from engram_ros.core.places import PoseCorrection
 from engram_ros.core.query import RecallQuery
 from engram_ros.core.query import RecallResult
-from engram_ros.core.store import ConsolidationReport
-from engram_ros.core.store import ConsolidationScope
+from engram_ros.core.request_checks import check_region
+from engram_ros.core.request_checks import check_window_order
+from engram_ros.core.request_checks import RequestRules
 from engram_ros.core.visibility import View
 from engram_ros.msg import Engram as EngramMsg
 from engram_ros.msg import KeyframeCorrection
@@ -172,43 +175,48 @@ def fill_recall_response(result: RecallResult, response: Recall.Response,
     return response
 
 
-class RequestError(ValueError):
+class RequestError(StatusError, ValueError):
     """A request that breaks its service contract; ``status`` is the service's STATUS_* code."""
 
     def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
+        super().__init__(status, message)
+
+
+def _consolidate_rules() -> RequestRules:
+    """How a Consolidate scope is refused: its codes, in the shared region/window checks."""
+    r = Consolidate.Response
+    return RequestRules(
+        error=RequestError, invalid_number=r.STATUS_INVALID_NUMBER,
+        invalid_radius=r.STATUS_INVALID_SCOPE, unknown_frame=r.STATUS_UNKNOWN_FRAME,
+        invalid_time_window=r.STATUS_INVALID_TIME_WINDOW, unknown_kind=r.STATUS_INVALID_SCOPE,
+        time_names=('start', 'end'), radius_accepted='SCOPE_REGION needs a radius > 0 [m]',
+        frame_phrase='the memory frame is',
+        window_accepted='end >= start, or either side open (0)')
 
 
 def consolidation_scope_from_request(request: Consolidate.Request,
                                      frame_id: str) -> ConsolidationScope:
-    """Translate and check the scope of a Consolidate request.
+    """Translate and check the scope of a Consolidate request (the region and window checks
+    are the recall's, :mod:`engram_ros.core.request_checks`, with Consolidate's codes).
 
     :param frame_id: the memory frame a region's centre must be in.
     :raises RequestError: with a ``Consolidate.Response.STATUS_*`` code.
     """
     r = Consolidate.Response
-    c = request.center.point
-    center = np.array([c.x, c.y, c.z])
+    rules = _consolidate_rules()
     if request.scope == Consolidate.Request.SCOPE_ALL:
         return ConsolidationScope()
     if request.scope == Consolidate.Request.SCOPE_REGION:
-        if not (np.all(np.isfinite(center)) and math.isfinite(request.radius)):
-            raise RequestError(r.STATUS_INVALID_NUMBER, 'centre and radius must be finite')
-        if request.radius <= 0.0:
+        c = request.center.point
+        center = check_region((c.x, c.y, c.z), request.radius, request.center.header.frame_id,
+                              frame_id, rules)
+        if center is None:
             raise RequestError(r.STATUS_INVALID_SCOPE,
                                f'radius={request.radius}; SCOPE_REGION needs a radius > 0 [m]')
-        if request.center.header.frame_id not in ('', frame_id):
-            raise RequestError(r.STATUS_UNKNOWN_FRAME,
-                               f'centre is in {request.center.header.frame_id!r}; the memory '
-                               f'frame is {frame_id!r}')
         return ConsolidationScope(center=center, radius=float(request.radius))
     if request.scope == Consolidate.Request.SCOPE_TIME_WINDOW:
         start, end = optional_time(request.start), optional_time(request.end)
-        if start is not None and end is not None and end < start:
-            raise RequestError(r.STATUS_INVALID_TIME_WINDOW,
-                               'time window ends before it starts; accepted: end >= start, '
-                               'or either side open (0)')
+        check_window_order(start, end, rules)
         return ConsolidationScope(t_start=start, t_end=end)
     raise RequestError(r.STATUS_INVALID_SCOPE,
                        f'unknown scope {request.scope}; accepted: 0 (all), 1 (region), '

@@ -19,7 +19,7 @@ callback group (the writers); recall, list, get and places run in a reentrant gr
 write never blocks a recall.
 Every recall, list, get, consolidation, edit and forget is written to the audit log
 (``<store_dir>/audit.jsonl``; in RAM without consent to persist). The core store
-guards its own state (see :mod:`engram_ros.core.store`).
+guards its own state (see :mod:`engram_ros.core.memory`).
 """
 
 from __future__ import annotations
@@ -43,26 +43,26 @@ from rclpy.qos import QoSProfile
 from visualization_msgs.msg import MarkerArray
 
 from engram_ros.core.audit import AuditError
-from engram_ros.core.engram import InvalidObservation
 from engram_ros.core.evidence import EvidenceError
 from engram_ros.core.forgetting import FeedbackError
 from engram_ros.core.governance import GovernanceError
 from engram_ros.core.governance import GovernanceStatus
 from engram_ros.core.governance import MAX_LIMIT
+from engram_ros.core.memory import MemoryStore
+from engram_ros.core.memory import ObservationExcluded
+from engram_ros.core.model.engram import InvalidObservation
 from engram_ros.core.places import CorrectionError
 from engram_ros.core.privacy import PrivacyConfigError
 from engram_ros.core.query import QueryError
 from engram_ros.core.query import RecallStatus
 from engram_ros.core.semantic import SemanticTags
 from engram_ros.core.storage import StoreOpenError
-from engram_ros.core.store import MemoryStore
-from engram_ros.core.store import ObservationExcluded
 from engram_ros.msg import KeyframeCorrection
 from engram_ros.msg import Observation as ObservationMsg
 from engram_ros.ros import memory_parameters
 from engram_ros.ros.conversions import memory as conversions
-from engram_ros.ros.diagnostics import memory_diagnostics
 from engram_ros.ros.diagnostics import MEMORY_COUNTERS
+from engram_ros.ros.diagnostics import memory_diagnostics
 from engram_ros.ros.markers import engram_markers
 from engram_ros.ros.nodes.spin import run_node
 from engram_ros.srv import Consolidate
@@ -74,8 +74,9 @@ from engram_ros.srv import GetPlaces
 from engram_ros.srv import ListEngrams
 from engram_ros.srv import Recall
 
+
 class MemoryNode(Node):
-    """ROS wrapper of :class:`engram_ros.core.store.MemoryStore`."""
+    """ROS wrapper of :class:`engram_ros.core.memory.MemoryStore`."""
 
     def __init__(self, **kwargs) -> None:
         super().__init__('engram_memory', **kwargs)
