@@ -18,6 +18,10 @@ ROOT = Path(__file__).resolve().parents[1]
 PARAMS = ROOT / 'config' / 'engram.yaml'
 
 
+# Fixtures shared by several test files: the index tests' `data` and `index`, the store tests'
+# `make_store` (both backends).
+pytest_plugins = ['index_cases', 'store_cases']
+
 # One DDS domain per pytest process, so parallel runs on one machine do not see each other.
 os.environ.setdefault('ROS_DOMAIN_ID', str(random.Random(os.getpid()).randint(100, 200)))
 os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')

@@ -12,13 +12,10 @@ import logging
 import math
 import zlib
 from pathlib import Path
-from typing import Callable
-from typing import Iterator
 
 import numpy as np
 import pytest
 
-from engram_ros.core.audit import AuditLog
 from engram_ros.core.forgetting import FeedbackError
 from engram_ros.core.forgetting import FeedbackStatus
 from engram_ros.core.memory import MemoryStore
@@ -59,22 +56,6 @@ def obs(label: str, position, stamp: float, kind: str = 'object', keyframe_id: s
 def place(position, stamp: float, keyframe_id: str = '') -> Observation:
     name = 'kitchen' if position[0] < 5 else 'living'
     return obs(name, position, stamp, kind='place', keyframe_id=keyframe_id, appearance=name)
-
-
-@pytest.fixture(params=['memory', 'sqlite'])
-def make_store(request, tmp_path: Path) -> Iterator[Callable[..., MemoryStore]]:
-    stores: list[MemoryStore] = []
-
-    def make(**config) -> MemoryStore:
-        storage = (MemoryStorage() if request.param == 'memory'
-                   else SQLiteStorage(tmp_path / f'store{len(stores)}'))
-        store = MemoryStore(storage, StoreConfig(dim=DIM, **config), audit=AuditLog(None))
-        stores.append(store)
-        return store
-
-    yield make
-    for store in stores:
-        store.close()
 
 
 def lap(store: MemoryStore, n: int, things: dict[str, tuple]) -> float:

@@ -17,19 +17,7 @@ from index_cases import _ids
 from index_cases import _tags
 from index_cases import _unit
 from index_cases import DIM
-from index_cases import make_data
 from index_cases import N
-
-
-@pytest.fixture()
-def data() -> dict:
-    return make_data()
-
-
-@pytest.fixture()
-def index(data: dict) -> EngramIndex:
-    return _build(data)
-
 
 # ---------------------------------------------------------------- add / lookup
 

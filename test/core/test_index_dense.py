@@ -12,18 +12,7 @@ from index_cases import _brute
 from index_cases import _build
 from index_cases import _unit
 from index_cases import DIM
-from index_cases import make_data
 from index_cases import N
-
-
-@pytest.fixture()
-def data() -> dict:
-    return make_data()
-
-
-@pytest.fixture()
-def index(data: dict) -> EngramIndex:
-    return _build(data)
 
 
 def test_pair_similarities_are_dot_products_with_the_stored_vectors(index: EngramIndex) -> None:

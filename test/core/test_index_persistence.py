@@ -19,18 +19,6 @@ from engram_ros.core.index import IndexLoadError
 from index_cases import _build
 from index_cases import _ids
 from index_cases import _unit
-from index_cases import make_data
-
-
-@pytest.fixture()
-def data() -> dict:
-    return make_data()
-
-
-@pytest.fixture()
-def index(data: dict) -> EngramIndex:
-    return _build(data)
-
 
 FIXTURE = Path(__file__).resolve().parents[1] / 'fixtures' / 'index_v2'
 

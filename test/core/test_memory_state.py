@@ -12,13 +12,9 @@ from __future__ import annotations
 import math
 import zlib
 from pathlib import Path
-from typing import Callable
-from typing import Iterator
 
 import numpy as np
-import pytest
 
-from engram_ros.core.audit import AuditLog
 from engram_ros.core.memory import MemoryState
 from engram_ros.core.memory import MemoryStore
 from engram_ros.core.memory import StoreConfig
@@ -28,7 +24,6 @@ from engram_ros.core.model.engram import Observation
 from engram_ros.core.model.engram import TIER_LONG
 from engram_ros.core.model.engram import TIER_SHORT
 from engram_ros.core.places import PoseCorrection
-from engram_ros.core.storage import MemoryStorage
 from engram_ros.core.storage import SQLiteStorage
 
 DIM = 16
@@ -152,22 +147,6 @@ def obs(label: str, position, stamp: float, kind: str = 'object',
     return Observation(kind=kind, frame_id='map', position=np.asarray(position, dtype=float),
                        stamp=stamp, vector=look(label if kind != 'place' else str(position)),
                        label=label if kind != 'place' else '', keyframe_id=keyframe_id)
-
-
-@pytest.fixture(params=['memory', 'sqlite'])
-def make_store(request, tmp_path: Path) -> Iterator[Callable[..., MemoryStore]]:
-    stores: list[MemoryStore] = []
-
-    def make(**config) -> MemoryStore:
-        storage = (MemoryStorage() if request.param == 'memory'
-                   else SQLiteStorage(tmp_path / f'store{len(stores)}'))
-        store = MemoryStore(storage, StoreConfig(dim=DIM, **config), audit=AuditLog(None))
-        stores.append(store)
-        return store
-
-    yield make
-    for store in stores:
-        store.close()
 
 
 def assert_matches_storage(store: MemoryStore) -> None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from engram_ros.core.index import EngramIndex
 
@@ -59,3 +60,13 @@ def _brute(vectors: np.ndarray, q: np.ndarray, rows: np.ndarray, k: int) -> np.n
     q = q / np.linalg.norm(q)
     sims = vectors[rows] @ q
     return rows[np.argsort(-sims, kind='stable')[:k]]
+
+
+@pytest.fixture()
+def data() -> dict:
+    return make_data()
+
+
+@pytest.fixture()
+def index(data: dict) -> EngramIndex:
+    return _build(data)
