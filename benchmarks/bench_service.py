@@ -68,6 +68,9 @@ def main() -> int:
     parser.add_argument('--store', type=Path, default=None,
                         help='reuse a filled store directory (filled if missing)')
     parser.add_argument('--out', type=Path, default=None, help='write the figures as JSON')
+    parser.add_argument('--node-param', action='append', default=[], metavar='NAME:=VALUE',
+                        help='an extra memory node parameter, e.g. semantic_text:=false (the '
+                             'sentence model then does not load during the first queries)')
     args = parser.parse_args()
 
     store = args.store or Path(tempfile.mkdtemp(prefix='engram_bench_')) / 'store'
@@ -81,7 +84,9 @@ def main() -> int:
         [sys.executable, '-m', 'engram_ros.ros.nodes.memory_node', '--ros-args',
          '--params-file', str(ROOT / 'config' / 'engram.yaml'), '-r', f'__ns:={namespace}',
          '-p', 'persist:=true', '-p', f'store_dir:={store}', '-p', 'consolidation_period:=0.0',
-         '-p', 'marker_period:=3600.0', '--log-level', 'warn'], cwd=ROOT)
+         '-p', 'marker_period:=3600.0',
+         *[arg for param in args.node_param for arg in ('-p', param)],
+         '--log-level', 'warn'], cwd=ROOT)
     rclpy.init()
     node = rclpy.create_node('engram_bench')
     client = MemoryClient(node, namespace)
