@@ -11,10 +11,12 @@ Files live in ``<store>/evidence/<kind>/<name>-<random>.<ext>`` where ``kind`` i
 age. Writes are atomic (temporary file, then rename) and private (mode 0600).
 
 Encryption at rest (optional) uses Fernet from ``cryptography`` (AES-128-CBC + HMAC-SHA256,
-authenticated): encrypted files end in ``.enc`` and never hold the plaintext. The key is a
-Fernet key (``EvidenceStore.generate_key()``) read from a file or the ``ENGRAM_KEY`` environment
-variable; when encryption is asked for and no valid key is found, :func:`load_key` raises
-:class:`EncryptionKeyError`: there is never a silent fall-back to plaintext.
+authenticated): encrypted files end in ``.enc`` and never hold the plaintext. The key is
+read from a key file or the ``ENGRAM_KEY`` environment variable: a master key (``engram
+keygen``), from which the evidence key is derived, or an old bare Fernet key, used as it is
+(:mod:`engram_ros.core.keys`); when encryption is asked for and no valid key is found,
+:func:`load_key` raises :class:`EncryptionKeyError`: there is never a silent fall-back to
+plaintext.
 
 Deleting an engram deletes the evidence files only it referenced (see
 :meth:`engram_ros.core.storage.Storage.delete`); :meth:`EvidenceStore.delete` removes one file.
@@ -32,6 +34,8 @@ from typing import Iterator
 from urllib.parse import unquote
 from urllib.parse import urlparse
 
+from engram_ros.core.keys import KeyFileError
+from engram_ros.core.keys import parse_key
 from engram_ros.core.privacy import EVIDENCE_KINDS
 from engram_ros.core.privacy import PrivacyPolicy
 
@@ -50,26 +54,34 @@ class EncryptionKeyError(EvidenceError):
 
 
 def load_key(key_file: str | Path | None = None, environ: dict | None = None) -> bytes:
-    """Read the evidence key from ``key_file`` or, when that is empty, ``$ENGRAM_KEY``.
+    """The evidence (Fernet) key from ``key_file`` or, when that is empty, ``$ENGRAM_KEY``.
 
-    :raises EncryptionKeyError: when neither gives a valid Fernet key.
+    Either holds a master key (``engram keygen``; the evidence key is derived from it, see
+    :mod:`engram_ros.core.keys`) or an old bare Fernet key, used as it is so old evidence still
+    decrypts.
+
+    :raises EncryptionKeyError: when neither gives a valid key.
     """
     environ = os.environ if environ is None else environ
     if key_file:
         path = Path(os.path.expanduser(str(key_file)))
         try:
-            key = path.read_bytes().strip()
+            text = path.read_bytes()
         except OSError as exc:
             raise EncryptionKeyError(f'evidence encryption is on but the key file {str(path)!r} '
                                      f'cannot be read ({exc.strerror})') from exc
         where = f'key file {str(path)!r}'
     else:
-        key = environ.get(KEY_ENV, '').strip().encode('ascii', 'replace')
+        text = environ.get(KEY_ENV, '').strip().encode('ascii', 'replace')
         where = f'${KEY_ENV}'
-        if not key:
+        if not text:
             raise EncryptionKeyError(f'evidence encryption is on but no key is given: set the '
                                      f'parameter encryption_key_file or ${KEY_ENV} (create one '
                                      'with: engram keygen FILE)')
+    try:
+        key = parse_key(text, where).evidence_key()
+    except KeyFileError as exc:
+        raise EncryptionKeyError(str(exc)) from None
     _fernet(key, where)
     return key
 

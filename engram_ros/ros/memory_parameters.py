@@ -18,9 +18,12 @@ from rclpy.parameter import Parameter
 
 from engram_ros.core.audit import AUDIT_FILE_NAME
 from engram_ros.core.audit import AuditLog
+from engram_ros.core.audit import check_key
 from engram_ros.core.evidence import EvidenceStore
 from engram_ros.core.forgetting import RetentionPolicy
+from engram_ros.core.keys import read_key_file
 from engram_ros.core.memory import MemoryStore
+from engram_ros.core.memory import META_AUDIT_HEAD
 from engram_ros.core.memory import StoreConfig
 from engram_ros.core.merge import MergePolicy
 from engram_ros.core.model.engram import KINDS
@@ -33,7 +36,7 @@ from engram_ros.core.visibility import MissPolicy
 #: Parameters that shape the store on disk: fixed once the node runs.
 READ_ONLY = ('persist', 'store_dir', 'frame_id', 'dim', 'ingest_topic', 'privacy.zones',
              'privacy.time_windows', 'encrypt_evidence', 'encryption_key_file',
-             'semantic_text', 'audit_max_mb', 'audit_keep_files')
+             'semantic_text', 'audit_max_mb', 'audit_keep_files', 'audit_key_file')
 #: String arrays without a default (an empty list has no type in ROS): unset means none.
 STRING_ARRAY = Parameter.Type.STRING_ARRAY
 
@@ -90,6 +93,9 @@ def declarations() -> list[tuple[str, Any, str]]:
         ('encryption_key_file', '', 'evidence key file; empty: $ENGRAM_KEY'),
         ('audit_max_mb', 64.0, '[MiB] the audit log rotates at this size'),
         ('audit_keep_files', 8, 'rotated audit files kept; 0 keeps every one'),
+        ('audit_key_file', '', 'key file (engram keygen FILE, mode 0600, outside store_dir) '
+         'that keys the audit log with HMAC-SHA256; empty: unkeyed, detects accidental damage '
+         'only'),
         ('semantic_text', True, 'map query text that names no known tag to tags by meaning '
          'with the offline sentence model (loaded in the background)'),
         ('semantic_threshold', 0.38, 'least cosine similarity of a match by meaning')]
@@ -128,18 +134,23 @@ def open_store(value: Callable[[str], Any]) -> tuple[MemoryStore, Path | None]:
     """The store the parameters ask for, with its evidence (key checked) and audit log, and its
     directory: on disk with consent (``persist``), else in RAM (directory None).
 
-    :raises StoreOpenError, EvidenceError, AuditError, PrivacyConfigError, ValueError: the
-        memory cannot run with these parameters.
+    :raises StoreOpenError, EvidenceError, AuditError, PrivacyConfigError, ValueError
+        (KeyFileError among them): the memory cannot run with these parameters.
     """
     config = store_config(value)
     encrypt = value('encrypt_evidence')
     key_file = value('encryption_key_file')
+    store_dir = Path(os.path.expanduser(value('store_dir')))
+    # Read before the store opens, so a bad key file changes nothing.
+    audit_key = (read_key_file(value('audit_key_file'), store_dir=store_dir).audit_keys()
+                 if value('audit_key_file') else None)
     if value('persist'):
-        store_dir = Path(os.path.expanduser(value('store_dir')))
+        check_key(store_dir / AUDIT_FILE_NAME, audit_key)    # a refusal touches nothing
         storage = SQLiteStorage(store_dir)
         try:
             evidence = EvidenceStore.from_settings(storage.evidence_dir, encrypt, key_file)
-            audit = AuditLog(store_dir / AUDIT_FILE_NAME,
+            audit = AuditLog(store_dir / AUDIT_FILE_NAME, key=audit_key,
+                             db_head=storage.get_meta(META_AUDIT_HEAD),
                              max_bytes=int(value('audit_max_mb') * 1024 * 1024),
                              keep_files=value('audit_keep_files'))
         except BaseException:
@@ -148,7 +159,7 @@ def open_store(value: Callable[[str], Any]) -> tuple[MemoryStore, Path | None]:
         return MemoryStore(storage, config, audit=audit, evidence=evidence), store_dir
     if encrypt:   # checked even without files, so a misconfiguration shows at once
         EvidenceStore.from_settings(Path('/nonexistent'), encrypt, key_file)
-    return MemoryStore(MemoryStorage(), config, audit=AuditLog(None)), None
+    return MemoryStore(MemoryStorage(), config, audit=AuditLog(None, key=audit_key)), None
 
 
 def rejection(name: str, value: Any) -> str | None:

@@ -138,3 +138,91 @@ def test_a_directory_that_is_not_a_store_is_not_touched(tmp_path):
     out = engram('--store', str(other), 'stats')
     assert out.returncode == 2 and 'not an engram store' in out.stderr
     assert sorted(p.name for p in other.iterdir()) == ['holiday.jpg']
+
+
+# ----------------------------------------------------------------------------- keys and verify
+
+def _files(directory: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(directory)): p.read_bytes()
+            for p in sorted(directory.rglob('*')) if p.is_file()}
+
+
+def test_keygen_writes_a_private_key_once(tmp_path):
+    key = tmp_path / 'engram.key'
+    out = engram('keygen', str(key))
+    assert out.returncode == 0, out.stderr
+    assert (key.stat().st_mode & 0o777) == 0o600
+    first = key.read_bytes()
+    out = engram('keygen', str(key))
+    assert out.returncode == 1 and 'never overwritten' in out.stderr
+    assert key.read_bytes() == first
+
+
+def _rewrite_without_the_key(store: Path) -> None:
+    """An attacker who can write the store: change a record, recompute every hash (plain
+    SHA-256, no key) and the saved head."""
+    from engram_ros.core.audit_chain import canonical
+    from engram_ros.core.audit_chain import Head
+    from engram_ros.core.audit_chain import line_hash
+    from engram_ros.core.audit_chain import seal
+    from engram_ros.core.audit_chain import write_head
+
+    path = store / 'audit.jsonl'
+    prev = '0' * 64
+    lines = []
+    for n, line in enumerate(path.read_text().splitlines()):
+        record = {k: v for k, v in json.loads(line).items() if k not in ('hash', 'mac')}
+        if n == 0:
+            record['requester'] = 'nobody'
+        record['prev'] = prev
+        lines.append(canonical(seal(record, None)))
+        prev = line_hash(lines[-1])
+    path.write_text('\n'.join(lines) + '\n')
+    write_head(path, Head(int(json.loads(lines[-1])['seq']), prev, 1, 1, 0), None)
+
+
+def test_a_keyed_store_needs_its_key_and_verify_finds_a_rewrite(store_dir, tmp_path):
+    key = tmp_path / 'engram.key'
+    assert engram('keygen', str(key)).returncode == 0
+    out = engram('--store', str(store_dir), '--key', str(key), 'stats')
+    assert out.returncode == 0, out.stderr
+    before = _files(store_dir)
+    out = engram('--store', str(store_dir), 'stats')      # no key: refused, nothing touched
+    assert out.returncode == 2 and 'keyed' in out.stderr and 'Traceback' not in out.stderr
+    assert _files(store_dir) == before
+    out = engram('--store', str(store_dir), 'verify', '--key', str(key))
+    assert out.returncode == 0 and 'FAILED' not in out.stdout, out.stdout + out.stderr
+    out = engram('--store', str(store_dir), 'verify')
+    assert out.returncode == 0 and 'unkeyed: detects accidental damage only' in out.stdout
+    _rewrite_without_the_key(store_dir)
+    out = engram('--store', str(store_dir), '--key', str(key), 'verify')
+    assert out.returncode == 1 and 'audit      FAILED' in out.stdout, out.stdout
+    out = engram('--store', str(store_dir), 'verify')     # what no key can tell
+    assert out.returncode == 0 and 'unkeyed: detects accidental damage only' in out.stdout
+
+
+def test_verify_after_a_cut_tail_fails_every_time_and_changes_nothing(store_dir):
+    for _ in range(3):
+        assert engram('--store', str(store_dir), 'list').returncode == 0
+    audit = store_dir / 'audit.jsonl'
+    lines = audit.read_text().splitlines()
+    assert len(lines) == 4
+    audit.write_text('\n'.join(lines[:-2]) + '\n')
+    before = _files(store_dir)
+    for _ in range(2):
+        out = engram('--store', str(store_dir), 'verify')
+        assert out.returncode == 1 and 'cut off the end' in out.stdout, out.stdout
+    assert _files(store_dir) == before
+
+
+def test_deleting_a_middle_rotated_audit_file_fails_verify(store_dir):
+    for _ in range(2):
+        assert engram('--store', str(store_dir), 'stats').returncode == 0
+    from engram_ros.core.audit import AuditLog
+    audit = AuditLog(store_dir / 'audit.jsonl', max_bytes=2048, keep_files=0)
+    for i in range(60):
+        audit.record('recall', 'planner', {'k': i, 'pad': 'x' * 200}, {'ids': [i]})
+    assert engram('--store', str(store_dir), 'verify').returncode == 0
+    (store_dir / 'audit.jsonl.2').unlink()
+    out = engram('--store', str(store_dir), 'verify')
+    assert out.returncode == 1 and 'audit.jsonl.2 is missing' in out.stdout, out.stdout

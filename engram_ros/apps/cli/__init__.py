@@ -10,9 +10,11 @@ Offline, on a store directory (stop the memory node first, or use ``--node``)::
     engram --store DIR forget [--id ID] [--tag T] [--near X Y R] [--before T] [--after T] [--yes]
     engram --store DIR export FILE        # JSON lines + FILE's evidence folder beside it
     engram --store DIR import FILE
-    engram --store DIR verify             # SQLite, index vs rows, evidence files, audit chain
+    engram --store DIR verify [--key F]   # SQLite, index vs rows, evidence, audit (read-only)
     engram --store DIR map --out map.png  # top-down picture, coloured by kind
-    engram keygen FILE                    # a new evidence encryption key
+    engram keygen FILE                    # a new master key (audit MACs, evidence encryption)
+
+A store whose audit log is keyed needs its key file for every command: ``--key FILE``.
 
 Against a running memory node (its services)::
 
@@ -42,6 +44,7 @@ from engram_ros.apps.cli import keygen
 from engram_ros.apps.cli import map as map_  # the module, not the builtin
 from engram_ros.apps.cli import transfer
 from engram_ros.apps.cli import verify
+from engram_ros.apps.cli.common import audit_keys
 from engram_ros.apps.cli.common import CliError
 from engram_ros.apps.cli.common import open_store
 from engram_ros.apps.cli.node import run_node
@@ -67,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--as', dest='requester', default=None,
                         help='requester name for the audit log (default cli:<user>)')
     parser.add_argument('--frame', default='map', help='memory frame (default map)')
+    parser.add_argument('--key', default=None, metavar='FILE',
+                        help='key file of a keyed audit log (engram keygen; kept outside the '
+                             'store)')
     parser.add_argument('--json', action='store_true', help='JSON lines instead of tables')
     sub = parser.add_subparsers(dest='command', required=True, metavar='COMMAND')
     for group in (*_OFFLINE_GROUPS, keygen):
@@ -90,8 +96,12 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
             parser.error(f'--limit {args.limit}: accepted 1..1000')
         importing = args.command == 'import'
         try:
+            key = audit_keys(args.key, args.store)
+            if args.command == 'verify':
+                return verify.cmd_verify(args.store, key, out)
             store = open_store(args.store, args.frame, create=importing,
-                               dim=transfer.export_dim(args.file) if importing else None)
+                               dim=transfer.export_dim(args.file) if importing else None,
+                               key=key)
         except StoreOpenError as exc:
             print(f'engram: error: {exc}', file=sys.stderr)
             return 2

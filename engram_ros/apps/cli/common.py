@@ -22,15 +22,22 @@ import numpy as np
 from tqdm import tqdm
 
 from engram_ros.core.audit import AUDIT_FILE_NAME
+from engram_ros.core.audit import AuditError
 from engram_ros.core.audit import AuditLog
+from engram_ros.core.audit import check_key
 from engram_ros.core.governance import EngramFilter
+from engram_ros.core.keys import AuditKeys
+from engram_ros.core.keys import KeyFileError
+from engram_ros.core.keys import read_key_file
 from engram_ros.core.memory import MemoryStore
+from engram_ros.core.memory import META_AUDIT_HEAD
 from engram_ros.core.memory import StoreConfig
 from engram_ros.core.model.codec import to_record
 from engram_ros.core.model.engram import Engram
 from engram_ros.core.model.engram import KINDS
 from engram_ros.core.model.engram import TIERS
 from engram_ros.core.storage import SQLiteStorage
+from engram_ros.core.storage import StoreOpenError
 
 
 class CliError(Exception):
@@ -180,17 +187,41 @@ def progress(total: int, label: str, stream: TextIO | None = None) -> tqdm:
 
 # ----------------------------------------------------------------------------- the store
 
+def audit_keys(key_file: Path | str | None, store_dir: Path) -> AuditKeys | None:
+    """The audit keys of ``--key FILE`` (``None`` without one).
+
+    :raises StoreOpenError: for a key file that cannot be used (missing, malformed, readable
+        by others, inside the store); nothing is touched then.
+    """
+    if not key_file:
+        return None
+    try:
+        return read_key_file(key_file, store_dir=store_dir).audit_keys()
+    except KeyFileError as exc:
+        raise StoreOpenError(f'--key: {exc}') from None
+
+
 def open_store(directory: Path, frame_id: str = 'map', create: bool = False,
-               dim: int | None = None) -> MemoryStore:
+               dim: int | None = None, key: AuditKeys | None = None) -> MemoryStore:
     """The memory in ``directory``, audited, for offline work.
 
     :param dim: vector dimension for a store that has none yet (default 256).
-    :raises StoreOpenError: when ``directory`` is not a store (it is not touched then).
+    :param key: the audit keys; a keyed log cannot be extended without them.
+    :raises StoreOpenError: when ``directory`` is not a store, or its audit log cannot be
+        opened (keyed, and no or another key given); it is not touched then.
     """
+    try:
+        check_key(Path(directory) / AUDIT_FILE_NAME, key)     # before anything is opened
+    except AuditError as exc:
+        raise StoreOpenError(str(exc)) from None
     storage = SQLiteStorage(directory, create=create)
     try:
         dim = int(storage.get_meta('dim') or dim or 256)
-        audit = AuditLog(storage.directory / AUDIT_FILE_NAME)
+        try:
+            audit = AuditLog(storage.directory / AUDIT_FILE_NAME, key=key,
+                             db_head=storage.get_meta(META_AUDIT_HEAD))
+        except AuditError as exc:
+            raise StoreOpenError(str(exc)) from None
         return MemoryStore(storage, StoreConfig(dim=dim, frame_id=frame_id), audit=audit)
     except BaseException:
         storage.close()

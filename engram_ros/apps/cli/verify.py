@@ -1,7 +1,11 @@
-"""``engram verify``: check that a store is whole: SQLite, index vs rows, evidence, audit chain.
+"""``engram verify [--key FILE]``: check that a store is whole: SQLite, index cache vs rows,
+evidence, audit chain; without changing a byte of it (:mod:`engram_ros.core.store_check`), so
+a second run finds what the first found.
 
 Each check prints one line (``ok`` or ``FAILED`` with the first problems); the exit status is 1
-when any check failed.
+when any check failed. With ``--key`` (the memory's key file) every audit record's MAC and the
+saved head are checked: a log rewritten by someone without the key fails. Without it the audit
+line says ``unkeyed: detects accidental damage only``.
 """
 
 from __future__ import annotations
@@ -9,56 +13,27 @@ from __future__ import annotations
 import argparse
 from typing import TextIO
 
-from engram_ros.apps.cli.common import progress
-from engram_ros.core.memory import MemoryStore
-from engram_ros.core.memory import META_AUDIT_HEAD
+from engram_ros.core.store_check import check_store
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    sub.add_parser('verify', help='check SQLite, index, evidence files and the audit chain')
+    p = sub.add_parser('verify', help='check SQLite, index, evidence files and the audit chain '
+                                      '(read-only)')
+    # Also accepted after the verb; SUPPRESS keeps a global --key given before it.
+    p.add_argument('--key', default=argparse.SUPPRESS, metavar='FILE',
+                   help='the key file the audit log is keyed with (engram keygen)')
 
 
-def cmd_verify(store: MemoryStore, args: argparse.Namespace, out: TextIO) -> int:
-    problems: list[str] = []
-
-    def report(name: str, issues: list[str], ok_text: str) -> None:
-        problems.extend(issues)
-        status = 'ok' if not issues else 'FAILED'
-        print(f'{name:10s} {status:7s} {ok_text if not issues else "; ".join(issues[:5])}',
-              file=out)
-
-    report('sqlite', store.storage.integrity_check(), 'quick_check ok')
-    count = store.storage.count()
-    ids_in_rows = set()
-    missing_files = []
-    with progress(count, 'checking') as bar:
-        for e in store.storage.iter_all(batch_size=2000):
-            ids_in_rows.add(e.id)
-            for uri in e.evidence:
-                path = store.evidence.path_of(uri) if store.evidence is not None else None
-                if path is not None and not path.is_file():
-                    missing_files.append(f'engram {e.id}: {path} is missing')
-            bar.update()
-    index_ids = store.indexed_ids()
-    index_issues = []
-    if index_ids != ids_in_rows:
-        index_issues.append(f'{len(ids_in_rows - index_ids)} rows not in the index, '
-                            f'{len(index_ids - ids_in_rows)} index entries without a row')
-    report('index', index_issues, f'{len(index_ids)} entries match {count} rows')
-    report('evidence', missing_files, 'every referenced evidence file exists')
-    if store.audit is not None:
-        result = store.audit.verify(_audit_head(store))
-        report('audit', [] if result.ok else [result.message], result.message)
-    return 1 if problems else 0
+def cmd_verify(directory, key, out: TextIO) -> int:
+    """Print one line per check; 1 when any failed."""
+    failed = False
+    for check in check_store(directory, key):
+        failed = failed or bool(check.problems)
+        status = 'ok' if not check.problems else 'FAILED'
+        text = check.ok_text if not check.problems else '; '.join(check.problems[:5])
+        print(f'{check.name:10s} {status:7s} {text}', file=out)
+    return 1 if failed else 0
 
 
-def _audit_head(store: MemoryStore) -> tuple[int, str] | None:
-    """The audit chain's head as the store last recorded it (``None``: never recorded)."""
-    head_text = store.storage.get_meta(META_AUDIT_HEAD)
-    if head_text and ':' in head_text:
-        seq, digest = head_text.split(':', 1)
-        return int(seq), digest
-    return None
-
-
-COMMANDS = {'verify': cmd_verify}
+#: Not an ordinary offline command: it never opens the store for writing (see the CLI's main).
+COMMANDS: dict = {}

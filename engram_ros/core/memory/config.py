@@ -22,7 +22,8 @@ from engram_ros.core.visibility import MissPolicy
 LOGGER_NAME = 'engram_ros.core.memory'
 #: Meta key: the generation of the index cache saved at the last clean close ('' = stale).
 META_INDEX_GENERATION = 'index_generation'
-#: ``"<seq>:<sha256>"`` of the audit log's last line at the last clean close.
+#: ``"<seq>:<sha256>"`` of the audit log's last line at the last clean close, as stores kept
+#: it before the audit log saved its own head (``audit.head``): read, no longer written.
 META_AUDIT_HEAD = 'audit_head'
 
 

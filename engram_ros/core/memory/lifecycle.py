@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 from engram_ros.core.index import EngramIndex
 from engram_ros.core.index import IndexLoadError
 from engram_ros.core.memory.config import LOGGER_NAME
-from engram_ros.core.memory.config import META_AUDIT_HEAD
 from engram_ros.core.memory.config import META_INDEX_GENERATION
 from engram_ros.core.memory.writes import index_add
 from engram_ros.core.model.engram import Engram
@@ -82,13 +81,13 @@ def _rebuild(store: MemoryStore, index: EngramIndex, access: dict[int, float]) -
 
 
 def save(store: MemoryStore) -> None:
-    """Write the audit head and (unless engrams were forgotten) the index cache; under the
-    write lock, at close."""
+    """Write the index cache (unless engrams were forgotten); under the write lock, at close.
+
+    The audit log saves its own head with every record (:mod:`engram_ros.core.audit`): a head
+    written here, at close, would overwrite the evidence of a cut log.
+    """
     storage = store.storage
     index_dir = storage.index_dir
-    if store.audit is not None and storage.persistent:
-        seq, head = store.audit.head
-        storage.set_meta(META_AUDIT_HEAD, f'{seq}:{head}')
     if index_dir is not None and store.purged:
         _LOG.info('engrams were forgotten: the index cache is not saved; the next open '
                   'rebuilds it from storage')
