@@ -32,6 +32,7 @@ from typing import Iterator
 from urllib.parse import unquote
 from urllib.parse import urlparse
 
+from engram_ros.core.files import private_dir
 from engram_ros.core.privacy import EVIDENCE_KINDS
 from engram_ros.core.privacy import PrivacyPolicy
 
@@ -132,7 +133,7 @@ class EvidenceStore:
         path = folder / filename
         tmp = folder / ('.' + filename + '.tmp')
         try:
-            folder.mkdir(parents=True, exist_ok=True)
+            private_dir(folder)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, 'wb') as f:
                 f.write(payload)
