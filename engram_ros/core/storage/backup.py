@@ -115,7 +115,10 @@ def _check(source: Path, target: Path) -> None:
 def _snapshot(db: Path, copy: Path) -> sqlite3.Connection:
     """The database at one instant, copied by the online backup API; a connection to the copy."""
     os.close(open_private(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL))
-    src = sqlite3.connect(f'{db.as_uri()}?mode=ro', uri=True, timeout=30.0)
+    # Read-write but query-only: a read-only connection to a closed WAL store would leave
+    # -wal/-shm files behind, which the last read-write connection removes when it closes.
+    src = sqlite3.connect(str(db), timeout=30.0)
+    src.execute('PRAGMA query_only = ON')
     dst = sqlite3.connect(str(copy), isolation_level=None)
     try:
         src.backup(dst)    # pages=-1: all in one step, so one consistent snapshot
