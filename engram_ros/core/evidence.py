@@ -34,6 +34,7 @@ from typing import Iterator
 from urllib.parse import unquote
 from urllib.parse import urlparse
 
+from engram_ros.core.files import private_dir
 from engram_ros.core.keys import KeyFileError
 from engram_ros.core.keys import parse_key
 from engram_ros.core.privacy import EVIDENCE_KINDS
@@ -144,7 +145,7 @@ class EvidenceStore:
         path = folder / filename
         tmp = folder / ('.' + filename + '.tmp')
         try:
-            folder.mkdir(parents=True, exist_ok=True)
+            private_dir(folder)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, 'wb') as f:
                 f.write(payload)

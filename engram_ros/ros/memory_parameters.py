@@ -31,11 +31,12 @@ from engram_ros.core.privacy import DEFAULT_RETENTION
 from engram_ros.core.privacy import PrivacyPolicy
 from engram_ros.core.storage import MemoryStorage
 from engram_ros.core.storage import SQLiteStorage
+from engram_ros.core.storage import SYNCHRONOUS_MODES
 from engram_ros.core.visibility import MissPolicy
 
 #: Parameters that shape the store on disk: fixed once the node runs.
-READ_ONLY = ('persist', 'store_dir', 'frame_id', 'dim', 'ingest_topic', 'privacy.zones',
-             'privacy.time_windows', 'encrypt_evidence', 'encryption_key_file',
+READ_ONLY = ('persist', 'store_dir', 'synchronous', 'frame_id', 'dim', 'ingest_topic',
+             'privacy.zones', 'privacy.time_windows', 'encrypt_evidence', 'encryption_key_file',
              'semantic_text', 'audit_max_mb', 'audit_keep_files', 'audit_key_file')
 #: String arrays without a default (an empty list has no type in ROS): unset means none.
 STRING_ARRAY = Parameter.Type.STRING_ARRAY
@@ -51,6 +52,8 @@ def declarations() -> list[tuple[str, Any, str]]:
     out: list[tuple[str, Any, str]] = [
         ('persist', False, 'consent to keep the memory on disk; false keeps it in RAM'),
         ('store_dir', '~/.ros/engram_store', 'store directory (SQLite, evidence, index)'),
+        ('synchronous', 'NORMAL', 'SQLite synchronous: NORMAL keeps acknowledged writes '
+         'through a process crash, FULL also through a power loss (one fsync per write)'),
         ('frame_id', 'map', 'memory frame: observations and queries must use it'),
         ('dim', 256, 'context vector dimension'),
         ('max_k', 100, 'largest k a Recall may ask for'),
@@ -146,7 +149,7 @@ def open_store(value: Callable[[str], Any]) -> tuple[MemoryStore, Path | None]:
                  if value('audit_key_file') else None)
     if value('persist'):
         check_key(store_dir / AUDIT_FILE_NAME, audit_key)    # a refusal touches nothing
-        storage = SQLiteStorage(store_dir)
+        storage = SQLiteStorage(store_dir, synchronous=value('synchronous'))
         try:
             evidence = EvidenceStore.from_settings(storage.evidence_dir, encrypt, key_file)
             audit = AuditLog(store_dir / AUDIT_FILE_NAME, key=audit_key,
@@ -164,6 +167,8 @@ def open_store(value: Callable[[str], Any]) -> tuple[MemoryStore, Path | None]:
 
 def rejection(name: str, value: Any) -> str | None:
     """Why a new value of parameter ``name`` is refused; None when it is accepted."""
+    if name == 'synchronous' and str(value).upper() not in SYNCHRONOUS_MODES:
+        return f'synchronous must be one of {", ".join(SYNCHRONOUS_MODES)}'
     if name == 'miss_visits' and value < 0:
         return 'miss_visits must be >= 0 (0 disables)'
     if name in _POSITIVE_INTS and value < 1:

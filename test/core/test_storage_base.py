@@ -168,6 +168,19 @@ def test_delete_returns_number_deleted(store: Storage) -> None:
     assert store.delete([2]) == 0
 
 
+def test_changed_engrams_are_kept_until_cleared(store: Storage) -> None:
+    store.put([make_engram(3), make_engram(1), make_engram(2)])
+    store.put([make_engram(4)], dirty=False)      # bookkeeping (recall statistics)
+    store.put([make_engram(2, version=1)])
+    assert store.dirty_ids() == [1, 2, 3]
+    store.delete([2])
+    assert store.dirty_ids() == [1, 3]
+    store.clear_dirty()
+    assert store.dirty_ids() == []
+    store.put([make_engram(4, version=1)])
+    assert store.dirty_ids() == [4]
+
+
 def test_ids_are_monotonic_and_never_reused(store: Storage) -> None:
     first = [store.next_id() for _ in range(5)]
     assert first == sorted(first) and len(set(first)) == 5

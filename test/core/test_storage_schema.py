@@ -158,6 +158,7 @@ def test_interrupted_creation_is_completed(tmp_path: Path) -> None:
 def _downgrade_to_schema_1(directory: Path) -> None:
     """Turn a closed store into exactly what schema 1 wrote (no validity/anchor columns, no
     place graph)."""
+    _downgrade_to_schema_2(directory)
     conn = sqlite3.connect(directory / 'engrams.sqlite3')
     conn.execute('DROP INDEX place_edges_by_b')
     conn.execute('DROP TABLE place_edges')
@@ -170,7 +171,36 @@ def _downgrade_to_schema_1(directory: Path) -> None:
     _set_marker(directory, schema_version=1)
 
 
-def test_schema_1_store_is_migrated_to_2_without_losing_engrams(tmp_path: Path) -> None:
+def _downgrade_to_schema_2(directory: Path) -> None:
+    """Turn a closed store into exactly what schema 2 wrote (no ``dirty`` table)."""
+    conn = sqlite3.connect(directory / 'engrams.sqlite3')
+    conn.execute('DROP TABLE dirty')
+    conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    conn.execute('PRAGMA user_version = 2')
+    conn.commit()
+    conn.close()
+    _set_marker(directory, schema_version=2)
+
+
+def test_schema_2_store_is_migrated_to_3_with_short_term_engrams_marked_changed(
+        tmp_path: Path) -> None:
+    directory = _closed_store(tmp_path)
+    with SQLiteStorage(directory) as backend:
+        expected = list(backend.iter_all())
+    _downgrade_to_schema_2(directory)
+    with SQLiteStorage(directory) as backend:
+        assert [e.id for e in backend.iter_all()] == [e.id for e in expected]
+        assert backend.get_meta('schema_version') == str(SCHEMA_VERSION) == '3'
+        # Schema 2 did not record what changed since the last consolidation: the recent
+        # (short-term) engrams are marked, so their duplicates are still merged.
+        assert backend.dirty_ids() == [e.id for e in expected if e.tier == 'short'] != []
+        backend.clear_dirty()
+    assert json.loads((directory / 'STORE').read_text())['schema_version'] == 3
+    with SQLiteStorage(directory) as backend:   # a plain v3 store now: nothing re-marked
+        assert backend.dirty_ids() == []
+
+
+def test_schema_1_store_is_migrated_without_losing_engrams(tmp_path: Path) -> None:
     directory = _closed_store(tmp_path)
     with SQLiteStorage(directory) as backend:
         expected = list(backend.iter_all())
@@ -182,12 +212,12 @@ def test_schema_1_store_is_migrated_to_2_without_losing_engrams(tmp_path: Path) 
             assert new.label == old.label and new.tags == old.tags
             np.testing.assert_array_equal(new.vector, old.vector)
             assert new.valid_from == old.first_seen and new.valid_to is None
-        assert backend.get_meta('schema_version') == str(SCHEMA_VERSION) == '2'
+        assert backend.get_meta('schema_version') == str(SCHEMA_VERSION) == '3'
         assert backend.edges() == []
         backend.put_edges([PlaceEdge(2, 1, 3, T_EDGE)])
         assert backend.edges() == [PlaceEdge(1, 2, 3, T_EDGE)]
-    assert json.loads((directory / 'STORE').read_text())['schema_version'] == 2
-    with SQLiteStorage(directory) as backend:       # and it opens again as a plain v2 store
+    assert json.loads((directory / 'STORE').read_text())['schema_version'] == 3
+    with SQLiteStorage(directory) as backend:       # and it opens again as a plain v3 store
         assert backend.count() == len(expected) and len(backend.edges()) == 1
         backend.delete([1])
         assert backend.edges() == []
@@ -277,10 +307,17 @@ def test_a_store_written_before_the_codec_reads_back_exactly(tmp_path: Path) -> 
 
 
 def test_rows_written_now_are_identical_to_the_fixture(tmp_path: Path) -> None:
-    """Same tables, same rows, same values and storage classes (blobs byte for byte)."""
+    """Same tables, same rows, same values and storage classes (blobs byte for byte) as the
+    fixture migrated to the current schema; only which engrams count as changed differs (all
+    of them just written; the short-term ones of a migrated store)."""
     with SQLiteStorage(tmp_path / 'store') as backend:
         backend.put(fixture_engrams())
         backend.put_edges(FIXTURE_EDGES)
         backend.set_meta('model', 'fixture')
-    assert _table_rows(tmp_path / 'store' / 'engrams.sqlite3') \
-        == _table_rows(FIXTURE_STORE / 'engrams.sqlite3')
+    shutil.copytree(FIXTURE_STORE, tmp_path / 'fixture')
+    SQLiteStorage(tmp_path / 'fixture', create=False).close()
+    now = _table_rows(tmp_path / 'store' / 'engrams.sqlite3')
+    then = _table_rows(tmp_path / 'fixture' / 'engrams.sqlite3')
+    assert len(now.pop('dirty')) == len(fixture_engrams())
+    assert len(then.pop('dirty')) == sum(e.tier == 'short' for e in fixture_engrams())
+    assert now == then

@@ -158,3 +158,62 @@ def test_put_does_not_delete_evidence(sqlite_store: SQLiteStorage) -> None:
     engram.evidence = ()
     sqlite_store.put([engram])
     assert crop.exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# What changed since the last consolidation survives a kill -9
+
+_TWINS = """
+import sys
+import time
+
+import numpy as np
+
+from engram_ros.core.memory import MemoryStore
+from engram_ros.core.memory import StoreConfig
+from engram_ros.core.model.engram import Engram
+from engram_ros.core.storage import SQLiteStorage
+
+store = MemoryStore(SQLiteStorage(sys.argv[1]), StoreConfig(dim=8))
+now = time.time()
+twin = [Engram(id=0, kind='object', frame_id='map', position=np.array([1.0, 2.0, 0.5]),
+               vector=np.full(8, 8 ** -0.5), first_seen=now, last_seen=now, label='mug',
+               tags=('label:mug',)) for _ in range(2)]
+store.bulk_load(twin)      # an import: loaded as they are, merged by the next consolidation
+print('acknowledged', flush=True)
+sys.stdin.read()           # until killed
+"""
+
+
+def test_duplicates_written_before_a_kill_9_are_merged_after_the_restart(
+        tmp_path: Path) -> None:
+    from engram_ros.core.memory import MemoryStore
+    from engram_ros.core.memory import StoreConfig
+
+    path = os.pathsep.join([str(REPO_ROOT), str(Path(__file__).parent)])
+    child = subprocess.Popen([sys.executable, '-c', _TWINS, str(tmp_path / 'store')],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                             env=dict(os.environ, PYTHONPATH=path))
+    try:
+        assert child.stdout.readline().strip() == 'acknowledged'
+    finally:
+        child.kill()        # SIGKILL: no close, no consolidation
+        child.wait(timeout=60)
+    store = MemoryStore(SQLiteStorage(tmp_path / 'store', create=False), StoreConfig(dim=8))
+    try:
+        assert len(store) == 2
+        report = store.consolidate()
+        assert report.merged == 1 and len(store) == 1
+        assert store.storage.dirty_ids() == []
+    finally:
+        store.close()
+
+
+def test_synchronous_is_applied_and_off_is_refused(tmp_path: Path) -> None:
+    with SQLiteStorage(tmp_path / 'store', synchronous='full') as backend:
+        backend.put([make_engram(1)])
+        conn = backend._writer      # the writer the storage commits with
+        assert conn.execute('PRAGMA synchronous').fetchone()[0] == 2   # FULL
+    with pytest.raises(ValueError, match='NORMAL, FULL'):
+        SQLiteStorage(tmp_path / 'other', synchronous='OFF')
+    assert not (tmp_path / 'other').exists()

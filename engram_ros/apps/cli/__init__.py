@@ -11,6 +11,7 @@ Offline, on a store directory (stop the memory node first, or use ``--node``)::
     engram --store DIR export FILE        # JSON lines + FILE's evidence folder beside it
     engram --store DIR import FILE
     engram --store DIR verify [--key F]   # SQLite, index vs rows, evidence, audit (read-only)
+    engram --store DIR backup TARGET      # a consistent copy, also while the node runs
     engram --store DIR map --out map.png  # top-down picture, coloured by kind
     engram keygen FILE                    # a new master key (audit MACs, evidence encryption)
 
@@ -38,6 +39,7 @@ from pathlib import Path
 from typing import Sequence
 from typing import TextIO
 
+from engram_ros.apps.cli import backup
 from engram_ros.apps.cli import edit
 from engram_ros.apps.cli import inspect
 from engram_ros.apps.cli import keygen
@@ -75,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
                              'store)')
     parser.add_argument('--json', action='store_true', help='JSON lines instead of tables')
     sub = parser.add_subparsers(dest='command', required=True, metavar='COMMAND')
-    for group in (*_OFFLINE_GROUPS, keygen):
+    for group in (*_OFFLINE_GROUPS, backup, keygen):
         group.add_parsers(sub)
     return parser
 
@@ -92,6 +94,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
             return run_node(args, out)
         if args.store is None:
             parser.error('give --store DIR (offline) or --node (a running memory node)')
+        if args.command == 'backup':    # reads the store beside a running node; no memory
+            return backup.cmd_backup(args, out)
         if args.command == 'list' and not 1 <= args.limit <= 1000:
             parser.error(f'--limit {args.limit}: accepted 1..1000')
         importing = args.command == 'import'

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -21,6 +22,9 @@ from engram_ros.apps.cli.common import CliError
 from engram_ros.apps.cli.common import progress
 from engram_ros.apps.cli.common import requester
 from engram_ros.core.audit import id_summary
+from engram_ros.core.files import open_private
+from engram_ros.core.files import private_dir
+from engram_ros.core.files import tighten
 from engram_ros.core.memory import MemoryStore
 from engram_ros.core.model.codec import from_record
 from engram_ros.core.model.codec import to_record
@@ -55,10 +59,11 @@ def cmd_export(store: MemoryStore, args: argparse.Namespace, out: TextIO) -> int
     folder = evidence_folder(target)
     if target.exists() or folder.exists():
         raise CliError(f'{target} or {folder} exists; choose a new file name')
-    folder.mkdir(parents=True)
+    private_dir(folder)      # an export holds what the store does: as private as the store
     ids = []
     copied = 0
-    with open(target, 'x', encoding='utf-8') as f, progress(len(store), 'exporting') as bar:
+    fd = open_private(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    with os.fdopen(fd, 'w', encoding='utf-8') as f, progress(len(store), 'exporting') as bar:
         for engram in store.storage.iter_all(batch_size=2000):
             record = to_record(engram)
             files = _copy_evidence_out(store, engram, folder)
@@ -84,8 +89,9 @@ def _copy_evidence_out(store: MemoryStore, engram: Engram, folder: Path) -> list
         path = store.evidence.path_of(uri) if store.evidence is not None else None
         if path is not None and path.is_file():
             relative = path.relative_to(store.evidence.directory)  # type: ignore[union-attr]
-            (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+            private_dir((folder / relative).parent)
             shutil.copy2(path, folder / relative)
+            tighten(folder / relative)
             files.append(relative.as_posix())
     return files
 
@@ -135,8 +141,9 @@ def _copy_evidence_in(store: MemoryStore, engram: Engram, record: dict,
         dest = evidence.directory / relative
         if dest.exists():
             dest = dest.with_name(f'imported-{time.time_ns()}-{dest.name}')
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(dest.parent)      # the store's files are private, imported ones too
         shutil.copy2(src, dest)
+        tighten(dest)
         uris.append(dest.as_uri())
     return tuple(uris)
 

@@ -5,7 +5,8 @@ An index directory holds three files: ``hnsw.faiss`` (graph and bf16 codes), ``c
 parameters, tag dictionary and the SHA-256 of the other two). Each is written to a temporary
 name and renamed; ``meta.json`` goes last, so a crash in between leaves hashes that do not
 match. Anything missing, corrupt or inconsistent raises :class:`IndexLoadError`, and the store
-rebuilds the index from the database, which always holds everything the index does.
+rebuilds the index from the database, which always holds everything the index does. The
+directory is 0700 and every file 0600 (:mod:`engram_ros.core.files`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,10 @@ from typing import TYPE_CHECKING
 
 import faiss
 import numpy as np
+
+from engram_ros.core.files import open_private
+from engram_ros.core.files import private_dir
+from engram_ros.core.files import write_private
 
 if TYPE_CHECKING:     # the façade imports this module to save and load itself
     from engram_ros.core.index.engram_index import EngramIndex
@@ -42,8 +47,7 @@ class IndexLoadError(RuntimeError):
 
 def save_index(index: EngramIndex, directory: Path) -> None:
     """Write ``index`` to ``directory`` (see :meth:`EngramIndex.save`)."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = private_dir(directory)
     cols, tags, id_map, dense = index._cols, index._tags, index._id_map, index._dense
     n = cols.n
     sizes = np.array(tags.postings.sizes, dtype=np.int64)
@@ -62,8 +66,11 @@ def save_index(index: EngramIndex, directory: Path) -> None:
     }
     tmp_faiss = directory / (FAISS_FILE + '.tmp')
     tmp_cols = directory / (COLUMNS_FILE + '.tmp')
+    # Every file 0600 (the cache holds every vector and tag name): faiss writes into a file
+    # made private first.
+    os.close(open_private(tmp_faiss))
     faiss.write_index(dense.hnsw, str(tmp_faiss))
-    with open(tmp_cols, 'wb') as f:
+    with os.fdopen(open_private(tmp_cols), 'wb') as f:
         np.savez(f, **columns)
     meta = {
         'format': FORMAT_VERSION, 'dim': index.dim, 'slots': n, 'live': cols.n_live,
@@ -75,7 +82,7 @@ def save_index(index: EngramIndex, directory: Path) -> None:
         'sha256': {FAISS_FILE: digest(tmp_faiss), COLUMNS_FILE: digest(tmp_cols)},
     }
     tmp_meta = directory / (META_FILE + '.tmp')
-    tmp_meta.write_text(json.dumps(meta), encoding='utf-8')
+    write_private(tmp_meta, json.dumps(meta))
     # meta goes last: a crash in between leaves hashes that do not match -> rebuild.
     os.replace(tmp_faiss, directory / FAISS_FILE)
     os.replace(tmp_cols, directory / COLUMNS_FILE)

@@ -13,6 +13,7 @@ import logging
 import uuid
 from typing import TYPE_CHECKING
 
+from engram_ros.core.files import write_private
 from engram_ros.core.index import EngramIndex
 from engram_ros.core.index import IndexLoadError
 from engram_ros.core.memory.config import LOGGER_NAME
@@ -95,7 +96,7 @@ def save(store: MemoryStore) -> None:
         generation = uuid.uuid4().hex
         with store._lock:
             store.index.save(index_dir)
-        (index_dir / 'GENERATION').write_text(generation)
+        write_private(index_dir / 'GENERATION', generation)
         storage.set_meta(META_INDEX_GENERATION, generation)
 
 

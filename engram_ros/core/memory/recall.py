@@ -109,7 +109,7 @@ def flush_touched(store: MemoryStore) -> None:
         last, count = touched[engram.id]
         engram.last_access = max(engram.last_access, last)
         engram.recall_count += count
-    store.storage.put(engrams)
+    store.storage.put(engrams, dirty=False)   # statistics only: nothing to consolidate
 
 
 def query_summary(audit: AuditLog | None, query: RecallQuery) -> dict:

@@ -80,6 +80,9 @@ class MemoryStore:
         self.misses = MissTracker(self.config.misses)
         self._closed = False
         self.index = lifecycle.open_index(self)
+        # What changed since the last consolidation is kept by storage: a restart still merges
+        # the duplicates among the engrams written just before it.
+        self.state.dirty.update(storage.dirty_ids())
 
     # ----------------------------------------------------------------------------- lifecycle
     def close(self) -> None:
@@ -230,7 +233,10 @@ class MemoryStore:
         :param requester: who asks, for the audit log.
         """
         scope = scope or ConsolidationScope()
-        report = consolidation.consolidate(self, scope, dry_run, now)
+        with self._write_lock:
+            report = consolidation.consolidate(self, scope, dry_run, now)
+            if not dry_run:    # the pass has seen every changed engram, as the state says
+                self.storage.clear_dirty()
         params: dict = {'dry_run': dry_run}
         if scope.radius > 0.0 and scope.center is not None:
             params.update(center=[round(float(c), 3) for c in scope.center], radius=scope.radius)

@@ -25,8 +25,9 @@ from engram_ros.core.storage.schema import MIGRATABLE_VERSIONS
 from engram_ros.core.storage.schema import SCHEMA_VERSION
 from engram_ros.core.storage.schema import STORE_FORMAT
 from engram_ros.core.storage.sqlite import SQLiteStorage
+from engram_ros.core.storage.sqlite import SYNCHRONOUS_MODES
 
 __all__ = ['DATABASE_NAME', 'EVIDENCE_DIR_NAME', 'FIRST_ID', 'INDEX_DIR_NAME',
            'MARKER_NAME', 'MemoryStorage', 'META_DIM', 'META_NEXT_ID', 'META_SCHEMA_VERSION',
            'MIGRATABLE_VERSIONS', 'SCHEMA_VERSION', 'SQLiteStorage', 'Storage',
-           'STORE_FORMAT', 'StoreClosedError', 'StoreOpenError']
+           'STORE_FORMAT', 'StoreClosedError', 'StoreOpenError', 'SYNCHRONOUS_MODES']

@@ -66,8 +66,12 @@ class Storage(abc.ABC):
         """
 
     @abc.abstractmethod
-    def put(self, engrams: Sequence[Engram]) -> None:
+    def put(self, engrams: Sequence[Engram], *, dirty: bool = True) -> None:
         """Insert or replace engrams by id, atomically (all of them or none).
+
+        With ``dirty`` their ids join the set of engrams changed since the last consolidation
+        (:meth:`dirty_ids`), in the same transaction: a restart keeps it, so recent duplicates
+        are still merged by the next pass. Bookkeeping writes (recall statistics) pass False.
 
         Arrays are stored flat: position (3), orientation (4), covariance (36) as float64, the
         vector as float32. The vector dimension is fixed by the first put (or a ``dim`` meta
@@ -77,6 +81,20 @@ class Storage(abc.ABC):
 
         :raises ValueError: for a vector whose dimension differs from the store's, arrays of the
             wrong size, NaN scalars or ids outside int64; nothing is written then.
+        :raises StoreClosedError: after :meth:`close`.
+        """
+
+    @abc.abstractmethod
+    def dirty_ids(self) -> list[int]:
+        """Ids put with ``dirty`` since the last :meth:`clear_dirty` and not deleted, sorted.
+
+        :raises StoreClosedError: after :meth:`close`.
+        """
+
+    @abc.abstractmethod
+    def clear_dirty(self) -> None:
+        """Empty the set of changed engrams (a consolidation pass has seen them), atomically.
+
         :raises StoreClosedError: after :meth:`close`.
         """
 

@@ -41,6 +41,7 @@ class MemoryStorage(Storage):
         self._lock = threading.RLock()
         self._engrams: dict[int, Engram] = {}
         self._edges: dict[tuple[int, int], PlaceEdge] = {}
+        self._dirty: set[int] = set()
         self._meta: dict[str, str] = {META_SCHEMA_VERSION: str(SCHEMA_VERSION),
                                       META_NEXT_ID: str(FIRST_ID)}
         self._closed = False
@@ -59,7 +60,7 @@ class MemoryStorage(Storage):
             self._meta[META_NEXT_ID] = str(value + 1)
             return value
 
-    def put(self, engrams: Sequence[Engram]) -> None:
+    def put(self, engrams: Sequence[Engram], *, dirty: bool = True) -> None:
         """See :meth:`Storage.put`."""
         with self._lock:
             self._check_open()
@@ -70,6 +71,8 @@ class MemoryStorage(Storage):
             # Decoding the rows gives exactly what SQLiteStorage would return.
             for row in rows:
                 self._engrams[row[ID]] = decode_row(row)
+            if dirty:
+                self._dirty.update(row[ID] for row in rows)
             self._meta[META_DIM] = str(new_dim)
             top = max(row[ID] for row in rows) + 1
             if top > int(self._meta[META_NEXT_ID]):
@@ -91,7 +94,20 @@ class MemoryStorage(Storage):
             gone = {int(i) for i in ids}
             self._edges = {k: e for k, e in self._edges.items()
                            if k[0] not in gone and k[1] not in gone}
+            self._dirty -= gone
             return sum(self._engrams.pop(i, None) is not None for i in gone)
+
+    def dirty_ids(self) -> list[int]:
+        """See :meth:`Storage.dirty_ids`."""
+        with self._lock:
+            self._check_open()
+            return sorted(self._dirty)
+
+    def clear_dirty(self) -> None:
+        """See :meth:`Storage.clear_dirty`."""
+        with self._lock:
+            self._check_open()
+            self._dirty.clear()
 
     def put_edges(self, edges: Sequence[PlaceEdge]) -> None:
         """See :meth:`Storage.put_edges`."""
@@ -166,3 +182,4 @@ class MemoryStorage(Storage):
             self._closed = True
             self._engrams.clear()
             self._edges.clear()
+            self._dirty.clear()

@@ -2,17 +2,22 @@
 
 A store directory looks like this::
 
-    <dir>/STORE             marker: JSON {"format": "engram_ros store", "schema_version": 2, ...}
+    <dir>/STORE             marker: JSON {"format": "engram_ros store", "schema_version": 3, ...}
     <dir>/engrams.sqlite3   the database (WAL mode; -wal/-shm files appear beside it)
     <dir>/evidence/         evidence files (crops, frames, clips) written by perception
     <dir>/index/            a cached vector index; derived data, safe to delete
+
+The directory is 0700 and every file in it 0600 (:mod:`engram_ros.core.files`).
 
 Every check here is read-only and refuses through the ``refuse`` callable it is given (the
 storage's :class:`~engram_ros.core.storage.base.StoreOpenError` with "nothing was changed"), so
 a store this code does not understand is never touched. A store of an older known schema is
 migrated in place without losing a row: schema 1 -> 2 adds the temporal-validity and anchoring
 columns of ``engrams`` (``ALTER TABLE ... ADD COLUMN``) and the ``place_edges`` table of the
-place graph (``CREATE TABLE``), in one transaction, then the marker is rewritten.
+place graph (``CREATE TABLE``); schema 2 -> 3 adds the ``dirty`` table, the engrams changed
+since the last consolidation (schema 2 kept that set in RAM only, so a restart lost it and
+recent duplicates were never merged; the migration marks the short-term engrams, the recent
+ones, as changed). Each migration runs in one transaction, then the marker is rewritten.
 """
 
 from __future__ import annotations
@@ -28,12 +33,14 @@ from pathlib import Path
 from typing import Callable
 from typing import Iterator
 
+from engram_ros.core.files import open_private
+
 logger = logging.getLogger(__name__)
 
 #: Version of the on-disk layout and SQL schema this code reads and writes.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: Older schema versions this code migrates in place when it opens them.
-MIGRATABLE_VERSIONS = frozenset({1})
+MIGRATABLE_VERSIONS = frozenset({1, 2})
 #: Value of ``format`` in the marker file.
 STORE_FORMAT = 'engram_ros store'
 MARKER_NAME = 'STORE'
@@ -57,6 +64,8 @@ Refuse = Callable[[str], Exception]
 TABLES = ('meta', 'engrams', 'engram_tags', 'engram_evidence')
 #: Tables added by schema 2.
 TABLES_V2 = ('place_edges',)
+#: Tables added by schema 3.
+TABLES_V3 = ('dirty',)
 
 #: What schema 1 -> 2 adds (statements run in order in one transaction).
 MIGRATE_1_TO_2 = (
@@ -75,6 +84,17 @@ MIGRATE_1_TO_2 = (
     ' PRIMARY KEY (a, b)'
     ') WITHOUT ROWID',
     'CREATE INDEX place_edges_by_b ON place_edges(b)',
+)
+
+#: What schema 2 -> 3 adds: the ids written since the last consolidation, kept in the same
+#: transaction as their rows (see :meth:`~engram_ros.core.storage.base.Storage.put`).
+MIGRATE_2_TO_3 = (
+    'CREATE TABLE dirty ('
+    ' engram_id INTEGER PRIMARY KEY REFERENCES engrams(id) ON DELETE CASCADE'
+    ')',
+    # Which engrams changed since the last consolidation was not recorded: the short-term ones
+    # are the recent sightings, so their duplicates are still found by the next pass.
+    "INSERT INTO dirty (engram_id) SELECT id FROM engrams WHERE tier = 'short'",
 )
 
 SCHEMA_SQL = (
@@ -118,7 +138,7 @@ SCHEMA_SQL = (
     'CREATE INDEX engram_evidence_by_file ON engram_evidence(file)',
     'CREATE INDEX engrams_by_kind ON engrams(kind)',
     'CREATE INDEX engrams_by_last_seen ON engrams(last_seen)',
-) + MIGRATE_1_TO_2
+) + MIGRATE_1_TO_2 + MIGRATE_2_TO_3[:1]
 
 #: Columns of ``engrams`` in row order; each is named after the :class:`Engram` field it holds
 #: (:mod:`engram_ros.core.model.codec` encodes them).
@@ -172,7 +192,7 @@ def write_marker_version(marker: Path) -> None:
 
 def _write_json(path: Path, content: dict) -> None:
     tmp = path.with_name(MARKER_NAME + '.tmp')
-    with open(tmp, 'w', encoding='utf-8') as f:
+    with os.fdopen(open_private(tmp), 'w', encoding='utf-8') as f:
         json.dump(content, f, indent=2)
         f.write('\n')
         f.flush()
@@ -254,7 +274,8 @@ def _check_tables(conn: sqlite3.Connection, where: str, refuse: Refuse) -> bool:
     if version == 0 and not tables:
         return False
     check_version(version, where, refuse)
-    missing = [t for t in TABLES + (TABLES_V2 if version >= 2 else ()) if t not in tables]
+    missing = [t for t in TABLES + (TABLES_V2 if version >= 2 else ())
+               + (TABLES_V3 if version >= 3 else ()) if t not in tables]
     if missing:
         raise refuse(f'the database {where!r} lacks tables {", ".join(missing)}')
     row = conn.execute('SELECT value FROM meta WHERE key = ?',
@@ -287,6 +308,9 @@ def migrate(conn: sqlite3.Connection, directory: Path) -> None:
     with immediate(conn):
         if version == 1:
             for statement in MIGRATE_1_TO_2:
+                conn.execute(statement)
+        if version <= 2:
+            for statement in MIGRATE_2_TO_3:
                 conn.execute(statement)
         conn.execute('UPDATE meta SET value = ? WHERE key = ?',
                      (str(SCHEMA_VERSION), META_SCHEMA_VERSION))

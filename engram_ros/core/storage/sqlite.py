@@ -8,6 +8,17 @@ Evidence references are strings: ``file://`` URIs, absolute paths, or paths rela
 evidence directory. When engrams are deleted, files that lie inside the evidence directory and
 are referenced by no remaining engram are deleted too; anything else (other schemes, files
 outside the evidence directory, symlinks) is never touched.
+
+Files are private: the directory and its subdirectories are 0700, every file 0600 (the database
+file is made 0600 before SQLite opens it, so its ``-wal``/``-shm`` files, which SQLite creates
+with the database's mode, are too). A store written by an older version is tightened when it
+opens, with a warning in the log.
+
+Durability (``synchronous``): ``NORMAL`` (the default) keeps every acknowledged write through a
+crash of the process (``kill -9``); after a power loss or an OS crash the writes of the last
+moments may be rolled back, but the database stays consistent. ``FULL`` syncs the WAL at every
+commit, so acknowledged writes also survive a power loss, at the cost of one ``fsync`` per
+write.
 """
 
 from __future__ import annotations
@@ -26,6 +37,10 @@ from typing import Sequence
 from urllib.parse import unquote
 from urllib.parse import urlparse
 
+from engram_ros.core.files import open_private
+from engram_ros.core.files import private_dir
+from engram_ros.core.files import tighten
+from engram_ros.core.files import tighten_tree
 from engram_ros.core.model.edges import edge_key
 from engram_ros.core.model.edges import PlaceEdge
 from engram_ros.core.model.engram import Engram
@@ -57,6 +72,10 @@ from engram_ros.core.storage.schema import UPSERT
 
 logger = logging.getLogger(__name__)
 
+#: Values of SQLite's ``synchronous`` the storage accepts (see the module doc). ``OFF`` is
+#: refused: an OS crash could then corrupt the database.
+SYNCHRONOUS_MODES = ('NORMAL', 'FULL')
+
 
 class SQLiteStorage(Storage):
     """A store directory on local disk, backed by one SQLite database in WAL mode.
@@ -73,15 +92,22 @@ class SQLiteStorage(Storage):
     unique), but the memory expects one writer process.
     """
 
-    def __init__(self, directory: Path | str, *, create: bool = True) -> None:
+    def __init__(self, directory: Path | str, *, create: bool = True,
+                 synchronous: str = 'NORMAL') -> None:
         """Open the store in ``directory``, creating it if allowed.
 
         :param directory: the store directory.
         :param create: create the store when ``directory`` is missing or empty.
+        :param synchronous: ``NORMAL`` or ``FULL`` (see the module doc).
+        :raises ValueError: for another ``synchronous``.
         :raises StoreOpenError: when the directory is not a store (non-empty without a marker),
             is missing and ``create`` is false, or holds a corrupt database or a schema version
             this code does not know. Nothing is changed in that case.
         """
+        if str(synchronous).upper() not in SYNCHRONOUS_MODES:
+            raise ValueError(f'synchronous={synchronous!r}; accepted: '
+                             f'{", ".join(SYNCHRONOUS_MODES)}')
+        self._synchronous = str(synchronous).upper()
         self._directory = Path(directory).absolute()
         self._db_path = self._directory / DATABASE_NAME
         self._evidence_dir = self._directory / EVIDENCE_DIR_NAME
@@ -125,8 +151,11 @@ class SQLiteStorage(Storage):
         else:
             initialised = schema.check_database(self._db_path, self._refusal)
         try:
-            self._evidence_dir.mkdir(exist_ok=True)
-            self._index_dir.mkdir(exist_ok=True)
+            # A store this code understands: make it private before anything else is read.
+            tighten_tree(directory)
+            private_dir(self._evidence_dir)
+            private_dir(self._index_dir)
+            os.close(open_private(self._db_path, os.O_WRONLY | os.O_CREAT))
             writer = self._connect()
             try:
                 self._enable_wal(writer)
@@ -148,10 +177,11 @@ class SQLiteStorage(Storage):
         """Create a fresh store: marker first, so an interrupted creation is recognisable."""
         directory = self._directory
         try:
-            directory.mkdir(parents=True, exist_ok=True)
+            private_dir(directory)
             schema.write_new_marker(directory)
-            self._evidence_dir.mkdir(exist_ok=True)
-            self._index_dir.mkdir(exist_ok=True)
+            private_dir(self._evidence_dir)
+            private_dir(self._index_dir)
+            os.close(open_private(self._db_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL))
             writer = self._connect()
             try:
                 self._enable_wal(writer)
@@ -170,17 +200,20 @@ class SQLiteStorage(Storage):
         conn = sqlite3.connect(str(self._db_path), isolation_level=None,
                                check_same_thread=False, timeout=30.0)
         conn.execute('PRAGMA foreign_keys = ON')
-        conn.execute('PRAGMA synchronous = NORMAL')
+        conn.execute(f'PRAGMA synchronous = {self._synchronous}')
         # Deleted rows are overwritten with zeros, so a forget leaves nothing in free pages.
         conn.execute('PRAGMA secure_delete = ON')
         return conn
 
-    @staticmethod
-    def _enable_wal(conn: sqlite3.Connection) -> None:
+    def _enable_wal(self, conn: sqlite3.Connection) -> None:
         mode = conn.execute('PRAGMA journal_mode = WAL').fetchone()[0]
         if str(mode).lower() != 'wal':
             logger.warning('SQLite refused WAL mode (journal_mode=%s); readers will wait for '
                            'writers', mode)
+        # SQLite gives them the database file's mode; made sure of here all the same.
+        for suffix in ('-wal', '-shm'):
+            with contextlib.suppress(FileNotFoundError):
+                tighten(self._db_path.with_name(self._db_path.name + suffix))
 
     # -- connections and transactions -------------------------------------------------------
 
@@ -227,7 +260,7 @@ class SQLiteStorage(Storage):
             conn.execute('UPDATE meta SET value = ? WHERE key = ?', (str(value + 1), META_NEXT_ID))
         return value
 
-    def put(self, engrams: Sequence[Engram]) -> None:
+    def put(self, engrams: Sequence[Engram], *, dirty: bool = True) -> None:
         """See :meth:`Storage.put`."""
         with self._write() as conn:
             dim = self._meta_value(conn, META_DIM)
@@ -245,12 +278,26 @@ class SQLiteStorage(Storage):
             conn.executemany(
                 'INSERT OR IGNORE INTO engram_evidence (engram_id, uri, file) VALUES (?, ?, ?)',
                 evidence)
+            if dirty:
+                conn.executemany('INSERT OR IGNORE INTO dirty (engram_id) VALUES (?)',
+                                 [(row[ID],) for row in rows])
             if dim is None:
                 conn.execute('INSERT INTO meta (key, value) VALUES (?, ?)', (META_DIM,
                                                                              str(new_dim)))
             top = max(row[ID] for row in rows) + 1
             if top > int(self._meta_value(conn, META_NEXT_ID)):
                 conn.execute('UPDATE meta SET value = ? WHERE key = ?', (str(top), META_NEXT_ID))
+
+    def dirty_ids(self) -> list[int]:
+        """See :meth:`Storage.dirty_ids`."""
+        with self._read() as conn:
+            return [int(row[0]) for row in conn.execute(
+                'SELECT engram_id FROM dirty ORDER BY engram_id')]
+
+    def clear_dirty(self) -> None:
+        """See :meth:`Storage.clear_dirty`."""
+        with self._write() as conn:
+            conn.execute('DELETE FROM dirty')
 
     def get(self, ids: Sequence[int], *, shared: bool = False) -> list[Engram]:
         """See :meth:`Storage.get`."""
@@ -285,6 +332,7 @@ class SQLiteStorage(Storage):
             deleted = 0
             for chunk in chunks(unique):
                 marks = ', '.join('?' * len(chunk))
+                conn.execute(f'DELETE FROM dirty WHERE engram_id IN ({marks})', chunk)
                 deleted += conn.execute(f'DELETE FROM engrams WHERE id IN ({marks})',
                                         chunk).rowcount
                 conn.execute(f'DELETE FROM place_edges WHERE a IN ({marks}) OR b IN ({marks})',
