@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engram_ros.core.audit import AUDIT_FILE_NAME
+from engram_ros.core.audit_chain import head_path
 from engram_ros.core.files import open_private
 from engram_ros.core.files import private_dir
 from engram_ros.core.files import write_private
@@ -193,7 +194,12 @@ def _drop_references(conn: sqlite3.Connection, dropped: list[tuple[int, str]]) -
 
 
 def _copy_audit(source: Path, target: Path) -> int:
-    """Copy ``audit.jsonl`` and its rotated files, each up to its last complete line."""
+    """Copy the saved head, then ``audit.jsonl`` and its rotated files, each up to its last
+    complete line. The head first: records written meanwhile only extend the copied log past
+    it, which a check accepts, where a head newer than the log would read as a cut tail."""
+    head = head_path(source / AUDIT_FILE_NAME)
+    with contextlib.suppress(FileNotFoundError):
+        write_private(target / head.name, head.read_bytes())
     names = [p.name for p in source.iterdir()
              if p.name == AUDIT_FILE_NAME or p.name.startswith(AUDIT_FILE_NAME + '.')
              and p.name[len(AUDIT_FILE_NAME) + 1:].isdigit()]
