@@ -197,6 +197,7 @@ _UNPRIVILEGED = textwrap.dedent("""
         conn = sqlite3.connect(os.path.join(store, sys.argv[2]), isolation_level=None,
                                timeout=0.0)
         conn.execute('BEGIN IMMEDIATE')
+        conn.execute('UPDATE meta SET value = value WHERE 0')   # the write lock, if it can
         tried['lock'] = 'held'
     except sqlite3.Error as exc:
         tried['lock'] = f'refused: {exc}'
@@ -221,27 +222,41 @@ def reachable():
     shutil.rmtree(path, ignore_errors=True)
 
 
-def test_an_unprivileged_process_cannot_lock_or_write_the_store(test_node, start_memory,
-                                                               reachable):
-    """The node runs as root here (root ignores file modes, so a chmod attack on its files
-    does nothing to it); an unprivileged local user attacks instead, and must be refused."""
+class Intruder:
+    """A child process that dropped to an unprivileged user and attacks the store: it tries
+    to take SQLite's write lock (and would hold it), to append to the audit log and to create
+    a file in the store; it stays until told to leave."""
+
+    def __init__(self, store: Path) -> None:
+        self.child = subprocess.Popen(
+            [sys.executable, '-c', _UNPRIVILEGED, str(store), DATABASE_NAME],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.tried = json.loads(self.child.stdout.readline())
+
+    def leave(self) -> None:
+        self.child.stdin.write('\n')
+        self.child.stdin.flush()
+        assert self.child.wait(10) == 0
+
+
+def test_an_unprivileged_user_cannot_stop_the_memory(test_node, start_memory, reachable):
+    """Root ignores file modes, so a chmod attack does nothing to the node (it runs as root
+    here); an unprivileged local user attacks its store instead: every attempt is refused
+    and the memory goes on writing while the intruder stays."""
     store = reachable / 'store'
     process, namespace = start_memory(None, store)
     memory = Memory(test_node, process, namespace)
     memory.publish(thing(0))
     assert wait_for(lambda: total(memory) == 1, 15.0), process.log()
-    child = subprocess.Popen([sys.executable, '-c', _UNPRIVILEGED, str(store), DATABASE_NAME],
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    intruder = Intruder(store)
     try:
-        tried = json.loads(child.stdout.readline())
-        assert all(outcome.startswith('refused') for outcome in tried.values()), tried
+        assert all(outcome.startswith('refused') for outcome in intruder.tried.values()), \
+            intruder.tried
         memory.publish(*(thing(i) for i in range(1, DURING + 1)))
         assert wait_for(lambda: total(memory) == DURING + 1, 15.0), process.log()
-        assert wait_for(lambda: memory.diagnostic('storage_errors') == '0', 10.0)
-        assert status_of(memory).level != DiagnosticStatus.ERROR
     finally:
-        child.stdin.write('\n')
-        child.stdin.flush()
-        child.wait(10)
+        intruder.leave()
     assert not (store / 'intruder').exists()
+    assert wait_for(lambda: memory.diagnostic('storage_errors') == '0', 10.0)
+    assert status_of(memory).level != DiagnosticStatus.ERROR
     assert process.stop() == 0, process.log()
