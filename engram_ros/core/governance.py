@@ -19,6 +19,11 @@ from engram_ros.core import sketch
 from engram_ros.core.model.engram import Engram
 from engram_ros.core.model.engram import TIERS
 from engram_ros.core.model.errors import StatusError
+from engram_ros.core.model.limits import MAX_LABEL_BYTES
+from engram_ros.core.model.limits import MAX_REQUEST_ITEMS
+from engram_ros.core.model.limits import MAX_TAG_BYTES
+from engram_ros.core.model.limits import oversized_tag
+from engram_ros.core.model.limits import utf8_len
 from engram_ros.core.request_checks import check_kinds
 from engram_ros.core.request_checks import check_region
 from engram_ros.core.request_checks import check_time_window
@@ -99,6 +104,11 @@ class EngramFilter:
         :param frame_id: the memory frame a centre must be in (``''`` in the request = it).
         :raises GovernanceError: naming the first problem and what is accepted.
         """
+        check_tag_sizes(self.tags_all + self.tags_any + self.tags_none, 'the filter')
+        if len(self.kinds) > MAX_REQUEST_ITEMS:
+            raise GovernanceError(GovernanceStatus.UNKNOWN_KIND,
+                                  f'{len(self.kinds)} kinds; accepted: at most '
+                                  f'{MAX_REQUEST_ITEMS} (MAX_REQUEST_ITEMS)')
         check_kinds(self.kinds, GOVERNANCE_RULES)
         try:
             tags = [sketch.normalize_tags(t) for t in (self.tags_all, self.tags_any,
@@ -132,6 +142,42 @@ class EngramFilter:
         if self.pinned is not None:
             out['pinned'] = self.pinned
         return out
+
+
+def check_tag_sizes(tags: tuple[str, ...] | list[str], where: str) -> None:
+    """:raises GovernanceError: ``INVALID_TAG`` for more than :data:`MAX_REQUEST_ITEMS` tags or
+        a tag longer than :data:`MAX_TAG_BYTES` (``where`` names the request part)."""
+    if len(tags) > MAX_REQUEST_ITEMS:
+        raise GovernanceError(GovernanceStatus.INVALID_TAG,
+                              f'{len(tags)} tags in {where}; accepted: at most '
+                              f'{MAX_REQUEST_ITEMS} (MAX_REQUEST_ITEMS)')
+    long_tag = oversized_tag(tags)
+    if long_tag is not None:
+        raise GovernanceError(GovernanceStatus.INVALID_TAG,
+                              f'tag {long_tag!r} in {where} is too long; accepted: at most '
+                              f'{MAX_TAG_BYTES} bytes (MAX_TAG_BYTES)')
+
+
+def check_edit_sizes(add_tags: tuple[str, ...] | list[str],
+                     remove_tags: tuple[str, ...] | list[str], label: str | None) -> None:
+    """The size limits of an edit.
+
+    :raises GovernanceError: ``INVALID_TAG`` past a tag limit, ``INVALID_EDIT`` for a label
+        longer than :data:`MAX_LABEL_BYTES`.
+    """
+    check_tag_sizes(tuple(add_tags) + tuple(remove_tags), 'add_tags and remove_tags')
+    if label is not None and utf8_len(label) > MAX_LABEL_BYTES:
+        raise GovernanceError(GovernanceStatus.INVALID_EDIT,
+                              f'label of {utf8_len(label)} bytes; accepted: at most '
+                              f'{MAX_LABEL_BYTES} bytes (MAX_LABEL_BYTES)')
+
+
+def check_id_count(count: int) -> None:
+    """:raises GovernanceError: ``INVALID_PAGE`` for more than :data:`MAX_REQUEST_ITEMS` ids."""
+    if count > MAX_REQUEST_ITEMS:
+        raise GovernanceError(GovernanceStatus.INVALID_PAGE,
+                              f'{count} ids; accepted: at most {MAX_REQUEST_ITEMS} per request '
+                              '(MAX_REQUEST_ITEMS)')
 
 
 def check_page(offset: int, limit: int) -> int:
@@ -182,4 +228,5 @@ class ForgetResult:
 
 
 __all__ = ['DEFAULT_LIMIT', 'EngramFilter', 'ForgetResult', 'GovernanceError',
-           'GovernanceStatus', 'ListResult', 'MAX_LIMIT', 'check_page']
+           'GovernanceStatus', 'ListResult', 'MAX_LIMIT', 'check_edit_sizes', 'check_id_count',
+           'check_page', 'check_tag_sizes']

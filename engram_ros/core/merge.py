@@ -31,6 +31,25 @@ from engram_ros.core.model.engram import TIER_SHORT
 
 #: Smallest position variance kept after fusion [m^2]: evidence never makes a pose exact.
 _MIN_VARIANCE = 1e-6
+#: Position variance [m^2 per axis] of a sighting whose covariance is all zeros, the ROS
+#: convention for "unknown": a prior of 10 m standard deviation, so any measured sighting
+#: dominates the fusion, and two unknown ones average equally (their fusion stays unknown).
+UNKNOWN_POSITION_VARIANCE = 100.0
+
+
+def position_variances(covariances: np.ndarray) -> np.ndarray:
+    """The x, y, z variances [m^2] that weigh sightings in a fusion, ``(n, 3)`` from ``(n, 36)``
+    row-major 6x6 covariances: an all-zero covariance counts as unknown
+    (:data:`UNKNOWN_POSITION_VARIANCE`), other variances are kept at :data:`_MIN_VARIANCE`
+    at least."""
+    cov = np.asarray(covariances, dtype=np.float64).reshape(-1, 36)
+    var = np.maximum(cov[:, [0, 7, 14]], _MIN_VARIANCE)
+    var[~np.any(cov != 0.0, axis=1)] = UNKNOWN_POSITION_VARIANCE
+    return var
+
+
+def _unknown(covariance: np.ndarray) -> bool:
+    return not np.any(np.asarray(covariance) != 0.0)
 
 
 @dataclass
@@ -85,15 +104,15 @@ def merge(engram: Engram, obs: Observation, policy: MergePolicy) -> Engram:
     out = engram.copy()
     n = engram.observation_count
 
-    var_old = np.maximum(np.diag(engram.covariance.reshape(6, 6))[:3], _MIN_VARIANCE)
-    var_obs = np.maximum(np.diag(np.asarray(obs.covariance).reshape(6, 6))[:3], _MIN_VARIANCE)
+    var_old, var_obs = position_variances(np.stack([engram.covariance, obs.covariance]))
     var_new = 1.0 / (1.0 / var_old + 1.0 / var_obs)
     out.position = var_new * (engram.position / var_old + np.asarray(obs.position) / var_obs)
-    cov = out.covariance.reshape(6, 6)
-    cov[0:3, :] = 0.0
-    cov[:, 0:3] = 0.0
-    cov[0, 0], cov[1, 1], cov[2, 2] = var_new
-    out.covariance = cov.reshape(36)
+    if not (_unknown(engram.covariance) and _unknown(obs.covariance)):
+        cov = out.covariance.reshape(6, 6)
+        cov[0:3, :] = 0.0
+        cov[:, 0:3] = 0.0
+        cov[0, 0], cov[1, 1], cov[2, 2] = var_new
+        out.covariance = cov.reshape(36)
 
     out.vector = normalize_vector(n * engram.vector + normalize_vector(obs.vector))
     out.observation_count = n + 1
@@ -162,8 +181,9 @@ def merge_clusters(clusters: Sequence[tuple[Engram, Sequence[Engram]]],
     members = [e for keep, others in clusters for e in (keep, *others)]
     sizes = np.array([1 + len(others) for _, others in clusters], dtype=np.int64)
     starts = np.cumsum(sizes) - sizes
-    var = np.maximum(stack_rows([e.covariance for e in members])[:, [0, 7, 14]],
-                     _MIN_VARIANCE)
+    member_covs = stack_rows([np.asarray(e.covariance, dtype=np.float64) for e in members])
+    var = position_variances(member_covs)
+    all_unknown = np.logical_and.reduceat(~np.any(member_covs != 0.0, axis=1), starts)
     positions = stack_rows([e.position for e in members]).astype(np.float64)
     var_new = 1.0 / _cluster_sums(1.0 / var, starts, sizes)
     fused = var_new * _cluster_sums(positions / var, starts, sizes)
@@ -187,6 +207,7 @@ def merge_clusters(clusters: Sequence[tuple[Engram, Sequence[Engram]]],
     covs[:, :, 0:3] = 0.0
     covs[:, [0, 1, 2], [0, 1, 2]] = var_new
     covs = covs.reshape(-1, 36)
+    covs[all_unknown] = 0.0         # unknown fused with unknown stays unknown
     numbers = zip(total.astype(np.int64).tolist(), confidence.tolist(), first.tolist(),
                   last.tolist(), access.tolist(), score.tolist(), pinned.tolist(),
                   recalls.tolist())

@@ -16,6 +16,11 @@ import numpy as np
 
 from engram_ros.core.model.engram import Engram
 from engram_ros.core.model.errors import StatusError
+from engram_ros.core.model.limits import MAX_QUERY_TEXT_BYTES
+from engram_ros.core.model.limits import MAX_REQUEST_ITEMS
+from engram_ros.core.model.limits import MAX_TAG_BYTES
+from engram_ros.core.model.limits import oversized_tag
+from engram_ros.core.model.limits import utf8_len
 from engram_ros.core.request_checks import check_kinds
 from engram_ros.core.request_checks import check_region
 from engram_ros.core.request_checks import check_times_finite
@@ -100,6 +105,7 @@ class RecallQuery:
         :param frame_id: the memory frame spatial queries must be expressed in.
         :raises QueryError: with the status code and a message saying what is accepted.
         """
+        self._check_sizes()
         if not 1 <= self.k <= max_k:
             raise QueryError(RecallStatus.INVALID_K,
                              f'k={self.k} is out of range; accepted: 1..{max_k}')
@@ -129,6 +135,28 @@ class RecallQuery:
             raise QueryError(RecallStatus.EMPTY_QUERY,
                              'empty query: give text, tags, a vector, a centre with radius, '
                              'a time window, kinds, at_time or changed_since')
+
+
+    def _check_sizes(self) -> None:
+        """:raises QueryError: past a limit of :mod:`engram_ros.core.model.limits`."""
+        if utf8_len(self.text) > MAX_QUERY_TEXT_BYTES:
+            raise QueryError(RecallStatus.INVALID_TAG,
+                             f'text of {utf8_len(self.text)} bytes; accepted: at most '
+                             f'{MAX_QUERY_TEXT_BYTES} bytes (MAX_QUERY_TEXT_BYTES)')
+        tags = len(self.tags_all) + len(self.tags_any) + len(self.tags_none)
+        if tags > MAX_REQUEST_ITEMS:
+            raise QueryError(RecallStatus.INVALID_TAG,
+                             f'{tags} tags; accepted: at most {MAX_REQUEST_ITEMS} in '
+                             'tags_all, tags_any and tags_none together (MAX_REQUEST_ITEMS)')
+        long_tag = oversized_tag(self.tags_all + self.tags_any + self.tags_none)
+        if long_tag is not None:
+            raise QueryError(RecallStatus.INVALID_TAG,
+                             f'tag {long_tag!r} is too long; accepted: at most '
+                             f'{MAX_TAG_BYTES} bytes (MAX_TAG_BYTES)')
+        if len(self.kinds) > MAX_REQUEST_ITEMS:
+            raise QueryError(RecallStatus.UNKNOWN_KIND,
+                             f'{len(self.kinds)} kinds; accepted: at most {MAX_REQUEST_ITEMS} '
+                             '(MAX_REQUEST_ITEMS)')
 
 
 @dataclass

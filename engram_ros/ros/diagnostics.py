@@ -15,34 +15,48 @@ MEMORY_COUNTERS = ('received', 'ingested', 'merged', 'promoted', 'dropped_malfor
                    'recalls', 'recall_errors', 'consolidations', 'dropped_privacy', 'lists',
                    'gets', 'edits', 'forgets', 'forgotten', 'evidence_expired',
                    'governance_errors', 'feedbacks', 'feedback_errors', 'corrections',
-                   'corrections_rejected', 'moved', 'ended', 'place_queries')
+                   'corrections_rejected', 'moved', 'ended', 'place_queries',
+                   # refused past a size limit (engram_ros.core.model.limits), per reason
+                   'dropped_label_too_long', 'dropped_too_many_tags', 'dropped_tag_too_long',
+                   # storage faults: errors of any operation, observations the write queue
+                   # refused when full, written after a retry, dropped on another error
+                   'storage_errors', 'dropped_queue_full', 'written_late', 'dropped_error',
+                   'internal_errors')
+#: Counters of observations refused by the memory (WARN once any is non-zero).
+DROP_COUNTERS = ('dropped_malformed', 'dropped_label_too_long', 'dropped_too_many_tags',
+                 'dropped_tag_too_long', 'dropped_queue_full', 'dropped_error')
 
 
 def memory_diagnostics(stamp: Time, node_name: str, counters: dict[str, int], size: int,
-                       short_term: int, last_recall_ms: float,
-                       semantic_state: str, audit: AuditLog | None = None) -> DiagnosticArray:
-    """The memory's status: ERROR when the audit log was found cut or missing files at start
-    (``audit_gaps`` > 0: a gap record now says so; ``engram verify`` shows it), else WARN once
-    malformed observations were dropped, else OK.
+                       short_term: int, last_recall_ms: float, semantic_state: str,
+                       audit: AuditLog | None = None, write_queue: int = 0,
+                       storage_failing: str = '') -> DiagnosticArray:
+    """The memory's status: ERROR while storage fails (``storage_failing`` says how) or when
+    the audit log was found cut or missing files at start (``audit_gaps`` > 0: a gap record now
+    says so; ``engram verify`` shows it); WARN once observations were dropped or storage failed
+    before; else OK.
 
     Values from the audit log: ``audit_gaps`` (problems found at this start),
     ``audit_gaps_logged`` (gap records the log holds in all), ``audit_keyed``.
     """
-    dropped = counters['dropped_malformed']
+    dropped = sum(counters.get(name, 0) for name in DROP_COUNTERS)
     private = counters['dropped_privacy']
     problems = list(audit.gaps_found) if audit is not None else []
     message = (f'{size} engrams'
-               + (f', {dropped} malformed observations dropped' if dropped else '')
-               + (f', {private} observations in privacy zones not stored' if private else ''))
+               + (f', {dropped} observations dropped' if dropped else '')
+               + (f', {private} observations in privacy zones not stored' if private else '')
+               + (f', {write_queue} observations wait for storage' if write_queue else '')
+               + (f'; {storage_failing}' if storage_failing else ''))
     if problems:
         message = f'audit log damaged: {problems[0]}; ' + message
     values = dict(counters, engrams=size, short_term=short_term,
-                  last_recall_ms=round(last_recall_ms, 3), semantic_text=semantic_state)
+                  last_recall_ms=round(last_recall_ms, 3), semantic_text=semantic_state,
+                  write_queue=write_queue)
     if audit is not None:
         values.update(audit_gaps=len(problems), audit_gaps_logged=audit.gaps,
                       audit_keyed=str(audit.keyed).lower())
     array = diagnostic_array(stamp, f'{node_name}: memory', message, values.items(),
-                             warn=bool(dropped))
-    if problems:
+                             warn=bool(dropped or counters.get('storage_errors', 0)))
+    if problems or storage_failing:
         array.status[0].level = DiagnosticStatus.ERROR
     return array

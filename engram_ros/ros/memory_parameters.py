@@ -37,11 +37,13 @@ from engram_ros.core.visibility import MissPolicy
 #: Parameters that shape the store on disk: fixed once the node runs.
 READ_ONLY = ('persist', 'store_dir', 'synchronous', 'frame_id', 'dim', 'ingest_topic',
              'privacy.zones', 'privacy.time_windows', 'encrypt_evidence', 'encryption_key_file',
-             'semantic_text', 'audit_max_mb', 'audit_keep_files', 'audit_key_file')
+             'semantic_text', 'audit_max_mb', 'audit_keep_files', 'audit_key_file',
+             'write_queue_size')
 #: String arrays without a default (an empty list has no type in ROS): unset means none.
 STRING_ARRAY = Parameter.Type.STRING_ARRAY
 
-_POSITIVE_INTS = ('max_k', 'short_term_capacity', 'budget', 'promote_after', 'max_markers')
+_POSITIVE_INTS = ('max_k', 'short_term_capacity', 'budget', 'promote_after', 'max_markers',
+                  'write_queue_size')
 _NON_NEGATIVE = ('anchor_radius', 'edge_max_gap', 'move_grace', 'protect_score',
                  'miss_visit_gap')
 
@@ -84,6 +86,9 @@ def declarations() -> list[tuple[str, Any, str]]:
         ('diagnostics_period', 1.0, '[s] diagnostics publishing period'),
         ('ingest_topic', 'engram/observations', 'topic of engram_ros/msg/Observation'),
         ('queue_depth', 100, 'ingest subscription queue depth'),
+        ('write_queue_size', 1000, 'observations kept while storage fails (full disk, locked '
+         'database), written oldest first once it works; more are dropped and counted '
+         '(dropped_queue_full)'),
         ('privacy.zones', STRING_ARRAY, 'regions where nothing is stored: circle:X,Y,R, '
          'box:XMIN,YMIN,XMAX,YMAX (memory frame, m)'),
         ('privacy.time_windows', STRING_ARRAY, 'times when nothing is stored: '

@@ -401,3 +401,35 @@ def test_pairs_within_of_nothing() -> None:
                    pairs_within(np.ones((3, 3)), empty, 1.0),
                    pairs_within(np.ones((3, 3)), np.ones((3, 3)), 0.0)):
         assert qi.shape == pj.shape == (0,)
+
+
+# ------------------------------------------------------------------------------- unknown pose
+
+
+def test_an_all_zero_covariance_is_unknown_and_a_measured_sighting_dominates() -> None:
+    """ROS fills an unknown covariance with zeros: that is no evidence, not certainty."""
+    unknown = make_engram(position=np.array([5.0, -3.0, 1.0]), covariance=np.zeros(36))
+    measured = make_obs(position=np.array([1.0, 2.0, 0.5]), covariance=cov(0.01))
+    out = merge(unknown, measured, MergePolicy())
+    np.testing.assert_allclose(out.position, [1.0, 2.0, 0.5], atol=0.01)
+    assert np.all(pos_var(out.covariance) <= 0.01)
+    # Either order, and in a consolidation cluster.
+    engram = make_engram(position=np.array([1.0, 2.0, 0.5]), covariance=cov(0.01))
+    out = merge(engram, make_obs(position=np.array([5.0, -3.0, 1.0]),
+                                 covariance=np.zeros(36)), MergePolicy())
+    np.testing.assert_allclose(out.position, [1.0, 2.0, 0.5], atol=0.01)
+    fused = merge_clusters([(unknown, [make_engram(id=2, position=np.array([1.0, 2.0, 0.5]),
+                                                   covariance=cov(0.01))])], MergePolicy())[0]
+    np.testing.assert_allclose(fused.position, [1.0, 2.0, 0.5], atol=0.01)
+
+
+def test_two_unknown_covariances_average_and_stay_unknown() -> None:
+    a = make_engram(position=np.array([0.0, 0.0, 0.0]), covariance=np.zeros(36))
+    b = make_obs(position=np.array([2.0, 0.0, 0.0]), covariance=np.zeros(36))
+    out = merge(a, b, MergePolicy())
+    np.testing.assert_allclose(out.position, [1.0, 0.0, 0.0])
+    assert not np.any(out.covariance)
+    other = make_engram(id=2, position=np.array([2.0, 0.0, 0.0]), covariance=np.zeros(36))
+    fused = merge_clusters([(a, [other])], MergePolicy())[0]
+    np.testing.assert_allclose(fused.position, [1.0, 0.0, 0.0])
+    assert not np.any(fused.covariance)

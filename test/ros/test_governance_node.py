@@ -14,10 +14,14 @@ rclpy = pytest.importorskip('rclpy')
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 
 from engram_ros.core.model.engram import Observation  # noqa: E402
+from engram_ros.core.model.limits import MAX_LABEL_BYTES  # noqa: E402
+from engram_ros.core.model.limits import MAX_REQUEST_ITEMS  # noqa: E402
+from engram_ros.core.model.limits import MAX_TAG_BYTES  # noqa: E402
 from engram_ros.msg import Observation as ObservationMsg  # noqa: E402
 from engram_ros.ros.client import MemoryClient  # noqa: E402
 from engram_ros.ros.conversions import memory as conversions  # noqa: E402
 from engram_ros.srv import EditEngram  # noqa: E402
+from engram_ros.srv import Feedback  # noqa: E402
 from engram_ros.srv import ForgetEngrams  # noqa: E402
 from engram_ros.srv import GetEngrams  # noqa: E402
 from engram_ros.srv import ListEngrams  # noqa: E402
@@ -123,3 +127,86 @@ def test_encryption_without_a_key_stops_the_node(start_memory, tmp_path, monkeyp
     process, _ = start_memory(None, tmp_path / 'store', 'encrypt_evidence:=true')
     assert process.proc.wait(30) != 0
     assert 'no key is given' in process.log()
+
+
+def start(test_node, start_memory, store):
+    process, namespace = start_memory(None, store)
+    client = MemoryClient(test_node, namespace)
+    try:
+        client.wait_for_services(timeout=20.0)
+    except RuntimeError:
+        pytest.fail(f'memory node did not come up:\n{process.log()}')
+    pub = test_node.create_publisher(ObservationMsg, f'{namespace}/engram/observations', 100)
+    assert wait_for(lambda: pub.get_subscription_count() > 0, 10.0)
+    pub.publish(observation(1, 'mug', [0.0, 0.0, 0.5]))
+    assert wait_for(lambda: client.list_engrams(limit=1).total == 1, 15.0), process.log()
+    return process, client
+
+
+#: uint64 ids no engram can have (engram ids are int64).
+HUGE_IDS = [2 ** 63, 2 ** 64 - 1]
+
+
+def test_ids_beyond_int64_are_unknown_ids_on_every_service(test_node, start_memory, tmp_path):
+    process, client = start(test_node, start_memory, tmp_path / 'store')
+    mug = client.list_engrams().engrams[0].id
+    for huge in HUGE_IDS:
+        got = client.get_engrams([mug, huge])
+        assert got.status == GetEngrams.Response.STATUS_UNKNOWN_ID, got.message
+        assert list(got.unknown_ids) == [huge] and [e.id for e in got.engrams] == [mug]
+
+        edited = client.edit_engram(huge, pinned=True)
+        assert edited.status == EditEngram.Response.STATUS_UNKNOWN_ID, edited.message
+        assert str(huge) in edited.message
+
+        feedback = client.feedback([mug, huge], helped=True)
+        assert feedback.status == Feedback.Response.STATUS_UNKNOWN_ID, feedback.message
+        assert list(feedback.unknown_ids) == [huge]
+
+        for dry_run in (True, False):
+            gone = client.forget_engrams([huge], dry_run=dry_run)
+            assert gone.status == ForgetEngrams.Response.STATUS_UNKNOWN_ID, gone.message
+            assert list(gone.unknown_ids) == [huge] and gone.forgotten == 0
+        # Narrowed by a filter that selects the mug: still only the named (unknown) id.
+        gone = client.forget_engrams([huge], kinds=['object'])
+        assert gone.status == ForgetEngrams.Response.STATUS_UNKNOWN_ID and gone.forgotten == 0
+    assert client.list_engrams(limit=1).total == 1
+    assert client.get_engrams([mug]).engrams[0].score == pytest.approx(0.5)   # unchanged
+    assert process.stop() == 0, process.log()
+
+
+def test_requests_past_a_size_limit_are_refused_at_the_limit_accepted(test_node, start_memory,
+                                                                      tmp_path):
+    process, client = start(test_node, start_memory, tmp_path / 'store')
+    mug = client.list_engrams().engrams[0].id
+    n = MAX_REQUEST_ITEMS
+    many = [f'place:p{i}' for i in range(n)]
+
+    at = client.edit_engram(mug, remove_tags=many, label='a' * MAX_LABEL_BYTES)
+    assert at.status == EditEngram.Response.STATUS_OK, at.message
+    long_label = client.edit_engram(mug, label='a' * (MAX_LABEL_BYTES + 1))
+    assert long_label.status == EditEngram.Response.STATUS_INVALID_EDIT
+    assert 'MAX_LABEL_BYTES' in long_label.message
+    too_many = client.edit_engram(mug, remove_tags=many + ['place:one_more'])
+    assert too_many.status == EditEngram.Response.STATUS_INVALID_TAG
+    assert 'MAX_REQUEST_ITEMS' in too_many.message
+    long_tag = client.edit_engram(mug, add_tags=['place:' + 'x' * (MAX_TAG_BYTES - 5)])
+    assert long_tag.status == EditEngram.Response.STATUS_INVALID_TAG
+    assert 'MAX_TAG_BYTES' in long_tag.message
+
+    assert client.list_engrams(tags_none=many).status == ListEngrams.Response.STATUS_OK
+    listed = client.list_engrams(tags_none=many + ['place:one_more'])
+    assert listed.status == ListEngrams.Response.STATUS_INVALID_TAG
+    assert 'MAX_REQUEST_ITEMS' in listed.message
+
+    unknown = list(range(10 ** 6, 10 ** 6 + n))
+    assert client.forget_engrams(unknown, dry_run=True).status == \
+        ForgetEngrams.Response.STATUS_UNKNOWN_ID
+    over = client.forget_engrams(unknown + [1], dry_run=True)
+    assert over.status == ForgetEngrams.Response.STATUS_INVALID_PAGE
+    assert 'MAX_REQUEST_ITEMS' in over.message
+    assert client.feedback(unknown, helped=True).status == Feedback.Response.STATUS_UNKNOWN_ID
+    over = client.feedback(unknown + [1], helped=True)
+    assert over.status == Feedback.Response.STATUS_EMPTY and 'MAX_REQUEST_ITEMS' in over.message
+    assert client.list_engrams(limit=1).total == 1
+    assert process.stop() == 0, process.log()

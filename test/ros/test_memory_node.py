@@ -19,6 +19,11 @@ rclpy = pytest.importorskip('rclpy')
 
 from visualization_msgs.msg import MarkerArray  # noqa: E402
 
+from engram_ros.core.model.limits import MAX_LABEL_BYTES  # noqa: E402
+from engram_ros.core.model.limits import MAX_QUERY_TEXT_BYTES  # noqa: E402
+from engram_ros.core.model.limits import MAX_REQUEST_ITEMS  # noqa: E402
+from engram_ros.core.model.limits import MAX_TAG_BYTES  # noqa: E402
+from engram_ros.core.model.limits import MAX_TAGS_PER_OBSERVATION  # noqa: E402
 from engram_ros.srv import Consolidate  # noqa: E402
 from engram_ros.srv import Recall  # noqa: E402
 
@@ -157,6 +162,49 @@ def test_malformed_observations_are_dropped_and_counted(memory):
     assert memory.count() == 0
     assert memory.process.proc.poll() is None
     ingest(memory, [observation('book', (4.0, 1.0, 0.5))], expected=1)
+
+
+def test_observations_past_a_size_limit_are_dropped_and_counted_per_reason(memory):
+    long_label = observation('mug', (1.0, 2.0, 0.8))
+    long_label.label = 'a' * (MAX_LABEL_BYTES + 1)
+    too_many_tags = observation('book', (4.0, 1.0, 0.5))
+    too_many_tags.tags = [f'place:p{i}' for i in range(MAX_TAGS_PER_OBSERVATION + 1)]
+    long_tag = observation('plant', (9.0, 0.0, 0.5))
+    long_tag.tags = ['place:' + 'x' * (MAX_TAG_BYTES - 5)]
+    memory.publish(long_label, too_many_tags, long_tag)
+
+    for reason in ('label_too_long', 'too_many_tags', 'tag_too_long'):
+        assert wait_for(lambda r=reason: memory.diagnostic(f'dropped_{r}') == '1', 10.0), \
+            (reason, memory.process.log())
+    assert memory.diagnostic('dropped_malformed') == '0'
+    assert memory.count() == 0
+
+    at_limits = observation('mug', (1.0, 2.0, 0.8))
+    at_limits.label = 'a' * MAX_LABEL_BYTES
+    at_limits.tags = [f'place:{i:03d}' + 'x' * (MAX_TAG_BYTES - 9)
+                      for i in range(MAX_TAGS_PER_OBSERVATION)]
+    ingest(memory, [at_limits], expected=1)
+    stored = memory.client.recall(kinds=['object'], k=5).engrams[0]
+    assert stored.label == 'a' * MAX_LABEL_BYTES
+    assert sum(t.startswith('place:') for t in stored.tags) == MAX_TAGS_PER_OBSERVATION
+
+
+def test_recall_requests_past_a_size_limit_are_refused_at_the_limit_answered(memory):
+    ingest(memory, [observation('mug', (1.0, 2.0, 0.8))], expected=1)
+    many = [f'place:p{i}' for i in range(MAX_REQUEST_ITEMS)]
+    accepted = [dict(text='mug ' + 'x' * (MAX_QUERY_TEXT_BYTES - 4)),
+                dict(tags_none=many, kinds=['object']),
+                dict(tags_any=['place:' + 'x' * (MAX_TAG_BYTES - 6)])]
+    for kwargs in accepted:
+        answer = memory.client.recall(**kwargs)
+        assert answer.status == Recall.Response.STATUS_OK, answer.message
+    refused = [(dict(text='mug ' + 'x' * (MAX_QUERY_TEXT_BYTES - 3)), 'MAX_QUERY_TEXT_BYTES'),
+               (dict(tags_none=many + ['place:one_more'], kinds=['object']), 'MAX_REQUEST_ITEMS'),
+               (dict(tags_any=['place:' + 'x' * (MAX_TAG_BYTES - 5)]), 'MAX_TAG_BYTES')]
+    for kwargs, limit in refused:
+        answer = memory.client.recall(**kwargs)
+        assert answer.status == Recall.Response.STATUS_INVALID_TAG, answer.message
+        assert limit in answer.message
 
 
 def test_consolidate_service_dry_run_and_bad_scopes(memory):

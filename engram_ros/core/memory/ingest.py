@@ -21,6 +21,7 @@ step 1 and step 3 (the write lock is held), so it is looked up in step 1.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Sequence
 from typing import TYPE_CHECKING
@@ -32,10 +33,12 @@ from engram_ros.core.duplicates import find_match
 from engram_ros.core.memory import writes
 from engram_ros.core.memory.beliefs import expect_visible
 from engram_ros.core.memory.config import IngestResult
+from engram_ros.core.memory.config import LOGGER_NAME
 from engram_ros.core.memory.config import ObservationExcluded
 from engram_ros.core.memory.governance_ops import drop_unreferenced_evidence
 from engram_ros.core.memory.mapping import nearest_place
 from engram_ros.core.memory.mapping import traversal
+from engram_ros.core.memory.write_queue import STORAGE_ERRORS
 from engram_ros.core.merge import merge
 from engram_ros.core.model.engram import Engram
 from engram_ros.core.model.engram import InvalidObservation
@@ -47,9 +50,12 @@ from engram_ros.core.model.engram import TIER_SHORT
 if TYPE_CHECKING:
     from engram_ros.core.memory.store import MemoryStore
 
+_LOG = logging.getLogger(LOGGER_NAME)
+
 
 def ingest(store: MemoryStore, obs: Observation) -> IngestResult:
-    """Write one observation (see the module doc); raises as :meth:`MemoryStore.ingest`."""
+    """Write one observation (see the module doc); raises as :meth:`MemoryStore.ingest`, and
+    a storage error only when nothing was committed (a retry then writes it once)."""
     _admit(store, obs)
     config, state = store.config, store.state
     with store._write_lock:
@@ -77,8 +83,15 @@ def ingest(store: MemoryStore, obs: Observation) -> IngestResult:
         if engram.kind != 'place':
             engram.anchor_id = anchor or engram.anchor_id
         store.storage.put([engram])
+        # Committed: from here on a storage error must not raise, or a caller that retries
+        # the observation (the node's write queue) would count it twice.
         if edge is not None:
-            store.storage.put_edges([edge])
+            try:
+                store.storage.put_edges([edge])
+            except STORAGE_ERRORS as exc:
+                _LOG.error('traversal edge %s not stored (%s); engram %d is', edge, exc,
+                           engram.id)
+                edge = None
         with store._lock:
             writes.publish_one(store, engram)
             if edge is not None:
@@ -87,7 +100,12 @@ def ingest(store: MemoryStore, obs: Observation) -> IngestResult:
                 expect_visible(store, obs.view, obs.stamp)
             evict = state.lru_victims(list(state.short), config.short_term_capacity)
         if evict:
-            writes.evict(store, evict, 'short-term LRU capacity')
+            try:
+                writes.evict(store, evict, 'short-term LRU capacity')
+            except STORAGE_ERRORS as exc:
+                _LOG.error('short-term eviction of %d engrams failed (%s); engram %d is '
+                           'stored', len(evict), exc, engram.id)
+                evict = []
         return IngestResult(engram.id, bool(existing), promoted, evict)
 
 

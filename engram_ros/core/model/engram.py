@@ -20,6 +20,12 @@ from typing import Sequence
 
 import numpy as np
 
+from engram_ros.core.model.limits import MAX_LABEL_BYTES
+from engram_ros.core.model.limits import MAX_TAG_BYTES
+from engram_ros.core.model.limits import MAX_TAGS_PER_OBSERVATION
+from engram_ros.core.model.limits import oversized_tag
+from engram_ros.core.model.limits import utf8_len
+
 #: Kinds of engram the memory knows. The order is stable: the index stores the position as a
 #: small integer code, so new kinds are only ever appended.
 KINDS: tuple[str, ...] = ('place', 'object', 'audio', 'event')
@@ -32,12 +38,26 @@ TIER_SHORT = 'short'
 TIER_LONG = 'long'
 TIERS: tuple[str, ...] = (TIER_SHORT, TIER_LONG)
 
-#: Identity covariance used when a producer gives none (1 m^2 / 1 rad^2 diagonal).
+#: Identity covariance used when a producer gives none (1 m^2 / 1 rad^2 diagonal). An all-zero
+#: covariance, the ROS convention for "unknown", is kept as it is and weighed as unknown when
+#: sightings are fused (:func:`engram_ros.core.merge.position_variances`).
 _DEFAULT_COVARIANCE = tuple(float(i % 7 == 0) for i in range(36))
+
+#: Why an observation was refused, for the node's per-reason counters: a size limit
+#: (:mod:`engram_ros.core.model.limits`) or anything else that breaks the contract.
+REASON_MALFORMED = 'malformed'
+REASON_LABEL_TOO_LONG = 'label_too_long'
+REASON_TOO_MANY_TAGS = 'too_many_tags'
+REASON_TAG_TOO_LONG = 'tag_too_long'
 
 
 class InvalidObservation(ValueError):
-    """An observation that cannot be stored; the message says what was wrong."""
+    """An observation that cannot be stored; the message says what was wrong, ``reason`` which
+    rule it broke (one of the ``REASON_*`` names)."""
+
+    def __init__(self, message: str, reason: str = REASON_MALFORMED) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class ViewLike(Protocol):
@@ -115,8 +135,9 @@ class Observation:
 
         :param dim: the store's context-vector dimension.
         :param frame_id: the store's fixed frame; ``None`` accepts any non-empty frame.
-        :raises InvalidObservation: naming the first problem found.
+        :raises InvalidObservation: naming the first problem found (size limits first).
         """
+        self._check_sizes()
         if self.kind not in KINDS:
             raise InvalidObservation(f'unknown kind {self.kind!r}; accepted: {", ".join(KINDS)}')
         if self.modality not in MODALITIES:
@@ -150,6 +171,22 @@ class Observation:
                 self.view.validate()
             except ValueError as exc:
                 raise InvalidObservation(str(exc)) from None
+
+    def _check_sizes(self) -> None:
+        """:raises InvalidObservation: past a limit of :mod:`engram_ros.core.model.limits`."""
+        if utf8_len(self.label) > MAX_LABEL_BYTES:
+            raise InvalidObservation(
+                f'label of {utf8_len(self.label)} bytes; accepted: at most {MAX_LABEL_BYTES} '
+                'bytes (MAX_LABEL_BYTES)', REASON_LABEL_TOO_LONG)
+        if len(self.tags) > MAX_TAGS_PER_OBSERVATION:
+            raise InvalidObservation(
+                f'{len(self.tags)} tags; accepted: at most {MAX_TAGS_PER_OBSERVATION} per '
+                'observation (MAX_TAGS_PER_OBSERVATION)', REASON_TOO_MANY_TAGS)
+        long_tag = oversized_tag(self.tags)
+        if long_tag is not None:
+            raise InvalidObservation(
+                f'tag {long_tag!r} is too long; accepted: at most {MAX_TAG_BYTES} bytes '
+                '(MAX_TAG_BYTES)', REASON_TAG_TOO_LONG)
 
 
 @dataclass

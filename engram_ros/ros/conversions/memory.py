@@ -15,6 +15,7 @@ from builtin_interfaces.msg import Time
 
 from engram_ros.core.forgetting import FeedbackError
 from engram_ros.core.forgetting import FeedbackStatus
+from engram_ros.core.governance import check_edit_sizes
 from engram_ros.core.governance import EngramFilter
 from engram_ros.core.governance import ForgetResult
 from engram_ros.core.governance import GovernanceError
@@ -26,6 +27,8 @@ from engram_ros.core.model.engram import Engram
 from engram_ros.core.model.engram import InvalidObservation
 from engram_ros.core.model.engram import Observation
 from engram_ros.core.model.errors import StatusError
+from engram_ros.core.model.limits import MAX_ENGRAM_ID
+from engram_ros.core.model.limits import MAX_REQUEST_ITEMS
 from engram_ros.core.places import PlaceGraph
 from engram_ros.core.places import PoseCorrection
 from engram_ros.core.query import RecallQuery
@@ -242,6 +245,54 @@ def fill_consolidate_response(report: ConsolidationReport,
 
 # ------------------------------------------------------------------------------- governance
 
+def engram_ids(values: Sequence[int]) -> tuple[list[int], list[int]]:
+    """The ``uint64`` ids of a request as engram ids, and those no engram can have.
+
+    Engram ids are SQLite INTEGERs (int64): an id above
+    :data:`~engram_ros.core.model.limits.MAX_ENGRAM_ID` is an unknown id, never an error.
+
+    :returns: ``(ids up to MAX_ENGRAM_ID, ids above it)``, each in request order.
+    """
+    ids = [int(i) for i in values]
+    return [i for i in ids if i <= MAX_ENGRAM_ID], [i for i in ids if i > MAX_ENGRAM_ID]
+
+
+def engram_id(value: int) -> int:
+    """One request id as an engram id.
+
+    :raises GovernanceError: ``UNKNOWN_ID`` for an id above ``MAX_ENGRAM_ID`` (no engram has it).
+    """
+    if int(value) > MAX_ENGRAM_ID:
+        raise GovernanceError(GovernanceStatus.UNKNOWN_ID,
+                              f'no engram with id {int(value)}: engram ids are at most '
+                              f'{MAX_ENGRAM_ID}')
+    return int(value)
+
+
+def unknown_in_order(values: Sequence[int], unknown: Sequence[int]) -> list[int]:
+    """The ids of ``values`` (a request's, in its order) that are in ``unknown``."""
+    wanted = {int(i) for i in unknown}
+    return [int(i) for i in values if int(i) in wanted]
+
+
+def feedback_ids(request: Feedback.Request) -> list[int]:
+    """The ids of a Feedback request.
+
+    :raises FeedbackError: ``EMPTY`` for more than ``MAX_REQUEST_ITEMS`` ids (the status of a
+        count out of range); ``UNKNOWN_ID`` for an id no engram can have (nothing is changed).
+    """
+    if len(request.ids) > MAX_REQUEST_ITEMS:
+        raise FeedbackError(FeedbackStatus.EMPTY,
+                            f'{len(request.ids)} ids; accepted: 1..{MAX_REQUEST_ITEMS} '
+                            '(MAX_REQUEST_ITEMS)')
+    ids, impossible = engram_ids(request.ids)
+    if impossible:
+        raise FeedbackError(FeedbackStatus.UNKNOWN_ID,
+                            f'unknown engram id(s): {", ".join(map(str, impossible[:20]))}; '
+                            'nothing was changed')
+    return ids
+
+
 def requester_of(request) -> str:
     """The ``requester`` field of any request, ``'unknown'`` when empty."""
     return getattr(request, 'requester', '') or 'unknown'
@@ -314,12 +365,15 @@ def fill_get_response(engrams: list[Engram], unknown: list[int], response: GetEn
 def edit_from_request(request: EditEngram.Request) -> dict:
     """Keyword arguments of :meth:`MemoryStore.edit` from an EditEngram request.
 
-    :raises GovernanceError: for a ``pin`` value that is not a ``PIN_*`` constant.
+    :raises GovernanceError: for a ``pin`` value that is not a ``PIN_*`` constant, or past a
+        size limit (:func:`~engram_ros.core.governance.check_edit_sizes`).
     """
     pinned = {0: None, 1: True, 2: False}.get(request.pin, 'bad')
     if pinned == 'bad':
         raise GovernanceError(GovernanceStatus.INVALID_EDIT,
                               f'pin={request.pin}; accepted: 0 (keep), 1 (pin), 2 (unpin)')
+    check_edit_sizes(request.add_tags, request.remove_tags,
+                     request.label if request.set_label else None)
     return {'add_tags': tuple(request.add_tags), 'remove_tags': tuple(request.remove_tags),
             'label': request.label if request.set_label else None, 'pinned': pinned}
 

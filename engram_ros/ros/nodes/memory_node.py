@@ -14,9 +14,16 @@ Interfaces (relative names, so a namespace such as ``/robot1`` prefixes them):
 * publisher ``engram/markers`` (``visualization_msgs/MarkerArray``), latched
 * publisher ``/diagnostics`` (``diagnostic_msgs/DiagnosticArray``)
 
-Ingestion, consolidation, edit, forget, feedback and corrections run in one mutually exclusive
-callback group (the writers); recall, list, get and places run in a reentrant group, so a slow
-write never blocks a recall.
+Consolidation, edit, forget, feedback, corrections and the writing of observations run in one
+mutually exclusive callback group (the writers); recall, list, get and places run in a reentrant
+group, so a slow write never blocks a recall. The observation subscription only checks and
+queues (its own group): a bounded write queue (:mod:`engram_ros.core.memory.write_queue`,
+parameter ``write_queue_size``) is drained by the writers as soon as something arrives.
+
+Storage errors (a full disk, a file size limit, a database locked by another process, an audit
+log that cannot be appended to) never stop the node: observations wait in the queue and are
+retried with back-off, the failing operation answers a status and a message that say so,
+diagnostics report ERROR with the failing operations and count every error and every drop.
 Every recall, list, get, consolidation, edit and forget is written to the audit log
 (``<store_dir>/audit.jsonl``; in RAM without consent to persist). The core store
 guards its own state (see :mod:`engram_ros.core.memory`).
@@ -45,12 +52,21 @@ from visualization_msgs.msg import MarkerArray
 from engram_ros.core.audit import AuditError
 from engram_ros.core.evidence import EvidenceError
 from engram_ros.core.forgetting import FeedbackError
+from engram_ros.core.governance import check_id_count
+from engram_ros.core.governance import ForgetResult
 from engram_ros.core.governance import GovernanceError
 from engram_ros.core.governance import GovernanceStatus
 from engram_ros.core.governance import MAX_LIMIT
 from engram_ros.core.memory import MemoryStore
 from engram_ros.core.memory import ObservationExcluded
-from engram_ros.core.model.engram import InvalidObservation
+from engram_ros.core.memory.write_queue import describe
+from engram_ros.core.memory.write_queue import is_storage_error
+from engram_ros.core.memory.write_queue import RETRY_MIN
+from engram_ros.core.memory.write_queue import StorageFaults
+from engram_ros.core.memory.write_queue import WriteQueue
+from engram_ros.core.model.engram import Observation
+from engram_ros.core.model.engram import REASON_MALFORMED
+from engram_ros.core.model.limits import MAX_REQUEST_ITEMS
 from engram_ros.core.places import CorrectionError
 from engram_ros.core.privacy import PrivacyConfigError
 from engram_ros.core.query import QueryError
@@ -93,7 +109,15 @@ class MemoryNode(Node):
         self._writers = MutuallyExclusiveCallbackGroup()
         self._queries = ReentrantCallbackGroup()
         self._reporting = MutuallyExclusiveCallbackGroup()
+        self._arrivals = MutuallyExclusiveCallbackGroup()
         self.counters = dict.fromkeys(MEMORY_COUNTERS, 0)
+        self._counter_lock = threading.Lock()
+        self.faults = StorageFaults()
+        self.ingest_queue: WriteQueue[Observation] = WriteQueue(
+            self._write_observation, self.get_parameter('write_queue_size').value)
+        # Wakes the writers at once when an observation is queued; the timer retries.
+        self._drain_signal = self.create_guard_condition(self.drain_callback,
+                                                         callback_group=self._writers)
         self._last_recall_ms = 0.0
         self._markers_dirty = True
         self._semantic_state = 'off'
@@ -108,12 +132,13 @@ class MemoryNode(Node):
         self.observation_sub = self.create_subscription(
             ObservationMsg, self.get_parameter('ingest_topic').value,
             self.observation_callback, QoSProfile(depth=self.get_parameter('queue_depth').value),
-            callback_group=self._writers)
+            callback_group=self._arrivals)
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.marker_pub = self.create_publisher(MarkerArray, 'engram/markers', latched)
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
 
-        self._timers = []
+        self._timers = [self.create_timer(RETRY_MIN, self.drain_callback,
+                                          callback_group=self._writers)]
         self._timers.append(self.create_timer(
             self.get_parameter('diagnostics_period').value, self.diagnostics_callback,
             callback_group=self._reporting))
@@ -203,41 +228,105 @@ class MemoryNode(Node):
 
     # ------------------------------------------------------------------------- callbacks
     def observation_callback(self, msg: ObservationMsg) -> None:
-        self.counters['received'] += 1
+        """Check and queue; the writers write it (:meth:`drain_callback`)."""
+        self._count('received')
         try:
-            result = self.store.ingest(conversions.observation_from_msg(msg))
-        except ObservationExcluded as exc:
-            self.counters['dropped_privacy'] += 1
+            obs = conversions.observation_from_msg(msg)
+            obs.validate(self.store.config.dim, self.store.config.frame_id)
+        except ValueError as exc:       # InvalidObservation included
+            self._dropped(exc)
+            return
+        if not self.ingest_queue.put(obs):
+            self.get_logger().error(
+                f'write queue full ({self.ingest_queue.capacity} observations wait for '
+                f'storage): observation dropped; {self.faults.summary()}',
+                throttle_duration_sec=5.0)
+            return
+        self._drain_signal.trigger()
+
+    def drain_callback(self) -> None:
+        """Write queued observations, oldest first; on a storage error they wait and the
+        retry timer tries again after a back-off."""
+        if not self.ingest_queue.due():
+            return
+        drained = self.ingest_queue.drain()
+        for _, exc in drained.rejected:
+            self._dropped(exc)
+        if drained.error is not None:
+            self.faults.failed('ingest', drained.error)
+            self.get_logger().error(
+                f'storage refused an observation ({describe(drained.error)}); '
+                f'{len(self.ingest_queue)} wait to be written, retried with back-off',
+                throttle_duration_sec=5.0)
+        elif drained.written:
+            self.faults.succeeded('ingest')
+
+    def _write_observation(self, obs: Observation) -> None:
+        """Ingest one queued observation; raises as :meth:`MemoryStore.ingest`."""
+        result = self.store.ingest(obs)
+        with self._counter_lock:
+            self.counters['ingested'] += 1
+            self.counters['merged'] += int(result.merged)
+            self.counters['promoted'] += int(result.promoted)
+            self.counters['evicted'] += len(result.evicted)
+        self._markers_dirty = True
+
+    def _dropped(self, exc: Exception) -> None:
+        """Count (by reason) and log an observation the memory will not store."""
+        if isinstance(exc, ObservationExcluded):
+            self._count('dropped_privacy')
             self.get_logger().info(str(exc), throttle_duration_sec=10.0)
             return
-        except (InvalidObservation, ValueError) as exc:
-            self.counters['dropped_malformed'] += 1
+        if isinstance(exc, ValueError):
+            reason = getattr(exc, 'reason', REASON_MALFORMED)
+            self._count('dropped_malformed' if reason == REASON_MALFORMED else f'dropped_{reason}')
             self.get_logger().warning(f'dropped an observation: {exc}',
                                       throttle_duration_sec=5.0)
             return
-        self.counters['ingested'] += 1
-        self.counters['merged'] += int(result.merged)
-        self.counters['promoted'] += int(result.promoted)
-        self.counters['evicted'] += len(result.evicted)
-        self._markers_dirty = True
+        self._count('dropped_error')
+        self.get_logger().error(f'dropped an observation: {exc!r}', throttle_duration_sec=5.0)
+
+    def _count(self, name: str, n: int = 1) -> None:
+        with self._counter_lock:
+            self.counters[name] += n
+
+    def _failed(self, operation: str, exc: Exception) -> str:
+        """Log and count an unexpected error of ``operation``; the text for its message."""
+        if is_storage_error(exc):
+            self.faults.failed(operation, exc)
+            self.get_logger().error(f'{operation}: storage failing: {describe(exc)}',
+                                    throttle_duration_sec=5.0)
+            return f'storage failing: {describe(exc)}'
+        self._count('internal_errors')
+        self.get_logger().error(f'{operation} failed: {exc!r}')
+        return f'internal error: {exc}'
+
+    def _storage_note(self) -> str:
+        """What a response message adds while storage fails ('' when it works)."""
+        failing, waiting = self.faults.summary(), len(self.ingest_queue)
+        if not failing and not waiting:
+            return ''
+        return (f' [{failing or "storage works"}; {waiting} observations wait to be written, '
+                f'{self.ingest_queue.overflowed} dropped on a full write queue]')
 
     def recall_callback(self, request: Recall.Request,
                         response: Recall.Response) -> Recall.Response:
         start = time.perf_counter()
-        self.counters['recalls'] += 1
+        self._count('recalls')
         try:
             result = self.store.recall(conversions.recall_query_from_request(request),
                                        requester=conversions.requester_of(request))
             conversions.fill_recall_response(result, response, request.include_vectors)
+            self.faults.succeeded('recall')
+            response.message += self._storage_note()
         except QueryError as exc:
-            self.counters['recall_errors'] += 1
+            self._count('recall_errors')
             response.status = int(exc.status)
             response.message = str(exc)
         except Exception as exc:  # a planner must get an answer, never a dead service
-            self.counters['recall_errors'] += 1
-            self.get_logger().error(f'recall failed: {exc!r}')
+            self._count('recall_errors')
             response.status = int(RecallStatus.INTERNAL_ERROR)
-            response.message = f'internal error: {exc}'
+            response.message = self._failed('recall', exc) + self._storage_note()
         self._last_recall_ms = (time.perf_counter() - start) * 1e3
         return response
 
@@ -253,54 +342,72 @@ class MemoryNode(Node):
             response.message = str(exc)
             return response
         except Exception as exc:
-            self.get_logger().error(f'consolidation failed: {exc!r}')
             response.status = Consolidate.Response.STATUS_INTERNAL_ERROR
-            response.message = f'internal error: {exc}'
+            response.message = self._failed('consolidate', exc) + self._storage_note()
             return response
-        self.counters['consolidations'] += 1
-        self.counters['evidence_expired'] += report.evidence_expired
-        self.counters['moved'] += 0 if request.dry_run else len(report.moved)
-        self.counters['ended'] += 0 if request.dry_run else len(report.ended)
-        self._markers_dirty = self._markers_dirty or not request.dry_run
-        return conversions.fill_consolidate_response(report, response)
+        self.faults.succeeded('consolidate')
+        self._consolidated(report, request.dry_run)
+        conversions.fill_consolidate_response(report, response)
+        response.message += self._storage_note()
+        return response
 
     def consolidation_timer_callback(self) -> None:
-        report = self.store.consolidate(requester=self.get_fully_qualified_name())
-        self.counters['consolidations'] += 1
-        self.counters['evidence_expired'] += report.evidence_expired
-        self.counters['moved'] += len(report.moved)
-        self.counters['ended'] += len(report.ended)
-        if report.merged or report.forgotten or report.promoted or report.moved or report.ended:
+        try:
+            report = self.store.consolidate(requester=self.get_fully_qualified_name())
+        except Exception as exc:    # the next period tries again
+            self._failed('consolidate', exc)
+            return
+        self.faults.succeeded('consolidate')
+        self._consolidated(report, False)
+
+    def _consolidated(self, report, dry_run: bool) -> None:
+        with self._counter_lock:
+            self.counters['consolidations'] += 1
+            self.counters['evidence_expired'] += report.evidence_expired
+            self.counters['moved'] += 0 if dry_run else len(report.moved)
+            self.counters['ended'] += 0 if dry_run else len(report.ended)
+        if not dry_run and (report.merged or report.forgotten or report.promoted
+                            or report.moved or report.ended):
             self._markers_dirty = True
 
     def feedback_callback(self, request: Feedback.Request,
                           response: Feedback.Response) -> Feedback.Response:
-        self.counters['feedbacks'] += 1
+        self._count('feedbacks')
         try:
-            engrams = self.store.feedback([int(i) for i in request.ids], request.helped,
+            engrams = self.store.feedback(conversions.feedback_ids(request), request.helped,
                                           requester=conversions.requester_of(request))
         except Exception as exc:  # a bad request gets a status, never a dead service
-            self.counters['feedback_errors'] += 1
-            if not isinstance(exc, FeedbackError):
-                self.get_logger().error(f'feedback failed: {exc!r}')
-            else:
-                known = {e.id for e in self.store.get([int(i) for i in request.ids])}
-                response.unknown_ids = [int(i) for i in request.ids if int(i) not in known]
-            return conversions.feedback_error_response(exc, response)
+            self._count('feedback_errors')
+            return self._feedback_error(request, exc, response)
+        self.faults.succeeded('feedback')
         return conversions.fill_feedback_response(engrams, response)
+
+    def _feedback_error(self, request: Feedback.Request, exc: Exception,
+                        response: Feedback.Response) -> Feedback.Response:
+        if not isinstance(exc, FeedbackError):
+            response = conversions.feedback_error_response(exc, response)
+            response.message = self._failed('feedback', exc)
+            return response
+        if len(request.ids) <= MAX_REQUEST_ITEMS:
+            try:
+                ids, _ = conversions.engram_ids(request.ids)
+                known = {e.id for e in self.store.get(ids)}
+                response.unknown_ids = [int(i) for i in request.ids if int(i) not in known]
+            except Exception as failure:
+                self._failed('feedback', failure)
+        return conversions.feedback_error_response(exc, response)
 
     def places_callback(self, request: GetPlaces.Request,
                         response: GetPlaces.Response) -> GetPlaces.Response:
-        self.counters['place_queries'] += 1
+        self._count('place_queries')
         try:
             graph = self.store.place_graph(requester=conversions.requester_of(request))
             objects = (sorted(self.store.get(sorted(graph.anchors)), key=lambda e: e.id)
                        if request.include_objects else [])
             return conversions.fill_places_response(graph, objects, response)
         except Exception as exc:
-            self.get_logger().error(f'places failed: {exc!r}')
             response.status = GetPlaces.Response.STATUS_INTERNAL_ERROR
-            response.message = f'internal error: {exc}'
+            response.message = self._failed('places', exc)
             return response
 
     def correction_callback(self, msg: KeyframeCorrection) -> None:
@@ -312,18 +419,22 @@ class MemoryNode(Node):
             report = self.store.correct_poses(conversions.pose_corrections_from_msg(msg),
                                               requester='keyframe_corrections')
         except (CorrectionError, ValueError) as exc:
-            self.counters['corrections_rejected'] += 1
+            self._count('corrections_rejected')
             self.get_logger().warning(f'pose correction rejected, nothing changed: {exc}',
                                       throttle_duration_sec=2.0)
             return
-        self.counters['corrections'] += 1
+        except Exception as exc:
+            self._count('corrections_rejected')
+            self._failed('correct', exc)
+            return
+        self._count('corrections')
         self._markers_dirty = True
         self.get_logger().info(f'pose correction: moved {len(report.places)} places and '
                                f'{len(report.anchored)} anchored engrams')
 
     def list_callback(self, request: ListEngrams.Request,
                       response: ListEngrams.Response) -> ListEngrams.Response:
-        self.counters['lists'] += 1
+        self._count('lists')
         try:
             result = self.store.list_engrams(conversions.engram_filter_from_request(request),
                                              offset=request.offset, limit=request.limit,
@@ -334,24 +445,27 @@ class MemoryNode(Node):
 
     def get_callback(self, request: GetEngrams.Request,
                      response: GetEngrams.Response) -> GetEngrams.Response:
-        self.counters['gets'] += 1
+        self._count('gets')
         if not 1 <= len(request.ids) <= MAX_LIMIT:
             return self._governance_error('get', GovernanceError(
                 GovernanceStatus.INVALID_PAGE,
                 f'{len(request.ids)} ids asked for; accepted: 1..{MAX_LIMIT}'), response)
         try:
+            ids, impossible = conversions.engram_ids(request.ids)
             engrams, unknown = self.store.get_engrams(
-                [int(i) for i in request.ids], requester=conversions.requester_of(request))
-            return conversions.fill_get_response(engrams, unknown, response,
-                                                 request.include_vectors)
+                ids, requester=conversions.requester_of(request))
+            return conversions.fill_get_response(
+                engrams, conversions.unknown_in_order(request.ids, unknown + impossible),
+                response, request.include_vectors)
         except Exception as exc:
             return self._governance_error('get', exc, response)
 
     def edit_callback(self, request: EditEngram.Request,
                       response: EditEngram.Response) -> EditEngram.Response:
-        self.counters['edits'] += 1
+        self._count('edits')
         try:
-            engram = self.store.edit(int(request.id), requester=conversions.requester_of(request),
+            engram = self.store.edit(conversions.engram_id(request.id),
+                                     requester=conversions.requester_of(request),
                                      **conversions.edit_from_request(request))
         except Exception as exc:
             return self._governance_error('edit', exc, response)
@@ -363,47 +477,83 @@ class MemoryNode(Node):
 
     def forget_callback(self, request: ForgetEngrams.Request,
                         response: ForgetEngrams.Response) -> ForgetEngrams.Response:
-        self.counters['forgets'] += 1
+        self._count('forgets')
         try:
-            selection = conversions.engram_filter_from_request(request)
-            result = self.store.forget([int(i) for i in request.ids], selection,
-                                       dry_run=request.dry_run,
-                                       requester=conversions.requester_of(request))
+            result = self._forget(request)
         except Exception as exc:
             return self._governance_error('forget', exc, response)
-        self.counters['forgotten'] += 0 if result.dry_run else len(result.forgotten_ids)
+        self._count('forgotten', 0 if result.dry_run else len(result.forgotten_ids))
         self._markers_dirty = self._markers_dirty or bool(result.forgotten_ids)
         return conversions.fill_forget_response(result, response)
 
+    def _forget(self, request: ForgetEngrams.Request) -> ForgetResult:
+        """Forget what the request selects; ids no engram can have are unknown ids."""
+        check_id_count(len(request.ids))
+        ids, impossible = conversions.engram_ids(request.ids)
+        selection = conversions.engram_filter_from_request(request)
+        requester = conversions.requester_of(request)
+        if impossible and not ids:      # never forget by the filter alone: nothing is named
+            result = ForgetResult(unknown_ids=impossible, dry_run=request.dry_run)
+            self.store.audit_event('forget', requester, {'dry_run': request.dry_run},
+                                   {'ids': [], 'unknown': impossible[:1000]})
+            return result
+        result = self.store.forget(ids, selection, dry_run=request.dry_run, requester=requester)
+        result.unknown_ids = conversions.unknown_in_order(request.ids,
+                                                          result.unknown_ids + impossible)
+        return result
+
     def _governance_error(self, what: str, exc: Exception, response):
         """Fill ``status``/``message`` of a governance response from an exception."""
-        self.counters['governance_errors'] += 1
+        self._count('governance_errors')
         if isinstance(exc, GovernanceError):
             response.status = int(exc.status)
             response.message = str(exc)
         else:
-            self.get_logger().error(f'{what} failed: {exc!r}')
             response.status = int(GovernanceStatus.INTERNAL_ERROR)
-            response.message = f'internal error: {exc}'
+            response.message = self._failed(what, exc)
         return response
 
     def marker_callback(self) -> None:
         if not self._markers_dirty:
             return
         self._markers_dirty = False
-        self.marker_pub.publish(engram_markers(
-            self.store.storage.iter_all(batch_size=1000), self.store.config.frame_id,
-            self.get_clock().now().to_msg(), self.get_parameter('max_markers').value))
+        try:
+            markers = engram_markers(
+                self.store.storage.iter_all(batch_size=1000), self.store.config.frame_id,
+                self.get_clock().now().to_msg(), self.get_parameter('max_markers').value)
+        except Exception as exc:
+            self._markers_dirty = True
+            self._failed('markers', exc)
+            return
+        self.marker_pub.publish(markers)
 
     def diagnostics_callback(self) -> None:
+        queue = self.ingest_queue
+        with self._counter_lock:
+            self.counters.update(storage_errors=self.faults.errors,
+                                 dropped_queue_full=queue.overflowed,
+                                 written_late=queue.written_late)
+            counters = dict(self.counters)
         self.diagnostics_pub.publish(memory_diagnostics(
-            self.get_clock().now().to_msg(), self.get_name(), self.counters, len(self.store),
+            self.get_clock().now().to_msg(), self.get_name(), counters, len(self.store),
             self.store.short_term_size, self._last_recall_ms, self._semantic_state,
-            self.store.audit))
+            self.store.audit, write_queue=len(queue), storage_failing=self.faults.summary()))
 
     def destroy_node(self) -> None:
-        """Close the store (index saved, statistics flushed) before the node goes away."""
-        self.store.close()
+        """Write what waits (unless storage is failing), close the store (index saved,
+        statistics flushed) before the node goes away; say what could not be written."""
+        queue = getattr(self, 'ingest_queue', None)
+        if queue is not None and len(queue):
+            if not queue.failing:
+                queue.drain(force=True)
+            lost = queue.take_all()
+            if lost:
+                self.get_logger().error(f'{len(lost)} observations could not be written '
+                                        f'before shutdown and are lost: {self.faults.summary()}')
+        try:
+            self.store.close()
+        except Exception as exc:
+            self.get_logger().error(f'closing the store failed: {describe(exc)}')
         super().destroy_node()
 
 
