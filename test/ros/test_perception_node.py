@@ -80,7 +80,7 @@ class Robot:
         for status in array.status:
             if status.name.startswith(f'{self.ns}/engram_perception'):
                 self.values = {kv.key: kv.value for kv in status.values}
-            elif status.name.startswith('engram_memory'):
+            elif status.hardware_id == f'{self.ns}/engram_memory':
                 self.memory_values = {kv.key: kv.value for kv in status.values}
 
     def diagnostic(self, key: str) -> int:

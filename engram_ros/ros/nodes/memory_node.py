@@ -397,8 +397,9 @@ class MemoryNode(Node):
 
     def diagnostics_callback(self) -> None:
         self.diagnostics_pub.publish(memory_diagnostics(
-            self.get_clock().now().to_msg(), self.get_name(), self.counters, len(self.store),
-            self.store.short_term_size, self._last_recall_ms, self._semantic_state))
+            self.get_clock().now().to_msg(), self.get_fully_qualified_name(), self.counters,
+            len(self.store), self.store.short_term_size, self._last_recall_ms,
+            self._semantic_state))
 
     def destroy_node(self) -> None:
         """Close the store (index saved, statistics flushed) before the node goes away."""

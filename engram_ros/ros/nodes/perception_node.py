@@ -56,6 +56,7 @@ from engram_ros.perception.visual import load_visual_encoder
 from engram_ros.ros.conversions import sensors as pc
 from engram_ros.ros.conversions.common import diagnostic_array
 from engram_ros.ros.conversions.memory import observation_to_msg
+from engram_ros.ros.diagnostics import for_node
 from engram_ros.ros.nodes.spin import run_node
 
 _READ_ONLY = ('frame_id', 'dim', 'visual_encoder', 'job_queue_size', 'diagnostics_period',
@@ -398,9 +399,10 @@ class PerceptionNode(Node):
                    f'{values.get("object_observations", 0)} objects, '
                    f'{values.get("audio_observations", 0)} sounds'
                    + (f', {skipped} inputs skipped' if skipped else ''))
-        self.diagnostics_pub.publish(diagnostic_array(
-            self.get_clock().now().to_msg(), f'{self.get_fully_qualified_name()}: perception',
-            message, sorted(values.items()), warn=bool(skipped)))
+        name = self.get_fully_qualified_name()
+        self.diagnostics_pub.publish(for_node(diagnostic_array(
+            self.get_clock().now().to_msg(), f'{name}: perception', message,
+            sorted(values.items()), warn=bool(skipped)), name))
 
 
 def main(args: list[str] | None = None) -> int:
