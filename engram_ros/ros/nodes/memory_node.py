@@ -80,12 +80,17 @@ class MemoryNode(Node):
 
     def __init__(self, **kwargs) -> None:
         super().__init__('engram_memory', **kwargs)
-        self._declare_parameters()
-        self.store = self._open_store()
+        self.store: MemoryStore | None = None
         try:
+            self._declare_parameters()
+            # start values by the rules of changes: the callback exists only once we run
+            memory_parameters.check_start(self._value)
+            self.store = self._open_store()
             self._build()
-        except BaseException:       # a Ctrl-C or a bad parameter while starting
-            self.store.close()
+        except BaseException:       # a refusal, a bad parameter or a Ctrl-C while starting
+            # closes the store if it opened, and untracks the node: rclpy's shutdown must not
+            # destroy a half-built node again (that was an AttributeError after the refusal)
+            self.destroy_node()
             raise
 
     def _build(self) -> None:
@@ -403,7 +408,8 @@ class MemoryNode(Node):
 
     def destroy_node(self) -> None:
         """Close the store (index saved, statistics flushed) before the node goes away."""
-        self.store.close()
+        if self.store is not None:    # None: the node refused to start before opening it
+            self.store.close()
         super().destroy_node()
 
 

@@ -137,9 +137,10 @@ class PerceptionNode(Node):
                 description=description, read_only=name in _READ_ONLY))
         self.declare_parameter('rooms', Parameter.Type.STRING_ARRAY,
                                ParameterDescriptor(description=ROOMS_DESCRIPTION))
-        problem = self._invalid([self.get_parameter(n) for n in PARAMETERS])
-        if problem:
-            raise ValueError(problem)
+        for param in map(self.get_parameter, PARAMETERS):  # start values, by the change rules
+            problem = self._invalid([param])
+            if problem:
+                raise ValueError(f'parameter {param.name} = {param.value!r} refused: {problem}')
         # _config raises RoomConfigError (a ValueError) for a bad room and EncryptionKeyError
         # when encryption is on without a usable key: never a silent fall-back to plaintext
         p = self._value
