@@ -126,7 +126,8 @@ def bench_stream(seconds: float, rate: float) -> dict:
     node_proc = subprocess.Popen(
         [sys.executable, '-m', 'engram_ros.ros.nodes.perception_node', '--ros-args',
          '--params-file', str(ROOT / 'config' / 'engram.yaml'), '-r', f'__ns:={namespace}',
-         '-p', f'evidence_dir:={evidence}', '-p', f'camera_xyz:={list(CAM_XYZ)}',
+         '-p', 'persist:=true', '-p', f'evidence_dir:={evidence}',
+         '-p', f'camera_xyz:={list(CAM_XYZ)}',
          '-p', f'camera_rpy:={list(CAM_RPY)}', '-p', 'camera_convention:=body'],
         stdout=log, stderr=subprocess.STDOUT)
     rclpy.init()

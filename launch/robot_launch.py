@@ -23,13 +23,14 @@ from launch import LaunchDescription
 
 def _nodes(context):
     params_file = LaunchConfiguration('params_file').perform(context)
+    namespace = LaunchConfiguration('namespace').perform(context)
     remappings = {'perception': [(name, LaunchConfiguration(arg))
                                  for name, arg, _ in wiring.PERCEPTION_INPUTS]}
     return [Node(package='engram_ros', executable=node.spec.executable,
                  name=node.spec.params_key, namespace=LaunchConfiguration('namespace'),
                  output='screen', parameters=[params_file, node.parameters],
                  remappings=remappings.get(node.spec.name, []))
-            for node in wiring.node_set('robot', params_file)]
+            for node in wiring.node_set('robot', params_file, namespace=namespace)]
 
 
 def generate_launch_description() -> LaunchDescription:

@@ -10,6 +10,7 @@ The node set and what perception shares come from :mod:`engram_ros.apps.wiring`,
 engram_launch.
 """
 
+import yaml
 from launch.actions import DeclareLaunchArgument
 from launch.actions import OpaqueFunction
 from launch.substitutions import LaunchConfiguration
@@ -21,18 +22,22 @@ from launch import LaunchDescription
 
 def _nodes(context):
     params_file = LaunchConfiguration('params_file').perform(context)
-    # the launch arguments each node gets (substitutions: launch_ros parses them as YAML)
-    arguments = {'memory': {'persist': LaunchConfiguration('persist'),
-                            'store_dir': LaunchConfiguration('store_dir')},
-                 'sim': {'scenario': LaunchConfiguration('scenario')}}
-    values = {node: {name: value.perform(context) for name, value in items.items()}
-              for node, items in arguments.items()}
+    namespace = LaunchConfiguration('namespace').perform(context)
+    # the launch arguments each node gets, when given (empty: the params_file's value);
+    # substitutions in parameters are parsed as YAML by launch_ros, and so here
+    arguments = {'memory': ('persist', 'store_dir'), 'sim': ('scenario',)}
+    given = {node: {name: LaunchConfiguration(name) for name in names
+                    if LaunchConfiguration(name).perform(context) != ''}
+             for node, names in arguments.items()}
+    values = {node: {name: yaml.safe_load(value.perform(context))
+                     for name, value in items.items()}
+              for node, items in given.items()}
     return [Node(package='engram_ros', executable=node.spec.executable,
                  name=node.spec.params_key, namespace=LaunchConfiguration('namespace'),
                  output='screen',
                  parameters=[params_file, {**node.parameters,
-                                           **arguments.get(node.spec.name, {})}])
-            for node in wiring.node_set('sim', params_file, values)]
+                                           **given.get(node.spec.name, {})}])
+            for node in wiring.node_set('sim', params_file, values, namespace=namespace)]
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -42,11 +47,14 @@ def generate_launch_description() -> LaunchDescription:
                                           'engram_memory parameters'),
         DeclareLaunchArgument('namespace', default_value='',
                               description='namespace of the three nodes'),
-        DeclareLaunchArgument('scenario', default_value='house',
-                              description='scenario name (config/scenarios) or path'),
-        DeclareLaunchArgument('persist', default_value='false',
-                              description='consent to keep the memory on disk'),
-        DeclareLaunchArgument('store_dir', default_value='~/.ros/engram_store',
-                              description='memory store directory (with persist:=true)'),
+        DeclareLaunchArgument('scenario', default_value='',
+                              description='scenario name (config/scenarios) or path; '
+                                          'empty: engram_sim scenario in params_file'),
+        DeclareLaunchArgument('persist', default_value='',
+                              description='consent to keep the memory on disk (true|false); '
+                                          'empty: engram_memory persist in params_file'),
+        DeclareLaunchArgument('store_dir', default_value='',
+                              description='memory store directory (with persist:=true); '
+                                          'empty: engram_memory store_dir in params_file'),
         OpaqueFunction(function=_nodes),
     ])

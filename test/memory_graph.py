@@ -60,7 +60,7 @@ class Memory:
         """Latest value of ``key`` in this node's diagnostics."""
         for array in reversed(self.diagnostics):
             for status in array.status:
-                if self.namespace.strip('/') in status.name or 'engram_memory' in status.name:
+                if status.hardware_id == f'/{self.namespace.strip("/")}/engram_memory':
                     values = {kv.key: kv.value for kv in status.values}
                     if key in values:
                         return values[key]

@@ -95,7 +95,7 @@ class Launcher:
             if ':=' not in remap:
                 raise ValueError(f'remapping {remap!r} is not <from>:=<to>')
         launches = node_set(self.set_name, self.params_file, self.override_values(),
-                            self.without)
+                            self.without, self.namespace)
         self.children = [Child(launch.spec, self.command(launch)) for launch in launches]
         self.stopping = False
 

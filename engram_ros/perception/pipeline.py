@@ -449,7 +449,8 @@ class Perception:
         """Encode and store one piece of evidence; ``()`` when there is nowhere to, or it
         fails (counted: an observation is worth more than its evidence)."""
         store = self.evidence_store()
-        if store is None:
+        if store is None:       # no consent to persist, or no directory: counted, not written
+            self.count('evidence_not_written')
             return ()
         try:
             return (store.write(name, encode(), kind),)

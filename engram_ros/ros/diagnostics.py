@@ -1,5 +1,9 @@
 """What the memory node reports on ``/diagnostics``: its counters, and the summary line and
-level an operator reads first."""
+level an operator reads first; and whose status it is.
+
+``/diagnostics`` is one absolute topic for the whole robot (or fleet): each status names the
+node that publishes it by its fully qualified name (``/robot1/engram_memory: memory``, hardware
+id ``/robot1/engram_memory``), so two robots' memories never collide there."""
 
 from __future__ import annotations
 
@@ -27,14 +31,21 @@ DROP_COUNTERS = ('dropped_malformed', 'dropped_label_too_long', 'dropped_too_man
                  'dropped_tag_too_long', 'dropped_queue_full', 'dropped_error')
 
 
-def memory_diagnostics(stamp: Time, node_name: str, counters: dict[str, int], size: int,
+def for_node(array: DiagnosticArray, node_fqn: str) -> DiagnosticArray:
+    """``array`` with every status's hardware id the node's fully qualified name."""
+    for status in array.status:
+        status.hardware_id = node_fqn
+    return array
+
+
+def memory_diagnostics(stamp: Time, node_fqn: str, counters: dict[str, int], size: int,
                        short_term: int, last_recall_ms: float, semantic_state: str,
                        audit: AuditLog | None = None, write_queue: int = 0,
                        storage_failing: str = '') -> DiagnosticArray:
-    """The memory's status: ERROR while storage fails (``storage_failing`` says how) or when
-    the audit log was found cut or missing files at start (``audit_gaps`` > 0: a gap record now
-    says so; ``engram verify`` shows it); WARN once observations were dropped or storage failed
-    before; else OK.
+    """The memory's status, named after ``node_fqn`` (``/robot1/engram_memory``): ERROR while
+    storage fails (``storage_failing`` says how) or when the audit log was found cut or missing
+    files at start (``audit_gaps`` > 0: a gap record now says so; ``engram verify`` shows it);
+    WARN once observations were dropped or storage failed before; else OK.
 
     Values from the audit log: ``audit_gaps`` (problems found at this start),
     ``audit_gaps_logged`` (gap records the log holds in all), ``audit_keyed``.
@@ -55,8 +66,8 @@ def memory_diagnostics(stamp: Time, node_name: str, counters: dict[str, int], si
     if audit is not None:
         values.update(audit_gaps=len(problems), audit_gaps_logged=audit.gaps,
                       audit_keyed=str(audit.keyed).lower())
-    array = diagnostic_array(stamp, f'{node_name}: memory', message, values.items(),
+    array = diagnostic_array(stamp, f'{node_fqn}: memory', message, values.items(),
                              warn=bool(dropped or counters.get('storage_errors', 0)))
     if problems or storage_failing:
         array.status[0].level = DiagnosticStatus.ERROR
-    return array
+    return for_node(array, node_fqn)

@@ -1,6 +1,7 @@
 """The memory node's parameters: declared once here (names, defaults, descriptions), checked
-when they change, mapped onto :class:`~engram_ros.core.memory.StoreConfig` and the store they
-open, and applied to a running store.
+by the same rules at start and when they change, mapped onto
+:class:`~engram_ros.core.memory.StoreConfig` and the store they open, and applied to a running
+store.
 
 Plain functions over parameter values, so the mapping reads (and is tested) apart from the
 node; ``config/engram.yaml`` mirrors the defaults.
@@ -20,6 +21,7 @@ from engram_ros.core.audit import AUDIT_FILE_NAME
 from engram_ros.core.audit import AuditLog
 from engram_ros.core.audit import check_key
 from engram_ros.core.evidence import EvidenceStore
+from engram_ros.core.evidence import load_key
 from engram_ros.core.forgetting import RetentionPolicy
 from engram_ros.core.keys import read_key_file
 from engram_ros.core.memory import MemoryStore
@@ -43,9 +45,16 @@ READ_ONLY = ('persist', 'store_dir', 'synchronous', 'frame_id', 'dim', 'ingest_t
 STRING_ARRAY = Parameter.Type.STRING_ARRAY
 
 _POSITIVE_INTS = ('max_k', 'short_term_capacity', 'budget', 'promote_after', 'max_markers',
-                  'write_queue_size')
+                  'write_queue_size', 'dim', 'queue_depth')
+_NON_NEGATIVE_INTS = ('miss_visits', 'noise_support', 'audit_keep_files')
 _NON_NEGATIVE = ('anchor_radius', 'edge_max_gap', 'move_grace', 'protect_score',
-                 'miss_visit_gap')
+                 'miss_visit_gap', 'consolidation_period')
+_POSITIVE = ('diagnostics_period', 'marker_period', 'audit_max_mb')
+
+
+class ParameterValueError(ValueError):
+    """A start value the memory cannot run with; the message names the parameter, the value
+    and what is accepted."""
 
 
 def declarations() -> list[tuple[str, Any, str]]:
@@ -152,6 +161,8 @@ def open_store(value: Callable[[str], Any]) -> tuple[MemoryStore, Path | None]:
     # Read before the store opens, so a bad key file changes nothing.
     audit_key = (read_key_file(value('audit_key_file'), store_dir=store_dir).audit_keys()
                  if value('audit_key_file') else None)
+    if encrypt:   # before anything is created: a refusal leaves no store behind
+        load_key(key_file)
     if value('persist'):
         check_key(store_dir / AUDIT_FILE_NAME, audit_key)    # a refusal touches nothing
         storage = SQLiteStorage(store_dir, synchronous=value('synchronous'))
@@ -165,22 +176,39 @@ def open_store(value: Callable[[str], Any]) -> tuple[MemoryStore, Path | None]:
             storage.close()
             raise
         return MemoryStore(storage, config, audit=audit, evidence=evidence), store_dir
-    if encrypt:   # checked even without files, so a misconfiguration shows at once
-        EvidenceStore.from_settings(Path('/nonexistent'), encrypt, key_file)
     return MemoryStore(MemoryStorage(), config, audit=AuditLog(None, key=audit_key)), None
 
 
+def check_start(value: Callable[[str], Any]) -> None:
+    """Check the values the node starts with by the rules of :func:`rejection` (a start value
+    is not checked by the on-set-parameters callback, which exists only once the node runs).
+
+    :raises ParameterValueError: for the first value refused.
+    """
+    for name, _, _ in declarations():
+        current = value(name)
+        reason = None if current is None else rejection(name, current)
+        if reason is not None:
+            raise ParameterValueError(f'parameter {name} = {current!r} refused: {reason}')
+
+
 def rejection(name: str, value: Any) -> str | None:
-    """Why a new value of parameter ``name`` is refused; None when it is accepted."""
+    """Why a value of parameter ``name`` is refused (at start or as a change); None when it is
+    accepted."""
+    if name in _NON_NEGATIVE_INTS and value < 0:
+        return f'{name} must be >= 0' + (' (0 disables)' if name != 'audit_keep_files'
+                                         else ' (0 keeps every file)')
     if name == 'synchronous' and str(value).upper() not in SYNCHRONOUS_MODES:
         return f'synchronous must be one of {", ".join(SYNCHRONOUS_MODES)}'
-    if name == 'miss_visits' and value < 0:
-        return 'miss_visits must be >= 0 (0 disables)'
     if name in _POSITIVE_INTS and value < 1:
         return f'{name} must be >= 1'
     if (name.startswith('merge_') or name.startswith('evidence_retention.')
             or name in _NON_NEGATIVE) and not (math.isfinite(value) and value >= 0.0):
         return f'{name} must be finite and >= 0'
+    if name in _POSITIVE and not (math.isfinite(value) and value > 0.0):
+        return f'{name} must be finite and > 0'
+    if name in ('frame_id', 'store_dir', 'ingest_topic') and not value:
+        return f'{name} must not be empty'
     if name == 'semantic_threshold' and not -1.0 <= value <= 1.0:
         return 'semantic_threshold must be in [-1, 1]'
     if name == 'feedback_rate' and not 0.0 < value <= 1.0:

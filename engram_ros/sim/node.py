@@ -53,6 +53,7 @@ class SimNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__('engram_sim', **kwargs)
         self._declare_parameters()
+        self._check_parameters()
         p = lambda name: self.get_parameter(name).value  # noqa: E731
         self.scenario = load_scenario(p('scenario'))
         camera = CameraModel(width=p('width'), height=p('height'), fov_deg=p('fov_deg'),
@@ -109,6 +110,23 @@ class SimNode(Node):
         declare('base_frame', 'base_link', 'child frame of odometry')
         declare('camera_frame', 'camera_optical', 'frame of images and camera info')
         declare('microphone_frame', 'base_link', 'frame of audio chunks')
+
+    def _check_parameters(self) -> None:
+        """:raises ValueError: naming the first start value the simulator cannot run with."""
+        def finite(*values) -> bool:
+            return len(values) > 0 and all(math.isfinite(v) for v in values)
+
+        rules = {'rate': (lambda v: finite(v) and v > 0, 'finite and > 0 [Hz]'),
+                 'width': (lambda v: v >= 1, '>= 1 [px]'),
+                 'height': (lambda v: v >= 1, '>= 1 [px]'),
+                 'fov_deg': (lambda v: finite(v) and 0 < v < 180, 'in (0, 180) [deg]'),
+                 'sample_rate': (lambda v: v >= 1, '>= 1 [Hz]'),
+                 'camera_xyz': (lambda v: len(v) == 3 and finite(*v), 'three finite numbers'),
+                 'camera_rpy': (lambda v: len(v) == 3 and finite(*v), 'three finite numbers')}
+        for name, (accepted, what) in rules.items():
+            value = self.get_parameter(name).value
+            if not accepted(value):
+                raise ValueError(f'parameter {name} = {value!r} refused: {name} must be {what}')
 
     # ------------------------------------------------------------------------- stepping
     def step_callback(self) -> None:

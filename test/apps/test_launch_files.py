@@ -137,7 +137,7 @@ def without_remappings(nodes: list[dict]) -> list[dict]:
 @pytest.fixture
 def encrypted_params(tmp_path) -> str:
     doc = yaml.safe_load(PARAMS.read_text())
-    doc['engram_memory']['ros__parameters'].update(
+    doc[NODES['memory'].file_key]['ros__parameters'].update(
         store_dir='/data/engram', encrypt_evidence=True, encryption_key_file='/keys/k')
     path = tmp_path / 'engram.yaml'
     path.write_text(yaml.safe_dump(doc))
@@ -178,6 +178,39 @@ def test_gazebo_launch_is_the_robot_set_on_sim_time(monkeypatch, encrypted_param
     for node in expected:
         node['parameters']['use_sim_time'] = True
     assert without_remappings(launched) == expected
+
+
+@pytest.mark.parametrize('name', ['robot_launch.py', 'sim_launch.py', 'gazebo_launch.py'])
+def test_launch_files_in_a_namespace_share_the_files_consent(monkeypatch, tmp_path, name):
+    """``namespace:=/robot1``: the file's /**/engram_memory values still decide what
+    perception shares (its consent and store), as engram_launch --namespace does."""
+    doc = yaml.safe_load(PARAMS.read_text())
+    doc[NODES['memory'].file_key]['ros__parameters'].update(persist=True, store_dir='/data/e')
+    path = tmp_path / 'engram.yaml'
+    path.write_text(yaml.safe_dump(doc))
+    launched = launch_file_nodes(monkeypatch, name, params_file=str(path),
+                                 namespace='/robot1', world='house.sdf')
+    perception = [n for n in launched if n['executable'] == 'perception_node'][0]
+    assert perception['parameters']['persist'] is True
+    assert perception['parameters']['evidence_dir'] == '/data/e/evidence'
+    launcher = Launcher('robot', params_file=path, namespace='/robot1')
+    assert 'persist:=true' in launcher.children[1].command
+
+
+def test_sim_launch_leaves_the_files_consent_alone_unless_asked(monkeypatch, tmp_path):
+    """Its persist argument used to default to false, overriding the file's persist: true."""
+    doc = yaml.safe_load(PARAMS.read_text())
+    doc[NODES['memory'].file_key]['ros__parameters'].update(persist=True)
+    path = tmp_path / 'engram.yaml'
+    path.write_text(yaml.safe_dump(doc))
+    memory, perception, _ = launch_file_nodes(monkeypatch, 'sim_launch.py',
+                                              params_file=str(path))
+    assert 'persist' not in memory['parameters']
+    assert perception['parameters']['persist'] is True
+    memory, perception, _ = launch_file_nodes(monkeypatch, 'sim_launch.py',
+                                              params_file=str(path), persist='false')
+    assert memory['parameters']['persist'] is False
+    assert perception['parameters']['persist'] is False
 
 
 def test_launch_files_default_to_the_packages_parameter_file(monkeypatch):

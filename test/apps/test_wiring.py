@@ -16,7 +16,7 @@ from conftest import ROOT
 
 def params_file(tmp_path, **memory) -> str:
     doc = yaml.safe_load(PARAMS.read_text())
-    doc['engram_memory']['ros__parameters'].update(memory)
+    doc[wiring.NODES['memory'].file_key]['ros__parameters'].update(memory)
     path = tmp_path / 'engram.yaml'
     path.write_text(yaml.safe_dump(doc))
     return str(path)
@@ -31,8 +31,27 @@ def test_robot_set_gives_perception_the_memorys_evidence_settings(tmp_path):
     path = params_file(tmp_path, store_dir='/data/engram', encrypt_evidence=True,
                        encryption_key_file='/keys/engram.key')
     perception = parameters_of(wiring.node_set('robot', path))['perception']
-    assert perception == {'evidence_dir': '/data/engram/evidence', 'encrypt_evidence': True,
-                          'encryption_key_file': '/keys/engram.key'}
+    assert perception == {'persist': False, 'evidence_dir': '/data/engram/evidence',
+                          'encrypt_evidence': True, 'encryption_key_file': '/keys/engram.key'}
+
+
+def test_perception_writes_evidence_only_with_the_memorys_consent(tmp_path):
+    """The memory's persist is perception's: without it, no evidence file is written."""
+    assert parameters_of(wiring.node_set('robot', PARAMS))['perception']['persist'] is False
+    path = params_file(tmp_path, persist=True)
+    assert parameters_of(wiring.node_set('robot', path))['perception']['persist'] is True
+    refused = wiring.node_set('robot', path, {'memory': {'persist': False}})
+    assert parameters_of(refused)['perception']['persist'] is False
+
+
+@pytest.mark.parametrize('namespace', ['', '/robot1', 'robot1', '/fleet/robot7/'])
+def test_the_shipped_files_values_apply_in_any_namespace(tmp_path, namespace):
+    """Its keys are /**/<node>: what is shared follows the file in every namespace."""
+    path = params_file(tmp_path, persist=True, store_dir='/data/engram')
+    perception = parameters_of(wiring.node_set('robot', path, namespace=namespace))[
+        'perception']
+    assert perception['persist'] is True
+    assert perception['evidence_dir'] == '/data/engram/evidence'
 
 
 def test_the_memorys_overrides_reach_perception(tmp_path):
@@ -89,3 +108,48 @@ def test_each_nodes_executable_runs_its_module(name):
 
 def test_the_default_parameter_file_is_the_packages():
     assert wiring.default_params_file() == PARAMS
+
+
+RCLPY_CASES = """
+/**:
+  ros__parameters: {a: 1, b: 1, c: 1, d: 1}
+/**/engram_memory:
+  ros__parameters: {b: 2, group: {x: 1, y: 1}}
+engram_memory:
+  ros__parameters: {c: 3}
+/robot1/engram_memory:
+  ros__parameters: {d: 4, group: {y: 4}}
+/*/engram_memory:
+  ros__parameters: {e: 5}
+/robot1/*:
+  ros__parameters: {f: 6}
+/robot1/engram_perception:
+  ros__parameters: {g: 7}
+/**/robot1/**:
+  ros__parameters: {h: 8}
+robot2:
+  engram_memory:
+    ros__parameters: {i: 9}
+"""
+
+
+@pytest.mark.parametrize('namespace', ['/', '/robot1', '/robot2', '/fleet/robot1'])
+def test_the_file_is_read_as_rclpy_reads_it(tmp_path, namespace):
+    """Wildcards, implied slashes and precedence as the installed rclpy applies them."""
+    rclpy = pytest.importorskip('rclpy')
+    path = tmp_path / 'cases.yaml'
+    path.write_text(RCLPY_CASES)
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    try:
+        node = rclpy.create_node(
+            'engram_memory', namespace=namespace, context=context,
+            cli_args=['--ros-args', '--params-file', str(path)], use_global_arguments=False,
+            automatically_declare_parameters_from_overrides=True)
+        applied = {name: p.value for name, p in node.get_parameters_by_prefix('').items()
+                   if name not in ('use_sim_time', 'start_type_description_service')}
+        fqn = node.get_fully_qualified_name()
+        node.destroy_node()
+    finally:
+        rclpy.shutdown(context=context)
+    assert wiring.node_parameters(yaml.safe_load(RCLPY_CASES), fqn) == applied

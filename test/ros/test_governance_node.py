@@ -56,7 +56,7 @@ def test_list_get_edit_forget_over_dds(test_node, start_memory, tmp_path):
     def dropped() -> str | None:
         for array in reversed(diagnostics):
             for status in array.status:
-                if 'engram_memory' in status.name:
+                if status.hardware_id == f'{namespace}/engram_memory':
                     return {kv.key: kv.value for kv in status.values}.get('dropped_privacy')
         return None
     assert wait_for(lambda: dropped() == '1', 10.0)

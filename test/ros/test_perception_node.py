@@ -48,7 +48,8 @@ CUP = np.array([2.5, 0.3, 0.6])
 def perception_args(namespace: str, tmp_path, *extra: str) -> list[str]:
     args = ['--params-file', str(PARAMS), '-r', f'__ns:={namespace}',
             '-r', '__node:=engram_perception',
-            '-p', f'evidence_dir:={tmp_path / "evidence"}', '-p', 'diagnostics_period:=0.2',
+            '-p', 'persist:=true', '-p', f'evidence_dir:={tmp_path / "evidence"}',
+            '-p', 'diagnostics_period:=0.2',
             '-p', f'camera_xyz:={list(CAM_XYZ)}', '-p', f'camera_rpy:={list(CAM_RPY)}',
             '-p', 'camera_convention:=body']
     for item in extra:
@@ -79,7 +80,7 @@ class Robot:
         for status in array.status:
             if status.name.startswith(f'{self.ns}/engram_perception'):
                 self.values = {kv.key: kv.value for kv in status.values}
-            elif status.name.startswith('engram_memory'):
+            elif status.hardware_id == f'{self.ns}/engram_memory':
                 self.memory_values = {kv.key: kv.value for kv in status.values}
 
     def diagnostic(self, key: str) -> int:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import pytest
+import yaml
+
+from conftest import PARAMS
 
 pytest.importorskip('rclpy')
 
+from engram_ros.apps import wiring  # noqa: E402
 from engram_ros.core.memory import StoreConfig  # noqa: E402
 from engram_ros.core.privacy import DEFAULT_RETENTION  # noqa: E402
 from engram_ros.ros import memory_parameters  # noqa: E402
@@ -43,6 +47,37 @@ def test_names_are_declared_once_and_read_only_ones_exist():
 ])
 def test_bad_values_are_refused_with_a_reason(name, value, reason):
     assert reason in memory_parameters.rejection(name, value)
+
+
+@pytest.mark.parametrize('name, value, reason', [
+    ('budget', 0, 'budget must be >= 1'),
+    ('short_term_capacity', 0, 'short_term_capacity must be >= 1'),
+    ('dim', 0, 'dim must be >= 1'),
+    ('queue_depth', 0, 'queue_depth must be >= 1'),
+    ('noise_support', -1, 'noise_support must be >= 0'),
+    ('audit_keep_files', -2, 'audit_keep_files must be >= 0'),
+    ('consolidation_period', -1.0, 'must be finite and >= 0'),
+    ('diagnostics_period', 0.0, 'must be finite and > 0'),
+    ('marker_period', float('inf'), 'must be finite and > 0'),
+    ('audit_max_mb', 0.0, 'must be finite and > 0'),
+    ('frame_id', '', 'frame_id must not be empty'),
+    ('evidence_retention.image', -1.0, 'must be finite and >= 0'),
+])
+def test_a_bad_start_value_is_refused_by_the_rules_of_a_change(name, value, reason):
+    """Start values used to skip the checks (the callback exists only once the node runs)."""
+    with pytest.raises(memory_parameters.ParameterValueError) as refused:
+        memory_parameters.check_start({**defaults(), name: value}.get)
+    assert f'parameter {name} = {value!r} refused' in str(refused.value)
+    assert reason in str(refused.value)
+    assert memory_parameters.rejection(name, value) is not None   # and as a change
+
+
+def test_the_defaults_and_the_shipped_file_pass_the_start_check():
+    memory_parameters.check_start(defaults().get)
+    shipped = wiring.node_parameters(yaml.safe_load(PARAMS.read_text()),
+                                     '/robot1/engram_memory')
+    assert shipped['persist'] is False and shipped['budget'] == 1000000
+    memory_parameters.check_start({**defaults(), **shipped}.get)
 
 
 def test_accepted_changes_reach_the_running_config():

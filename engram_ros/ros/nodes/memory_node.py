@@ -96,12 +96,17 @@ class MemoryNode(Node):
 
     def __init__(self, **kwargs) -> None:
         super().__init__('engram_memory', **kwargs)
-        self._declare_parameters()
-        self.store = self._open_store()
+        self.store: MemoryStore | None = None
         try:
+            self._declare_parameters()
+            # start values by the rules of changes: the callback exists only once we run
+            memory_parameters.check_start(self._value)
+            self.store = self._open_store()
             self._build()
-        except BaseException:       # a Ctrl-C or a bad parameter while starting
-            self.store.close()
+        except BaseException:       # a refusal, a bad parameter or a Ctrl-C while starting
+            # closes the store if it opened, and untracks the node: rclpy's shutdown must not
+            # destroy a half-built node again (that was an AttributeError after the refusal)
+            self.destroy_node()
             raise
 
     def _build(self) -> None:
@@ -535,9 +540,10 @@ class MemoryNode(Node):
                                  written_late=queue.written_late)
             counters = dict(self.counters)
         self.diagnostics_pub.publish(memory_diagnostics(
-            self.get_clock().now().to_msg(), self.get_name(), counters, len(self.store),
-            self.store.short_term_size, self._last_recall_ms, self._semantic_state,
-            self.store.audit, write_queue=len(queue), storage_failing=self.faults.summary()))
+            self.get_clock().now().to_msg(), self.get_fully_qualified_name(), counters,
+            len(self.store), self.store.short_term_size, self._last_recall_ms,
+            self._semantic_state, self.store.audit, write_queue=len(queue),
+            storage_failing=self.faults.summary()))
 
     def destroy_node(self) -> None:
         """Write what waits (unless storage is failing), close the store (index saved,
@@ -550,10 +556,11 @@ class MemoryNode(Node):
             if lost:
                 self.get_logger().error(f'{len(lost)} observations could not be written '
                                         f'before shutdown and are lost: {self.faults.summary()}')
-        try:
-            self.store.close()
-        except Exception as exc:
-            self.get_logger().error(f'closing the store failed: {describe(exc)}')
+        if self.store is not None:    # None: the node refused to start before opening it
+            try:
+                self.store.close()
+            except Exception as exc:
+                self.get_logger().error(f'closing the store failed: {describe(exc)}')
         super().destroy_node()
 
 

@@ -56,10 +56,11 @@ from engram_ros.perception.visual import load_visual_encoder
 from engram_ros.ros.conversions import sensors as pc
 from engram_ros.ros.conversions.common import diagnostic_array
 from engram_ros.ros.conversions.memory import observation_to_msg
+from engram_ros.ros.diagnostics import for_node
 from engram_ros.ros.nodes.spin import run_node
 
 _READ_ONLY = ('frame_id', 'dim', 'visual_encoder', 'job_queue_size', 'diagnostics_period',
-              'sensor_reliability', 'encrypt_evidence', 'encryption_key_file')
+              'sensor_reliability', 'encrypt_evidence', 'encryption_key_file', 'persist')
 
 # name -> (default, description). Declared once, here; config/engram.yaml mirrors them.
 PARAMETERS: dict[str, tuple[object, str]] = {
@@ -96,6 +97,8 @@ PARAMETERS: dict[str, tuple[object, str]] = {
     'audio.max_duration': (4.0, '[s] longest sound event'),
     'audio.min_similarity': (0.5, 'mean cosine to the nearest example sounds needed for a '
                                    'sound: tag'),
+    'persist': (False, 'consent to write evidence files, the memory\'s persist (the launchers '
+                       'pass it); false writes none, counted as evidence_not_written (read-only)'),
     'evidence_dir': ('~/.ros/engram_store/evidence',
                      'where frames, crops and clips are written: the memory\'s '
                      '<store_dir>/evidence, so its retention and forgetting apply; empty '
@@ -134,9 +137,10 @@ class PerceptionNode(Node):
                 description=description, read_only=name in _READ_ONLY))
         self.declare_parameter('rooms', Parameter.Type.STRING_ARRAY,
                                ParameterDescriptor(description=ROOMS_DESCRIPTION))
-        problem = self._invalid([self.get_parameter(n) for n in PARAMETERS])
-        if problem:
-            raise ValueError(problem)
+        for param in map(self.get_parameter, PARAMETERS):  # start values, by the change rules
+            problem = self._invalid([param])
+            if problem:
+                raise ValueError(f'parameter {param.name} = {param.value!r} refused: {problem}')
         # _config raises RoomConfigError (a ValueError) for a bad room and EncryptionKeyError
         # when encryption is on without a usable key: never a silent fall-back to plaintext
         p = self._value
@@ -196,6 +200,10 @@ class PerceptionNode(Node):
         except ParameterUninitializedException:
             return []
 
+    def _evidence_dir(self, directory: str) -> str:
+        """Where evidence may be written: nowhere without consent to persist."""
+        return directory if self._value('persist') else ''
+
     def _config(self) -> PerceptionConfig:
         p = self._value
         return PerceptionConfig(
@@ -204,7 +212,8 @@ class PerceptionNode(Node):
             camera_xyz=tuple(p('camera_xyz')), camera_rpy=tuple(p('camera_rpy')),
             camera_convention=p('camera_convention'),
             visual_words_per_place=p('visual_words_per_place'),
-            min_detection_score=p('objects.min_score'), evidence_dir=p('evidence_dir'),
+            min_detection_score=p('objects.min_score'),
+            evidence_dir=self._evidence_dir(p('evidence_dir')),
             evidence_key=(load_key(p('encryption_key_file')) if p('encrypt_evidence')
                           else None),
             object_min_interval=p('objects.min_interval'),
@@ -261,13 +270,15 @@ class PerceptionNode(Node):
         except ValueError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
         simple = {'visual_words_per_place': 'visual_words_per_place',
-                  'objects.min_score': 'min_detection_score', 'evidence_dir': 'evidence_dir',
+                  'objects.min_score': 'min_detection_score',
                   'objects.min_interval': 'object_min_interval',
                   'save_images': 'save_images', 'save_audio_clips': 'save_audio_clips',
                   'time_reset': 'time_reset'}
         for param in params:
             name, value = param.name, param.value
-            if name in simple:
+            if name == 'evidence_dir':
+                config.evidence_dir = self._evidence_dir(value)
+            elif name in simple:
                 setattr(config, simple[name], value)
             elif name.startswith('keyframe.'):
                 setattr(config.keyframe, name.split('.', 1)[1], float(value))
@@ -389,9 +400,10 @@ class PerceptionNode(Node):
                    f'{values.get("object_observations", 0)} objects, '
                    f'{values.get("audio_observations", 0)} sounds'
                    + (f', {skipped} inputs skipped' if skipped else ''))
-        self.diagnostics_pub.publish(diagnostic_array(
-            self.get_clock().now().to_msg(), f'{self.get_fully_qualified_name()}: perception',
-            message, sorted(values.items()), warn=bool(skipped)))
+        name = self.get_fully_qualified_name()
+        self.diagnostics_pub.publish(for_node(diagnostic_array(
+            self.get_clock().now().to_msg(), f'{name}: perception', message,
+            sorted(values.items()), warn=bool(skipped)), name))
 
 
 def main(args: list[str] | None = None) -> int:

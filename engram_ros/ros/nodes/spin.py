@@ -6,6 +6,7 @@ import signal
 from typing import Callable
 
 import rclpy
+from rclpy.exceptions import ParameterException
 from rclpy.executors import Executor
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
@@ -20,7 +21,10 @@ def run_node(make_node: Callable[[], Node], make_executor: Callable[[], Executor
     there: the node's constructor releases what it opened (the memory closes its store).
 
     :param startup_errors: exceptions that mean the node cannot start (a bad store, scenario
-        or parameter): logged as fatal with ``what`` and answered with exit code 2.
+        or parameter): logged as fatal with ``what`` and answered with exit code 2, without a
+        traceback; a parameter of the wrong type (rclpy's ``ParameterException``) is one for
+        every node. rclpy's shutdown destroys a node whose constructor failed half-way: its
+        ``destroy_node`` must cope with that, or the constructor destroys it first.
     :returns: the process exit code (0 after a clean shutdown).
     """
     rclpy.init(args=args)
@@ -31,7 +35,7 @@ def run_node(make_node: Callable[[], Node], make_executor: Callable[[], Executor
         logger.info('stopped while starting')
         rclpy.try_shutdown()
         return 0
-    except startup_errors as exc:
+    except (*startup_errors, ParameterException) as exc:
         logger.fatal(f'cannot {what}: {exc}')
         rclpy.try_shutdown()
         return 2
