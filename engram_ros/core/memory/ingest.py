@@ -36,6 +36,7 @@ from engram_ros.core.memory.config import ObservationExcluded
 from engram_ros.core.memory.governance_ops import drop_unreferenced_evidence
 from engram_ros.core.memory.mapping import nearest_place
 from engram_ros.core.memory.mapping import traversal
+from engram_ros.core.merge import dropped_evidence
 from engram_ros.core.merge import merge
 from engram_ros.core.model.engram import Engram
 from engram_ros.core.model.engram import InvalidObservation
@@ -86,6 +87,8 @@ def ingest(store: MemoryStore, obs: Observation) -> IngestResult:
             if obs.view is not None:
                 expect_visible(store, obs.view, obs.stamp)
             evict = state.lru_victims(list(state.short), config.short_term_capacity)
+        if existing:    # files the capped evidence list dropped go, unless still referenced
+            drop_unreferenced_evidence(store, dropped_evidence((existing[0], obs), engram))
         if evict:
             writes.evict(store, evict, 'short-term LRU capacity')
         return IngestResult(engram.id, bool(existing), promoted, evict)
