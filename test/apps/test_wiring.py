@@ -89,3 +89,16 @@ def test_each_nodes_executable_runs_its_module(name):
 
 def test_the_default_parameter_file_is_the_packages():
     assert wiring.default_params_file() == PARAMS
+
+
+def test_perception_gets_the_memorys_privacy_zones_and_windows(tmp_path):
+    """Perception must not encode or write what the memory would refuse: same policy."""
+    path = params_file(tmp_path, **{'privacy.zones': ['circle:1,2,3'],
+                                    'privacy': {'time_windows': ['daily:22:00-07:00']}})
+    perception = parameters_of(wiring.node_set('robot', path))['perception']
+    assert perception['privacy.zones'] == ['circle:1,2,3']
+    assert perception['privacy.time_windows'] == ['daily:22:00-07:00']
+    overridden = parameters_of(wiring.node_set(
+        'robot', path, {'memory': {'privacy.zones': ['box:0,0,1,1']}}))['perception']
+    assert overridden['privacy.zones'] == ['box:0,0,1,1']
+    assert 'privacy.zones' not in parameters_of(wiring.node_set('robot', PARAMS))['perception']
