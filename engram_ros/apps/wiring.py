@@ -184,12 +184,21 @@ class Parameters:
 
 def shared_by_memory(parameters: Parameters) -> dict[str, Any]:
     """Perception's evidence settings from the memory's: written only with the memory's consent
-    (``persist``), and kept where and as the memory keeps evidence."""
+    (``persist``), and kept where and as the memory keeps evidence; and the memory's privacy
+    zones and windows (when set: an empty list has no type in ROS), which perception applies
+    before it encodes or writes anything."""
     memory = parameters.of('memory', MEMORY_SHARED)
-    return {'persist': bool(memory['persist']),
-            'evidence_dir': str(Path(memory['store_dir']) / 'evidence'),
-            'encrypt_evidence': bool(memory['encrypt_evidence']),
-            'encryption_key_file': str(memory['encryption_key_file'])}
+    shared = {'persist': bool(memory['persist']),
+              'evidence_dir': str(Path(memory['store_dir']) / 'evidence'),
+              'encrypt_evidence': bool(memory['encrypt_evidence']),
+              'encryption_key_file': str(memory['encryption_key_file'])}
+    privacy = parameters.of('memory', {'privacy': {}, 'privacy.zones': [],
+                                       'privacy.time_windows': []})
+    for name in ('zones', 'time_windows'):      # `privacy.zones:` or `privacy: {zones:}`
+        values = privacy[f'privacy.{name}'] or (privacy['privacy'] or {}).get(name) or []
+        if values:
+            shared[f'privacy.{name}'] = [str(v) for v in values]
+    return shared
 
 
 @dataclass(frozen=True)

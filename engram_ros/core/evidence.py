@@ -1,14 +1,16 @@
 """Raw evidence files (crops, frames, clips): the one API everyone writes and reads them with.
 
     evidence = EvidenceStore.from_settings(store.storage.evidence_dir, encrypt, key_file)
-    uri = evidence.write('mug_crop.png', png_bytes, kind='image')   # -> file:///.../evidence/...
+    uri = evidence.write('crop.png', png_bytes, kind='image')   # file:///.../image/<random>.png
     observation.evidence = (uri,)
     data = evidence.read(uri)                                        # decrypted bytes
 
-Files live in ``<store>/evidence/<kind>/<name>-<random>.<ext>`` where ``kind`` is one of
+Files live in ``<store>/evidence/<kind>/<random>.<ext>`` where ``kind`` is one of
 :data:`engram_ros.core.privacy.EVIDENCE_KINDS`; the kind directory is what the retention limits
 (:class:`engram_ros.core.privacy.PrivacyPolicy`) go by, and the file's modification time is its
-age. Writes are atomic (temporary file, then rename) and private (mode 0600).
+age. Names reveal nothing: 128 random bits and a media extension from a short list (never the
+caller's name, which carried labels such as ``mug_crop``). Writes are atomic (temporary file,
+then rename) and private (mode 0600).
 
 Encryption at rest (optional) uses Fernet from ``cryptography`` (AES-128-CBC + HMAC-SHA256,
 authenticated): encrypted files end in ``.enc`` and never hold the plaintext. The key is
@@ -20,14 +22,18 @@ plaintext.
 
 Deleting an engram deletes the evidence files only it referenced (see
 :meth:`engram_ros.core.storage.Storage.delete`); :meth:`EvidenceStore.delete` removes one file.
-Nothing here imports ROS.
+Every deletion of evidence, by any path (forget, eviction, merge, privacy drop, retention), goes
+through :func:`delete_inside`, which walks from the evidence directory one component at a time
+without following symlinks, so nothing outside the store is ever deleted, whatever a symlink
+inside it points to. Nothing here imports ROS.
 """
 
 from __future__ import annotations
 
+import errno
 import os
-import re
 import secrets
+import stat
 import time
 from pathlib import Path
 from typing import Iterator
@@ -43,7 +49,10 @@ from engram_ros.core.privacy import PrivacyPolicy
 #: Environment variable holding the evidence key when no key file is configured.
 KEY_ENV = 'ENGRAM_KEY'
 ENCRYPTED_SUFFIX = '.enc'
-_SAFE = re.compile(r'[^A-Za-z0-9._-]+')
+#: Extensions a file name may keep (they say the format, as the kind directory does); any other
+#: extension is dropped, so a caller's hint cannot smuggle a label into the name.
+MEDIA_EXTENSIONS = frozenset({'.jpg', '.jpeg', '.png', '.wav', '.flac', '.txt', '.json',
+                              '.npy', '.npz', '.pcd', '.ply', '.bin'})
 
 
 class EvidenceError(RuntimeError):
@@ -126,7 +135,8 @@ class EvidenceStore:
     def write(self, name: str, data: bytes, kind: str = 'other') -> str:
         """Store ``data`` as a new evidence file and return its ``file://`` URI.
 
-        :param name: a hint for the file name (e.g. ``'42_crop.png'``); made safe and unique.
+        :param name: a hint whose extension (one of :data:`MEDIA_EXTENSIONS`) is kept; the
+            rest of the name is not used: the file gets an opaque random name.
         :param kind: one of :data:`EVIDENCE_KINDS`; decides the retention limit.
         :raises ValueError: for an unknown kind.
         :raises EvidenceError: when the file cannot be written.
@@ -134,9 +144,7 @@ class EvidenceStore:
         if kind not in EVIDENCE_KINDS:
             raise ValueError(f'unknown evidence kind {kind!r}; accepted: '
                              f'{", ".join(EVIDENCE_KINDS)}')
-        stem, dot, ext = _SAFE.sub('_', Path(name).name or 'evidence').rpartition('.')
-        stem, ext = (stem, dot + ext) if stem else (ext, '')
-        filename = f'{stem[:64]}-{secrets.token_hex(6)}{ext[:16]}'
+        filename = secrets.token_hex(16) + _extension(name)
         payload = bytes(data)
         if self._fernet is not None:
             payload = self._fernet.encrypt(payload)
@@ -201,12 +209,15 @@ class EvidenceStore:
         return path
 
     def delete(self, uri: str) -> bool:
-        """Delete the file a URI names (only inside the evidence directory, never a symlink)."""
+        """Delete the file a URI names: only a regular file really inside the evidence
+        directory (see :func:`delete_inside`); ``False`` when nothing was deleted.
+
+        :raises OSError: when the file exists but cannot be deleted.
+        """
         path = self.path_of(uri)
-        if path is None or path.is_symlink() or not path.is_file():
+        if path is None:
             return False
-        path.unlink()
-        return True
+        return delete_inside(self.directory, path.relative_to(self.directory))
 
     def kind_of(self, path: Path) -> str:
         """The evidence kind of a file: its first directory under the evidence directory."""
@@ -239,5 +250,54 @@ class EvidenceStore:
         return out
 
 
+def _extension(name: str) -> str:
+    ext = os.path.splitext(Path(name).name)[1].lower()
+    return ext if ext in MEDIA_EXTENSIONS else ''
+
+
+def delete_inside(root: Path | str, relative: Path | str) -> bool:
+    """Delete the regular file ``root/relative``, never anything outside ``root``.
+
+    The one deletion of evidence files (every path uses it). From a descriptor of ``root``,
+    each directory of ``relative`` is opened with ``O_NOFOLLOW``, so a symlinked folder inside
+    the evidence directory (pointing anywhere) stops the walk, and the last component is removed
+    only when it is a regular file (a symlink is left alone). Race-free against a directory
+    swapped for a symlink while it runs: nothing is resolved by name twice.
+
+    :param relative: a path relative to ``root``, without ``..`` components.
+    :returns: True when a file was deleted; False when it is missing, not a regular file, or
+        not reachable without following a symlink or leaving ``root``.
+    :raises OSError: when the file exists but cannot be deleted (permissions, I/O).
+    """
+    parts = Path(relative).parts
+    if not parts or Path(relative).is_absolute() or any(p in ('', '.', '..') for p in parts):
+        return False
+    flags = os.O_RDONLY | os.O_DIRECTORY | getattr(os, 'O_CLOEXEC', 0)
+    try:
+        fd = os.open(root, flags)
+    except FileNotFoundError:
+        return False
+    try:
+        for part in parts[:-1]:
+            try:
+                child = os.open(part, flags | os.O_NOFOLLOW, dir_fd=fd)
+            except OSError as exc:
+                if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+                    return False        # missing, or a symlink / file where a folder was
+                raise
+            os.close(fd)
+            fd = child
+        try:
+            info = os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        if not stat.S_ISREG(info.st_mode):
+            return False
+        os.unlink(parts[-1], dir_fd=fd)
+        return True
+    finally:
+        os.close(fd)
+
+
 __all__ = ['ENCRYPTED_SUFFIX', 'EncryptionKeyError', 'EvidenceError', 'EvidenceStore',
-           'KEY_ENV', 'load_key']
+           'KEY_ENV', 'MEDIA_EXTENSIONS', 'delete_inside', 'load_key']

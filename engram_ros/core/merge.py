@@ -5,7 +5,10 @@ Matching is overlap-aware so that similar-but-different things do not interfere:
 must be of the same kind, lie within a kind-specific radius, agree on its label tags (two mugs
 are both ``label:mug``; a mug and a bowl never merge), and have a similar context vector.
 Merging fuses the pose by inverse variance (so the uncertainty shrinks with evidence), averages
-the context vector by observation count, and keeps first/last seen, tags and evidence.
+the context vector by observation count, and keeps first/last seen, tags and evidence. The
+evidence list is capped (:attr:`MergePolicy.max_evidence`, the most recent kept): what falls off
+is named by :func:`dropped_evidence`, and the store deletes those files once the merged engram
+is committed, unless another engram still references them.
 """
 
 from __future__ import annotations
@@ -131,6 +134,14 @@ def merge(engram: Engram, obs: Observation, policy: MergePolicy) -> Engram:
     if out.tier == TIER_SHORT and out.observation_count >= policy.promote_after:
         out.tier = TIER_LONG
     return out
+
+
+def dropped_evidence(before: Sequence[Engram | Observation], after: Engram) -> list[str]:
+    """Evidence URIs the merge of ``before`` into ``after`` dropped (first seen first): in a
+    member's evidence, no longer in ``after``'s capped list."""
+    kept = set(after.evidence)
+    return [uri for uri in dict.fromkeys(u for m in before for u in m.evidence)
+            if uri not in kept]
 
 
 def merge_engrams(keep: Engram, other: Engram, policy: MergePolicy) -> Engram:

@@ -13,6 +13,12 @@ Two halves, so a node can run them in different threads (callback groups):
   visual/crop/audio embeddings, 3D object estimates, sketch tags (``room:`` from the
   configured rooms, :mod:`.rooms`), evidence files.
 
+Privacy comes first: the memory's :class:`~engram_ros.core.privacy.PrivacyPolicy` (the same
+``privacy.zones`` and ``privacy.time_windows``) is applied before anything is encoded or
+written. A job whose robot pose or stamp is private makes nothing (no embedding, no frame, crop
+or clip on disk, no observation); an object located inside a zone is skipped before its crop is
+cut. Each observation not made is counted in ``privacy_skipped``.
+
 Counters (``Perception.counters``) say what happened to every input; the node publishes them.
 """
 
@@ -37,6 +43,7 @@ from engram_ros.core.evidence import EvidenceError
 from engram_ros.core.evidence import EvidenceStore
 from engram_ros.core.model.engram import InvalidObservation
 from engram_ros.core.model.engram import Observation
+from engram_ros.core.privacy import PrivacyPolicy
 from engram_ros.core.visibility import View
 from engram_ros.perception import evidence
 from engram_ros.perception.audio import audio_embedding
@@ -90,6 +97,8 @@ class PerceptionConfig:
     evidence_key: bytes | None = None
     save_images: bool = True
     save_audio_clips: bool = False
+    #: The memory's privacy zones and windows: nothing inside them is encoded or written.
+    privacy: PrivacyPolicy = field(default_factory=PrivacyPolicy)
     #: A stamp this far [s] behind the same input's newest one means time was reset (a
     #: simulator restart, a bag looping): every buffer is cleared. Smaller steps back are
     #: refused.
@@ -335,7 +344,14 @@ class Perception:
 
     # ----------------------------------------------------------------------------- encoding
     def run(self, job: Job) -> list[Observation]:
-        """Encode one job into observations (validated against the memory's contract)."""
+        """Encode one job into observations (validated against the memory's contract);
+        nothing for a job at a private place or time (see the module doc)."""
+        reason = self._private(job)
+        if reason is not None:
+            self.count('privacy_skipped', len(job.detections) if isinstance(job, ObjectJob)
+                       else 1)
+            _LOG.debug('%s not encoded: %s', type(job).__name__, reason)
+            return []
         if isinstance(job, PlaceJob):
             observations = [self._place(job)]
         elif isinstance(job, ObjectJob):
@@ -353,6 +369,12 @@ class Perception:
             valid.append(obs)
             self.count(f'{obs.kind}_observations')
         return valid
+
+    def _private(self, job: Job) -> str | None:
+        """Why the robot's pose and time of ``job`` are private, or None."""
+        if isinstance(job, AudioJob):
+            return self.config.privacy.excludes(job.pose.position, job.segment.stamp)
+        return self.config.privacy.excludes(job.frame.pose.position, job.frame.stamp)
 
     def _place(self, job: PlaceJob) -> Observation:
         frame = job.frame
@@ -392,6 +414,9 @@ class Perception:
                 self.count(f'skipped_{exc.reason}')
                 _LOG.debug('object skipped: %s', exc)
                 continue
+            if self.config.privacy.excludes(est.position, frame.stamp) is not None:
+                self.count('privacy_skipped')     # seen from outside, but in a private zone
+                continue
             x0, y0, x1, y1 = (int(round(v)) for v in det.box)
             h, w = frame.rgb.shape[:2]
             crop = frame.rgb[max(0, y0):min(h, y1), max(0, x0):min(w, x1)]
@@ -406,7 +431,7 @@ class Perception:
                 modality='multi',
                 covariance=est.covariance(),
                 confidence=object_confidence(det.score, est.depth_quality),
-                evidence=self._write_image(crop, f'{label}_crop', frame.stamp)))
+                evidence=self._write_image(crop, 'crop', frame.stamp)))
         return out
 
     def _audio(self, job: AudioJob) -> Observation:
@@ -420,7 +445,7 @@ class Perception:
             raise RuntimeError('audio needs the sound model')
         uris: tuple[str, ...] = ()
         if self.config.save_audio_clips:
-            uris = self._write(f'{sound or "sound"}.wav',
+            uris = self._write('clip.wav',
                                lambda: evidence.encode_wav(seg.samples, seg.sample_rate), 'audio')
         var = self.config.audio_position_variance
         return Observation(

@@ -52,7 +52,8 @@ def test_read_commands(store_dir, tmp_path):
     assert sorted(json.loads(line)['label'] for line in out.stdout.splitlines()) == [
         'book', 'mug']
     out = engram('--store', str(store_dir), 'show', '2')
-    assert out.returncode == 0 and 'book' in out.stdout and 'evidence/image/book-' in out.stdout
+    assert out.returncode == 0 and 'book' in out.stdout and 'evidence/image/' in out.stdout
+    assert 'image/book' not in out.stdout           # evidence names carry no label (issue 11)
     out = engram('--store', str(store_dir), '--json', 'search', '--text', 'where is the lamp',
                  '-k', '2')
     assert json.loads(out.stdout.splitlines()[0])['label'] == 'lamp'

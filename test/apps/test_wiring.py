@@ -153,3 +153,16 @@ def test_the_file_is_read_as_rclpy_reads_it(tmp_path, namespace):
     finally:
         rclpy.shutdown(context=context)
     assert wiring.node_parameters(yaml.safe_load(RCLPY_CASES), fqn) == applied
+
+
+def test_perception_gets_the_memorys_privacy_zones_and_windows(tmp_path):
+    """Perception must not encode or write what the memory would refuse: same policy."""
+    path = params_file(tmp_path, **{'privacy.zones': ['circle:1,2,3'],
+                                    'privacy': {'time_windows': ['daily:22:00-07:00']}})
+    perception = parameters_of(wiring.node_set('robot', path))['perception']
+    assert perception['privacy.zones'] == ['circle:1,2,3']
+    assert perception['privacy.time_windows'] == ['daily:22:00-07:00']
+    overridden = parameters_of(wiring.node_set(
+        'robot', path, {'memory': {'privacy.zones': ['box:0,0,1,1']}}))['perception']
+    assert overridden['privacy.zones'] == ['box:0,0,1,1']
+    assert 'privacy.zones' not in parameters_of(wiring.node_set('robot', PARAMS))['perception']

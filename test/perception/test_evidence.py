@@ -62,3 +62,16 @@ def test_a_crop_written_with_a_key_is_no_image_on_disk_and_reads_back_with_the_k
     # without a key the same pipeline writes plain JPEG, readable by anything
     (plain,) = see_the_mug(make(tmp_path / 'plain')).evidence
     assert Path(urlparse(plain).path).read_bytes()[:2] == b'\xff\xd8'
+
+
+def test_evidence_names_reveal_no_label(tmp_path):
+    """Names used to be ``mug_crop-<hex>.jpg.enc``: the label readable without the key."""
+    for name, key in (('plain', None), ('encrypted', EvidenceStore.generate_key())):
+        mug = see_the_mug(make(tmp_path / name, evidence_key=key))
+        store = EvidenceStore(tmp_path / name / 'ev', key)
+        store.write('mug_crop.mug', b'x', 'image')              # a hint is never a name
+        store.write('doorbell.wav', b'RIFF', 'audio')
+        assert mug.label == 'mug' and mug.evidence
+        names = [p.name for p in (tmp_path / name).rglob('*')]
+        assert names and not [n for n in names if 'mug' in n or 'crop' in n or 'door' in n]
+        assert all(Path(urlparse(u).path).parent.name == 'image' for u in mug.evidence)

@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 
+from engram_ros.core.privacy import PrivacyPolicy
 from engram_ros.perception.audio import SoundClassifier
 from engram_ros.perception.audio import SoundModel
 from engram_ros.perception.errors import InputRejected
@@ -212,3 +213,48 @@ def test_audio_clips_are_not_kept_by_default(tmp_path):
     x = synthesise('alarm', 1, pad=1.0)
     (obs,) = run_all(p, p.add_audio(1.0, x, 16000))
     assert obs.evidence == () and not (tmp_path / 'evidence' / 'audio').exists()
+
+
+def look(p, x: float, stamp: float, label: str = 'cup'):
+    """One frame from ``x`` with the mug detected: its observations."""
+    pose, rgb, depth, box = view(x)
+    p.add_pose(stamp - 0.05, pose)
+    p.add_pose(stamp + 0.05, pose)
+    jobs = p.add_depth(stamp, depth) + p.add_color(stamp, rgb)
+    jobs += p.add_detections(stamp, [Detection(label, 0.9, box)])
+    return run_all(p, jobs)
+
+
+def evidence_on_disk(tmp_path) -> list:
+    return [q for q in (tmp_path / 'evidence').rglob('*') if q.is_file()]
+
+
+def test_nothing_is_encoded_or_written_in_a_privacy_zone_or_window(tmp_path):
+    """Perception applies the memory's privacy policy before it encodes or writes anything."""
+    policy = PrivacyPolicy.parse(zones=['circle:0,0,1'], windows=['epoch:500-600'])
+    p = make(tmp_path, privacy=policy, save_audio_clips=True)
+    assert look(p, 0.0, 100.0) == [] and look(p, 0.6, 101.0) == []     # robot in the zone
+    assert evidence_on_disk(tmp_path) == []
+    assert p.snapshot()['privacy_skipped'] == 4      # two places, two objects not made
+    assert 'frames_encoded' not in p.snapshot()
+    x = synthesise('doorbell', 42, pad=1.0)          # a sound heard in the zone
+    here = checked_pose((0.5, 0.0, 0.0), yaw_quat(0.0))
+    jobs = []
+    for i in range(0, len(x), 800):
+        p.add_pose(200.0 + i / 16000, here)
+        jobs += p.add_audio(200.0 + i / 16000, x[i:i + 800], 16000)
+    assert jobs and run_all(p, jobs) == [] and evidence_on_disk(tmp_path) == []
+    assert look(p, 1.2, 550.0) == []                 # outside the zone, inside the window
+    assert evidence_on_disk(tmp_path) == []
+    observations = look(p, 1.8, 700.0)               # outside both: works
+    assert sorted(o.kind for o in observations) == ['object', 'place']
+    assert len(evidence_on_disk(tmp_path)) == 2
+
+
+def test_an_object_in_a_zone_seen_from_outside_is_not_kept(tmp_path):
+    policy = PrivacyPolicy.parse(zones=[f'circle:{MUG[0]},{MUG[1]},0.5'])
+    p = make(tmp_path, privacy=policy)
+    observations = look(p, 0.0, 100.0)
+    assert [o.kind for o in observations] == ['place']          # the view is not private
+    assert len(evidence_on_disk(tmp_path)) == 1                 # the frame, no crop
+    assert p.snapshot()['privacy_skipped'] == 1

@@ -16,6 +16,7 @@ per part:
 * :mod:`.grid`: spatial buckets of live slots for radius filters;
 * :mod:`.dense`: faiss HNSW over bf16 codes, the exact path, and when each is taken;
 * :mod:`.persistence`: save / load, the format version and :class:`IndexLoadError`;
+* :mod:`.compaction`: the index rebuilt from its live engrams (no removed engram survives);
 * :mod:`.engram_index`: :class:`EngramIndex`, the façade every caller uses.
 
 Thread safety: none. The store serialises writers and holds its lock around search + add;

@@ -7,7 +7,9 @@ part here, so the parts never disagree; the parts themselves know nothing of eac
 
 Removed engrams are tombstoned: they keep their graph node (it still routes searches) but are
 dropped from every posting list and the alive bitmap and marked removed in the id map, so they
-never come back; :attr:`EngramIndex.tombstones` tells the store when a rebuild is worth it.
+never come back. :meth:`EngramIndex.compact` rebuilds the index from its live engrams alone
+(:mod:`.compaction`): the store does it before every save and when tombstones pass a threshold
+in RAM, so no removed engram's vector, id or tag name reaches a saved file.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ from typing import Sequence
 import numpy as np
 
 from engram_ros.core.index.columns import Columns
+from engram_ros.core.index.compaction import compacted
+from engram_ros.core.index.compaction import has_dead_entries
+from engram_ros.core.index.compaction import worth_compacting
 from engram_ros.core.index.dense import bf16_to_f32
 from engram_ros.core.index.dense import DenseVectors
 from engram_ros.core.index.grid import Grid
@@ -477,6 +482,27 @@ class EngramIndex:
     def _use_exact(self, m: int) -> bool:
         """Whether ``m`` candidates are ranked exactly (see :mod:`.dense`)."""
         return self._dense.use_exact(m, self._cols.n)
+
+    # ------------------------------------------------------------------ compaction
+
+    def has_dead_entries(self) -> bool:
+        """Whether anything of a removed engram or tag is still held (see :mod:`.compaction`)."""
+        return has_dead_entries(self)
+
+    def worth_compacting(self) -> bool:
+        """Whether tombstones passed the threshold for a compaction in RAM."""
+        return worth_compacting(self)
+
+    def compacted(self) -> 'EngramIndex':
+        """A new index of the live engrams only; this one is only read (readers may run)."""
+        return compacted(self)
+
+    def compact(self, fresh: 'EngramIndex | None' = None) -> None:
+        """Drop every dead entry: become :meth:`compacted` (or ``fresh``, made by it with no
+        write in between). Slots are renumbered: hold none across this call."""
+        fresh = self.compacted() if fresh is None else fresh
+        self._dense, self._cols, self._id_map = fresh._dense, fresh._cols, fresh._id_map
+        self._tags, self._grid = fresh._tags, fresh._grid
 
     # ------------------------------------------------------------------ persistence
 

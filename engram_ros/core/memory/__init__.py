@@ -48,8 +48,9 @@ Governance (:mod:`engram_ros.core.governance`): :meth:`MemoryStore.list_engrams`
 :meth:`~MemoryStore.get_engrams`, :meth:`~MemoryStore.edit` and :meth:`~MemoryStore.forget` let
 people see, correct and delete what is kept. A forget is real: rows (SQLite ``secure_delete``,
 then a WAL checkpoint that truncates the WAL), evidence files only those engrams referenced, and
-the saved index cache (deleted at once and not saved again by this process, because the in-RAM
-index keeps tombstoned vectors and tag names; the next open rebuilds it from SQLite). Every
+the saved index cache (deleted once the memory is open, saved compacted at a clean close).
+Evictions and merges remove as thoroughly: rows, the evidence files no engram references any
+more, and, compacted away from the index, vectors and tag names (see :mod:`.lifecycle`). Every
 recall, list, get, consolidation, edit and forget is written to the optional audit log
 (:mod:`engram_ros.core.audit`). Observations inside a privacy zone or window
 (:mod:`engram_ros.core.privacy`) are refused with :class:`ObservationExcluded`; consolidation

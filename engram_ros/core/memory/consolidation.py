@@ -12,7 +12,10 @@ One pass, under the write lock (the index lock only for index reads and the fina
 4. beliefs seen elsewhere or missed where they were become history
    (:mod:`engram_ros.core.memory.beliefs`); evidence past its retention is deleted;
 5. the changes are written (:mod:`engram_ros.core.memory.writes`), merged places hand over
-   their anchors and edges (:mod:`engram_ros.core.memory.mapping`), and the evicted go.
+   their anchors and edges (:mod:`engram_ros.core.memory.mapping`), and the evicted go: their
+   rows, the evidence files no engram references any more (those of the removed, and those
+   merges dropped from a capped evidence list), and then the WAL (checkpointed and truncated,
+   as a forget does), so what a pass removed is in no file of the store.
 """
 
 from __future__ import annotations
@@ -40,8 +43,10 @@ from engram_ros.core.memory import writes
 from engram_ros.core.memory.config import ConsolidationReport
 from engram_ros.core.memory.config import ConsolidationScope
 from engram_ros.core.memory.config import LOGGER_NAME
+from engram_ros.core.memory.governance_ops import drop_unreferenced_evidence
 from engram_ros.core.memory.governance_ops import expire_evidence
 from engram_ros.core.memory.recall import flush_touched
+from engram_ros.core.merge import dropped_evidence
 from engram_ros.core.merge import merge_clusters
 from engram_ros.core.merge import merge_engrams
 from engram_ros.core.model.engram import Engram
@@ -57,11 +62,12 @@ _LOG = logging.getLogger(LOGGER_NAME)
 @dataclass
 class _Pass:
     """What a pass has decided so far: changed engrams by id, ids merged away or dropped,
-    and which engram absorbed each merged one."""
+    which engram absorbed each merged one, and the evidence URIs merges dropped."""
 
     changed: dict[int, Engram] = field(default_factory=dict)
     removed: set[int] = field(default_factory=set)
     merged_into: dict[int, int] = field(default_factory=dict)
+    released: set[str] = field(default_factory=set)
 
 
 def consolidate(store: MemoryStore, scope: ConsolidationScope, dry_run: bool,
@@ -174,6 +180,11 @@ def _commit(store: MemoryStore, plan: _Pass, evict: list[int]) -> None:
     mapping.write_edges(store, *edges)
     with store._lock:
         store.state.dirty.clear()
+    released = drop_unreferenced_evidence(store, sorted(plan.released))
+    if released:
+        _LOG.info('merges dropped %d evidence files from capped evidence lists', released)
+    if plan.removed or evict:
+        store.storage.purge()
 
 
 def _merge_each(store: MemoryStore, dirty: list[Engram], plan: _Pass) -> int:
@@ -192,6 +203,7 @@ def _merge_each(store: MemoryStore, dirty: list[Engram], plan: _Pass) -> int:
             other = changed.get(other.id, other)
             keep, gone = (current, other) if _keeps(current, other) else (other, current)
             fused = merge_engrams(keep, gone, policy)
+            plan.released.update(dropped_evidence((keep, gone), fused))
             changed[keep.id] = fused
             changed.pop(gone.id, None)
             removed.add(gone.id)
@@ -231,10 +243,12 @@ def _merge_batch(store: MemoryStore, dirty: list[Engram], plan: _Pass) -> int:
         by_level.setdefault(lv, []).append(step)
     for lv in sorted(by_level):
         todo = [steps[k] for k in by_level[lv]]
-        fused = merge_clusters(
-            [(changed.get(keep, engrams[keep]), [changed.get(i, engrams[i]) for i in others])
-             for keep, others in todo], store.config.merge)
-        for (keep, others), engram in zip(todo, fused):
+        members = [(changed.get(keep, engrams[keep]), [changed.get(i, engrams[i])
+                                                       for i in others])
+                   for keep, others in todo]
+        fused = merge_clusters(members, store.config.merge)
+        for (keep, others), (first, rest), engram in zip(todo, members, fused):
+            plan.released.update(dropped_evidence((first, *rest), engram))
             for gone in others:
                 changed.pop(gone, None)
             changed[keep] = engram

@@ -3,7 +3,10 @@
 The requests are :mod:`engram_ros.core.governance`; this module carries them out on the
 store: selecting ids by a filter, editing one engram, forgetting a selection for good (rows,
 evidence files only those engrams referenced, and the saved index cache), and deleting evidence
-files past their retention (:mod:`engram_ros.core.privacy`) or of refused observations.
+files past their retention (:mod:`engram_ros.core.privacy`), of refused observations, or that
+a merge dropped from an engram's capped evidence list. Every file is deleted through
+:func:`engram_ros.core.evidence.delete_inside`: nothing outside the evidence directory, even
+behind a symlink inside it.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from engram_ros.core import sketch
+from engram_ros.core.evidence import delete_inside
 from engram_ros.core.governance import EngramFilter
 from engram_ros.core.governance import ForgetResult
 from engram_ros.core.governance import GovernanceError
@@ -127,18 +131,22 @@ def forget_selected(store: MemoryStore, ids: Sequence[int], selection: EngramFil
             chosen = picked if chosen is None else sorted(set(chosen) & set(picked))
         chosen = chosen or []
         result = ForgetResult(list(chosen), unknown, dry_run=dry_run)
-        if dry_run or not chosen:
+        if dry_run:
             return result
-        files = _evidence_paths(store, chosen)
-        writes.forget(store, chosen)
-        result.evidence_files = sum(1 for f in files if not f.exists())
+        if chosen:
+            files = _evidence_paths(store, chosen)
+            writes.forget(store, chosen)
+            result.evidence_files = sum(1 for f in files if not f.exists())
+        # Even when nothing matched: what earlier evictions and merges removed may still sit
+        # in the WAL, and a user who asks to forget expects it gone now.
         purge(store)
         return result
 
 
 def purge(store: MemoryStore) -> None:
-    """Make deleted data unrecoverable from the store directory (see the package doc)."""
-    store.purged = True
+    """Make deleted data unrecoverable from the store directory (see the package doc): the
+    WAL checkpointed and truncated, the saved index cache deleted (a clean close saves it
+    again, compacted: without any removed engram)."""
     store.storage.purge()
     lifecycle.drop_cache(store)
 
@@ -152,17 +160,25 @@ def _evidence_paths(store: MemoryStore, ids: Sequence[int]) -> list[Path]:
     return paths
 
 
-def drop_unreferenced_evidence(store: MemoryStore, uris: Sequence[str]) -> None:
-    """Delete evidence files of a refused observation unless an engram references them."""
+def drop_unreferenced_evidence(store: MemoryStore, uris: Sequence[str]) -> int:
+    """Delete the evidence files ``uris`` name unless an engram references them: those of a
+    refused observation, or those a merge dropped from an engram's capped evidence list
+    (called after the merged engram is committed).
+
+    :returns: how many files were deleted.
+    """
     if store.evidence is None or not uris:
-        return
-    in_use = store.storage.evidence_users(list(uris))
+        return 0
+    uris = list(dict.fromkeys(uris))
+    in_use = store.storage.evidence_users(uris)
+    deleted = 0
     for uri in uris:
         if uri not in in_use:
             try:
-                store.evidence.delete(uri)
+                deleted += store.evidence.delete(uri)
             except OSError as exc:
                 _LOG.warning('could not delete evidence %s: %s', uri, exc)
+    return deleted
 
 
 def expire_evidence(store: MemoryStore, now: float, dry_run: bool) -> int:
@@ -185,9 +201,8 @@ def expire_evidence(store: MemoryStore, now: float, dry_run: bool) -> int:
     deleted = 0
     for path in expired:
         try:
-            path.unlink()
-            deleted += 1
-        except OSError as exc:
+            deleted += delete_inside(evidence.directory, path.relative_to(evidence.directory))
+        except (OSError, ValueError) as exc:
             _LOG.warning('could not delete expired evidence %s: %s', path, exc)
     _LOG.info('evidence retention: deleted %d files, updated %d engrams', deleted,
               len(changed))

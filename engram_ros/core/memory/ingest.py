@@ -39,6 +39,7 @@ from engram_ros.core.memory.governance_ops import drop_unreferenced_evidence
 from engram_ros.core.memory.mapping import nearest_place
 from engram_ros.core.memory.mapping import traversal
 from engram_ros.core.memory.write_queue import STORAGE_ERRORS
+from engram_ros.core.merge import dropped_evidence
 from engram_ros.core.merge import merge
 from engram_ros.core.model.engram import Engram
 from engram_ros.core.model.engram import InvalidObservation
@@ -99,6 +100,8 @@ def ingest(store: MemoryStore, obs: Observation) -> IngestResult:
             if obs.view is not None:
                 expect_visible(store, obs.view, obs.stamp)
             evict = state.lru_victims(list(state.short), config.short_term_capacity)
+        if existing:    # files the capped evidence list dropped go, unless still referenced
+            drop_unreferenced_evidence(store, dropped_evidence((existing[0], obs), engram))
         if evict:
             try:
                 writes.evict(store, evict, 'short-term LRU capacity')

@@ -2,9 +2,11 @@
 
 The index is cached on disk at a clean close, stamped with a generation that storage also
 records; on open a cache whose generation, dimension or size disagrees with storage is rebuilt
-from the stored records. Until the next clean close the stamp in storage is cleared, so a crash
-never leaves a stale cache that looks current. A forget deletes the cache at once and this
-process never saves it again (the in-RAM index keeps tombstoned vectors and tag names).
+from the stored records. Once opened, the cache files are deleted and the stamp in storage is
+cleared until the next clean close: a crash never leaves a stale cache that looks current, and
+nothing removed while the memory runs (forgotten, evicted, merged away) stays in a cache file.
+The cache is saved compacted (:meth:`engram_ros.core.index.EngramIndex.compact`): without
+tombstoned vectors, removed ids, or tag names no live engram carries.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ def open_index(store: MemoryStore) -> EngramIndex:
     """The index of ``store.storage`` (cached or rebuilt); fills ``store.state`` on the way."""
     storage, state = store.storage, store.state
     index = _load_cached(store)
+    store.index_from_cache = index is not None
     access: dict[int, float] = {}
     if index is None:
         index = EngramIndex(store.config.dim)
@@ -40,8 +43,9 @@ def open_index(store: MemoryStore) -> EngramIndex:
         state.apply(storage.iter_all(), dirty=False, access=access)
     state.order_short(access)
     if storage.persistent:
-        # Until a clean close saves the index again, the cache on disk is stale.
-        storage.set_meta(META_INDEX_GENERATION, '')
+        # Until a clean close saves the index again, the cache on disk is stale: gone with it,
+        # so whatever leaves the memory from now on leaves no copy in a cache file.
+        drop_cache(store)
     _LOG.info('memory open: %d engrams (%d short-term)', len(index), len(state.short))
     return index
 
@@ -82,30 +86,30 @@ def _rebuild(store: MemoryStore, index: EngramIndex, access: dict[int, float]) -
 
 
 def save(store: MemoryStore) -> None:
-    """Write the index cache (unless engrams were forgotten); under the write lock, at close.
+    """Write the index cache, compacted first when anything was removed (no removed engram's
+    vector or tags reach the file); under the write lock, at close.
 
     The audit log saves its own head with every record (:mod:`engram_ros.core.audit`): a head
     written here, at close, would overwrite the evidence of a cut log.
     """
     storage = store.storage
     index_dir = storage.index_dir
-    if index_dir is not None and store.purged:
-        _LOG.info('engrams were forgotten: the index cache is not saved; the next open '
-                  'rebuilds it from storage')
-    elif index_dir is not None:
+    if index_dir is not None:
         generation = uuid.uuid4().hex
         with store._lock:
+            if store.index.has_dead_entries():
+                store.index.compact()
             store.index.save(index_dir)
         write_private(index_dir / 'GENERATION', generation)
         storage.set_meta(META_INDEX_GENERATION, generation)
 
 
 def drop_cache(store: MemoryStore) -> None:
-    """Delete the saved index cache and never save it from this process (after a forget)."""
-    store.purged = True
+    """Delete the saved index cache and clear its stamp (a clean close saves it again)."""
     index_dir = store.storage.index_dir
     if index_dir is not None and index_dir.is_dir():
         for path in index_dir.iterdir():
-            if path.is_file():
+            if path.is_file() and not path.is_symlink():
                 path.unlink()
+    if store.storage.persistent:
         store.storage.set_meta(META_INDEX_GENERATION, '')

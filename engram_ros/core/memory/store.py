@@ -68,9 +68,6 @@ class MemoryStore:
         #: Maps query text that names no known tag to tags by meaning (set by the owner when a
         #: sentence model is available; ``None``: exact words only).
         self.text_matcher: SemanticTags | None = None
-        #: Set by a forget (or an edit that removed data): the index cache must not be saved
-        #: from this process, since the in-RAM index still holds tombstoned vectors and tags.
-        self.purged = False
         #: Guards the index and the state; held for index reads and updates only.
         self._lock = threading.RLock()
         #: One writer at a time: ingest, consolidate, edit, forget, feedback, correct, close.
@@ -79,6 +76,8 @@ class MemoryStore:
         #: Keyframes at which current things should have been visible (RAM only).
         self.misses = MissTracker(self.config.misses)
         self._closed = False
+        #: Whether the index was loaded from the saved cache (else rebuilt from storage).
+        self.index_from_cache = False
         self.index = lifecycle.open_index(self)
         # What changed since the last consolidation is kept by storage: a restart still merges
         # the duplicates among the engrams written just before it.

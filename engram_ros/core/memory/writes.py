@@ -4,7 +4,10 @@ Every writer goes through here, so the three copies of the memory move together:
 commits to storage (outside the index lock), then updates the index and
 :class:`~engram_ros.core.memory.state.MemoryState` in one step under the index lock; a
 forget removes ids from the index and the state in one step under the index lock, then deletes
-the rows. Callers hold the store's write lock.
+the rows (and the evidence files no engram references any more). When the index's tombstones
+pass its threshold (:mod:`engram_ros.core.index.compaction`), a forget also compacts it: built
+outside the index lock (recalls go on), swapped in under it. Callers hold the store's write
+lock.
 """
 
 from __future__ import annotations
@@ -97,6 +100,22 @@ def forget(store: MemoryStore, ids: Sequence[int]) -> None:
         store.state.remove(ids)
     store.storage.delete(list(ids))
     _LOG.info('forgot %d engrams: %s', len(ids), ', '.join(map(str, list(ids)[:20])))
+    compact_if_worth_it(store)
+
+
+def compact_if_worth_it(store: MemoryStore) -> bool:
+    """Compact the index when its tombstones passed the threshold; True when it did."""
+    with store._lock:
+        if not store.index.worth_compacting():
+            return False
+        before = store.index.slot_count
+    # The write lock keeps every writer out, so the index cannot change while it is copied;
+    # readers only read it.
+    fresh = store.index.compacted()
+    with store._lock:
+        store.index.compact(fresh)
+    _LOG.info('index compacted: %d slots -> %d', before, len(fresh))
+    return True
 
 
 def evict(store: MemoryStore, ids: list[int], reason: str) -> None:

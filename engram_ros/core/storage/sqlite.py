@@ -37,6 +37,7 @@ from typing import Sequence
 from urllib.parse import unquote
 from urllib.parse import urlparse
 
+from engram_ros.core.evidence import delete_inside
 from engram_ros.core.files import open_private
 from engram_ros.core.files import private_dir
 from engram_ros.core.files import tighten
@@ -509,18 +510,13 @@ class SQLiteStorage(Storage):
         return None if row is None else row[0]
 
     def _remove_evidence(self, files: Iterable[str]) -> None:
-        """Delete orphaned evidence files; only regular files really inside the evidence dir."""
-        root = self._evidence_dir.resolve()
+        """Delete orphaned evidence files; only regular files really inside the evidence dir
+        (:func:`engram_ros.core.evidence.delete_inside`, the one deletion every path uses)."""
         for relative in files:
-            path = self._evidence_dir / relative
             try:
-                if path.is_symlink() or not path.is_file():
-                    continue
-                if not path.resolve().is_relative_to(root):
-                    continue
-                path.unlink()
+                delete_inside(self._evidence_dir, relative)
             except OSError as exc:
-                logger.warning('could not delete evidence file %s: %s', path, exc)
+                logger.warning('could not delete evidence file %s: %s', relative, exc)
 
 
 def evidence_key(uri: str, evidence_dir: Path) -> str | None:

@@ -39,6 +39,7 @@ from sensor_msgs.msg import Image
 
 from engram_ros.core.evidence import EvidenceError
 from engram_ros.core.evidence import load_key
+from engram_ros.core.privacy import PrivacyPolicy
 from engram_ros.msg import AudioChunk
 from engram_ros.msg import DetectionArray
 from engram_ros.msg import Observation as ObservationMsg
@@ -117,6 +118,16 @@ PARAMETERS: dict[str, tuple[object, str]] = {
 #: A string array without a default (an empty list has no type in ROS): unset means no rooms.
 ROOMS_DESCRIPTION = (f'rooms of the map, {ROOM_SYNTAX}; places and objects in one get its '
                      'room: tag; unset: none')
+#: The memory's privacy parameters, read-only string arrays without defaults (unset: none).
+#: Perception applies them before it encodes or writes anything; the launcher passes the
+#: memory's values (:func:`engram_ros.apps.wiring.shared_by_memory`).
+PRIVACY_PARAMETERS = {
+    'privacy.zones': 'the memory\'s privacy zones (circle:X,Y,R, box:XMIN,YMIN,XMAX,YMAX; '
+                     'memory frame, m): nothing seen from or located in one is encoded or '
+                     'written (read-only)',
+    'privacy.time_windows': 'the memory\'s privacy windows (daily:HH:MM-HH:MM, '
+                            'epoch:START-END): nothing is encoded or written then (read-only)',
+}
 
 _POSITIVE = ('sync_queue_size', 'pose_tolerance', 'time_reset', 'objects.max_depth',
              'audio.max_duration', 'job_queue_size', 'diagnostics_period', 'dim')
@@ -137,12 +148,16 @@ class PerceptionNode(Node):
                 description=description, read_only=name in _READ_ONLY))
         self.declare_parameter('rooms', Parameter.Type.STRING_ARRAY,
                                ParameterDescriptor(description=ROOMS_DESCRIPTION))
+        for name, description in PRIVACY_PARAMETERS.items():
+            self.declare_parameter(name, Parameter.Type.STRING_ARRAY, ParameterDescriptor(
+                description=description, read_only=True))
         for param in map(self.get_parameter, PARAMETERS):  # start values, by the change rules
             problem = self._invalid([param])
             if problem:
                 raise ValueError(f'parameter {param.name} = {param.value!r} refused: {problem}')
-        # _config raises RoomConfigError (a ValueError) for a bad room and EncryptionKeyError
-        # when encryption is on without a usable key: never a silent fall-back to plaintext
+        # _config raises RoomConfigError / PrivacyConfigError (ValueErrors) for a bad room or
+        # privacy zone or window, and EncryptionKeyError when encryption is on without a
+        # usable key: never a silent fall-back to plaintext or to no privacy
         p = self._value
         dim = p('dim')
         self.perception = Perception(self._config(), load_visual_encoder(p('visual_encoder'), dim),
@@ -194,15 +209,19 @@ class PerceptionNode(Node):
     def _value(self, name: str):
         return self.get_parameter(name).value
 
-    def _rooms(self) -> list[str]:
+    def _strings(self, name: str) -> list[str]:
+        """A string-array parameter without a default; ``[]`` when unset."""
         try:
-            return list(self.get_parameter('rooms').value or [])
+            return list(self.get_parameter(name).value or [])
         except ParameterUninitializedException:
             return []
 
     def _evidence_dir(self, directory: str) -> str:
         """Where evidence may be written: nowhere without consent to persist."""
         return directory if self._value('persist') else ''
+
+    def _rooms(self) -> list[str]:
+        return self._strings('rooms')
 
     def _config(self) -> PerceptionConfig:
         p = self._value
@@ -218,6 +237,8 @@ class PerceptionNode(Node):
                           else None),
             object_min_interval=p('objects.min_interval'),
             save_images=p('save_images'), save_audio_clips=p('save_audio_clips'),
+            privacy=PrivacyPolicy.parse(self._strings('privacy.zones'),
+                                        self._strings('privacy.time_windows')),
             time_reset=p('time_reset'), rooms=RoomMap.parse(self._rooms()),
             keyframe=KeyframeGate(p('keyframe.min_translation'), p('keyframe.min_rotation'),
                                   p('keyframe.min_view_change'), p('keyframe.min_interval')),
