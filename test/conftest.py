@@ -13,6 +13,8 @@ import uuid
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = ROOT / 'config' / 'engram.yaml'
@@ -21,6 +23,13 @@ PARAMS = ROOT / 'config' / 'engram.yaml'
 # Fixtures shared by several test files: the index tests' `data` and `index`, the store tests'
 # `make_store` (both backends).
 pytest_plugins = ['index_cases', 'store_cases']
+
+# Property tests (hypothesis): no per-example deadline and no "too slow" health check, which
+# are timing assertions on a shared 2-core machine; derandomized, so CI runs the same examples
+# every time and a failure reproduces.
+settings.register_profile('engram', deadline=None, derandomize=True,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile('engram')
 
 # One DDS domain per pytest process, so parallel runs on one machine do not see each other.
 os.environ.setdefault('ROS_DOMAIN_ID', str(random.Random(os.getpid()).randint(100, 200)))

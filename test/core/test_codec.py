@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from hypothesis import given
-from hypothesis import HealthCheck
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -93,7 +92,7 @@ def test_json_round_trip_is_exact(engram: Engram) -> None:
     assert_every_field_equal(from_record(json.loads(text)), engram)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40)
 @given(batches())
 def test_sqlite_round_trip_is_exact(batch: list[Engram]) -> None:
     with tempfile.TemporaryDirectory() as directory:
