@@ -7,6 +7,7 @@ import threading
 from typing import Callable
 
 import rclpy
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.executors import Executor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
@@ -108,6 +109,10 @@ def spin_until_stopped(node: Node, make_executor: Callable[[], Executor],
     failure: list[BaseException] = []
     executor: Executor | None = None
     spinner: threading.Thread | None = None
+    # Executor.wake() does not end a spin_once that has nothing else to do (the simulator
+    # after its patrol has no timer left): a guard condition with a callback does.
+    wake = node.create_guard_condition(lambda: None,
+                                       callback_group=MutuallyExclusiveCallbackGroup())
 
     def spin() -> None:
         try:
@@ -127,7 +132,7 @@ def spin_until_stopped(node: Node, make_executor: Callable[[], Executor],
     finally:
         stop.ignore()
         if executor is not None:
-            executor.wake()
+            wake.trigger()
             if spinner is not None:
                 spinner.join()
             executor.shutdown()
