@@ -270,7 +270,9 @@ def test_sensors_are_read_only_once_a_memory_listens(test_node, start_memory, tm
             perception.log()
         start_memory(namespace)
         assert wait_for(robot.connected, 60.0), perception.log()
-        assert 'a memory listens on' in perception.log()
+        # the line is logged just after the subscriptions are made
+        assert wait_for(lambda: 'a memory listens on' in perception.log(), 30.0), \
+            perception.log()
         robot.camera_info(time.time())
         robot.frame(time.time(), 0.0)
     finally:
