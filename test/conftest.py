@@ -47,7 +47,10 @@ class NodeProcess:
             stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT)
 
     def log(self) -> str:
-        self._log.flush()
+        """Everything the process wrote so far; also after :meth:`stop` (an assertion's
+        message reads it then, and must show the process's words, not a closed-file error)."""
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text()
 
     def stop(self, sig: int = signal.SIGINT, timeout: float = 15.0) -> int:

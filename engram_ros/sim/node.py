@@ -78,6 +78,8 @@ class SimNode(Node):
         self.odom_pub = self.create_publisher(Odometry, 'odom', QoSProfile(depth=20))
         self.audio_pub = self.create_publisher(AudioChunk, 'audio/chunk', QoSProfile(depth=20))
         self.detections_pub = self.create_publisher(DetectionArray, 'detections', sensors)
+        self._sensor_pubs = (self.color_pub, self.depth_pub, self.info_pub, self.odom_pub,
+                             self.audio_pub, self.detections_pub)
         self.truth_pub = self.create_publisher(String, 'sim/ground_truth', latched)
         self.status_pub = self.create_publisher(String, 'sim/status', latched)
         self.publish_ground_truth()
@@ -105,7 +107,9 @@ class SimNode(Node):
         declare('sample_rate', 16000, '[Hz] audio sample rate')
         declare('publish_masks', True, 'attach an instance mask (mono8) to each detection')
         declare('wait_for_subscribers', True,
-                'start the patrol only once the colour image has a subscriber')
+                'start the patrol only once the colour image has a subscriber and every '
+                'reader of a sensor topic is matched (perception subscribes once a memory '
+                'listens to it)')
         declare('map_frame', 'map', 'frame of odometry and ground truth (the memory frame)')
         declare('base_frame', 'base_link', 'child frame of odometry')
         declare('camera_frame', 'camera_optical', 'frame of images and camera info')
@@ -132,8 +136,7 @@ class SimNode(Node):
     def step_callback(self) -> None:
         if self.finished:
             return
-        if (self.get_parameter('wait_for_subscribers').value
-                and self.color_pub.get_subscription_count() == 0):
+        if self.get_parameter('wait_for_subscribers').value and self._unmatched_reader():
             if not self._waiting_logged:
                 self.get_logger().info('waiting for a subscriber of the colour image')
                 self._waiting_logged = True
@@ -152,6 +155,15 @@ class SimNode(Node):
         self.publish_status(frame)
         if frame.last:
             self.finish()
+
+    def _unmatched_reader(self) -> bool:
+        """Whether the patrol must wait: the colour image has no reader yet, or a sensor topic
+        has a reader in the graph that this node's publisher has not matched yet (each pair of
+        endpoints matches on its own: the first frame's odometry would be lost)."""
+        if self.color_pub.get_subscription_count() == 0:
+            return True
+        return any(pub.get_subscription_count() < self.count_subscribers(pub.topic_name)
+                   for pub in self._sensor_pubs)
 
     def finish(self) -> None:
         if self.finished:
@@ -206,10 +218,15 @@ class SimNode(Node):
         self.status_pub.publish(String(data=json.dumps(status)))
 
     def destroy_node(self) -> None:
-        # also called by rclpy's shutdown for a node whose __init__ failed half-way
-        if getattr(self, 'sim', None) is not None:
-            self.sim.close()
-        super().destroy_node()
+        # Called once the executor has stopped (engram_ros.ros.nodes.spin), so no frame is
+        # being rendered; also by rclpy's shutdown for a node whose __init__ failed half-way.
+        # The ROS entities go first, then PyBullet disconnects, once.
+        try:
+            super().destroy_node()
+        finally:
+            sim, self.sim = getattr(self, 'sim', None), None
+            if sim is not None:
+                sim.close()
 
 
 def odometry_uncertainty_and_twist(odom: tuple[float, float, float],

@@ -170,6 +170,35 @@ class PerceptionNode(Node):
         self._sensors = MutuallyExclusiveCallbackGroup()
         self._encoding = MutuallyExclusiveCallbackGroup()
         self._reporting = MutuallyExclusiveCallbackGroup()
+        self.observation_pub = self.create_publisher(ObservationMsg, 'engram/observations', 100)
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        # Sensors are read only once a memory listens: what perception sees before that would
+        # be lost (and its evidence files orphaned), and a source that waits for readers (the
+        # simulator waits for the colour image's) then starts when nothing can be lost.
+        self._memory_wait = self.create_timer(0.1, self.memory_wait_callback,
+                                              callback_group=self._reporting)
+        self.encode_trigger = self.create_guard_condition(self.encode_callback,
+                                                          callback_group=self._encoding)
+        self.diagnostics_timer = self.create_timer(p('diagnostics_period'),
+                                                   self.diagnostics_callback,
+                                                   callback_group=self._reporting)
+        self.add_on_set_parameters_callback(self.parameters_callback)
+        self.get_logger().info(f'perception ready: {p("visual_encoder")} -> {dim}-d vectors, '
+                               f'observations on {self.observation_pub.topic_name}; sensors '
+                               'are read once a memory listens there')
+
+    # ------------------------------------------------------------------------- start-up
+    def memory_wait_callback(self) -> None:
+        if self._memory_wait is None or self.observation_pub.get_subscription_count() == 0:
+            return
+        self.destroy_timer(self._memory_wait)
+        self._memory_wait = None
+        self._subscribe_sensors()
+        self.get_logger().info(f'a memory listens on {self.observation_pub.topic_name}: '
+                               'reading the sensors')
+
+    def _subscribe_sensors(self) -> None:
+        p = self._value
         # Keep-last 5: if encoding falls behind, old frames are overwritten, never queued.
         sensor_qos = QoSProfile(depth=5, reliability=(
             ReliabilityPolicy.RELIABLE if p('sensor_reliability') == 'reliable'
@@ -194,16 +223,6 @@ class PerceptionNode(Node):
         self.detections_sub = self.create_subscription(
             DetectionArray, 'detections', self.detections_callback, reliable,
             callback_group=self._sensors)
-        self.observation_pub = self.create_publisher(ObservationMsg, 'engram/observations', 100)
-        self.diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
-        self.encode_trigger = self.create_guard_condition(self.encode_callback,
-                                                          callback_group=self._encoding)
-        self.diagnostics_timer = self.create_timer(p('diagnostics_period'),
-                                                   self.diagnostics_callback,
-                                                   callback_group=self._reporting)
-        self.add_on_set_parameters_callback(self.parameters_callback)
-        self.get_logger().info(f'perception ready: {p("visual_encoder")} -> {dim}-d vectors, '
-                               f'observations on {self.observation_pub.topic_name}')
 
     # ------------------------------------------------------------------------- parameters
     def _value(self, name: str):
@@ -349,6 +368,7 @@ class PerceptionNode(Node):
             self._skip('a depth image', exc)
 
     def camera_info_callback(self, msg: CameraInfo) -> None:
+        self.perception.count('camera_info_received')
         try:
             self.perception.add_camera_info(pc.intrinsics_from_msg(msg))
         except InputRejected as exc:
