@@ -117,6 +117,7 @@ def bench_stream(seconds: float, rate: float) -> dict:
     from sensor_msgs.msg import Image
 
     from engram_ros.msg import DetectionArray
+    from engram_ros.msg import Observation
     from engram_ros.ros.conversions import sensors as pc
     from engram_ros.ros.conversions.common import seconds_to_time
 
@@ -145,6 +146,11 @@ def bench_stream(seconds: float, rate: float) -> dict:
                 latest.update({kv.key: kv.value for kv in status.values})
 
     node.create_subscription(DiagnosticArray, '/diagnostics', diagnostics, 10)
+    # Stands in for the memory: perception reads no sensor until its observations have a
+    # listener (the start-up handshake), and the observations it publishes are counted here.
+    observed = [0]
+    node.create_subscription(Observation, f'{namespace}/engram/observations',
+                             lambda msg: observed.__setitem__(0, observed[0] + 1), 100)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not (color.get_subscription_count()
                                                  and depth_pub.get_subscription_count()):
@@ -194,7 +200,7 @@ def bench_stream(seconds: float, rate: float) -> dict:
             'object_observations', 'jobs_dropped', 'frames_unmatched', 'backlog',
             'last_encode_ms')
     return {'seconds': seconds, 'rate_hz': rate, 'frames_sent': sent,
-            'achieved_rate_hz': round(sent / seconds, 1),
+            'achieved_rate_hz': round(sent / seconds, 1), 'observations_heard': observed[0],
             **{k: latest.get(k, '0') for k in keys}}
 
 
