@@ -58,14 +58,10 @@ from engram_ros.core.governance import GovernanceError
 from engram_ros.core.governance import GovernanceStatus
 from engram_ros.core.governance import MAX_LIMIT
 from engram_ros.core.memory import MemoryStore
-from engram_ros.core.memory import ObservationExcluded
 from engram_ros.core.memory.write_queue import describe
-from engram_ros.core.memory.write_queue import is_storage_error
 from engram_ros.core.memory.write_queue import RETRY_MIN
-from engram_ros.core.memory.write_queue import StorageFaults
 from engram_ros.core.memory.write_queue import WriteQueue
 from engram_ros.core.model.engram import Observation
-from engram_ros.core.model.engram import REASON_MALFORMED
 from engram_ros.core.model.limits import MAX_REQUEST_ITEMS
 from engram_ros.core.places import CorrectionError
 from engram_ros.core.privacy import PrivacyConfigError
@@ -77,9 +73,9 @@ from engram_ros.msg import KeyframeCorrection
 from engram_ros.msg import Observation as ObservationMsg
 from engram_ros.ros import memory_parameters
 from engram_ros.ros.conversions import memory as conversions
-from engram_ros.ros.diagnostics import MEMORY_COUNTERS
 from engram_ros.ros.diagnostics import memory_diagnostics
 from engram_ros.ros.markers import engram_markers
+from engram_ros.ros.memory_health import MemoryHealth
 from engram_ros.ros.nodes.spin import run_node
 from engram_ros.srv import Consolidate
 from engram_ros.srv import EditEngram
@@ -115,9 +111,7 @@ class MemoryNode(Node):
         self._queries = ReentrantCallbackGroup()
         self._reporting = MutuallyExclusiveCallbackGroup()
         self._arrivals = MutuallyExclusiveCallbackGroup()
-        self.counters = dict.fromkeys(MEMORY_COUNTERS, 0)
-        self._counter_lock = threading.Lock()
-        self.faults = StorageFaults()
+        self.health = MemoryHealth(self.get_logger())
         self.ingest_queue: WriteQueue[Observation] = WriteQueue(
             self._write_observation, self.get_parameter('write_queue_size').value)
         # Wakes the writers at once when an observation is queued; the timer retries.
@@ -234,17 +228,17 @@ class MemoryNode(Node):
     # ------------------------------------------------------------------------- callbacks
     def observation_callback(self, msg: ObservationMsg) -> None:
         """Check and queue; the writers write it (:meth:`drain_callback`)."""
-        self._count('received')
+        self.health.count('received')
         try:
             obs = conversions.observation_from_msg(msg)
             obs.validate(self.store.config.dim, self.store.config.frame_id)
         except ValueError as exc:       # InvalidObservation included
-            self._dropped(exc)
+            self.health.dropped(exc)
             return
         if not self.ingest_queue.put(obs):
             self.get_logger().error(
                 f'write queue full ({self.ingest_queue.capacity} observations wait for '
-                f'storage): observation dropped; {self.faults.summary()}',
+                f'storage): observation dropped; {self.health.faults.summary()}',
                 throttle_duration_sec=5.0)
             return
         self._drain_signal.trigger()
@@ -256,82 +250,42 @@ class MemoryNode(Node):
             return
         drained = self.ingest_queue.drain()
         for _, exc in drained.rejected:
-            self._dropped(exc)
+            self.health.dropped(exc)
         if drained.error is not None:
-            self.faults.failed('ingest', drained.error)
+            self.health.faults.failed('ingest', drained.error)
             self.get_logger().error(
                 f'storage refused an observation ({describe(drained.error)}); '
                 f'{len(self.ingest_queue)} wait to be written, retried with back-off',
                 throttle_duration_sec=5.0)
         elif drained.written:
-            self.faults.succeeded('ingest')
+            self.health.faults.succeeded('ingest')
 
     def _write_observation(self, obs: Observation) -> None:
         """Ingest one queued observation; raises as :meth:`MemoryStore.ingest`."""
         result = self.store.ingest(obs)
-        with self._counter_lock:
-            self.counters['ingested'] += 1
-            self.counters['merged'] += int(result.merged)
-            self.counters['promoted'] += int(result.promoted)
-            self.counters['evicted'] += len(result.evicted)
+        self.health.add(ingested=1, merged=int(result.merged), promoted=int(result.promoted),
+                        evicted=len(result.evicted))
         self._markers_dirty = True
-
-    def _dropped(self, exc: Exception) -> None:
-        """Count (by reason) and log an observation the memory will not store."""
-        if isinstance(exc, ObservationExcluded):
-            self._count('dropped_privacy')
-            self.get_logger().info(str(exc), throttle_duration_sec=10.0)
-            return
-        if isinstance(exc, ValueError):
-            reason = getattr(exc, 'reason', REASON_MALFORMED)
-            self._count('dropped_malformed' if reason == REASON_MALFORMED else f'dropped_{reason}')
-            self.get_logger().warning(f'dropped an observation: {exc}',
-                                      throttle_duration_sec=5.0)
-            return
-        self._count('dropped_error')
-        self.get_logger().error(f'dropped an observation: {exc!r}', throttle_duration_sec=5.0)
-
-    def _count(self, name: str, n: int = 1) -> None:
-        with self._counter_lock:
-            self.counters[name] += n
-
-    def _failed(self, operation: str, exc: Exception) -> str:
-        """Log and count an unexpected error of ``operation``; the text for its message."""
-        if is_storage_error(exc):
-            self.faults.failed(operation, exc)
-            self.get_logger().error(f'{operation}: storage failing: {describe(exc)}',
-                                    throttle_duration_sec=5.0)
-            return f'storage failing: {describe(exc)}'
-        self._count('internal_errors')
-        self.get_logger().error(f'{operation} failed: {exc!r}')
-        return f'internal error: {exc}'
-
-    def _storage_note(self) -> str:
-        """What a response message adds while storage fails ('' when it works)."""
-        failing, waiting = self.faults.summary(), len(self.ingest_queue)
-        if not failing and not waiting:
-            return ''
-        return (f' [{failing or "storage works"}; {waiting} observations wait to be written, '
-                f'{self.ingest_queue.overflowed} dropped on a full write queue]')
 
     def recall_callback(self, request: Recall.Request,
                         response: Recall.Response) -> Recall.Response:
         start = time.perf_counter()
-        self._count('recalls')
+        self.health.count('recalls')
         try:
             result = self.store.recall(conversions.recall_query_from_request(request),
                                        requester=conversions.requester_of(request))
             conversions.fill_recall_response(result, response, request.include_vectors)
-            self.faults.succeeded('recall')
-            response.message += self._storage_note()
+            self.health.faults.succeeded('recall')
+            response.message += self.health.storage_note(self.ingest_queue)
         except QueryError as exc:
-            self._count('recall_errors')
+            self.health.count('recall_errors')
             response.status = int(exc.status)
             response.message = str(exc)
         except Exception as exc:  # a planner must get an answer, never a dead service
-            self._count('recall_errors')
+            self.health.count('recall_errors')
             response.status = int(RecallStatus.INTERNAL_ERROR)
-            response.message = self._failed('recall', exc) + self._storage_note()
+            response.message = (self.health.failed('recall', exc)
+                                + self.health.storage_note(self.ingest_queue))
         self._last_recall_ms = (time.perf_counter() - start) * 1e3
         return response
 
@@ -348,50 +302,49 @@ class MemoryNode(Node):
             return response
         except Exception as exc:
             response.status = Consolidate.Response.STATUS_INTERNAL_ERROR
-            response.message = self._failed('consolidate', exc) + self._storage_note()
+            response.message = (self.health.failed('consolidate', exc)
+                                + self.health.storage_note(self.ingest_queue))
             return response
-        self.faults.succeeded('consolidate')
+        self.health.faults.succeeded('consolidate')
         self._consolidated(report, request.dry_run)
         conversions.fill_consolidate_response(report, response)
-        response.message += self._storage_note()
+        response.message += self.health.storage_note(self.ingest_queue)
         return response
 
     def consolidation_timer_callback(self) -> None:
         try:
             report = self.store.consolidate(requester=self.get_fully_qualified_name())
         except Exception as exc:    # the next period tries again
-            self._failed('consolidate', exc)
+            self.health.failed('consolidate', exc)
             return
-        self.faults.succeeded('consolidate')
+        self.health.faults.succeeded('consolidate')
         self._consolidated(report, False)
 
     def _consolidated(self, report, dry_run: bool) -> None:
-        with self._counter_lock:
-            self.counters['consolidations'] += 1
-            self.counters['evidence_expired'] += report.evidence_expired
-            self.counters['moved'] += 0 if dry_run else len(report.moved)
-            self.counters['ended'] += 0 if dry_run else len(report.ended)
+        self.health.add(consolidations=1, evidence_expired=report.evidence_expired,
+                        moved=0 if dry_run else len(report.moved),
+                        ended=0 if dry_run else len(report.ended))
         if not dry_run and (report.merged or report.forgotten or report.promoted
                             or report.moved or report.ended):
             self._markers_dirty = True
 
     def feedback_callback(self, request: Feedback.Request,
                           response: Feedback.Response) -> Feedback.Response:
-        self._count('feedbacks')
+        self.health.count('feedbacks')
         try:
             engrams = self.store.feedback(conversions.feedback_ids(request), request.helped,
                                           requester=conversions.requester_of(request))
         except Exception as exc:  # a bad request gets a status, never a dead service
-            self._count('feedback_errors')
+            self.health.count('feedback_errors')
             return self._feedback_error(request, exc, response)
-        self.faults.succeeded('feedback')
+        self.health.faults.succeeded('feedback')
         return conversions.fill_feedback_response(engrams, response)
 
     def _feedback_error(self, request: Feedback.Request, exc: Exception,
                         response: Feedback.Response) -> Feedback.Response:
         if not isinstance(exc, FeedbackError):
             response = conversions.feedback_error_response(exc, response)
-            response.message = self._failed('feedback', exc)
+            response.message = self.health.failed('feedback', exc)
             return response
         if len(request.ids) <= MAX_REQUEST_ITEMS:
             try:
@@ -399,12 +352,12 @@ class MemoryNode(Node):
                 known = {e.id for e in self.store.get(ids)}
                 response.unknown_ids = [int(i) for i in request.ids if int(i) not in known]
             except Exception as failure:
-                self._failed('feedback', failure)
+                self.health.failed('feedback', failure)
         return conversions.feedback_error_response(exc, response)
 
     def places_callback(self, request: GetPlaces.Request,
                         response: GetPlaces.Response) -> GetPlaces.Response:
-        self._count('place_queries')
+        self.health.count('place_queries')
         try:
             graph = self.store.place_graph(requester=conversions.requester_of(request))
             objects = (sorted(self.store.get(sorted(graph.anchors)), key=lambda e: e.id)
@@ -412,7 +365,7 @@ class MemoryNode(Node):
             return conversions.fill_places_response(graph, objects, response)
         except Exception as exc:
             response.status = GetPlaces.Response.STATUS_INTERNAL_ERROR
-            response.message = self._failed('places', exc)
+            response.message = self.health.failed('places', exc)
             return response
 
     def correction_callback(self, msg: KeyframeCorrection) -> None:
@@ -424,22 +377,22 @@ class MemoryNode(Node):
             report = self.store.correct_poses(conversions.pose_corrections_from_msg(msg),
                                               requester='keyframe_corrections')
         except (CorrectionError, ValueError) as exc:
-            self._count('corrections_rejected')
+            self.health.count('corrections_rejected')
             self.get_logger().warning(f'pose correction rejected, nothing changed: {exc}',
                                       throttle_duration_sec=2.0)
             return
         except Exception as exc:
-            self._count('corrections_rejected')
-            self._failed('correct', exc)
+            self.health.count('corrections_rejected')
+            self.health.failed('correct', exc)
             return
-        self._count('corrections')
+        self.health.count('corrections')
         self._markers_dirty = True
         self.get_logger().info(f'pose correction: moved {len(report.places)} places and '
                                f'{len(report.anchored)} anchored engrams')
 
     def list_callback(self, request: ListEngrams.Request,
                       response: ListEngrams.Response) -> ListEngrams.Response:
-        self._count('lists')
+        self.health.count('lists')
         try:
             result = self.store.list_engrams(conversions.engram_filter_from_request(request),
                                              offset=request.offset, limit=request.limit,
@@ -450,7 +403,7 @@ class MemoryNode(Node):
 
     def get_callback(self, request: GetEngrams.Request,
                      response: GetEngrams.Response) -> GetEngrams.Response:
-        self._count('gets')
+        self.health.count('gets')
         if not 1 <= len(request.ids) <= MAX_LIMIT:
             return self._governance_error('get', GovernanceError(
                 GovernanceStatus.INVALID_PAGE,
@@ -467,7 +420,7 @@ class MemoryNode(Node):
 
     def edit_callback(self, request: EditEngram.Request,
                       response: EditEngram.Response) -> EditEngram.Response:
-        self._count('edits')
+        self.health.count('edits')
         try:
             engram = self.store.edit(conversions.engram_id(request.id),
                                      requester=conversions.requester_of(request),
@@ -482,12 +435,12 @@ class MemoryNode(Node):
 
     def forget_callback(self, request: ForgetEngrams.Request,
                         response: ForgetEngrams.Response) -> ForgetEngrams.Response:
-        self._count('forgets')
+        self.health.count('forgets')
         try:
             result = self._forget(request)
         except Exception as exc:
             return self._governance_error('forget', exc, response)
-        self._count('forgotten', 0 if result.dry_run else len(result.forgotten_ids))
+        self.health.count('forgotten', 0 if result.dry_run else len(result.forgotten_ids))
         self._markers_dirty = self._markers_dirty or bool(result.forgotten_ids)
         return conversions.fill_forget_response(result, response)
 
@@ -509,13 +462,13 @@ class MemoryNode(Node):
 
     def _governance_error(self, what: str, exc: Exception, response):
         """Fill ``status``/``message`` of a governance response from an exception."""
-        self._count('governance_errors')
+        self.health.count('governance_errors')
         if isinstance(exc, GovernanceError):
             response.status = int(exc.status)
             response.message = str(exc)
         else:
             response.status = int(GovernanceStatus.INTERNAL_ERROR)
-            response.message = self._failed(what, exc)
+            response.message = self.health.failed(what, exc)
         return response
 
     def marker_callback(self) -> None:
@@ -528,22 +481,18 @@ class MemoryNode(Node):
                 self.get_clock().now().to_msg(), self.get_parameter('max_markers').value)
         except Exception as exc:
             self._markers_dirty = True
-            self._failed('markers', exc)
+            self.health.failed('markers', exc)
             return
         self.marker_pub.publish(markers)
 
     def diagnostics_callback(self) -> None:
         queue = self.ingest_queue
-        with self._counter_lock:
-            self.counters.update(storage_errors=self.faults.errors,
-                                 dropped_queue_full=queue.overflowed,
-                                 written_late=queue.written_late)
-            counters = dict(self.counters)
+        counters = self.health.snapshot(queue)
         self.diagnostics_pub.publish(memory_diagnostics(
             self.get_clock().now().to_msg(), self.get_fully_qualified_name(), counters,
             len(self.store), self.store.short_term_size, self._last_recall_ms,
             self._semantic_state, self.store.audit, write_queue=len(queue),
-            storage_failing=self.faults.summary()))
+            storage_failing=self.health.faults.summary()))
 
     def destroy_node(self) -> None:
         """Write what waits (unless storage is failing), close the store (index saved,
@@ -554,8 +503,9 @@ class MemoryNode(Node):
                 queue.drain(force=True)
             lost = queue.take_all()
             if lost:
-                self.get_logger().error(f'{len(lost)} observations could not be written '
-                                        f'before shutdown and are lost: {self.faults.summary()}')
+                self.get_logger().error(
+                    f'{len(lost)} observations could not be written before shutdown and are '
+                    f'lost: {self.health.faults.summary()}')
         if self.store is not None:    # None: the node refused to start before opening it
             try:
                 self.store.close()
