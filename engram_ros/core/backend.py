@@ -25,10 +25,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from engram_ros.core.index import EngramIndex
+from engram_ros.core.index.engrams import put_engrams
 from engram_ros.core.model.engram import Engram
 from engram_ros.core.model.engram import kind_code
 from engram_ros.core.model.engram import KINDS
 from engram_ros.core.storage import Storage
+from engram_ros.core.validity import belief_interval
 from engram_ros.core.validity import valid_mask
 
 if TYPE_CHECKING:
@@ -361,39 +363,12 @@ class EmbeddedBackend:
             raise ValueError(f'engram {engram.id} has a time or score that is not finite')
 
     def _index_put(self, engrams: list[Engram]) -> None:
-        """Index engrams of unique ids: update those indexed, add the others."""
-        ids = np.array([e.id for e in engrams], dtype=np.int64)
-        known = self._index.has_ids(ids)
-        for part, update in ((np.flatnonzero(known), True), (np.flatnonzero(~known), False)):
-            if part.shape[0] == 0:
-                continue
-            rows = [engrams[j] for j in part.tolist()]
-            columns = {
-                'kinds': np.array([kind_code(e.kind) for e in rows]),
-                'positions': np.stack([np.asarray(e.position, dtype=np.float64) for e in rows]),
-                'first_seen': np.array([e.first_seen for e in rows], dtype=np.float64),
-                'last_seen': np.array([e.last_seen for e in rows], dtype=np.float64),
-                'tags': [e.tags for e in rows],
-                'scores': np.array([e.score for e in rows], dtype=np.float64),
-                'counts': np.array([e.observation_count for e in rows], dtype=np.int64),
-            }
-            vectors = np.stack([np.asarray(e.vector, dtype=np.float32) for e in rows])
-            if update:
-                self._index.update_batch(ids[part], vectors=vectors, **columns)
-            else:
-                self._index.add_batch(ids[part], vectors, **columns)
+        """Index engrams of unique ids and keep their validity for stage 1."""
+        put_engrams(self._index, engrams)
         for engram in engrams:
-            override = _validity_override(engram)
-            if override is None:
+            interval = belief_interval(engram)
+            if interval is None:
                 self._validity.pop(engram.id, None)
             else:
-                self._validity[engram.id] = override
+                self._validity[engram.id] = interval
 
-
-def _validity_override(engram: Engram) -> tuple[float, float] | None:
-    """``(valid_from, valid_to)`` when it is not ``(first_seen, inf)`` (the store's rule)."""
-    if engram.valid_to is not None:
-        return float(engram.valid_from), float(engram.valid_to)
-    if engram.valid_from > engram.first_seen:
-        return float(engram.valid_from), math.inf
-    return None

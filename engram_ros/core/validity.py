@@ -148,3 +148,14 @@ def check_time(name: str, value: float | None) -> str | None:
     if not math.isfinite(value) or value < 0.0:
         return f'{name}={value} must be a finite time >= 0 (s since the epoch), or 0 for unset'
     return None
+
+
+def belief_interval(engram) -> tuple[float, float] | None:
+    """``(valid_from, valid_to)`` of an engram whose validity is not the default
+    ``(first_seen, inf)``, else None: a history belief (``valid_to`` set) or a current one
+    that became current after its first sighting (a move's successor)."""
+    if engram.valid_to is not None:
+        return float(engram.valid_from), float(engram.valid_to)
+    if engram.valid_from > engram.first_seen:
+        return float(engram.valid_from), math.inf
+    return None

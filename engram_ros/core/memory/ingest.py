@@ -30,6 +30,7 @@ import numpy as np
 
 from engram_ros.core import sketch
 from engram_ros.core.duplicates import find_match
+from engram_ros.core.index.engrams import add_engrams
 from engram_ros.core.memory import writes
 from engram_ros.core.memory.beliefs import expect_visible
 from engram_ros.core.memory.config import IngestResult
@@ -144,6 +145,6 @@ def bulk_load(store: MemoryStore, engrams: Sequence[Engram]) -> list[int]:
             out.append(e)
         store.storage.put(out)
         with store._lock:
-            writes.index_add(store.index, out)
+            add_engrams(store.index, out)
             store.state.apply(out)
         return [e.id for e in out]

@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING
 from engram_ros.core.files import write_private
 from engram_ros.core.index import EngramIndex
 from engram_ros.core.index import IndexLoadError
+from engram_ros.core.index.engrams import add_engrams
 from engram_ros.core.memory.config import LOGGER_NAME
 from engram_ros.core.memory.config import META_INDEX_GENERATION
-from engram_ros.core.memory.writes import index_add
 from engram_ros.core.model.engram import Engram
 
 if TYPE_CHECKING:
@@ -78,11 +78,11 @@ def _rebuild(store: MemoryStore, index: EngramIndex, access: dict[int, float]) -
         batch.append(engram)
         if len(batch) >= _REBUILD_BATCH:
             store.state.apply(batch, dirty=False, access=access)
-            index_add(index, batch)
+            add_engrams(index, batch)
             batch = []
     if batch:
         store.state.apply(batch, dirty=False, access=access)
-        index_add(index, batch)
+        add_engrams(index, batch)
 
 
 def save(store: MemoryStore) -> None:

@@ -26,7 +26,6 @@ its index lock (see :mod:`engram_ros.core.memory`).
 from __future__ import annotations
 
 import itertools
-import math
 from collections import OrderedDict
 from typing import Iterable
 from typing import Sequence
@@ -34,6 +33,7 @@ from typing import Sequence
 from engram_ros.core.model.edges import PlaceEdge
 from engram_ros.core.model.engram import Engram
 from engram_ros.core.model.engram import TIER_SHORT
+from engram_ros.core.validity import belief_interval
 
 
 class MemoryState:
@@ -107,13 +107,13 @@ class MemoryState:
     def _apply_validity(self, engram: Engram) -> None:
         if engram.valid_to is not None:
             self.history.add(engram.id)
-            self.validity[engram.id] = (engram.valid_from, engram.valid_to)
         else:
             self.history.discard(engram.id)
-            if engram.valid_from > engram.first_seen:
-                self.validity[engram.id] = (engram.valid_from, math.inf)
-            else:
-                self.validity.pop(engram.id, None)
+        interval = belief_interval(engram)
+        if interval is None:
+            self.validity.pop(engram.id, None)
+        else:
+            self.validity[engram.id] = interval
 
     def _apply_anchor(self, engram_id: int, anchor_id: int) -> None:
         old = self.anchor_of.get(engram_id, 0)

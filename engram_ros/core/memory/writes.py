@@ -19,30 +19,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from engram_ros.core.audit import id_summary
-from engram_ros.core.index import EngramIndex
+from engram_ros.core.index.engrams import add_engrams
+from engram_ros.core.index.engrams import put_engrams
 from engram_ros.core.memory.config import LOGGER_NAME
 from engram_ros.core.model.engram import Engram
-from engram_ros.core.model.engram import kind_code
-from engram_ros.core.model.engram import stack_rows
 
 if TYPE_CHECKING:
     from engram_ros.core.memory.store import MemoryStore
 
 _LOG = logging.getLogger(LOGGER_NAME)
-
-
-def index_add(index: EngramIndex, engrams: Sequence[Engram]) -> None:
-    """Add engrams the index does not hold yet (their columns, vector and tags)."""
-    index.add_batch(
-        np.array([e.id for e in engrams], dtype=np.int64),
-        stack_rows([e.vector for e in engrams]).astype(np.float32),
-        kinds=np.array([kind_code(e.kind) for e in engrams], dtype=np.int64),
-        positions=stack_rows([e.position for e in engrams]),
-        first_seen=np.array([e.first_seen for e in engrams]),
-        last_seen=np.array([e.last_seen for e in engrams]),
-        tags=[e.tags for e in engrams],
-        scores=np.array([e.score for e in engrams], dtype=np.float32),
-        counts=np.array([e.observation_count for e in engrams], dtype=np.int64))
 
 
 def publish_one(store: MemoryStore, engram: Engram) -> None:
@@ -56,7 +41,7 @@ def publish_one(store: MemoryStore, engram: Engram) -> None:
                      tags=None if same_tags else engram.tags, score=engram.score,
                      count=engram.observation_count)
     else:
-        index_add(index, [engram])
+        add_engrams(index, [engram])
     store.state.apply((engram,))
 
 
@@ -65,21 +50,7 @@ def publish(store: MemoryStore, engrams: Sequence[Engram]) -> None:
     holds, one add for the rest (under ``store._lock``)."""
     if not engrams:
         return
-    index = store.index
-    present = index.has_ids(np.array([e.id for e in engrams], dtype=np.int64))
-    old = [e for e, p in zip(engrams, present.tolist()) if p]
-    new = [e for e, p in zip(engrams, present.tolist()) if not p]
-    if old:
-        index.update_batch(
-            np.array([e.id for e in old], dtype=np.int64),
-            vectors=stack_rows([e.vector for e in old]).astype(np.float32),
-            positions=stack_rows([e.position for e in old]),
-            first_seen=np.array([e.first_seen for e in old]),
-            last_seen=np.array([e.last_seen for e in old]),
-            tags=[e.tags for e in old], scores=np.array([e.score for e in old]),
-            counts=np.array([e.observation_count for e in old]))
-    if new:
-        index_add(index, new)
+    put_engrams(store.index, engrams)
     store.state.apply(engrams)
 
 
