@@ -4,6 +4,10 @@
         color:=/camera/color/image_raw depth:=/camera/aligned_depth_to_color/image_raw \
         camera_info:=/camera/color/camera_info odom:=/odom audio:=/audio/chunk
 
+The robot pose comes from ``odom`` (nav_msgs/Odometry) or ``pose`` (geometry_msgs/PoseStamped,
+e.g. a visual SLAM or localizer output), both of base_link in the memory frame: remap the one
+your robot has; the other stays silent.
+
 The camera's mount on base_link is engram_perception's camera_xyz/camera_rpy/camera_convention
 in params_file (measure it on the robot; there is no tf2 lookup). Odometry must be in the
 memory frame (map); detections come from any detector publishing engram_ros/DetectionArray.

@@ -113,7 +113,8 @@ flock 9
 if [ ! -f "$ROOT/install/engram_ros/share/engram_ros/package.xml" ] \
    || [ "$(cat "$BUILD_STAMP" 2>/dev/null)" != "$src_hash" ]; then
   log "colcon build (interfaces + Python package)"
-  (cd "$ROOT" && "$VENV/bin/colcon" build --base-paths "$ROOT" \
+  # --packages-select as the README's workspace command, so every set-up runs that command.
+  (cd "$ROOT" && "$VENV/bin/colcon" build --packages-select engram_ros --base-paths "$ROOT" \
       --build-base "$ROOT/build" --install-base "$ROOT/install" \
       --cmake-args -DBUILD_TESTING=OFF "-DPython3_EXECUTABLE=$PY" \
       >"$ROOT/log/colcon-build.log" 2>&1) || {

@@ -84,6 +84,8 @@ PERCEPTION_INPUTS = (
     ('camera/depth/image_raw', 'depth', 'sensor_msgs/Image 32FC1 [m] depth registered to color'),
     ('camera/color/camera_info', 'camera_info', 'sensor_msgs/CameraInfo of the colour camera'),
     ('odom', 'odom', 'nav_msgs/Odometry of base_link in the memory frame'),
+    ('pose', 'pose', 'geometry_msgs/PoseStamped of base_link in the memory frame, for a '
+                     'localizer that publishes one instead of odometry'),
     ('audio/chunk', 'audio', 'engram_ros/AudioChunk topic'),
     ('detections', 'detections', 'engram_ros/DetectionArray topic'),
 )

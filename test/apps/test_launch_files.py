@@ -9,6 +9,7 @@ with the command lines of :class:`engram_ros.apps.launcher.Launcher` for the sam
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import sys
 import types
@@ -54,20 +55,41 @@ class LaunchDescription(_Action):
     pass
 
 
+class FindPackageShare(_Action):
+    """Resolved when the launch runs; loading a launch file must not look the package up."""
+
+
+class PathJoinSubstitution(_Action):
+    pass
+
+
+class PackageNotFoundError(KeyError):
+    pass
+
+
+def _share_directory(package: str) -> str:
+    """The ament index of a machine with engram_ros and nothing else (no ros_gz_sim)."""
+    if package != 'engram_ros':
+        raise PackageNotFoundError(f"package '{package}' not found")
+    return f'/share/{package}'
+
+
 def _stand_in_launch(monkeypatch) -> None:
     modules = {
         'launch': {'LaunchDescription': LaunchDescription},
         'launch.actions': {'DeclareLaunchArgument': DeclareLaunchArgument,
                            'OpaqueFunction': OpaqueFunction,
                            'IncludeLaunchDescription': type('Include', (_Action,), {})},
-        'launch.substitutions': {'LaunchConfiguration': LaunchConfiguration},
+        'launch.substitutions': {'LaunchConfiguration': LaunchConfiguration,
+                                 'PathJoinSubstitution': PathJoinSubstitution},
         'launch.launch_description_sources': {
             'PythonLaunchDescriptionSource': type('Source', (_Action,), {})},
         'launch_ros': {},
         'launch_ros.actions': {'Node': Node},
+        'launch_ros.substitutions': {'FindPackageShare': FindPackageShare},
         'ament_index_python': {},
-        'ament_index_python.packages': {
-            'get_package_share_directory': lambda package: f'/share/{package}'},
+        'ament_index_python.packages': {'get_package_share_directory': _share_directory,
+                                        'PackageNotFoundError': PackageNotFoundError},
     }
     for name, attributes in modules.items():
         module = types.ModuleType(name)
@@ -82,15 +104,21 @@ def _resolve(value, context):
     return value
 
 
-def launch_file_nodes(monkeypatch, name: str, **arguments: str) -> list[dict]:
-    """The engram_ros nodes ``launch/<name>`` starts: executable, name, parameter file, the
-    parameters on top of it and the remappings, all resolved."""
+def launch_description(monkeypatch, name: str) -> list:
+    """The entities of ``launch/<name>``'s description, as ``ros2 launch`` loads it (also for
+    ``--show-args``), against the stand-in ``launch`` and an index without ros_gz."""
     _stand_in_launch(monkeypatch)
     spec = importlib.util.spec_from_file_location(f'_launch_{Path(name).stem}',
                                                   ROOT / 'launch' / name)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    entities = module.generate_launch_description().args[0]
+    return module.generate_launch_description().args[0]
+
+
+def launch_file_nodes(monkeypatch, name: str, **arguments: str) -> list[dict]:
+    """The engram_ros nodes ``launch/<name>`` starts: executable, name, parameter file, the
+    parameters on top of it and the remappings, all resolved."""
+    entities = launch_description(monkeypatch, name)
     declared = {e.args[0]: e.kwargs.get('default_value') for e in entities
                 if isinstance(e, DeclareLaunchArgument)}
     context = types.SimpleNamespace(launch_configurations={**declared, **arguments})
@@ -216,3 +244,57 @@ def test_sim_launch_leaves_the_files_consent_alone_unless_asked(monkeypatch, tmp
 def test_launch_files_default_to_the_packages_parameter_file(monkeypatch):
     for name in ('robot_launch.py', 'sim_launch.py', 'memory_launch.py'):
         assert {n['params_file'] for n in launch_file_nodes(monkeypatch, name)} == {str(PARAMS)}
+
+
+LAUNCH_FILES = sorted(path.name for path in (ROOT / 'launch').glob('*_launch.py'))
+
+
+@pytest.mark.parametrize('name', LAUNCH_FILES)
+def test_launch_files_load_without_looking_packages_up(monkeypatch, name):
+    """``--show-args`` loads the description only: it must not need ros_gz_sim (gazebo_launch
+    used get_package_share_directory at load time and crashed without it), and every input is
+    a described argument."""
+    declared = [e for e in launch_description(monkeypatch, name)
+                if isinstance(e, DeclareLaunchArgument)]
+    assert declared and all(e.kwargs.get('description') for e in declared)
+    calls = [node.func.attr if isinstance(node.func, ast.Attribute) else node.func.id
+             for node in ast.walk(ast.parse((ROOT / 'launch' / name).read_text()))
+             if isinstance(node, ast.Call)
+             and isinstance(node.func, (ast.Attribute, ast.Name))]
+    assert 'get_package_share_directory' not in calls
+
+
+def test_gazebo_launch_finds_ros_gz_when_it_runs(monkeypatch):
+    entities = launch_description(monkeypatch, 'gazebo_launch.py')
+    include = [e for e in entities if type(e).__name__ == 'Include'][0]
+    source = include.args[0].args[0]
+    package, *path = source.args[0]
+    assert (package.args, path) == (('ros_gz_sim',), ['launch', 'gz_sim.launch.py'])
+    bridge = {e.args[0]: e.kwargs for e in entities if isinstance(e, DeclareLaunchArgument)}[
+        'bridge_file']['default_value']
+    assert bridge.args[0][0].args == ('engram_ros',)
+    assert bridge.args[0][1:] == ['config', 'gz_bridge.yaml']
+
+
+def test_gazebo_launch_bridges_what_perception_reads():
+    """config/gz_bridge.yaml (the bridge contract) feeds perception's inputs and /clock."""
+    bridged = {entry['ros_topic_name']: entry['ros_type_name'] for entry in
+               yaml.safe_load((ROOT / 'config' / 'gz_bridge.yaml').read_text())}
+    inputs = {name for name, _, _ in PERCEPTION_INPUTS}
+    assert set(bridged) - {'/clock'} <= inputs
+    assert {'camera/color/image_raw', 'camera/depth/image_raw', 'camera/color/camera_info',
+            'odom'} <= set(bridged)
+    assert bridged['/clock'] == 'rosgraph_msgs/msg/Clock'
+
+
+def test_with_the_real_launch_package_show_args_works():
+    """Where ``launch`` is installed (a ROS distro), load each file as ``ros2 launch
+    --show-args`` does; it is not on the package index, so elsewhere this is skipped."""
+    launch = pytest.importorskip('launch')
+    if not hasattr(launch, 'LaunchDescription'):
+        pytest.skip('the `launch` installed is not ROS 2\'s')
+    from launch.launch_description_sources import get_launch_description_from_python_launch_file
+    for name in LAUNCH_FILES:
+        description = get_launch_description_from_python_launch_file(
+            str(ROOT / 'launch' / name))
+        assert description.get_launch_arguments()
