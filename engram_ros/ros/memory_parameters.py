@@ -35,12 +35,13 @@ from engram_ros.core.storage import MemoryStorage
 from engram_ros.core.storage import SQLiteStorage
 from engram_ros.core.storage import SYNCHRONOUS_MODES
 from engram_ros.core.visibility import MissPolicy
+from engram_ros.ros.managed import AUTOSTART
 
 #: Parameters that shape the store on disk: fixed once the node runs.
 READ_ONLY = ('persist', 'store_dir', 'synchronous', 'frame_id', 'dim', 'ingest_topic',
              'privacy.zones', 'privacy.time_windows', 'encrypt_evidence', 'encryption_key_file',
              'semantic_text', 'audit_max_mb', 'audit_keep_files', 'audit_key_file',
-             'write_queue_size')
+             'write_queue_size', 'autostart')
 #: String arrays without a default (an empty list has no type in ROS): unset means none.
 STRING_ARRAY = Parameter.Type.STRING_ARRAY
 
@@ -61,6 +62,7 @@ def declarations() -> list[tuple[str, Any, str]]:
     """``(name, default or STRING_ARRAY, description)`` of every parameter, in declaration
     order; read-only when the name is in :data:`READ_ONLY`."""
     out: list[tuple[str, Any, str]] = [
+        AUTOSTART,
         ('persist', False, 'consent to keep the memory on disk; false keeps it in RAM'),
         ('store_dir', '~/.ros/engram_store', 'store directory (SQLite, evidence, index)'),
         ('synchronous', 'NORMAL', 'SQLite synchronous: NORMAL keeps acknowledged writes '

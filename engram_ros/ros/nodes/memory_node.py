@@ -43,7 +43,8 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.exceptions import ParameterUninitializedException
 from rclpy.executors import MultiThreadedExecutor
-from rclpy.node import Node
+from rclpy.lifecycle import LifecycleState
+from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy
 from rclpy.qos import QoSProfile
@@ -74,6 +75,7 @@ from engram_ros.msg import Observation as ObservationMsg
 from engram_ros.ros import memory_parameters
 from engram_ros.ros.conversions import memory as conversions
 from engram_ros.ros.diagnostics import memory_diagnostics
+from engram_ros.ros.managed import ManagedNode
 from engram_ros.ros.markers import engram_markers
 from engram_ros.ros.memory_health import MemoryHealth
 from engram_ros.ros.nodes.spin import run_node
@@ -87,26 +89,68 @@ from engram_ros.srv import ListEngrams
 from engram_ros.srv import Recall
 
 
-class MemoryNode(Node):
-    """ROS wrapper of :class:`engram_ros.core.memory.MemoryStore`."""
+class MemoryNode(ManagedNode):
+    """ROS wrapper of :class:`engram_ros.core.memory.MemoryStore`; a managed node
+    (:mod:`engram_ros.ros.managed`): configure opens the store, activate starts the
+    topics, timers and services, deactivate stops them, cleanup closes the store."""
 
     def __init__(self, **kwargs) -> None:
         super().__init__('engram_memory', **kwargs)
         self.store: MemoryStore | None = None
         try:
             self._declare_parameters()
-            # start values by the rules of changes: the callback exists only once we run
-            memory_parameters.check_start(self._value)
-            self.store = self._open_store()
-            self._build()
+            self.add_on_set_parameters_callback(self.parameters_callback)
+            if self._value('autostart'):
+                self.autostart()
         except BaseException:       # a refusal, a bad parameter or a Ctrl-C while starting
             # closes the store if it opened, and untracks the node: rclpy's shutdown must not
             # destroy a half-built node again (that was an AttributeError after the refusal)
             self.destroy_node()
             raise
 
+    # ------------------------------------------------------------------------- lifecycle
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        return self.transition('configure', self._configure)
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        return self.transition('activate', self._activate)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        return self.transition('deactivate', lambda: self.release(self.active_entities))
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        return self.transition('cleanup', self._cleanup)
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        return self.transition('shutdown', self._cleanup)
+
+    def _configure(self) -> None:
+        """Check the parameters, open the store, make the write queue."""
+        try:
+            # start values by the rules of changes (the callback never saw them)
+            memory_parameters.check_start(self._value)
+            self.store = self._open_store()
+            self.creating(self._build, self.configured_entities)
+        except BaseException:
+            self._cleanup()
+            raise
+
+    def _activate(self) -> None:
+        try:
+            self.creating(self._start, self.active_entities)
+        except BaseException:
+            self.release(self.active_entities)
+            raise
+
+    def _cleanup(self) -> None:
+        """Stop everything, write what waits, close the store (from any state; again is a
+        no-op)."""
+        self.release(self.active_entities)
+        self.release(self.configured_entities)
+        self._close_store()
+
     def _build(self) -> None:
-        """Callback groups, counters, topics, timers and services, services last."""
+        """Callback groups, counters and the write queue (configure)."""
         self._writers = MutuallyExclusiveCallbackGroup()
         self._queries = ReentrantCallbackGroup()
         self._reporting = MutuallyExclusiveCallbackGroup()
@@ -122,9 +166,11 @@ class MemoryNode(Node):
         self._semantic_state = 'off'
         if self.get_parameter('semantic_text').value:
             self._semantic_state = 'loading'
-            threading.Thread(target=self._load_text_model, name='engram_text_model',
-                             daemon=True).start()
+            threading.Thread(target=self._load_text_model, args=(self.store,),
+                             name='engram_text_model', daemon=True).start()
 
+    def _start(self) -> None:
+        """Topics, timers and services, services last (activate)."""
         self.correction_sub = self.create_subscription(
             KeyframeCorrection, 'engram/keyframe_corrections', self.correction_callback,
             QoSProfile(depth=10), callback_group=self._writers)
@@ -148,7 +194,6 @@ class MemoryNode(Node):
         if period > 0.0:
             self._timers.append(self.create_timer(period, self.consolidation_timer_callback,
                                                   callback_group=self._writers))
-        self.add_on_set_parameters_callback(self.parameters_callback)
         # Services last: once a client sees them, the node is fully built.
         self.list_service = self.create_service(
             ListEngrams, 'engram/list', self.list_callback, callback_group=self._queries)
@@ -192,6 +237,8 @@ class MemoryNode(Node):
             reason = memory_parameters.rejection(param.name, param.value)
             if reason is not None:
                 return SetParametersResult(successful=False, reason=reason)
+        if self.store is None:      # not configured: configure reads them
+            return SetParametersResult(successful=True)
         for param in params:
             memory_parameters.apply(self.store.config, self.store.text_matcher, param.name,
                                     param.value)
@@ -202,8 +249,8 @@ class MemoryNode(Node):
         store, self._store_dir = memory_parameters.open_store(self._value)
         return store
 
-    def _load_text_model(self) -> None:
-        """Background thread: load the sentence model, then let recall use it."""
+    def _load_text_model(self, store: MemoryStore) -> None:
+        """Background thread: load the sentence model, then let ``store``'s recall use it."""
         try:
             # Only this thread: loading must not slow the callbacks (Linux nice is per thread).
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
@@ -219,7 +266,7 @@ class MemoryNode(Node):
             self._semantic_state = f'failed: {type(exc).__name__}: {exc}'
             self.get_logger().warning(f'semantic text matching is off: {self._semantic_state}')
             return
-        self.store.text_matcher = SemanticTags(
+        store.text_matcher = SemanticTags(
             encoder.embed, threshold=self.get_parameter('semantic_threshold').value)
         self._semantic_state = 'ready'
         self.get_logger().info(f'semantic text matching ready '
@@ -495,8 +542,12 @@ class MemoryNode(Node):
             storage_failing=self.health.faults.summary()))
 
     def destroy_node(self) -> None:
+        self._cleanup()
+        super().destroy_node()
+
+    def _close_store(self) -> None:
         """Write what waits (unless storage is failing), close the store (index saved,
-        statistics flushed) before the node goes away; say what could not be written."""
+        statistics flushed); say what could not be written."""
         queue = getattr(self, 'ingest_queue', None)
         if queue is not None and len(queue):
             if not queue.failing:
@@ -506,12 +557,13 @@ class MemoryNode(Node):
                 self.get_logger().error(
                     f'{len(lost)} observations could not be written before shutdown and are '
                     f'lost: {self.health.faults.summary()}')
-        if self.store is not None:    # None: the node refused to start before opening it
+        self.ingest_queue = None
+        if self.store is not None:    # None: not configured, or refused before opening it
             try:
                 self.store.close()
             except Exception as exc:
                 self.get_logger().error(f'closing the store failed: {describe(exc)}')
-        super().destroy_node()
+            self.store = None
 
 
 def main(args: list[str] | None = None) -> int:

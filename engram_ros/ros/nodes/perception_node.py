@@ -30,7 +30,8 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.exceptions import ParameterUninitializedException
 from rclpy.executors import MultiThreadedExecutor
-from rclpy.node import Node
+from rclpy.lifecycle import LifecycleState
+from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile
 from rclpy.qos import ReliabilityPolicy
@@ -58,13 +59,17 @@ from engram_ros.ros.conversions import sensors as pc
 from engram_ros.ros.conversions.common import diagnostic_array
 from engram_ros.ros.conversions.memory import observation_to_msg
 from engram_ros.ros.diagnostics import for_node
+from engram_ros.ros.managed import AUTOSTART
+from engram_ros.ros.managed import ManagedNode
 from engram_ros.ros.nodes.spin import run_node
 
 _READ_ONLY = ('frame_id', 'dim', 'visual_encoder', 'job_queue_size', 'diagnostics_period',
-              'sensor_reliability', 'encrypt_evidence', 'encryption_key_file', 'persist')
+              'sensor_reliability', 'encrypt_evidence', 'encryption_key_file', 'persist',
+              'autostart')
 
 # name -> (default, description). Declared once, here; config/engram.yaml mirrors them.
 PARAMETERS: dict[str, tuple[object, str]] = {
+    AUTOSTART[0]: AUTOSTART[1:],
     'frame_id': ('map', 'memory frame: odometry/pose must be in it (read-only)'),
     'dim': (256, 'context vector dimension, the memory\'s dim (read-only)'),
     'visual_encoder': ('orb_bow', 'orb_bow (shipped) or torchscript:<path> (read-only)'),
@@ -138,19 +143,69 @@ _NON_NEGATIVE = ('sync_slop', 'objects.min_interval', 'keyframe.min_translation'
 _UNIT_INTERVAL = ('objects.min_score', 'objects.min_valid_fraction', 'audio.min_similarity')
 
 
-class PerceptionNode(Node):
-    """ROS wrapper of :class:`engram_ros.perception.pipeline.Perception`."""
+class PerceptionNode(ManagedNode):
+    """ROS wrapper of :class:`engram_ros.perception.pipeline.Perception`; a managed node
+    (:mod:`engram_ros.ros.managed`): configure builds the pipeline and its publishers, activate
+    reads the sensors (once a memory listens), deactivate stops reading them."""
 
     def __init__(self, **kwargs) -> None:
         super().__init__('engram_perception', **kwargs)
-        for name, (default, description) in PARAMETERS.items():
-            self.declare_parameter(name, default, ParameterDescriptor(
-                description=description, read_only=name in _READ_ONLY))
-        self.declare_parameter('rooms', Parameter.Type.STRING_ARRAY,
-                               ParameterDescriptor(description=ROOMS_DESCRIPTION))
-        for name, description in PRIVACY_PARAMETERS.items():
-            self.declare_parameter(name, Parameter.Type.STRING_ARRAY, ParameterDescriptor(
-                description=description, read_only=True))
+        self.perception: Perception | None = None
+        try:
+            for name, (default, description) in PARAMETERS.items():
+                self.declare_parameter(name, default, ParameterDescriptor(
+                    description=description, read_only=name in _READ_ONLY))
+            self.declare_parameter('rooms', Parameter.Type.STRING_ARRAY,
+                                   ParameterDescriptor(description=ROOMS_DESCRIPTION))
+            for name, description in PRIVACY_PARAMETERS.items():
+                self.declare_parameter(name, Parameter.Type.STRING_ARRAY, ParameterDescriptor(
+                    description=description, read_only=True))
+            self.add_on_set_parameters_callback(self.parameters_callback)
+            if self._value('autostart'):
+                self.autostart()
+        except BaseException:   # rclpy's shutdown must not destroy a half-built node again
+            self.destroy_node()
+            raise
+
+    # ------------------------------------------------------------------------- lifecycle
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        return self.transition('configure', lambda: self.creating(
+            self._configure, self.configured_entities))
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        return self.transition('activate', lambda: self.creating(
+            self._activate, self.active_entities))
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        return self.transition('deactivate', lambda: self.release(self.active_entities))
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        return self.transition('cleanup', self._cleanup)
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        return self.transition('shutdown', self._cleanup)
+
+    def _cleanup(self) -> None:
+        """Stop reading, drop the pipeline and what waits for it (from any state)."""
+        self.release(self.active_entities)
+        self.release(self.configured_entities)
+        self.perception = None
+        self._jobs = deque()
+
+    def destroy_node(self) -> None:
+        self._cleanup()
+        super().destroy_node()
+
+    def _configure(self) -> None:
+        """Check the parameters, build the pipeline, its publishers and timers; a failure
+        leaves nothing behind (the node stays unconfigured)."""
+        try:
+            self._build()
+        except BaseException:
+            self._cleanup()
+            raise
+
+    def _build(self) -> None:
         for param in map(self.get_parameter, PARAMETERS):  # start values, by the change rules
             problem = self._invalid([param])
             if problem:
@@ -172,20 +227,22 @@ class PerceptionNode(Node):
         self._reporting = MutuallyExclusiveCallbackGroup()
         self.observation_pub = self.create_publisher(ObservationMsg, 'engram/observations', 100)
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
-        # Sensors are read only once a memory listens: what perception sees before that would
-        # be lost (and its evidence files orphaned), and a source that waits for readers (the
-        # simulator waits for the colour image's) then starts when nothing can be lost.
-        self._memory_wait = self.create_timer(0.1, self.memory_wait_callback,
-                                              callback_group=self._reporting)
         self.encode_trigger = self.create_guard_condition(self.encode_callback,
                                                           callback_group=self._encoding)
         self.diagnostics_timer = self.create_timer(p('diagnostics_period'),
                                                    self.diagnostics_callback,
                                                    callback_group=self._reporting)
-        self.add_on_set_parameters_callback(self.parameters_callback)
-        self.get_logger().info(f'perception ready: {p("visual_encoder")} -> {dim}-d vectors, '
-                               f'observations on {self.observation_pub.topic_name}; sensors '
-                               'are read once a memory listens there')
+
+    def _activate(self) -> None:
+        p = self._value
+        # Sensors are read only once a memory listens: what perception sees before that would
+        # be lost (and its evidence files orphaned), and a source that waits for readers (the
+        # simulator waits for the colour image's) then starts when nothing can be lost.
+        self._memory_wait = self.create_timer(0.1, self.memory_wait_callback,
+                                              callback_group=self._reporting)
+        self.get_logger().info(f'perception ready: {p("visual_encoder")} -> {p("dim")}-d '
+                               f'vectors, observations on {self.observation_pub.topic_name}; '
+                               'sensors are read once a memory listens there')
 
     # ------------------------------------------------------------------------- start-up
     def memory_wait_callback(self) -> None:
@@ -193,7 +250,8 @@ class PerceptionNode(Node):
             return
         self.destroy_timer(self._memory_wait)
         self._memory_wait = None
-        self._subscribe_sensors()
+        # deactivate destroys the subscriptions with the rest of what activate made
+        self.creating(self._subscribe_sensors, self.active_entities)
         self.get_logger().info(f'a memory listens on {self.observation_pub.topic_name}: '
                                'reading the sensors')
 
@@ -301,6 +359,8 @@ class PerceptionNode(Node):
         problem = self._invalid(params)
         if problem:
             return SetParametersResult(successful=False, reason=problem)
+        if self.perception is None:     # not configured: configure reads them
+            return SetParametersResult(successful=True)
         values = {n: self._value(n) for n in ('camera_xyz', 'camera_rpy', 'camera_convention')}
         values.update({p.name: p.value for p in params})
         config = self.perception.config
