@@ -21,6 +21,7 @@ import pytest
 
 from conftest import NodeProcess
 from conftest import PARAMS
+from conftest import ROOT
 from conftest import wait_for
 
 rclpy = pytest.importorskip('rclpy')
@@ -28,10 +29,12 @@ rclpy = pytest.importorskip('rclpy')
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from nav_msgs.msg import Odometry  # noqa: E402
 from sensor_msgs.msg import CameraInfo  # noqa: E402
+from sensor_msgs.msg import CompressedImage  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
 from engram_ros.msg import AudioChunk  # noqa: E402
 from engram_ros.msg import DetectionArray  # noqa: E402
+from engram_ros.perception import compressed  # noqa: E402
 from engram_ros.perception.geometry import camera_extrinsic  # noqa: E402
 from engram_ros.perception.geometry import checked_pose  # noqa: E402
 from engram_ros.perception.geometry import Intrinsics  # noqa: E402
@@ -44,6 +47,7 @@ from engram_ros.ros.conversions import sensors as pc  # noqa: E402
 K = Intrinsics(525.0, 525.0, 319.5, 239.5, 640, 480)
 CAM_XYZ, CAM_RPY = (0.2, 0.0, 1.0), (0.0, 0.2, 0.0)
 CUP = np.array([2.5, 0.3, 0.6])
+COCO = ROOT / 'config' / 'coco_names.txt'
 
 
 def perception_args(namespace: str, tmp_path, *extra: str) -> list[str]:
@@ -61,13 +65,21 @@ def perception_args(namespace: str, tmp_path, *extra: str) -> list[str]:
 class Robot:
     """The test's publishers: a fake robot with a camera, a microphone and a detector."""
 
-    def __init__(self, node, namespace: str) -> None:
+    def __init__(self, node, namespace: str, compressed: bool = False,
+                 cup_label: str = 'cup') -> None:
         self.ns = namespace
+        self.compressed = compressed
+        self.cup_label = cup_label
         self.sent: dict[str, int] = dict.fromkeys(
             ('color_received', 'depth_received', 'poses_received', 'audio_received',
              'detections_received', 'camera_info_received'), 0)
-        self.color = node.create_publisher(Image, f'{namespace}/camera/color/image_raw', 10)
-        self.depth = node.create_publisher(Image, f'{namespace}/camera/depth/image_raw', 10)
+        color, depth = f'{namespace}/camera/color/image_raw', f'{namespace}/camera/depth/image_raw'
+        if compressed:      # image_transport's names: the base topic and the transport
+            self.color = node.create_publisher(CompressedImage, f'{color}/compressed', 10)
+            self.depth = node.create_publisher(CompressedImage, f'{depth}/compressedDepth', 10)
+        else:
+            self.color = node.create_publisher(Image, color, 10)
+            self.depth = node.create_publisher(Image, depth, 10)
         self.info = node.create_publisher(CameraInfo, f'{namespace}/camera/color/camera_info', 10)
         self.odom = node.create_publisher(Odometry, f'{namespace}/odom', 50)
         self.detections = node.create_publisher(DetectionArray, f'{namespace}/detections', 10)
@@ -119,14 +131,20 @@ class Robot:
         for dt in (-0.05, 0.0):
             self.odometry(stamp + dt, pose.position, pose.orientation)
         mm = np.round(depth * 1000 * depth_scale).astype(np.uint16)
-        self.depth.publish(pc.array_to_image(mm, '16UC1', stamp, 'camera_optical'))
-        self.color.publish(pc.array_to_image(np.ascontiguousarray(rgb[..., ::-1]), 'bgr8', stamp,
-                                             'camera_optical'))
+        if self.compressed:
+            self.depth.publish(pc.compressed_msg(*compressed.encode_depth(mm, '16UC1'), stamp,
+                                                 'camera_optical'))
+            self.color.publish(pc.compressed_msg(*compressed.encode_color(rgb, 'jpeg'), stamp,
+                                                 'camera_optical'))
+        else:
+            self.depth.publish(pc.array_to_image(mm, '16UC1', stamp, 'camera_optical'))
+            self.color.publish(pc.array_to_image(np.ascontiguousarray(rgb[..., ::-1]), 'bgr8',
+                                                 stamp, 'camera_optical'))
         self.sent['depth_received'] += 1
         self.sent['color_received'] += 1
         if detect:
             self.detections.publish(pc.detections_to_msg(
-                [Detection('cup', 0.92, box)], stamp, 'camera_optical'))
+                [Detection(self.cup_label, 0.92, box)], stamp, 'camera_optical'))
             self.sent['detections_received'] += 1
         self.read_all()
 
@@ -152,11 +170,19 @@ class Robot:
 
 @pytest.fixture
 def graph(test_node, start_memory, tmp_path):
+    robot, client, perception = start_graph(test_node, start_memory, tmp_path)
+    yield robot, client, perception
+    assert perception.stop() == 0, perception.log()
+
+
+def start_graph(test_node, start_memory, tmp_path, *extra: str, **robot_options):
+    """A memory, a perception node (``extra`` parameters) and the test's robot, connected."""
     memory, namespace = start_memory()
     perception = NodeProcess('engram_ros.ros.nodes.perception_node',
-                             perception_args(namespace, tmp_path), tmp_path / 'perception.log')
+                             perception_args(namespace, tmp_path, *extra),
+                             tmp_path / 'perception.log')
     client = MemoryClient(test_node, namespace)
-    robot = Robot(test_node, namespace)
+    robot = Robot(test_node, namespace, **robot_options)
     try:
         client.wait_for_services(timeout=20.0)
     except RuntimeError:
@@ -172,25 +198,29 @@ def graph(test_node, start_memory, tmp_path):
     # CameraInfo first: published in the same instant as a frame's images, it may arrive after
     # them (topics are not ordered), and that frame would be skipped for the wrong reason.
     robot.camera_info(time.time())
-    yield robot, client, perception
-    assert perception.stop() == 0, perception.log()
+    return robot, client, perception
 
 
-def test_a_detected_cup_becomes_a_mug_engram_at_the_right_place(graph):
-    robot, client, perception = graph
+def drive_until_a_mug(robot, client, perception):
+    """Drive past the cup until the memory holds a mug (observations reach it
+    asynchronously); the mug engram."""
     t0 = time.time()
 
     def mugs():
         return client.recall(tags_all=['label:mug'], kinds=['object'], k=5).engrams
 
-    # Keep driving until the memory has the mug: observations reach it asynchronously.
     path = (0.0, 0.05, 0.1, 0.8, 0.85, 1.5, 1.55)
     for i in range(40):
         robot.frame(t0 + 0.2 * i, path[i % len(path)] if i < len(path) else path[-1])
         if i >= len(path) and mugs():
             break
-    assert mugs(), perception.log()
-    mug = mugs()[0]
+    assert mugs(), f'{sorted(robot.values.items())}\n{perception.log()}'
+    return mugs()[0]
+
+
+def test_a_detected_cup_becomes_a_mug_engram_at_the_right_place(graph):
+    robot, client, perception = graph
+    mug = drive_until_a_mug(robot, client, perception)
     p = mug.pose.pose.position
     assert np.linalg.norm(np.array([p.x, p.y, p.z]) - CUP) < 0.05
     assert {'label:mug', 'color:red', 'size:small'} <= set(mug.tags)
@@ -202,6 +232,24 @@ def test_a_detected_cup_becomes_a_mug_engram_at_the_right_place(graph):
     assert wait_for(lambda: robot.diagnostic('frames_encoded') >= 2, 15.0), \
         sorted(robot.values.items())
     assert wait_for(lambda: robot.diagnostic('backlog') == 0, 10.0), robot.values
+
+
+def test_compressed_images_and_coco_class_ids_make_the_same_mug(test_node, start_memory,
+                                                                tmp_path):
+    """What a real robot's bag carries: JPEG colour on .../compressed, PNG depth on
+    .../compressedDepth, and a YOLO-style detector naming COCO class 41 ("cup")."""
+    robot, client, perception = start_graph(
+        test_node, start_memory, tmp_path, 'image_transport:=compressed',
+        'depth_image_transport:=compressedDepth', f'class_names:={COCO}',
+        compressed=True, cup_label='41')
+    try:
+        mug = drive_until_a_mug(robot, client, perception)
+        p = mug.pose.pose.position
+        assert np.linalg.norm(np.array([p.x, p.y, p.z]) - CUP) < 0.05
+        assert {'label:mug', 'color:red', 'size:small'} <= set(mug.tags)
+        assert robot.diagnostic('skipped_encoding') == 0
+    finally:
+        assert perception.stop() == 0, perception.log()
 
 
 def test_a_doorbell_is_remembered_where_it_was_heard(graph):
@@ -282,6 +330,10 @@ def test_sensors_are_read_only_once_a_memory_listens(test_node, start_memory, tm
 
 @pytest.mark.parametrize('settings, message', [
     (['camera_convention:=sideways'], 'camera_convention must be body or optical'),
+    (['depth_image_transport:=compressed'],
+     'depth_image_transport must be raw or compressedDepth'),
+    (['class_names:=/nonexistent/coco.names'],
+     "class_names file '/nonexistent/coco.names' cannot be read"),
     (['rooms:=["kitchen=circle:1,2,3"]'], "room 'kitchen=circle:1,2,3': unknown shape"),
     (['encrypt_evidence:=true', 'encryption_key_file:=/nonexistent/engram.key'],
      "evidence encryption is on but the key file '/nonexistent/engram.key' cannot be read"),

@@ -3,6 +3,7 @@
 import array
 import math
 
+import cv2
 import numpy as np
 import pytest
 
@@ -138,3 +139,22 @@ def test_a_clock_stamp_is_kept_exactly():
     stamp = Time(sec=1_764_000_000, nanosec=123_456_789)
     assert pc.array_to_image(RGB, 'rgb8', stamp, 'cam').header.stamp == stamp
     assert pc.detections_to_msg([], stamp).header.stamp == stamp
+
+
+def test_compressed_colour_and_depth_messages_decode():
+    """CompressedImage as image_transport's compressed and compressedDepth transports send it:
+    encoded by OpenCV (colour) and by the upstream layout (depth), carried in the message."""
+    from engram_ros.perception import compressed
+
+    ok, png = cv2.imencode('.png', np.ascontiguousarray(RGB[..., ::-1]))
+    msg = pc.compressed_msg('rgb8; png compressed bgr8', png.tobytes(), 3.5, 'cam')
+    assert pc.stamp_of(msg) == 3.5 and msg.header.frame_id == 'cam'
+    assert np.array_equal(pc.color_from_compressed(msg), RGB)
+    mm = RNG.integers(200, 9000, (48, 64)).astype(np.uint16)
+    msg = pc.compressed_msg(*compressed.encode_depth(mm, '16UC1'), 3.5, 'cam')
+    assert msg.format == '16UC1; compressedDepth png'
+    assert np.allclose(pc.depth_from_compressed(msg), mm / 1000.0, atol=1e-6)
+    msg.format = '16UC1; compressedDepth rvl'
+    with pytest.raises(InputRejected) as info:
+        pc.depth_from_compressed(msg)
+    assert info.value.reason == 'encoding'

@@ -5,7 +5,9 @@ cv_bridge is not available from the package index, so images are converted here 
 ``rgb8``/``bgr8``/``rgba8``/``bgra8`` colour (always returned as contiguous RGB uint8),
 ``32FC1`` (metres) and ``16UC1``/``mono16`` (millimetres) depth (returned as float32 metres,
 0 or NaN meaning no measurement), ``mono8`` masks. Row padding (``step``) and big-endian data
-are handled. Anything else raises :class:`~engram_ros.perception.errors.InputRejected`.
+are handled. ``sensor_msgs/CompressedImage`` colour (image_transport ``compressed``) and depth
+(``compressedDepth``) are decoded by :mod:`engram_ros.perception.compressed`. Anything else
+raises :class:`~engram_ros.perception.errors.InputRejected`.
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ from builtin_interfaces.msg import Time
 from geometry_msgs.msg import PoseStamped
 from nav_msgs.msg import Odometry
 from sensor_msgs.msg import CameraInfo
+from sensor_msgs.msg import CompressedImage
 from sensor_msgs.msg import Image
 
 from engram_ros.msg import AudioChunk
 from engram_ros.msg import Detection as DetectionMsg
 from engram_ros.msg import DetectionArray
+from engram_ros.perception import compressed
 from engram_ros.perception.errors import InputRejected
 from engram_ros.perception.geometry import checked_pose
 from engram_ros.perception.geometry import Intrinsics
@@ -97,6 +101,32 @@ def depth_from_msg(msg: Image) -> np.ndarray:
         return a if a.dtype == np.float32 and a.flags.c_contiguous else \
             np.ascontiguousarray(a, dtype=np.float32)
     return a.astype(np.float32) * np.float32(0.001)
+
+
+def color_from_compressed(msg: CompressedImage) -> np.ndarray:
+    """A ``compressed`` (JPEG/PNG) colour image as contiguous HxWx3 RGB uint8.
+
+    :raises InputRejected: see :func:`engram_ros.perception.compressed.decode_color`.
+    """
+    return compressed.decode_color(msg.format, bytes(msg.data))
+
+
+def depth_from_compressed(msg: CompressedImage) -> np.ndarray:
+    """A ``compressedDepth`` image as HxW float32 metres (0 or NaN: no measurement).
+
+    :raises InputRejected: see :func:`engram_ros.perception.compressed.decode_depth`.
+    """
+    return compressed.decode_depth(msg.format, bytes(msg.data))
+
+
+def compressed_msg(fmt: str, data: bytes, stamp: float | Time = 0.0,
+                   frame_id: str = '') -> CompressedImage:
+    """A CompressedImage of ``data`` in ``format`` (from
+    :func:`engram_ros.perception.compressed.encode_color` or ``encode_depth``)."""
+    msg = set_header(CompressedImage(), stamp, frame_id)
+    msg.format = fmt
+    msg.data = array.array('B', data)
+    return msg
 
 
 def mask_from_msg(msg: Image) -> np.ndarray | None:

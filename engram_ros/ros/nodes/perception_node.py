@@ -1,11 +1,13 @@
 """The perception node: camera, depth, pose, audio and detections in, observations out.
 
 Subscribed (relative names; remap them): ``camera/color/image_raw`` and
-``camera/depth/image_raw`` (sensor_msgs/Image), ``camera/color/camera_info``
-(sensor_msgs/CameraInfo), ``odom`` (nav_msgs/Odometry) or ``pose``
-(geometry_msgs/PoseStamped), ``audio/chunk`` (engram_ros/AudioChunk), ``detections``
-(engram_ros/DetectionArray). Published: ``engram/observations`` (engram_ros/Observation),
-``/diagnostics``.
+``camera/depth/image_raw`` (sensor_msgs/Image; with ``image_transport: compressed`` /
+``depth_image_transport: compressedDepth``, sensor_msgs/CompressedImage on
+``<base>/compressed`` / ``<base>/compressedDepth``, the base name remapped first, as
+image_transport names them), ``camera/color/camera_info`` (sensor_msgs/CameraInfo), ``odom``
+(nav_msgs/Odometry) or ``pose`` (geometry_msgs/PoseStamped), ``audio/chunk``
+(engram_ros/AudioChunk), ``detections`` (engram_ros/DetectionArray). Published:
+``engram/observations`` (engram_ros/Observation), ``/diagnostics``.
 
 The node only translates: messages -> arrays (:mod:`engram_ros.ros.conversions.sensors`) ->
 :class:`engram_ros.perception.pipeline.Perception` -> Observation messages. Sensor callbacks
@@ -35,6 +37,7 @@ from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile
 from rclpy.qos import ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo
+from sensor_msgs.msg import CompressedImage
 from sensor_msgs.msg import Image
 
 from engram_ros.core.evidence import EvidenceError
@@ -46,6 +49,7 @@ from engram_ros.msg import Observation as ObservationMsg
 from engram_ros.perception.audio import AudioSegmenter
 from engram_ros.perception.audio import SoundClassifier
 from engram_ros.perception.audio import SoundModel
+from engram_ros.perception.class_names import ClassNames
 from engram_ros.perception.errors import InputRejected
 from engram_ros.perception.keyframe import KeyframeGate
 from engram_ros.perception.objects import ObjectLocator
@@ -61,7 +65,11 @@ from engram_ros.ros.diagnostics import for_node
 from engram_ros.ros.nodes.spin import run_node
 
 _READ_ONLY = ('frame_id', 'dim', 'visual_encoder', 'job_queue_size', 'diagnostics_period',
-              'sensor_reliability', 'encrypt_evidence', 'encryption_key_file', 'persist')
+              'sensor_reliability', 'encrypt_evidence', 'encryption_key_file', 'persist',
+              'image_transport', 'depth_image_transport')
+#: image_transport transports read, by parameter, and the topic suffix each subscribes.
+TRANSPORTS = {'image_transport': {'raw': '', 'compressed': '/compressed'},
+              'depth_image_transport': {'raw': '', 'compressedDepth': '/compressedDepth'}}
 
 # name -> (default, description). Declared once, here; config/engram.yaml mirrors them.
 PARAMETERS: dict[str, tuple[object, str]] = {
@@ -77,6 +85,17 @@ PARAMETERS: dict[str, tuple[object, str]] = {
     'sensor_reliability': ('reliable', 'QoS of the image and camera info subscriptions: '
                                        'reliable (as engram_sim publishes) or best_effort (for '
                                        'drivers publishing sensor-data QoS) (read-only)'),
+    'image_transport': ('raw', 'colour input: raw (sensor_msgs/Image on '
+                               'camera/color/image_raw) or compressed (sensor_msgs/'
+                               'CompressedImage JPEG/PNG on camera/color/image_raw/compressed) '
+                               '(read-only)'),
+    'depth_image_transport': ('raw', 'depth input: raw (sensor_msgs/Image on '
+                                     'camera/depth/image_raw) or compressedDepth '
+                                     '(sensor_msgs/CompressedImage PNG on '
+                                     'camera/depth/image_raw/compressedDepth) (read-only)'),
+    'class_names': ('', 'file naming numeric detector class ids: text, one name per line from '
+                        'id 0, or YAML (list, or id: name); config/coco_names.txt holds '
+                        'COCO\'s 80; empty: class ids are the labels'),
     'sync_slop': (0.02, '[s] largest stamp difference of colour, depth and detections paired'),
     'sync_queue_size': (30, 'messages kept per input while waiting for a partner'),
     'pose_tolerance': (0.1, '[s] how far outside the pose history a frame may be'),
@@ -204,12 +223,12 @@ class PerceptionNode(Node):
             ReliabilityPolicy.RELIABLE if p('sensor_reliability') == 'reliable'
             else ReliabilityPolicy.BEST_EFFORT))
         reliable = QoSProfile(depth=10)
+        color, depth = self._image_topic('image_transport', 'camera/color/image_raw'), \
+            self._image_topic('depth_image_transport', 'camera/depth/image_raw')
         self.color_sub = self.create_subscription(
-            Image, 'camera/color/image_raw', self.color_callback, sensor_qos,
-            callback_group=self._sensors)
+            *color, self.color_callback, sensor_qos, callback_group=self._sensors)
         self.depth_sub = self.create_subscription(
-            Image, 'camera/depth/image_raw', self.depth_callback, sensor_qos,
-            callback_group=self._sensors)
+            *depth, self.depth_callback, sensor_qos, callback_group=self._sensors)
         self.info_sub = self.create_subscription(
             CameraInfo, 'camera/color/camera_info', self.camera_info_callback, sensor_qos,
             callback_group=self._sensors)
@@ -223,6 +242,15 @@ class PerceptionNode(Node):
         self.detections_sub = self.create_subscription(
             DetectionArray, 'detections', self.detections_callback, reliable,
             callback_group=self._sensors)
+
+    def _image_topic(self, parameter: str, base: str) -> tuple[type, str]:
+        """``(message type, topic)`` of an image input by its transport parameter. As
+        image_transport does, a compressed transport's topic is the remapped base topic with
+        the transport's suffix (remap ``camera/color/image_raw``, not the suffixed name)."""
+        suffix = TRANSPORTS[parameter][self._value(parameter)]
+        if not suffix:
+            return Image, base
+        return CompressedImage, self.resolve_topic_name(base) + suffix
 
     # ------------------------------------------------------------------------- parameters
     def _value(self, name: str):
@@ -251,6 +279,7 @@ class PerceptionNode(Node):
             camera_convention=p('camera_convention'),
             visual_words_per_place=p('visual_words_per_place'),
             min_detection_score=p('objects.min_score'),
+            class_names=ClassNames.load(p('class_names')),
             evidence_dir=self._evidence_dir(p('evidence_dir')),
             evidence_key=(load_key(p('encryption_key_file')) if p('encrypt_evidence')
                           else None),
@@ -289,6 +318,8 @@ class PerceptionNode(Node):
                 return 'camera_convention must be body or optical'
             if name == 'sensor_reliability' and value not in ('reliable', 'best_effort'):
                 return 'sensor_reliability must be reliable or best_effort'
+            if name in TRANSPORTS and value not in TRANSPORTS[name]:
+                return f'{name} must be {" or ".join(TRANSPORTS[name])}'
             if name == 'rooms':
                 try:
                     RoomMap.parse(list(value or []))
@@ -307,8 +338,11 @@ class PerceptionNode(Node):
         try:
             self.perception.set_camera_pose(values['camera_xyz'], values['camera_rpy'],
                                             values['camera_convention'])
-        except ValueError as exc:
+            class_names = [ClassNames.load(p.value) for p in params if p.name == 'class_names']
+        except ValueError as exc:       # ClassNamesError too: the old names stay
             return SetParametersResult(successful=False, reason=str(exc))
+        if class_names:
+            config.class_names = class_names[-1]
         simple = {'visual_words_per_place': 'visual_words_per_place',
                   'objects.min_score': 'min_detection_score',
                   'objects.min_interval': 'object_min_interval',
@@ -353,17 +387,21 @@ class PerceptionNode(Node):
                     self.perception.count('jobs_dropped')
         self.encode_trigger.trigger()
 
-    def color_callback(self, msg: Image) -> None:
+    def color_callback(self, msg: Image | CompressedImage) -> None:
         self.perception.count('color_received')
+        decode = pc.color_from_compressed if isinstance(msg, CompressedImage) else \
+            pc.color_from_msg
         try:
-            self._queue(self.perception.add_color(pc.stamp_of(msg), pc.color_from_msg(msg)))
+            self._queue(self.perception.add_color(pc.stamp_of(msg), decode(msg)))
         except InputRejected as exc:
             self._skip('a colour image', exc)
 
-    def depth_callback(self, msg: Image) -> None:
+    def depth_callback(self, msg: Image | CompressedImage) -> None:
         self.perception.count('depth_received')
+        decode = pc.depth_from_compressed if isinstance(msg, CompressedImage) else \
+            pc.depth_from_msg
         try:
-            self._queue(self.perception.add_depth(pc.stamp_of(msg), pc.depth_from_msg(msg)))
+            self._queue(self.perception.add_depth(pc.stamp_of(msg), decode(msg)))
         except InputRejected as exc:
             self._skip('a depth image', exc)
 
