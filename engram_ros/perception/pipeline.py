@@ -315,6 +315,9 @@ class Perception:
         self.count('detections_received', len(detections))
         kept = []
         for d in detections:
+            if not d.label.strip():         # e.g. a vision_msgs detection with no hypothesis
+                self.count('skipped_no_label')
+                continue
             if d.score < self.config.min_detection_score:
                 continue
             try:

@@ -139,10 +139,12 @@ def test_numeric_class_ids_are_named_and_unknown_ones_counted():
     p.add_pose(9.9, pose)
     p.add_pose(10.1, pose)
     jobs = p.add_color(10.0, rgb) + p.add_depth(10.0, depth)
-    jobs += p.add_detections(10.0, [Detection('41', 0.9, box), Detection('80', 0.9, box)])
+    jobs += p.add_detections(10.0, [Detection('41', 0.9, box), Detection('80', 0.9, box),
+                                    Detection('', 0.0, box)])
     (job,) = [j for j in jobs if isinstance(j, ObjectJob)]
     assert [d.label for d in job.detections] == ['cup']
     assert p.snapshot()['skipped_unknown_class'] == 1
+    assert p.snapshot()['skipped_no_label'] == 1
     assert [o.label for o in run_all(p, [job])] == ['mug']
 
 

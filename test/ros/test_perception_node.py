@@ -31,6 +31,7 @@ from nav_msgs.msg import Odometry  # noqa: E402
 from sensor_msgs.msg import CameraInfo  # noqa: E402
 from sensor_msgs.msg import CompressedImage  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
+from vision_msgs.msg import Detection2DArray  # noqa: E402
 
 from engram_ros.msg import AudioChunk  # noqa: E402
 from engram_ros.msg import DetectionArray  # noqa: E402
@@ -66,10 +67,13 @@ class Robot:
     """The test's publishers: a fake robot with a camera, a microphone and a detector."""
 
     def __init__(self, node, namespace: str, compressed: bool = False,
-                 cup_label: str = 'cup') -> None:
+                 cup_label: str = 'cup', vision_msgs: bool = False) -> None:
+        """``compressed``: images as image_transport's compressed/compressedDepth;
+        ``vision_msgs``: detections as vision_msgs/Detection2DArray on detections_2d."""
         self.ns = namespace
         self.compressed = compressed
         self.cup_label = cup_label
+        self.vision_msgs = vision_msgs
         self.sent: dict[str, int] = dict.fromkeys(
             ('color_received', 'depth_received', 'poses_received', 'audio_received',
              'detections_received', 'camera_info_received'), 0)
@@ -82,7 +86,9 @@ class Robot:
             self.depth = node.create_publisher(Image, depth, 10)
         self.info = node.create_publisher(CameraInfo, f'{namespace}/camera/color/camera_info', 10)
         self.odom = node.create_publisher(Odometry, f'{namespace}/odom', 50)
-        self.detections = node.create_publisher(DetectionArray, f'{namespace}/detections', 10)
+        self.detections = node.create_publisher(
+            *((Detection2DArray, f'{namespace}/detections_2d') if vision_msgs
+              else (DetectionArray, f'{namespace}/detections')), 10)
         self.audio = node.create_publisher(AudioChunk, f'{namespace}/audio/chunk', 100)
         self.values: dict[str, str] = {}
         self.memory_values: dict[str, str] = {}
@@ -143,8 +149,9 @@ class Robot:
         self.sent['depth_received'] += 1
         self.sent['color_received'] += 1
         if detect:
-            self.detections.publish(pc.detections_to_msg(
-                [Detection(self.cup_label, 0.92, box)], stamp, 'camera_optical'))
+            to_msg = pc.vision_detections_to_msg if self.vision_msgs else pc.detections_to_msg
+            self.detections.publish(to_msg([Detection(self.cup_label, 0.92, box)], stamp,
+                                           'camera_optical'))
             self.sent['detections_received'] += 1
         self.read_all()
 
@@ -234,20 +241,21 @@ def test_a_detected_cup_becomes_a_mug_engram_at_the_right_place(graph):
     assert wait_for(lambda: robot.diagnostic('backlog') == 0, 10.0), robot.values
 
 
-def test_compressed_images_and_coco_class_ids_make_the_same_mug(test_node, start_memory,
-                                                                tmp_path):
+def test_a_real_robots_inputs_make_the_same_mug(test_node, start_memory, tmp_path):
     """What a real robot's bag carries: JPEG colour on .../compressed, PNG depth on
-    .../compressedDepth, and a YOLO-style detector naming COCO class 41 ("cup")."""
+    .../compressedDepth, and a YOLO-style detector publishing vision_msgs/Detection2DArray
+    with COCO class id 41 ("cup")."""
     robot, client, perception = start_graph(
         test_node, start_memory, tmp_path, 'image_transport:=compressed',
         'depth_image_transport:=compressedDepth', f'class_names:={COCO}',
-        compressed=True, cup_label='41')
+        compressed=True, cup_label='41', vision_msgs=True)
     try:
         mug = drive_until_a_mug(robot, client, perception)
         p = mug.pose.pose.position
         assert np.linalg.norm(np.array([p.x, p.y, p.z]) - CUP) < 0.05
         assert {'label:mug', 'color:red', 'size:small'} <= set(mug.tags)
         assert robot.diagnostic('skipped_encoding') == 0
+        assert robot.diagnostic('skipped_unknown_class') == 0
     finally:
         assert perception.stop() == 0, perception.log()
 
@@ -314,7 +322,7 @@ def test_sensors_are_read_only_once_a_memory_listens(test_node, start_memory, tm
         # it is up and talking to this node, yet no sensor topic has its subscriber
         sensors = [f'{namespace}/{name}' for name in (
             'camera/color/image_raw', 'camera/depth/image_raw', 'camera/color/camera_info',
-            'odom', 'audio/chunk', 'detections')]
+            'odom', 'audio/chunk', 'detections', 'detections_2d')]
         assert not wait_for(lambda: any(test_node.count_subscribers(t) for t in sensors), 3.0), \
             perception.log()
         start_memory(namespace)

@@ -158,3 +158,29 @@ def test_compressed_colour_and_depth_messages_decode():
     with pytest.raises(InputRejected) as info:
         pc.depth_from_compressed(msg)
     assert info.value.reason == 'encoding'
+
+
+def test_vision_msgs_detections_take_the_best_hypothesis_and_the_box():
+    from vision_msgs.msg import Detection2D
+    from vision_msgs.msg import Detection2DArray
+    from vision_msgs.msg import ObjectHypothesisWithPose
+
+    msg = pc.vision_detections_to_msg([Detection('41', 0.8, (10.0, 20.0, 50.0, 60.0))], 7.25,
+                                      'cam')
+    assert pc.detections_from_vision_msg(msg) == (7.25, [Detection('41', 0.8,
+                                                                   (10.0, 20.0, 50.0, 60.0))])
+    d = Detection2D()
+    for class_id, score in (('56', 0.3), ('41', 0.9), ('60', 0.5)):
+        h = ObjectHypothesisWithPose()
+        h.hypothesis.class_id, h.hypothesis.score = class_id, score
+        d.results.append(h)
+    d.bbox.center.position.x, d.bbox.center.position.y = 100.0, 50.0
+    d.bbox.center.theta = math.pi / 2          # a 40 x 20 box on its side
+    d.bbox.size_x, d.bbox.size_y = 40.0, 20.0
+    empty = Detection2D()
+    empty.header.stamp.sec = 9                 # the array's stamp is zero: the detection's
+    array_msg = Detection2DArray(detections=[empty, d])
+    stamp, (none, best) = pc.detections_from_vision_msg(array_msg)
+    assert stamp == 9.0 and (none.label, none.score) == ('', 0.0)
+    assert (best.label, best.score) == ('41', 0.9)
+    assert best.box == pytest.approx((90.0, 30.0, 110.0, 70.0))

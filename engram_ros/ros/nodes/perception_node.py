@@ -6,7 +6,8 @@ Subscribed (relative names; remap them): ``camera/color/image_raw`` and
 ``<base>/compressed`` / ``<base>/compressedDepth``, the base name remapped first, as
 image_transport names them), ``camera/color/camera_info`` (sensor_msgs/CameraInfo), ``odom``
 (nav_msgs/Odometry) or ``pose`` (geometry_msgs/PoseStamped), ``audio/chunk``
-(engram_ros/AudioChunk), ``detections`` (engram_ros/DetectionArray). Published:
+(engram_ros/AudioChunk), ``detections`` (engram_ros/DetectionArray, with masks) and
+``detections_2d`` (vision_msgs/Detection2DArray, as detector nodes publish). Published:
 ``engram/observations`` (engram_ros/Observation), ``/diagnostics``.
 
 The node only translates: messages -> arrays (:mod:`engram_ros.ros.conversions.sensors`) ->
@@ -39,6 +40,7 @@ from rclpy.qos import ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo
 from sensor_msgs.msg import CompressedImage
 from sensor_msgs.msg import Image
+from vision_msgs.msg import Detection2DArray
 
 from engram_ros.core.evidence import EvidenceError
 from engram_ros.core.evidence import load_key
@@ -242,6 +244,9 @@ class PerceptionNode(Node):
         self.detections_sub = self.create_subscription(
             DetectionArray, 'detections', self.detections_callback, reliable,
             callback_group=self._sensors)
+        self.detections_2d_sub = self.create_subscription(
+            Detection2DArray, 'detections_2d', self.detections_2d_callback, reliable,
+            callback_group=self._sensors)
 
     def _image_topic(self, parameter: str, base: str) -> tuple[type, str]:
         """``(message type, topic)`` of an image input by its transport parameter. As
@@ -440,6 +445,12 @@ class PerceptionNode(Node):
     def detections_callback(self, msg: DetectionArray) -> None:
         try:
             self._queue(self.perception.add_detections(*pc.detections_from_msg(msg)))
+        except InputRejected as exc:
+            self._skip('detections', exc)
+
+    def detections_2d_callback(self, msg: Detection2DArray) -> None:
+        try:
+            self._queue(self.perception.add_detections(*pc.detections_from_vision_msg(msg)))
         except InputRejected as exc:
             self._skip('detections', exc)
 
