@@ -208,13 +208,13 @@ def start_graph(test_node, start_memory, tmp_path, *extra: str, **robot_options)
     return robot, client, perception
 
 
-def drive_until_a_mug(robot, client, perception):
-    """Drive past the cup until the memory holds a mug (observations reach it
-    asynchronously); the mug engram."""
+def drive_until_a_mug(robot, client, perception, tag: str = 'label:mug'):
+    """Drive past the cup until the memory holds an object tagged ``tag`` (observations reach
+    it asynchronously); that engram."""
     t0 = time.time()
 
     def mugs():
-        return client.recall(tags_all=['label:mug'], kinds=['object'], k=5).engrams
+        return client.recall(tags_all=[tag], kinds=['object'], k=5).engrams
 
     path = (0.0, 0.05, 0.1, 0.8, 0.85, 1.5, 1.55)
     for i in range(40):
@@ -258,6 +258,34 @@ def test_a_real_robots_inputs_make_the_same_mug(test_node, start_memory, tmp_pat
         assert robot.diagnostic('skipped_unknown_class') == 0
     finally:
         assert perception.stop() == 0, perception.log()
+
+
+def test_two_namespaced_cameras_feed_one_memory(test_node, start_memory, tmp_path):
+    """One perception node per camera, each in its own namespace under the robot's, its
+    observations remapped to the robot's memory (the README's multi-camera recipe)."""
+    memory, namespace = start_memory()
+    client = MemoryClient(test_node, namespace)
+    cameras = []
+    for camera, label in (('front', 'cup'), ('back', 'book')):
+        args = perception_args(f'{namespace}/{camera}', tmp_path) + [
+            '-r', f'engram/observations:={namespace}/engram/observations']
+        cameras.append((NodeProcess('engram_ros.ros.nodes.perception_node', args,
+                                    tmp_path / f'{camera}.log'),
+                        Robot(test_node, f'{namespace}/{camera}', cup_label=label), label))
+    try:
+        client.wait_for_services(timeout=20.0)
+        for perception, robot, _ in cameras:
+            assert wait_for(robot.connected, 60.0), perception.log()
+            assert wait_for(lambda r=robot: r.diagnostic('observation_subscribers') >= 1,
+                            30.0), f'{sorted(robot.values.items())}\n{perception.log()}'
+            robot.camera_info(time.time())
+        for perception, robot, label in cameras:
+            seen = drive_until_a_mug(robot, client, perception, tag=f'label:{label}')
+            p = seen.pose.pose.position
+            assert np.linalg.norm(np.array([p.x, p.y, p.z]) - CUP) < 0.05
+    finally:
+        for perception, _, _ in cameras:
+            assert perception.stop() == 0, perception.log()
 
 
 def test_a_doorbell_is_remembered_where_it_was_heard(graph):
