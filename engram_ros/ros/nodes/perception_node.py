@@ -136,6 +136,10 @@ PARAMETERS: dict[str, tuple[object, str]] = {
     'diagnostics_period': (1.0, '[s] diagnostics publishing period (read-only)'),
 }
 
+#: Detections the pipeline skips one by one (not the whole message): counter -> why.
+_DETECTION_SKIPS = {'skipped_unknown_class': 'a numeric class id not in class_names',
+                    'skipped_no_label': 'no class (a detection without a hypothesis)'}
+
 #: A string array without a default (an empty list has no type in ROS): unset means no rooms.
 ROOMS_DESCRIPTION = (f'rooms of the map, {ROOM_SYNTAX}; places and objects in one get its '
                      'room: tag; unset: none')
@@ -443,16 +447,25 @@ class PerceptionNode(Node):
             self._skip('an audio chunk', exc)
 
     def detections_callback(self, msg: DetectionArray) -> None:
-        try:
-            self._queue(self.perception.add_detections(*pc.detections_from_msg(msg)))
-        except InputRejected as exc:
-            self._skip('detections', exc)
+        self._add_detections(lambda: pc.detections_from_msg(msg))
 
     def detections_2d_callback(self, msg: Detection2DArray) -> None:
+        self._add_detections(lambda: pc.detections_from_vision_msg(msg))
+
+    def _add_detections(self, converted) -> None:
+        """Queue what the detections make; warn (throttled) when some had a class id that
+        class_names does not name, or no class: the pipeline counts those one by one."""
+        counters = self.perception.counters
+        before = {key: counters[key] for key in _DETECTION_SKIPS}
         try:
-            self._queue(self.perception.add_detections(*pc.detections_from_vision_msg(msg)))
+            self._queue(self.perception.add_detections(*converted()))
         except InputRejected as exc:
             self._skip('detections', exc)
+            return
+        for key, problem in _DETECTION_SKIPS.items():
+            if counters[key] > before[key]:
+                self.get_logger().warning(f'skipped detections: {problem} (counted in {key})',
+                                          throttle_duration_sec=5.0)
 
     # ------------------------------------------------------------------------- encoding
     def encode_callback(self) -> None:
