@@ -385,3 +385,29 @@ def test_invalid_parameters_stop_the_node_with_a_clear_message(tmp_path, setting
     assert proc.proc.wait(60) == 2
     assert message in proc.log()
     proc.stop()
+
+
+def test_compressed_topics_follow_the_remapped_base_name(test_node, tmp_path):
+    """As image_transport names them: the base topic is remapped, the transport's suffix
+    follows (a remap of camera/color/image_raw moves camera/color/image_raw/compressed)."""
+    from engram_ros.msg import Observation
+
+    namespace = f'/c{uuid.uuid4().hex[:8]}'
+    perception = NodeProcess('engram_ros.ros.nodes.perception_node', perception_args(
+        namespace, tmp_path, 'image_transport:=compressed',
+        'depth_image_transport:=compressedDepth') + [
+        '-r', f'camera/color/image_raw:={namespace}/front/color/image_raw'],
+        tmp_path / 'perception.log')
+    try:
+        # a memory-like reader, so that perception subscribes its sensors
+        test_node.create_subscription(Observation, f'{namespace}/engram/observations',
+                                      lambda msg: None, 10)
+        topics = (f'{namespace}/front/color/image_raw/compressed',
+                  f'{namespace}/camera/depth/image_raw/compressedDepth')
+        assert wait_for(lambda: all(test_node.count_subscribers(t) == 1 for t in topics),
+                        60.0), perception.log()
+        types = dict(test_node.get_topic_names_and_types())
+        assert types[topics[0]] == types[topics[1]] == ['sensor_msgs/msg/CompressedImage']
+        assert f'{namespace}/camera/color/image_raw/compressed' not in types
+    finally:
+        assert perception.stop() == 0, perception.log()
