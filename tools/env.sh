@@ -19,6 +19,17 @@ if [ -z "${ROS_DISTRO:-}" ]; then
   export CMAKE_PREFIX_PATH=$_engram_venv${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}
   export RMW_IMPLEMENTATION=${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}
 fi
+# Stand-in interface packages (tf2_msgs, vision_msgs) that tools/setup.sh built because none was
+# installed: an underlay, so they come before this package on the paths (after, in lookup order).
+_engram_shims=$(cat "$_engram_root/build/.engram-shims-prefix" 2>/dev/null || true)
+case ":${AMENT_PREFIX_PATH:-}:" in *":$_engram_shims:"*) _engram_shims='' ;; esac
+if [ -n "$_engram_shims" ] && [ -d "$_engram_shims" ]; then
+  export ENGRAM_SHIMS=$_engram_shims
+  export AMENT_PREFIX_PATH=$_engram_shims${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}
+  export CMAKE_PREFIX_PATH=$_engram_shims${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}
+  export PYTHONPATH=$_engram_shims/${ENGRAM_INSTALL_PY#"$ENGRAM_INSTALL"/}${PYTHONPATH:+:$PYTHONPATH}
+  export LD_LIBRARY_PATH=$_engram_shims/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+fi
 export AMENT_PREFIX_PATH=$ENGRAM_INSTALL${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}
 # The source tree first, so edits take effect without a rebuild; the generated msg/srv modules
 # are found in the install space (engram_ros/__init__.py extends the package path).
@@ -27,4 +38,4 @@ export LD_LIBRARY_PATH=$ENGRAM_INSTALL/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 # Keep DDS traffic on this machine unless the user chose otherwise.
 export ROS_AUTOMATIC_DISCOVERY_RANGE=${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}
 export HF_HUB_OFFLINE=1
-unset _engram_root _engram_venv
+unset _engram_root _engram_venv _engram_shims

@@ -101,9 +101,66 @@ if ((!ROS_FROM_DISTRO)) && [ ! -f "$STAMP_DIR/cmake-paths" ]; then
   touch "$STAMP_DIR/cmake-paths"
 fi
 
-# --- 4. colcon build -------------------------------------------------------------------------
 # shellcheck source=tools/env.sh
 source "$ROOT/tools/env.sh"
+
+# --- 4. Stand-in interface packages (shims/) ----------------------------------------------------
+# tf2_msgs and vision_msgs are not on the package index. Where one is not installed (no sourced
+# distro has it), build the package of the same name and definitions from shims/ in its own
+# colcon workspace under the cache, keyed by a hash of its sources, so that worktrees and
+# re-runs share one build. $ROOT/build/.engram-shims-prefix names the install that tools/env.sh
+# puts on the paths (before this package, as an underlay would be); it is removed when every
+# package is found installed.
+SHIMS_CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/engram_ros/shims
+SHIMS_POINTER=$ROOT/build/.engram-shims-prefix
+installed_elsewhere() {  # PACKAGE: found in an ament prefix that is not a shim install
+  local prefix
+  IFS=: read -ra _prefixes <<< "${AMENT_PREFIX_PATH:-}"
+  for prefix in "${_prefixes[@]}"; do
+    case $prefix in "$SHIMS_CACHE"/*|"$ENGRAM_INSTALL") continue ;; esac
+    [ -e "$prefix/share/ament_index/resource_index/packages/$1" ] && return 0
+  done
+  return 1
+}
+missing=()
+for dir in "$ROOT"/shims/*/; do
+  pkg=$(basename "$dir")
+  [ -f "$dir/package.xml" ] || continue
+  installed_elsewhere "$pkg" || missing+=("$pkg")
+done
+mkdir -p "$ROOT/build"
+if ((${#missing[@]})); then
+  shim_hash=$(cd "$ROOT/shims" && for pkg in "${missing[@]}"; do
+      find "$pkg" -type f ! -name '*.pyc'; done | LC_ALL=C sort | xargs sha256sum \
+    | { cat; echo "$PY"; } | sha256sum | cut -c1-16)
+  shim_dir=$SHIMS_CACHE/$shim_hash
+  mkdir -p "$SHIMS_CACHE"
+  exec 8>"$SHIMS_CACHE/.lock"
+  flock 8
+  if [ ! -f "$shim_dir/.engram-shims-ok" ]; then
+    log "building stand-in interface packages: ${missing[*]} ($shim_dir)"
+    rm -rf "$shim_dir"
+    mkdir -p "$shim_dir/src"
+    for pkg in "${missing[@]}"; do cp -r "$ROOT/shims/$pkg" "$shim_dir/src/"; done
+    (cd "$shim_dir" && "$VENV/bin/colcon" build --base-paths "$shim_dir/src" \
+        --build-base "$shim_dir/build" --install-base "$shim_dir/install" --merge-install \
+        --cmake-args -DBUILD_TESTING=OFF "-DPython3_EXECUTABLE=$PY" \
+        >"$shim_dir/colcon-build.log" 2>&1) || {
+      tail -40 "$shim_dir/colcon-build.log" >&2
+      log "building the stand-in interfaces failed: see $shim_dir/colcon-build.log"
+      exit 1
+    }
+    printf '%s\n' "${missing[@]}" > "$shim_dir/.engram-shims-ok"
+  fi
+  flock -u 8
+  echo "$shim_dir/install" > "$SHIMS_POINTER"
+else
+  rm -f "$SHIMS_POINTER"
+fi
+# shellcheck source=tools/env.sh
+source "$ROOT/tools/env.sh"
+
+# --- 5. colcon build -------------------------------------------------------------------------
 src_hash=$(cd "$ROOT" && ls msg srv scripts && cat package.xml CMakeLists.txt msg/*.msg srv/*.srv \
   | sha256sum | cut -c1-16)
 # One build at a time per checkout (parallel test runs or shells share build/ and install/).

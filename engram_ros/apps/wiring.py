@@ -87,7 +87,8 @@ PERCEPTION_INPUTS = (
     ('pose', 'pose', 'geometry_msgs/PoseStamped of base_link in the memory frame, for a '
                      'localizer that publishes one instead of odometry'),
     ('audio/chunk', 'audio', 'engram_ros/AudioChunk topic'),
-    ('detections', 'detections', 'engram_ros/DetectionArray topic'),
+    ('detections', 'detections', 'engram_ros/DetectionArray topic (boxes and masks)'),
+    ('detections_2d', 'detections_2d', 'vision_msgs/Detection2DArray topic of a detector node'),
 )
 #: The memory's parameters perception must follow, with the memory's defaults.
 MEMORY_SHARED = {'persist': False, 'store_dir': '~/.ros/engram_store',

@@ -3,6 +3,8 @@
 ROS-free, one module per idea:
 
 * :mod:`.errors` - :class:`InputRejected`, the one way bad input is refused (with a reason key);
+* :mod:`.compressed` - image_transport's ``compressed`` colour and ``compressedDepth`` depth;
+* :mod:`.class_names` - a detector's numeric class ids -> labels (``class_names`` file);
 * :mod:`.geometry` - poses, intrinsics, camera extrinsics, back-projection into the map frame;
 * :mod:`.pose_buffer` - robot poses by time, interpolated at a sensor stamp;
 * :mod:`.sync` - approximate-time synchronisation of several inputs by stamp;

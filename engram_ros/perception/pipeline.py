@@ -32,6 +32,7 @@ from collections import Counter
 from collections import deque
 from dataclasses import dataclass
 from dataclasses import field
+from dataclasses import replace
 from pathlib import Path
 from typing import Union
 
@@ -51,6 +52,7 @@ from engram_ros.perception.audio import audio_features
 from engram_ros.perception.audio import AudioSegment
 from engram_ros.perception.audio import AudioSegmenter
 from engram_ros.perception.audio import SoundClassifier
+from engram_ros.perception.class_names import ClassNames
 from engram_ros.perception.errors import InputRejected
 from engram_ros.perception.geometry import camera_extrinsic
 from engram_ros.perception.geometry import Intrinsics
@@ -86,6 +88,8 @@ class PerceptionConfig:
     camera_convention: str = 'body'
     visual_words_per_place: int = 8
     min_detection_score: float = 0.3
+    #: Labels of numeric class ids (a detector's COCO ids); empty: ids are labels.
+    class_names: ClassNames = field(default_factory=ClassNames)
     #: Shortest time [s] between two object jobs for the same label: a detector at camera
     #: rate sees the same thing in every frame, and one look per interval is enough.
     object_min_interval: float = 0.5
@@ -177,6 +181,8 @@ class Perception:
         with self._counter_lock:
             values = dict(self.counters)
         values['frames_unmatched'] = self._frames.dropped
+        # detections whose stamp matched no synchronised frame (no image, or one skipped)
+        values['detections_unmatched'] = self._detections.dropped_by['detections']
         return values
 
     def set_camera_pose(self, xyz, rpy, convention: str) -> None:
@@ -298,7 +304,10 @@ class Perception:
         return Frame(stamp, rgb, depth, k, pose, pose.matrix() @ self.t_base_optical)
 
     def add_detections(self, stamp: float, detections: list[Detection]) -> list[Job]:
-        """Pair detections with the frame of their stamp.
+        """Pair detections with the frame of their stamp; numeric class ids become labels
+        (``class_names``; an id it does not name is counted in ``skipped_unknown_class``).
+        Detections whose stamp matches no frame leave the queue unused, counted in
+        ``detections_unmatched``.
 
         :raises InputRejected: ``stamp_backwards``.
         """
@@ -306,8 +315,19 @@ class Perception:
         self.count('detections_received', len(detections))
         kept = []
         for d in detections:
+            if not d.label.strip():         # e.g. a vision_msgs detection with no hypothesis
+                self.count('skipped_no_label')
+                continue
             if d.score < self.config.min_detection_score:
                 continue
+            try:
+                label = self.config.class_names.label(d.label)
+            except InputRejected as exc:
+                self.count(f'skipped_{exc.reason}')
+                _LOG.debug('detection skipped: %s', exc)
+                continue
+            if label != d.label:
+                d = replace(d, label=label)
             last = self._label_stamps.get(d.label)
             if last is not None and 0.0 <= stamp - last < self.config.object_min_interval:
                 self.count('detections_throttled')

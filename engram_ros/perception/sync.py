@@ -10,6 +10,7 @@ in :attr:`ApproximateTimeSynchronizer.dropped`.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections import deque
 from typing import Any
 from typing import Sequence
@@ -30,10 +31,15 @@ class ApproximateTimeSynchronizer:
         self.queue_size = int(queue_size)
         self._queues: dict[str, deque[tuple[float, Any]]] = {n: deque() for n in self.names}
         self._last: dict[str, float] = {}
-        #: Messages that left a queue without being part of a set.
-        self.dropped = 0
+        #: Messages that left a queue without being part of a set, by input name.
+        self.dropped_by: Counter[str] = Counter()
         #: Sets emitted.
         self.matched = 0
+
+    @property
+    def dropped(self) -> int:
+        """Messages that left a queue without being part of a set."""
+        return sum(self.dropped_by.values())
 
     def reset(self) -> None:
         """Forget every queued message and stamp (after a time jump, e.g. a simulator reset)."""
@@ -62,7 +68,7 @@ class ApproximateTimeSynchronizer:
         queue.append((stamp, item))
         if len(queue) > self.queue_size:
             queue.popleft()
-            self.dropped += 1
+            self.dropped_by[name] += 1
         match: dict[str, int] = {name: len(queue) - 1}
         for other in self.names:
             if other == name:
@@ -74,7 +80,7 @@ class ApproximateTimeSynchronizer:
         items = {}
         for n, index in match.items():
             q = self._queues[n]
-            self.dropped += index          # older messages passed over by this set
+            self.dropped_by[n] += index    # older messages passed over by this set
             for _ in range(index):
                 q.popleft()
             items[n] = q.popleft()[1]

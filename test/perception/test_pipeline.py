@@ -8,6 +8,7 @@ import pytest
 from engram_ros.core.privacy import PrivacyPolicy
 from engram_ros.perception.audio import SoundClassifier
 from engram_ros.perception.audio import SoundModel
+from engram_ros.perception.class_names import ClassNames
 from engram_ros.perception.errors import InputRejected
 from engram_ros.perception.geometry import camera_extrinsic
 from engram_ros.perception.geometry import checked_pose
@@ -130,6 +131,33 @@ def test_detections_may_arrive_before_their_frame():
     jobs = p.add_color(10.0, rgb) + p.add_depth(10.0, depth)
     assert any(isinstance(j, ObjectJob) for j in jobs)
     assert any(isinstance(j, PlaceJob) for j in jobs)
+
+
+def test_numeric_class_ids_are_named_and_unknown_ones_counted():
+    p = make(class_names=ClassNames({0: 'person', 41: 'cup'}))
+    pose, rgb, depth, box = view(0.0)
+    p.add_pose(9.9, pose)
+    p.add_pose(10.1, pose)
+    jobs = p.add_color(10.0, rgb) + p.add_depth(10.0, depth)
+    jobs += p.add_detections(10.0, [Detection('41', 0.9, box), Detection('80', 0.9, box),
+                                    Detection('', 0.0, box)])
+    (job,) = [j for j in jobs if isinstance(j, ObjectJob)]
+    assert [d.label for d in job.detections] == ['cup']
+    assert p.snapshot()['skipped_unknown_class'] == 1
+    assert p.snapshot()['skipped_no_label'] == 1
+    assert [o.label for o in run_all(p, [job])] == ['mug']
+
+
+def test_detections_without_a_frame_of_their_stamp_are_counted():
+    p = make(sync_queue_size=3)
+    pose, rgb, depth, box = view(0.0)
+    p.add_pose(15.9, pose)
+    p.add_pose(16.1, pose)
+    for i in range(5):                  # a detector whose images never arrive
+        p.add_detections(10.0 + i, [Detection(f'thing{i}', 0.9, box)])
+    jobs = p.add_color(16.0, rgb) + p.add_depth(16.0, depth)
+    assert not any(isinstance(j, ObjectJob) for j in jobs)
+    assert p.snapshot()['detections_unmatched'] == 2      # pushed out of the 3-long queue
 
 
 @pytest.mark.parametrize('problem, reason', [

@@ -21,6 +21,7 @@ import pytest
 
 from conftest import NodeProcess
 from conftest import PARAMS
+from conftest import ROOT
 from conftest import wait_for
 
 rclpy = pytest.importorskip('rclpy')
@@ -28,10 +29,13 @@ rclpy = pytest.importorskip('rclpy')
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from nav_msgs.msg import Odometry  # noqa: E402
 from sensor_msgs.msg import CameraInfo  # noqa: E402
+from sensor_msgs.msg import CompressedImage  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
+from vision_msgs.msg import Detection2DArray  # noqa: E402
 
 from engram_ros.msg import AudioChunk  # noqa: E402
 from engram_ros.msg import DetectionArray  # noqa: E402
+from engram_ros.perception import compressed  # noqa: E402
 from engram_ros.perception.geometry import camera_extrinsic  # noqa: E402
 from engram_ros.perception.geometry import checked_pose  # noqa: E402
 from engram_ros.perception.geometry import Intrinsics  # noqa: E402
@@ -44,6 +48,7 @@ from engram_ros.ros.conversions import sensors as pc  # noqa: E402
 K = Intrinsics(525.0, 525.0, 319.5, 239.5, 640, 480)
 CAM_XYZ, CAM_RPY = (0.2, 0.0, 1.0), (0.0, 0.2, 0.0)
 CUP = np.array([2.5, 0.3, 0.6])
+COCO = ROOT / 'config' / 'coco_names.txt'
 
 
 def perception_args(namespace: str, tmp_path, *extra: str) -> list[str]:
@@ -61,16 +66,29 @@ def perception_args(namespace: str, tmp_path, *extra: str) -> list[str]:
 class Robot:
     """The test's publishers: a fake robot with a camera, a microphone and a detector."""
 
-    def __init__(self, node, namespace: str) -> None:
+    def __init__(self, node, namespace: str, compressed: bool = False,
+                 cup_label: str = 'cup', vision_msgs: bool = False) -> None:
+        """``compressed``: images as image_transport's compressed/compressedDepth;
+        ``vision_msgs``: detections as vision_msgs/Detection2DArray on detections_2d."""
         self.ns = namespace
+        self.compressed = compressed
+        self.cup_label = cup_label
+        self.vision_msgs = vision_msgs
         self.sent: dict[str, int] = dict.fromkeys(
             ('color_received', 'depth_received', 'poses_received', 'audio_received',
              'detections_received', 'camera_info_received'), 0)
-        self.color = node.create_publisher(Image, f'{namespace}/camera/color/image_raw', 10)
-        self.depth = node.create_publisher(Image, f'{namespace}/camera/depth/image_raw', 10)
+        color, depth = f'{namespace}/camera/color/image_raw', f'{namespace}/camera/depth/image_raw'
+        if compressed:      # image_transport's names: the base topic and the transport
+            self.color = node.create_publisher(CompressedImage, f'{color}/compressed', 10)
+            self.depth = node.create_publisher(CompressedImage, f'{depth}/compressedDepth', 10)
+        else:
+            self.color = node.create_publisher(Image, color, 10)
+            self.depth = node.create_publisher(Image, depth, 10)
         self.info = node.create_publisher(CameraInfo, f'{namespace}/camera/color/camera_info', 10)
         self.odom = node.create_publisher(Odometry, f'{namespace}/odom', 50)
-        self.detections = node.create_publisher(DetectionArray, f'{namespace}/detections', 10)
+        self.detections = node.create_publisher(
+            *((Detection2DArray, f'{namespace}/detections_2d') if vision_msgs
+              else (DetectionArray, f'{namespace}/detections')), 10)
         self.audio = node.create_publisher(AudioChunk, f'{namespace}/audio/chunk', 100)
         self.values: dict[str, str] = {}
         self.memory_values: dict[str, str] = {}
@@ -119,14 +137,21 @@ class Robot:
         for dt in (-0.05, 0.0):
             self.odometry(stamp + dt, pose.position, pose.orientation)
         mm = np.round(depth * 1000 * depth_scale).astype(np.uint16)
-        self.depth.publish(pc.array_to_image(mm, '16UC1', stamp, 'camera_optical'))
-        self.color.publish(pc.array_to_image(np.ascontiguousarray(rgb[..., ::-1]), 'bgr8', stamp,
-                                             'camera_optical'))
+        if self.compressed:
+            self.depth.publish(pc.compressed_msg(*compressed.encode_depth(mm, '16UC1'), stamp,
+                                                 'camera_optical'))
+            self.color.publish(pc.compressed_msg(*compressed.encode_color(rgb, 'jpeg'), stamp,
+                                                 'camera_optical'))
+        else:
+            self.depth.publish(pc.array_to_image(mm, '16UC1', stamp, 'camera_optical'))
+            self.color.publish(pc.array_to_image(np.ascontiguousarray(rgb[..., ::-1]), 'bgr8',
+                                                 stamp, 'camera_optical'))
         self.sent['depth_received'] += 1
         self.sent['color_received'] += 1
         if detect:
-            self.detections.publish(pc.detections_to_msg(
-                [Detection('cup', 0.92, box)], stamp, 'camera_optical'))
+            to_msg = pc.vision_detections_to_msg if self.vision_msgs else pc.detections_to_msg
+            self.detections.publish(to_msg([Detection(self.cup_label, 0.92, box)], stamp,
+                                           'camera_optical'))
             self.sent['detections_received'] += 1
         self.read_all()
 
@@ -152,11 +177,19 @@ class Robot:
 
 @pytest.fixture
 def graph(test_node, start_memory, tmp_path):
+    robot, client, perception = start_graph(test_node, start_memory, tmp_path)
+    yield robot, client, perception
+    assert perception.stop() == 0, perception.log()
+
+
+def start_graph(test_node, start_memory, tmp_path, *extra: str, **robot_options):
+    """A memory, a perception node (``extra`` parameters) and the test's robot, connected."""
     memory, namespace = start_memory()
     perception = NodeProcess('engram_ros.ros.nodes.perception_node',
-                             perception_args(namespace, tmp_path), tmp_path / 'perception.log')
+                             perception_args(namespace, tmp_path, *extra),
+                             tmp_path / 'perception.log')
     client = MemoryClient(test_node, namespace)
-    robot = Robot(test_node, namespace)
+    robot = Robot(test_node, namespace, **robot_options)
     try:
         client.wait_for_services(timeout=20.0)
     except RuntimeError:
@@ -172,25 +205,29 @@ def graph(test_node, start_memory, tmp_path):
     # CameraInfo first: published in the same instant as a frame's images, it may arrive after
     # them (topics are not ordered), and that frame would be skipped for the wrong reason.
     robot.camera_info(time.time())
-    yield robot, client, perception
-    assert perception.stop() == 0, perception.log()
+    return robot, client, perception
 
 
-def test_a_detected_cup_becomes_a_mug_engram_at_the_right_place(graph):
-    robot, client, perception = graph
+def drive_until_a_mug(robot, client, perception, tag: str = 'label:mug'):
+    """Drive past the cup until the memory holds an object tagged ``tag`` (observations reach
+    it asynchronously); that engram."""
     t0 = time.time()
 
     def mugs():
-        return client.recall(tags_all=['label:mug'], kinds=['object'], k=5).engrams
+        return client.recall(tags_all=[tag], kinds=['object'], k=5).engrams
 
-    # Keep driving until the memory has the mug: observations reach it asynchronously.
     path = (0.0, 0.05, 0.1, 0.8, 0.85, 1.5, 1.55)
     for i in range(40):
         robot.frame(t0 + 0.2 * i, path[i % len(path)] if i < len(path) else path[-1])
         if i >= len(path) and mugs():
             break
-    assert mugs(), perception.log()
-    mug = mugs()[0]
+    assert mugs(), f'{sorted(robot.values.items())}\n{perception.log()}'
+    return mugs()[0]
+
+
+def test_a_detected_cup_becomes_a_mug_engram_at_the_right_place(graph):
+    robot, client, perception = graph
+    mug = drive_until_a_mug(robot, client, perception)
     p = mug.pose.pose.position
     assert np.linalg.norm(np.array([p.x, p.y, p.z]) - CUP) < 0.05
     assert {'label:mug', 'color:red', 'size:small'} <= set(mug.tags)
@@ -202,6 +239,53 @@ def test_a_detected_cup_becomes_a_mug_engram_at_the_right_place(graph):
     assert wait_for(lambda: robot.diagnostic('frames_encoded') >= 2, 15.0), \
         sorted(robot.values.items())
     assert wait_for(lambda: robot.diagnostic('backlog') == 0, 10.0), robot.values
+
+
+def test_a_real_robots_inputs_make_the_same_mug(test_node, start_memory, tmp_path):
+    """What a real robot's bag carries: JPEG colour on .../compressed, PNG depth on
+    .../compressedDepth, and a YOLO-style detector publishing vision_msgs/Detection2DArray
+    with COCO class id 41 ("cup")."""
+    robot, client, perception = start_graph(
+        test_node, start_memory, tmp_path, 'image_transport:=compressed',
+        'depth_image_transport:=compressedDepth', f'class_names:={COCO}',
+        compressed=True, cup_label='41', vision_msgs=True)
+    try:
+        mug = drive_until_a_mug(robot, client, perception)
+        p = mug.pose.pose.position
+        assert np.linalg.norm(np.array([p.x, p.y, p.z]) - CUP) < 0.05
+        assert {'label:mug', 'color:red', 'size:small'} <= set(mug.tags)
+        assert robot.diagnostic('skipped_encoding') == 0
+        assert robot.diagnostic('skipped_unknown_class') == 0
+    finally:
+        assert perception.stop() == 0, perception.log()
+
+
+def test_two_namespaced_cameras_feed_one_memory(test_node, start_memory, tmp_path):
+    """One perception node per camera, each in its own namespace under the robot's, its
+    observations remapped to the robot's memory (the README's multi-camera recipe)."""
+    memory, namespace = start_memory()
+    client = MemoryClient(test_node, namespace)
+    cameras = []
+    for camera, label in (('front', 'cup'), ('back', 'book')):
+        args = perception_args(f'{namespace}/{camera}', tmp_path) + [
+            '-r', f'engram/observations:={namespace}/engram/observations']
+        cameras.append((NodeProcess('engram_ros.ros.nodes.perception_node', args,
+                                    tmp_path / f'{camera}.log'),
+                        Robot(test_node, f'{namespace}/{camera}', cup_label=label), label))
+    try:
+        client.wait_for_services(timeout=20.0)
+        for perception, robot, _ in cameras:
+            assert wait_for(robot.connected, 60.0), perception.log()
+            assert wait_for(lambda r=robot: r.diagnostic('observation_subscribers') >= 1,
+                            30.0), f'{sorted(robot.values.items())}\n{perception.log()}'
+            robot.camera_info(time.time())
+        for perception, robot, label in cameras:
+            seen = drive_until_a_mug(robot, client, perception, tag=f'label:{label}')
+            p = seen.pose.pose.position
+            assert np.linalg.norm(np.array([p.x, p.y, p.z]) - CUP) < 0.05
+    finally:
+        for perception, _, _ in cameras:
+            assert perception.stop() == 0, perception.log()
 
 
 def test_a_doorbell_is_remembered_where_it_was_heard(graph):
@@ -237,9 +321,13 @@ def test_bad_input_is_skipped_counted_and_never_placed(graph):
     robot.read_all()
     robot.frame(t0 + 1.0, 0.0, depth_scale=0.0)          # all depth zero: no object
     robot.frame(t0 + 0.5, 0.0)                            # stamps going backwards
+    robot.detections.publish(pc.detections_to_msg(        # a detection without a class
+        [Detection('', 0.9, (10.0, 10.0, 50.0, 50.0))], t0 + 2.0, 'camera_optical'))
+    robot.sent['detections_received'] += 1
 
     def counted() -> bool:
-        return (robot.diagnostic('skipped_bad_pose') >= 2
+        return (robot.diagnostic('skipped_no_label') >= 1
+                and robot.diagnostic('skipped_bad_pose') >= 2
                 and robot.diagnostic('skipped_encoding') >= 1
                 and robot.diagnostic('skipped_audio_format') >= 1
                 and robot.diagnostic('skipped_no_valid_depth') >= 1
@@ -249,6 +337,7 @@ def test_bad_input_is_skipped_counted_and_never_placed(graph):
         f'counters: {sorted(robot.values.items())}\nperception log:\n{perception.log()}'
     assert client.recall(kinds=['object'], k=5).engrams == []
     assert perception.proc.poll() is None
+    assert 'skipped detections: no class' in perception.log()
 
 
 def test_sensors_are_read_only_once_a_memory_listens(test_node, start_memory, tmp_path):
@@ -266,7 +355,7 @@ def test_sensors_are_read_only_once_a_memory_listens(test_node, start_memory, tm
         # it is up and talking to this node, yet no sensor topic has its subscriber
         sensors = [f'{namespace}/{name}' for name in (
             'camera/color/image_raw', 'camera/depth/image_raw', 'camera/color/camera_info',
-            'odom', 'audio/chunk', 'detections')]
+            'odom', 'audio/chunk', 'detections', 'detections_2d')]
         assert not wait_for(lambda: any(test_node.count_subscribers(t) for t in sensors), 3.0), \
             perception.log()
         start_memory(namespace)
@@ -282,6 +371,10 @@ def test_sensors_are_read_only_once_a_memory_listens(test_node, start_memory, tm
 
 @pytest.mark.parametrize('settings, message', [
     (['camera_convention:=sideways'], 'camera_convention must be body or optical'),
+    (['depth_image_transport:=compressed'],
+     'depth_image_transport must be raw or compressedDepth'),
+    (['class_names:=/nonexistent/coco.names'],
+     "class_names file '/nonexistent/coco.names' cannot be read"),
     (['rooms:=["kitchen=circle:1,2,3"]'], "room 'kitchen=circle:1,2,3': unknown shape"),
     (['encrypt_evidence:=true', 'encryption_key_file:=/nonexistent/engram.key'],
      "evidence encryption is on but the key file '/nonexistent/engram.key' cannot be read"),
@@ -292,3 +385,29 @@ def test_invalid_parameters_stop_the_node_with_a_clear_message(tmp_path, setting
     assert proc.proc.wait(60) == 2
     assert message in proc.log()
     proc.stop()
+
+
+def test_compressed_topics_follow_the_remapped_base_name(test_node, tmp_path):
+    """As image_transport names them: the base topic is remapped, the transport's suffix
+    follows (a remap of camera/color/image_raw moves camera/color/image_raw/compressed)."""
+    from engram_ros.msg import Observation
+
+    namespace = f'/c{uuid.uuid4().hex[:8]}'
+    perception = NodeProcess('engram_ros.ros.nodes.perception_node', perception_args(
+        namespace, tmp_path, 'image_transport:=compressed',
+        'depth_image_transport:=compressedDepth') + [
+        '-r', f'camera/color/image_raw:={namespace}/front/color/image_raw'],
+        tmp_path / 'perception.log')
+    try:
+        # a memory-like reader, so that perception subscribes its sensors
+        test_node.create_subscription(Observation, f'{namespace}/engram/observations',
+                                      lambda msg: None, 10)
+        topics = (f'{namespace}/front/color/image_raw/compressed',
+                  f'{namespace}/camera/depth/image_raw/compressedDepth')
+        assert wait_for(lambda: all(test_node.count_subscribers(t) == 1 for t in topics),
+                        60.0), perception.log()
+        types = dict(test_node.get_topic_names_and_types())
+        assert types[topics[0]] == types[topics[1]] == ['sensor_msgs/msg/CompressedImage']
+        assert f'{namespace}/camera/color/image_raw/compressed' not in types
+    finally:
+        assert perception.stop() == 0, perception.log()

@@ -3,6 +3,7 @@
 import array
 import math
 
+import cv2
 import numpy as np
 import pytest
 
@@ -138,3 +139,48 @@ def test_a_clock_stamp_is_kept_exactly():
     stamp = Time(sec=1_764_000_000, nanosec=123_456_789)
     assert pc.array_to_image(RGB, 'rgb8', stamp, 'cam').header.stamp == stamp
     assert pc.detections_to_msg([], stamp).header.stamp == stamp
+
+
+def test_compressed_colour_and_depth_messages_decode():
+    """CompressedImage as image_transport's compressed and compressedDepth transports send it:
+    encoded by OpenCV (colour) and by the upstream layout (depth), carried in the message."""
+    from engram_ros.perception import compressed
+
+    ok, png = cv2.imencode('.png', np.ascontiguousarray(RGB[..., ::-1]))
+    msg = pc.compressed_msg('rgb8; png compressed bgr8', png.tobytes(), 3.5, 'cam')
+    assert pc.stamp_of(msg) == 3.5 and msg.header.frame_id == 'cam'
+    assert np.array_equal(pc.color_from_compressed(msg), RGB)
+    mm = RNG.integers(200, 9000, (48, 64)).astype(np.uint16)
+    msg = pc.compressed_msg(*compressed.encode_depth(mm, '16UC1'), 3.5, 'cam')
+    assert msg.format == '16UC1; compressedDepth png'
+    assert np.allclose(pc.depth_from_compressed(msg), mm / 1000.0, atol=1e-6)
+    msg.format = '16UC1; compressedDepth rvl'
+    with pytest.raises(InputRejected) as info:
+        pc.depth_from_compressed(msg)
+    assert info.value.reason == 'encoding'
+
+
+def test_vision_msgs_detections_take_the_best_hypothesis_and_the_box():
+    from vision_msgs.msg import Detection2D
+    from vision_msgs.msg import Detection2DArray
+    from vision_msgs.msg import ObjectHypothesisWithPose
+
+    msg = pc.vision_detections_to_msg([Detection('41', 0.8, (10.0, 20.0, 50.0, 60.0))], 7.25,
+                                      'cam')
+    assert pc.detections_from_vision_msg(msg) == (7.25, [Detection('41', 0.8,
+                                                                   (10.0, 20.0, 50.0, 60.0))])
+    d = Detection2D()
+    for class_id, score in (('56', 0.3), ('41', 0.9), ('60', 0.5)):
+        h = ObjectHypothesisWithPose()
+        h.hypothesis.class_id, h.hypothesis.score = class_id, score
+        d.results.append(h)
+    d.bbox.center.position.x, d.bbox.center.position.y = 100.0, 50.0
+    d.bbox.center.theta = math.pi / 2          # a 40 x 20 box on its side
+    d.bbox.size_x, d.bbox.size_y = 40.0, 20.0
+    empty = Detection2D()
+    empty.header.stamp.sec = 9                 # the array's stamp is zero: the detection's
+    array_msg = Detection2DArray(detections=[empty, d])
+    stamp, (none, best) = pc.detections_from_vision_msg(array_msg)
+    assert stamp == 9.0 and (none.label, none.score) == ('', 0.0)
+    assert (best.label, best.score) == ('41', 0.9)
+    assert best.box == pytest.approx((90.0, 30.0, 110.0, 70.0))

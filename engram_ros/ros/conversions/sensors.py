@@ -1,16 +1,20 @@
-"""Sensor messages (images, camera info, odometry, audio, detections) <-> arrays, both ways:
+"""Sensor messages (images, camera info, odometry, audio, detections: engram_ros's own and
+vision_msgs 4.x ``Detection2DArray``) <-> arrays, both ways:
 perception reads them, the simulator node and the tests publish them.
 
 cv_bridge is not available from the package index, so images are converted here with numpy:
 ``rgb8``/``bgr8``/``rgba8``/``bgra8`` colour (always returned as contiguous RGB uint8),
 ``32FC1`` (metres) and ``16UC1``/``mono16`` (millimetres) depth (returned as float32 metres,
 0 or NaN meaning no measurement), ``mono8`` masks. Row padding (``step``) and big-endian data
-are handled. Anything else raises :class:`~engram_ros.perception.errors.InputRejected`.
+are handled. ``sensor_msgs/CompressedImage`` colour (image_transport ``compressed``) and depth
+(``compressedDepth``) are decoded by :mod:`engram_ros.perception.compressed`. Anything else
+raises :class:`~engram_ros.perception.errors.InputRejected`.
 """
 
 from __future__ import annotations
 
 import array
+import math
 import sys
 
 import cv2
@@ -19,11 +23,16 @@ from builtin_interfaces.msg import Time
 from geometry_msgs.msg import PoseStamped
 from nav_msgs.msg import Odometry
 from sensor_msgs.msg import CameraInfo
+from sensor_msgs.msg import CompressedImage
 from sensor_msgs.msg import Image
+from vision_msgs.msg import Detection2D
+from vision_msgs.msg import Detection2DArray
+from vision_msgs.msg import ObjectHypothesisWithPose
 
 from engram_ros.msg import AudioChunk
 from engram_ros.msg import Detection as DetectionMsg
 from engram_ros.msg import DetectionArray
+from engram_ros.perception import compressed
 from engram_ros.perception.errors import InputRejected
 from engram_ros.perception.geometry import checked_pose
 from engram_ros.perception.geometry import Intrinsics
@@ -97,6 +106,32 @@ def depth_from_msg(msg: Image) -> np.ndarray:
         return a if a.dtype == np.float32 and a.flags.c_contiguous else \
             np.ascontiguousarray(a, dtype=np.float32)
     return a.astype(np.float32) * np.float32(0.001)
+
+
+def color_from_compressed(msg: CompressedImage) -> np.ndarray:
+    """A ``compressed`` (JPEG/PNG) colour image as contiguous HxWx3 RGB uint8.
+
+    :raises InputRejected: see :func:`engram_ros.perception.compressed.decode_color`.
+    """
+    return compressed.decode_color(msg.format, bytes(msg.data))
+
+
+def depth_from_compressed(msg: CompressedImage) -> np.ndarray:
+    """A ``compressedDepth`` image as HxW float32 metres (0 or NaN: no measurement).
+
+    :raises InputRejected: see :func:`engram_ros.perception.compressed.decode_depth`.
+    """
+    return compressed.decode_depth(msg.format, bytes(msg.data))
+
+
+def compressed_msg(fmt: str, data: bytes, stamp: float | Time = 0.0,
+                   frame_id: str = '') -> CompressedImage:
+    """A CompressedImage of ``data`` in ``format`` (from
+    :func:`engram_ros.perception.compressed.encode_color` or ``encode_depth``)."""
+    msg = set_header(CompressedImage(), stamp, frame_id)
+    msg.format = fmt
+    msg.data = array.array('B', data)
+    return msg
 
 
 def mask_from_msg(msg: Image) -> np.ndarray | None:
@@ -253,5 +288,47 @@ def detections_to_msg(detections: list[Detection], stamp: float | Time,
         m.x_min, m.y_min, m.x_max, m.y_max = (float(v) for v in d.box)
         if d.mask is not None:
             m.mask = array_to_image(d.mask.astype(np.uint8) * 255, 'mono8', stamp, frame_id)
+        msg.detections.append(m)
+    return msg
+
+
+def detections_from_vision_msg(msg: Detection2DArray) -> tuple[float, list[Detection]]:
+    """``(stamp of the image, detections)`` from vision_msgs 4.x: each detection's best
+    hypothesis (highest score) gives its label (the ``class_id`` as it is: the pipeline names
+    numeric ids) and score; the box is the axis-aligned hull of ``bbox`` (rotated by
+    ``center.theta``). A detection without a hypothesis has label ``''`` and score 0 (the
+    pipeline counts it). The array's stamp, or the first detection's when the array's is zero.
+    """
+    stamp = stamp_of(msg)
+    if stamp == 0.0 and msg.detections:
+        stamp = stamp_of(msg.detections[0])
+    out = []
+    for d in msg.detections:
+        best = max(d.results, key=lambda r: r.hypothesis.score, default=None)
+        label, score = ('', 0.0) if best is None else \
+            (best.hypothesis.class_id, float(best.hypothesis.score))
+        c = d.bbox.center
+        half_w, half_h = 0.5 * d.bbox.size_x, 0.5 * d.bbox.size_y
+        cos, sin = abs(math.cos(c.theta)), abs(math.sin(c.theta))
+        dx, dy = half_w * cos + half_h * sin, half_w * sin + half_h * cos
+        x, y = c.position.x, c.position.y
+        out.append(Detection(label=label, score=score, box=(x - dx, y - dy, x + dx, y + dy)))
+    return stamp, out
+
+
+def vision_detections_to_msg(detections: list[Detection], stamp: float | Time,
+                             frame_id: str = 'camera') -> Detection2DArray:
+    """Detections as vision_msgs 4.x ``Detection2DArray`` (one hypothesis each, the label as
+    ``class_id``; axis-aligned boxes), as a detector node publishes them."""
+    msg = set_header(Detection2DArray(), stamp, frame_id)
+    for d in detections:
+        m = set_header(Detection2D(), stamp, frame_id)
+        hypothesis = ObjectHypothesisWithPose()
+        hypothesis.hypothesis.class_id = d.label
+        hypothesis.hypothesis.score = float(d.score)
+        m.results.append(hypothesis)
+        x0, y0, x1, y1 = (float(v) for v in d.box)
+        m.bbox.center.position.x, m.bbox.center.position.y = (x0 + x1) / 2, (y0 + y1) / 2
+        m.bbox.size_x, m.bbox.size_y = x1 - x0, y1 - y0
         msg.detections.append(m)
     return msg

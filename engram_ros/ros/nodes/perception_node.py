@@ -1,11 +1,14 @@
 """The perception node: camera, depth, pose, audio and detections in, observations out.
 
 Subscribed (relative names; remap them): ``camera/color/image_raw`` and
-``camera/depth/image_raw`` (sensor_msgs/Image), ``camera/color/camera_info``
-(sensor_msgs/CameraInfo), ``odom`` (nav_msgs/Odometry) or ``pose``
-(geometry_msgs/PoseStamped), ``audio/chunk`` (engram_ros/AudioChunk), ``detections``
-(engram_ros/DetectionArray). Published: ``engram/observations`` (engram_ros/Observation),
-``/diagnostics``.
+``camera/depth/image_raw`` (sensor_msgs/Image; with ``image_transport: compressed`` /
+``depth_image_transport: compressedDepth``, sensor_msgs/CompressedImage on
+``<base>/compressed`` / ``<base>/compressedDepth``, the base name remapped first, as
+image_transport names them), ``camera/color/camera_info`` (sensor_msgs/CameraInfo), ``odom``
+(nav_msgs/Odometry) or ``pose`` (geometry_msgs/PoseStamped), ``audio/chunk``
+(engram_ros/AudioChunk), ``detections`` (engram_ros/DetectionArray, with masks) and
+``detections_2d`` (vision_msgs/Detection2DArray, as detector nodes publish). Published:
+``engram/observations`` (engram_ros/Observation), ``/diagnostics``.
 
 The node only translates: messages -> arrays (:mod:`engram_ros.ros.conversions.sensors`) ->
 :class:`engram_ros.perception.pipeline.Perception` -> Observation messages. Sensor callbacks
@@ -36,7 +39,9 @@ from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile
 from rclpy.qos import ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo
+from sensor_msgs.msg import CompressedImage
 from sensor_msgs.msg import Image
+from vision_msgs.msg import Detection2DArray
 
 from engram_ros.core.evidence import EvidenceError
 from engram_ros.core.evidence import load_key
@@ -47,6 +52,7 @@ from engram_ros.msg import Observation as ObservationMsg
 from engram_ros.perception.audio import AudioSegmenter
 from engram_ros.perception.audio import SoundClassifier
 from engram_ros.perception.audio import SoundModel
+from engram_ros.perception.class_names import ClassNames
 from engram_ros.perception.errors import InputRejected
 from engram_ros.perception.keyframe import KeyframeGate
 from engram_ros.perception.objects import ObjectLocator
@@ -65,7 +71,10 @@ from engram_ros.ros.nodes.spin import run_node
 
 _READ_ONLY = ('frame_id', 'dim', 'visual_encoder', 'job_queue_size', 'diagnostics_period',
               'sensor_reliability', 'encrypt_evidence', 'encryption_key_file', 'persist',
-              'autostart')
+              'autostart', 'image_transport', 'depth_image_transport')
+#: image_transport transports read, by parameter, and the topic suffix each subscribes.
+TRANSPORTS = {'image_transport': {'raw': '', 'compressed': '/compressed'},
+              'depth_image_transport': {'raw': '', 'compressedDepth': '/compressedDepth'}}
 
 # name -> (default, description). Declared once, here; config/engram.yaml mirrors them.
 PARAMETERS: dict[str, tuple[object, str]] = {
@@ -82,6 +91,17 @@ PARAMETERS: dict[str, tuple[object, str]] = {
     'sensor_reliability': ('reliable', 'QoS of the image and camera info subscriptions: '
                                        'reliable (as engram_sim publishes) or best_effort (for '
                                        'drivers publishing sensor-data QoS) (read-only)'),
+    'image_transport': ('raw', 'colour input: raw (sensor_msgs/Image on '
+                               'camera/color/image_raw) or compressed (sensor_msgs/'
+                               'CompressedImage JPEG/PNG on camera/color/image_raw/compressed) '
+                               '(read-only)'),
+    'depth_image_transport': ('raw', 'depth input: raw (sensor_msgs/Image on '
+                                     'camera/depth/image_raw) or compressedDepth '
+                                     '(sensor_msgs/CompressedImage PNG on '
+                                     'camera/depth/image_raw/compressedDepth) (read-only)'),
+    'class_names': ('', 'file naming numeric detector class ids: text, one name per line from '
+                        'id 0, or YAML (list, or id: name); config/coco_names.txt holds '
+                        'COCO\'s 80; empty: class ids are the labels'),
     'sync_slop': (0.02, '[s] largest stamp difference of colour, depth and detections paired'),
     'sync_queue_size': (30, 'messages kept per input while waiting for a partner'),
     'pose_tolerance': (0.1, '[s] how far outside the pose history a frame may be'),
@@ -119,6 +139,10 @@ PARAMETERS: dict[str, tuple[object, str]] = {
                           '(read-only)'),
     'diagnostics_period': (1.0, '[s] diagnostics publishing period (read-only)'),
 }
+
+#: Detections the pipeline skips one by one (not the whole message): counter -> why.
+_DETECTION_SKIPS = {'skipped_unknown_class': 'a numeric class id not in class_names',
+                    'skipped_no_label': 'no class (a detection without a hypothesis)'}
 
 #: A string array without a default (an empty list has no type in ROS): unset means no rooms.
 ROOMS_DESCRIPTION = (f'rooms of the map, {ROOM_SYNTAX}; places and objects in one get its '
@@ -262,12 +286,12 @@ class PerceptionNode(ManagedNode):
             ReliabilityPolicy.RELIABLE if p('sensor_reliability') == 'reliable'
             else ReliabilityPolicy.BEST_EFFORT))
         reliable = QoSProfile(depth=10)
+        color, depth = self._image_topic('image_transport', 'camera/color/image_raw'), \
+            self._image_topic('depth_image_transport', 'camera/depth/image_raw')
         self.color_sub = self.create_subscription(
-            Image, 'camera/color/image_raw', self.color_callback, sensor_qos,
-            callback_group=self._sensors)
+            *color, self.color_callback, sensor_qos, callback_group=self._sensors)
         self.depth_sub = self.create_subscription(
-            Image, 'camera/depth/image_raw', self.depth_callback, sensor_qos,
-            callback_group=self._sensors)
+            *depth, self.depth_callback, sensor_qos, callback_group=self._sensors)
         self.info_sub = self.create_subscription(
             CameraInfo, 'camera/color/camera_info', self.camera_info_callback, sensor_qos,
             callback_group=self._sensors)
@@ -281,6 +305,18 @@ class PerceptionNode(ManagedNode):
         self.detections_sub = self.create_subscription(
             DetectionArray, 'detections', self.detections_callback, reliable,
             callback_group=self._sensors)
+        self.detections_2d_sub = self.create_subscription(
+            Detection2DArray, 'detections_2d', self.detections_2d_callback, reliable,
+            callback_group=self._sensors)
+
+    def _image_topic(self, parameter: str, base: str) -> tuple[type, str]:
+        """``(message type, topic)`` of an image input by its transport parameter. As
+        image_transport does, a compressed transport's topic is the remapped base topic with
+        the transport's suffix (remap ``camera/color/image_raw``, not the suffixed name)."""
+        suffix = TRANSPORTS[parameter][self._value(parameter)]
+        if not suffix:
+            return Image, base
+        return CompressedImage, self.resolve_topic_name(base) + suffix
 
     # ------------------------------------------------------------------------- parameters
     def _value(self, name: str):
@@ -309,6 +345,7 @@ class PerceptionNode(ManagedNode):
             camera_convention=p('camera_convention'),
             visual_words_per_place=p('visual_words_per_place'),
             min_detection_score=p('objects.min_score'),
+            class_names=ClassNames.load(p('class_names')),
             evidence_dir=self._evidence_dir(p('evidence_dir')),
             evidence_key=(load_key(p('encryption_key_file')) if p('encrypt_evidence')
                           else None),
@@ -347,6 +384,8 @@ class PerceptionNode(ManagedNode):
                 return 'camera_convention must be body or optical'
             if name == 'sensor_reliability' and value not in ('reliable', 'best_effort'):
                 return 'sensor_reliability must be reliable or best_effort'
+            if name in TRANSPORTS and value not in TRANSPORTS[name]:
+                return f'{name} must be {" or ".join(TRANSPORTS[name])}'
             if name == 'rooms':
                 try:
                     RoomMap.parse(list(value or []))
@@ -367,8 +406,11 @@ class PerceptionNode(ManagedNode):
         try:
             self.perception.set_camera_pose(values['camera_xyz'], values['camera_rpy'],
                                             values['camera_convention'])
-        except ValueError as exc:
+            class_names = [ClassNames.load(p.value) for p in params if p.name == 'class_names']
+        except ValueError as exc:       # ClassNamesError too: the old names stay
             return SetParametersResult(successful=False, reason=str(exc))
+        if class_names:
+            config.class_names = class_names[-1]
         simple = {'visual_words_per_place': 'visual_words_per_place',
                   'objects.min_score': 'min_detection_score',
                   'objects.min_interval': 'object_min_interval',
@@ -413,17 +455,21 @@ class PerceptionNode(ManagedNode):
                     self.perception.count('jobs_dropped')
         self.encode_trigger.trigger()
 
-    def color_callback(self, msg: Image) -> None:
+    def color_callback(self, msg: Image | CompressedImage) -> None:
         self.perception.count('color_received')
+        decode = pc.color_from_compressed if isinstance(msg, CompressedImage) else \
+            pc.color_from_msg
         try:
-            self._queue(self.perception.add_color(pc.stamp_of(msg), pc.color_from_msg(msg)))
+            self._queue(self.perception.add_color(pc.stamp_of(msg), decode(msg)))
         except InputRejected as exc:
             self._skip('a colour image', exc)
 
-    def depth_callback(self, msg: Image) -> None:
+    def depth_callback(self, msg: Image | CompressedImage) -> None:
         self.perception.count('depth_received')
+        decode = pc.depth_from_compressed if isinstance(msg, CompressedImage) else \
+            pc.depth_from_msg
         try:
-            self._queue(self.perception.add_depth(pc.stamp_of(msg), pc.depth_from_msg(msg)))
+            self._queue(self.perception.add_depth(pc.stamp_of(msg), decode(msg)))
         except InputRejected as exc:
             self._skip('a depth image', exc)
 
@@ -460,10 +506,25 @@ class PerceptionNode(ManagedNode):
             self._skip('an audio chunk', exc)
 
     def detections_callback(self, msg: DetectionArray) -> None:
+        self._add_detections(lambda: pc.detections_from_msg(msg))
+
+    def detections_2d_callback(self, msg: Detection2DArray) -> None:
+        self._add_detections(lambda: pc.detections_from_vision_msg(msg))
+
+    def _add_detections(self, converted) -> None:
+        """Queue what the detections make; warn (throttled) when some had a class id that
+        class_names does not name, or no class: the pipeline counts those one by one."""
+        counters = self.perception.counters
+        before = {key: counters[key] for key in _DETECTION_SKIPS}
         try:
-            self._queue(self.perception.add_detections(*pc.detections_from_msg(msg)))
+            self._queue(self.perception.add_detections(*converted()))
         except InputRejected as exc:
             self._skip('detections', exc)
+            return
+        for key, problem in _DETECTION_SKIPS.items():
+            if counters[key] > before[key]:
+                self.get_logger().warning(f'skipped detections: {problem} (counted in {key})',
+                                          throttle_duration_sec=5.0)
 
     # ------------------------------------------------------------------------- encoding
     def encode_callback(self) -> None:
