@@ -15,9 +15,9 @@ from engram_ros.core.audit import AuditLog
 from engram_ros.ros.conversions.common import diagnostic_array
 
 #: The memory node's counters, reported as diagnostics values in this order.
-MEMORY_COUNTERS = ('received', 'ingested', 'merged', 'promoted', 'dropped_malformed', 'evicted',
-                   'recalls', 'recall_errors', 'consolidations', 'dropped_privacy', 'lists',
-                   'gets', 'edits', 'forgets', 'forgotten', 'evidence_expired',
+MEMORY_COUNTERS = ('received', 'lost', 'ingested', 'merged', 'promoted', 'dropped_malformed',
+                   'evicted', 'recalls', 'recall_errors', 'consolidations', 'dropped_privacy',
+                   'lists', 'gets', 'edits', 'forgets', 'forgotten', 'evidence_expired',
                    'governance_errors', 'feedbacks', 'feedback_errors', 'corrections',
                    'corrections_rejected', 'moved', 'ended', 'place_queries',
                    # refused past a size limit (engram_ros.core.model.limits), per reason
@@ -25,10 +25,13 @@ MEMORY_COUNTERS = ('received', 'ingested', 'merged', 'promoted', 'dropped_malfor
                    # storage faults: errors of any operation, observations the write queue
                    # refused when full, written after a retry, dropped on another error
                    'storage_errors', 'dropped_queue_full', 'written_late', 'dropped_error',
-                   'internal_errors')
+                   'internal_errors',
+                   # refused unread: over the per-publisher rate limit, over the size limit
+                   'refused_rate', 'dropped_oversize')
 #: Counters of observations refused by the memory (WARN once any is non-zero).
 DROP_COUNTERS = ('dropped_malformed', 'dropped_label_too_long', 'dropped_too_many_tags',
-                 'dropped_tag_too_long', 'dropped_queue_full', 'dropped_error')
+                 'dropped_tag_too_long', 'dropped_queue_full', 'dropped_error', 'refused_rate',
+                 'dropped_oversize')
 
 
 def for_node(array: DiagnosticArray, node_fqn: str) -> DiagnosticArray:
@@ -41,20 +44,25 @@ def for_node(array: DiagnosticArray, node_fqn: str) -> DiagnosticArray:
 def memory_diagnostics(stamp: Time, node_fqn: str, counters: dict[str, int], size: int,
                        short_term: int, last_recall_ms: float, semantic_state: str,
                        audit: AuditLog | None = None, write_queue: int = 0,
-                       storage_failing: str = '') -> DiagnosticArray:
+                       storage_failing: str = '', publishers: int = 0,
+                       loss_counting: bool = True) -> DiagnosticArray:
     """The memory's status, named after ``node_fqn`` (``/robot1/engram_memory``): ERROR while
     storage fails (``storage_failing`` says how) or when the audit log was found cut or missing
     files at start (``audit_gaps`` > 0: a gap record now says so; ``engram verify`` shows it);
-    WARN once observations were dropped or storage failed before; else OK.
+    WARN once observations were dropped or lost in transport (``lost``: publishers' sequence
+    gaps, :mod:`engram_ros.ros.publisher_loss`) or storage failed before; else OK.
+    ``loss_counting`` false: the RMW numbers no messages, so ``lost`` cannot be counted.
 
     Values from the audit log: ``audit_gaps`` (problems found at this start),
     ``audit_gaps_logged`` (gap records the log holds in all), ``audit_keyed``.
     """
     dropped = sum(counters.get(name, 0) for name in DROP_COUNTERS)
     private = counters['dropped_privacy']
+    lost = counters.get('lost', 0)
     problems = list(audit.gaps_found) if audit is not None else []
     message = (f'{size} engrams'
                + (f', {dropped} observations dropped' if dropped else '')
+               + (f', {lost} observations lost before they were taken' if lost else '')
                + (f', {private} observations in privacy zones not stored' if private else '')
                + (f', {write_queue} observations wait for storage' if write_queue else '')
                + (f'; {storage_failing}' if storage_failing else ''))
@@ -62,12 +70,13 @@ def memory_diagnostics(stamp: Time, node_fqn: str, counters: dict[str, int], siz
         message = f'audit log damaged: {problems[0]}; ' + message
     values = dict(counters, engrams=size, short_term=short_term,
                   last_recall_ms=round(last_recall_ms, 3), semantic_text=semantic_state,
-                  write_queue=write_queue)
+                  write_queue=write_queue, publishers=publishers,
+                  loss_counting=str(loss_counting).lower())
     if audit is not None:
         values.update(audit_gaps=len(problems), audit_gaps_logged=audit.gaps,
                       audit_keyed=str(audit.keyed).lower())
     array = diagnostic_array(stamp, f'{node_fqn}: memory', message, values.items(),
-                             warn=bool(dropped or counters.get('storage_errors', 0)))
+                             warn=bool(dropped or lost or counters.get('storage_errors', 0)))
     if problems or storage_failing:
         array.status[0].level = DiagnosticStatus.ERROR
     return for_node(array, node_fqn)

@@ -41,15 +41,17 @@ from engram_ros.ros.managed import AUTOSTART
 READ_ONLY = ('persist', 'store_dir', 'synchronous', 'frame_id', 'dim', 'ingest_topic',
              'privacy.zones', 'privacy.time_windows', 'encrypt_evidence', 'encryption_key_file',
              'semantic_text', 'audit_max_mb', 'audit_keep_files', 'audit_key_file',
-             'write_queue_size', 'autostart')
+             'write_queue_size', 'autostart', 'queue_depth', 'ingest_batch',
+             'ingest_rate_limit', 'max_observation_bytes')
 #: String arrays without a default (an empty list has no type in ROS): unset means none.
 STRING_ARRAY = Parameter.Type.STRING_ARRAY
 
 _POSITIVE_INTS = ('max_k', 'short_term_capacity', 'budget', 'promote_after', 'max_markers',
-                  'write_queue_size', 'dim', 'queue_depth')
+                  'write_queue_size', 'dim', 'queue_depth', 'ingest_batch',
+                  'max_observation_bytes')
 _NON_NEGATIVE_INTS = ('miss_visits', 'noise_support', 'audit_keep_files')
-_NON_NEGATIVE = ('anchor_radius', 'edge_max_gap', 'move_grace', 'protect_score',
-                 'miss_visit_gap', 'consolidation_period')
+_NON_NEGATIVE = ('ingest_rate_limit', 'anchor_radius', 'edge_max_gap', 'move_grace',
+                 'protect_score', 'miss_visit_gap', 'consolidation_period')
 _POSITIVE = ('diagnostics_period', 'marker_period', 'audit_max_mb')
 
 
@@ -96,7 +98,15 @@ def declarations() -> list[tuple[str, Any, str]]:
         ('max_markers', 2000, 'most engrams drawn in RViz'),
         ('diagnostics_period', 1.0, '[s] diagnostics publishing period'),
         ('ingest_topic', 'engram/observations', 'topic of engram_ros/msg/Observation'),
-        ('queue_depth', 100, 'ingest subscription queue depth'),
+        ('queue_depth', 1000, 'ingest subscription queue depth (DDS keep-last history): what '
+         'waits to be taken; past it the oldest are overwritten, counted as lost'),
+        ('ingest_batch', 64, 'observations taken off the subscription and committed together '
+         '(one transaction) at most'),
+        ('ingest_rate_limit', 1000.0, '[observations/s] per publisher; more are refused and '
+         'counted (refused_rate) before any work, so a flooding publisher cannot starve the '
+         'others; 0: no limit'),
+        ('max_observation_bytes', 1048576, '[bytes] larger serialized observations are refused '
+         'unread (dropped_oversize)'),
         ('write_queue_size', 1000, 'observations kept while storage fails (full disk, locked '
          'database), written oldest first once it works; more are dropped and counted '
          '(dropped_queue_full)'),

@@ -14,11 +14,15 @@ Interfaces (relative names, so a namespace such as ``/robot1`` prefixes them):
 * publisher ``engram/markers`` (``visualization_msgs/MarkerArray``), latched
 * publisher ``/diagnostics`` (``diagnostic_msgs/DiagnosticArray``)
 
-Consolidation, edit, forget, feedback, corrections and the writing of observations run in one
-mutually exclusive callback group (the writers); recall, list, get and places run in a reentrant
-group, so a slow write never blocks a recall. The observation subscription only checks and
-queues (its own group): a bounded write queue (:mod:`engram_ros.core.memory.write_queue`,
-parameter ``write_queue_size``) is drained by the writers as soon as something arrives.
+Observations and Recall have a thread each (:mod:`engram_ros.ros.take_loop`), outside the
+executor: the intake takes up to ``ingest_batch`` serialized observations per wake-up, counts
+what publishers sent that never arrived (``lost``, from sequence numbers:
+:mod:`engram_ros.ros.publisher_loss`), refuses floods (``ingest_rate_limit`` per publisher) and
+oversized messages unread, checks the rest into a bounded write queue
+(:mod:`engram_ros.core.memory.write_queue`, ``write_queue_size``) and writes it. The query
+thread answers Recall as soon as a request arrives. Consolidation, edit, forget, feedback and
+corrections run in the executor's mutually exclusive callback group (the writers); list, get
+and places in a reentrant group.
 
 Storage errors (a full disk, a file size limit, a database locked by another process, an audit
 log that cannot be appended to) never stop the node: observations wait in the queue and are
@@ -48,6 +52,7 @@ from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy
 from rclpy.qos import QoSProfile
+from rclpy.serialization import deserialize_message
 from visualization_msgs.msg import MarkerArray
 
 from engram_ros.core.audit import AuditError
@@ -79,6 +84,8 @@ from engram_ros.ros.managed import ManagedNode
 from engram_ros.ros.markers import engram_markers
 from engram_ros.ros.memory_health import MemoryHealth
 from engram_ros.ros.nodes.spin import run_node
+from engram_ros.ros.publisher_loss import PublisherLoss
+from engram_ros.ros.take_loop import TakeLoop
 from engram_ros.srv import Consolidate
 from engram_ros.srv import EditEngram
 from engram_ros.srv import Feedback
@@ -116,7 +123,7 @@ class MemoryNode(ManagedNode):
         return self.transition('activate', self._activate)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        return self.transition('deactivate', lambda: self.release(self.active_entities))
+        return self.transition('deactivate', self._deactivate)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         return self.transition('cleanup', self._cleanup)
@@ -139,12 +146,22 @@ class MemoryNode(ManagedNode):
         try:
             self.creating(self._start, self.active_entities)
         except BaseException:
-            self.release(self.active_entities)
+            self._deactivate()
             raise
+
+    def _deactivate(self) -> None:
+        """Stop the take loops, then destroy what activate made."""
+        for loop in (self._intake, self._recalls):
+            if loop is not None:
+                loop.stop()
+        self._intake = self._recalls = None
+        self.release(self.active_entities)
 
     def _cleanup(self) -> None:
         """Stop everything, write what waits, close the store (from any state; again is a
         no-op)."""
+        if getattr(self, '_intake', None) or getattr(self, '_recalls', None):
+            self._deactivate()
         self.release(self.active_entities)
         self.release(self.configured_entities)
         self._close_store()
@@ -154,13 +171,13 @@ class MemoryNode(ManagedNode):
         self._writers = MutuallyExclusiveCallbackGroup()
         self._queries = ReentrantCallbackGroup()
         self._reporting = MutuallyExclusiveCallbackGroup()
-        self._arrivals = MutuallyExclusiveCallbackGroup()
         self.health = MemoryHealth(self.get_logger())
         self.ingest_queue: WriteQueue[Observation] = WriteQueue(
             self._write_observation, self.get_parameter('write_queue_size').value)
-        # Wakes the writers at once when an observation is queued; the timer retries.
-        self._drain_signal = self.create_guard_condition(self.drain_callback,
-                                                         callback_group=self._writers)
+        self.loss = PublisherLoss(self.get_parameter('ingest_rate_limit').value)
+        self._max_bytes = self.get_parameter('max_observation_bytes').value
+        self._intake: TakeLoop | None = None
+        self._recalls: TakeLoop | None = None
         self._last_recall_ms = 0.0
         self._markers_dirty = True
         self._semantic_state = 'off'
@@ -174,19 +191,22 @@ class MemoryNode(ManagedNode):
         self.correction_sub = self.create_subscription(
             KeyframeCorrection, 'engram/keyframe_corrections', self.correction_callback,
             QoSProfile(depth=10), callback_group=self._writers)
-        self.observation_sub = self.create_subscription(
+        # The hot paths have a thread each (engram_ros.ros.take_loop): observations are taken
+        # off DDS in batches and group-committed; Recall never waits behind the executor.
+        self._intake = TakeLoop(self, 'engram_intake', idle=self.drain_callback,
+                                idle_period=RETRY_MIN)
+        self.observation_sub = self._intake.subscribe(
             ObservationMsg, self.get_parameter('ingest_topic').value,
-            self.observation_callback, QoSProfile(depth=self.get_parameter('queue_depth').value),
-            callback_group=self._arrivals)
+            QoSProfile(depth=self.get_parameter('queue_depth').value), self.observations_callback,
+            batch=self.get_parameter('ingest_batch').value, raw=True)
+        self._recalls = TakeLoop(self, 'engram_recall')
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.marker_pub = self.create_publisher(MarkerArray, 'engram/markers', latched)
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
 
-        self._timers = [self.create_timer(RETRY_MIN, self.drain_callback,
-                                          callback_group=self._writers)]
-        self._timers.append(self.create_timer(
+        self._timers = [self.create_timer(
             self.get_parameter('diagnostics_period').value, self.diagnostics_callback,
-            callback_group=self._reporting))
+            callback_group=self._reporting)]
         self._timers.append(self.create_timer(
             self.get_parameter('marker_period').value, self.marker_callback,
             callback_group=self._reporting))
@@ -208,11 +228,12 @@ class MemoryNode(ManagedNode):
         self.places_service = self.create_service(
             GetPlaces, 'engram/places', self.places_callback, callback_group=self._queries)
         # Clients wait for these two: they come last of all.
-        self.recall_service = self.create_service(
-            Recall, 'engram/recall', self.recall_callback, callback_group=self._queries)
+        self.recall_service = self._recalls.serve(Recall, 'engram/recall', self.recall_callback)
         self.consolidate_service = self.create_service(
             Consolidate, 'engram/consolidate', self.consolidate_callback,
             callback_group=self._writers)
+        self._intake.start()
+        self._recalls.start()
         self.get_logger().info(
             f'memory ready: {len(self.store)} engrams, '
             f'{"store " + str(self._store_dir) if self._store_dir else "RAM only (no consent)"}; '
@@ -273,26 +294,44 @@ class MemoryNode(ManagedNode):
                                f'({time.monotonic() - started:.1f} s to load the model)')
 
     # ------------------------------------------------------------------------- callbacks
-    def observation_callback(self, msg: ObservationMsg) -> None:
-        """Check and queue; the writers write it (:meth:`drain_callback`)."""
-        self.health.count('received')
-        try:
-            obs = conversions.observation_from_msg(msg)
-            obs.validate(self.store.config.dim, self.store.config.frame_id)
-        except ValueError as exc:       # InvalidObservation included
-            self.health.dropped(exc)
-            return
-        if not self.ingest_queue.put(obs):
-            self.get_logger().error(
-                f'write queue full ({self.ingest_queue.capacity} observations wait for '
-                f'storage): observation dropped; {self.health.faults.summary()}',
-                throttle_duration_sec=5.0)
-            return
-        self._drain_signal.trigger()
+    def observations_callback(self, items: list[tuple[bytes, dict]]) -> None:
+        """A batch taken off the subscription (serialized, with message infos): count what
+        was lost before each, refuse floods and oversized ones unread, check and queue the
+        rest, then write the queue (one transaction per batch)."""
+        now = time.monotonic()
+        limit = self._max_bytes
+        counts = dict.fromkeys(('received', 'lost', 'refused_rate', 'dropped_oversize'), 0)
+        for raw, info in items:
+            counts['received'] += 1
+            counts['lost'] += self.loss.note(info, now)
+            if not self.loss.admit(info, now):
+                counts['refused_rate'] += 1
+                continue
+            if len(raw) > limit:
+                counts['dropped_oversize'] += 1
+                continue
+            try:
+                obs = conversions.observation_from_msg(deserialize_message(raw, ObservationMsg))
+                obs.validate(self.store.config.dim, self.store.config.frame_id)
+            except Exception as exc:       # InvalidObservation, a message that does not parse
+                self.health.dropped(exc if isinstance(exc, ValueError) else ValueError(exc))
+                continue
+            if not self.ingest_queue.put(obs):
+                self.get_logger().error(
+                    f'write queue full ({self.ingest_queue.capacity} observations wait for '
+                    f'storage): observation dropped; {self.health.faults.summary()}',
+                    throttle_duration_sec=5.0)
+        self.health.add(**counts)
+        if counts['refused_rate'] or counts['dropped_oversize']:
+            self.get_logger().warning(
+                f'refused {counts["refused_rate"]} observations over the per-publisher rate '
+                f'limit ({self.loss.rate_limit:g}/s) and {counts["dropped_oversize"]} over '
+                f'{limit} bytes', throttle_duration_sec=5.0)
+        self.drain_callback()
 
     def drain_callback(self) -> None:
         """Write queued observations, oldest first; on a storage error they wait and the
-        retry timer tries again after a back-off."""
+        intake tries again after a back-off."""
         if not self.ingest_queue.due():
             return
         drained = self.ingest_queue.drain()
@@ -539,7 +578,8 @@ class MemoryNode(ManagedNode):
             self.get_clock().now().to_msg(), self.get_fully_qualified_name(), counters,
             len(self.store), self.store.short_term_size, self._last_recall_ms,
             self._semantic_state, self.store.audit, write_queue=len(queue),
-            storage_failing=self.health.faults.summary()))
+            storage_failing=self.health.faults.summary(), publishers=self.loss.publishers,
+            loss_counting=self.loss.counting))
 
     def destroy_node(self) -> None:
         self._cleanup()
