@@ -249,6 +249,7 @@ class Perception:
         that were waiting for them are processed. A bad one is skipped and counted
         (``skipped_bad_transform``), the others kept."""
         for parent, child, stamp, translation, rotation in transforms:
+            self.count('transforms_received')
             try:
                 if not static:
                     self._check_time('tf', stamp)
