@@ -73,6 +73,13 @@ class TfRobot(Robot):
                 transform_msg('odom', 'base_link', stamp + dt, (x + DRIFT, 0.0, 0.0),
                               (0, 0, 0, 1))]))
             self.sent['transforms_received'] += 2
+        # odometry in the odom frame, as a real robot's: with TF (read first: topics are not
+        # ordered) it is not needed, and not an error
+        self.read_all()
+        for dt in (-0.05, 0.0):
+            self.odom.publish(pc.odometry_msg(stamp + dt, (x + DRIFT, 0.0, 0.0),
+                                              (0.0, 0.0, 0.0, 1.0), 'odom'))
+            self.sent['poses_received'] += 1
         mm = np.round(depth * 1000).astype(np.uint16)
         self.depth.publish(pc.array_to_image(mm, '16UC1', stamp, camera_frame))
         self.color.publish(pc.array_to_image(np.ascontiguousarray(rgb[..., ::-1]), 'bgr8', stamp,
@@ -127,6 +134,8 @@ def test_tf_places_the_cup_although_the_camera_parameters_are_wrong(tf_graph):
     assert robot.values.get('pose_source') == 'tf'
     assert robot.diagnostic('frames_posed_by_tf') >= 2
     assert robot.diagnostic('frames_posed_by_parameters') == 0
+    assert robot.diagnostic('poses_unused_with_tf') >= 10
+    assert robot.diagnostic('skipped_bad_pose') == 0
 
 
 def test_an_image_in_a_frame_unknown_to_tf_is_skipped_and_counted(tf_graph):

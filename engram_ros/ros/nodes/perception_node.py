@@ -54,6 +54,7 @@ from engram_ros.perception.audio import AudioSegmenter
 from engram_ros.perception.audio import SoundClassifier
 from engram_ros.perception.audio import SoundModel
 from engram_ros.perception.errors import InputRejected
+from engram_ros.perception.frame_poses import TF
 from engram_ros.perception.keyframe import KeyframeGate
 from engram_ros.perception.objects import ObjectLocator
 from engram_ros.perception.pipeline import Perception
@@ -410,6 +411,10 @@ class PerceptionNode(Node):
     def _add_pose(self, frame_id: str, converted) -> None:
         self.perception.count('poses_received')
         expected = self._value('frame_id')
+        if frame_id not in ('', expected) and self.perception.frame_poses.source == TF:
+            # A real robot's odometry is in its odom frame; with TF it is not needed.
+            self.perception.count('poses_unused_with_tf')
+            return
         if frame_id not in ('', expected):
             self._skip('a pose', InputRejected('bad_pose', f'pose is in {frame_id!r}, not the '
                                                            f'memory frame {expected!r}'))
