@@ -132,7 +132,7 @@ mkdir -p "$ROOT/build"
 if ((${#missing[@]})); then
   shim_hash=$(cd "$ROOT/shims" && for pkg in "${missing[@]}"; do
       find "$pkg" -type f ! -name '*.pyc'; done | LC_ALL=C sort | xargs sha256sum \
-    | { cat; echo "$PY"; } | sha256sum | cut -c1-16)
+    | { cat; echo "$PY"; cat "$ROOT/requirements/ros-kilted.txt"; } | sha256sum | cut -c1-16)
   shim_dir=$SHIMS_CACHE/$shim_hash
   mkdir -p "$SHIMS_CACHE"
   exec 8>"$SHIMS_CACHE/.lock"

@@ -7,14 +7,16 @@ file left perception's evidence outside the memory's store, retention, forget an
 It is plain Python returning data (no ``launch`` import): node specs, and the parameters a node
 gets on top of the parameter file, with the caller's own overrides winning over them.
 
-Perception has no tf2 lookup and no view of the memory's parameters, so what it must agree on
-is handed to it here, by each node it runs beside (:data:`NodeSpec.shares`):
+Perception has no view of the memory's parameters (and takes the camera mount from TF only
+when TF arrives), so what it must agree on is handed to it here, by each node it runs beside
+(:data:`NodeSpec.shares`):
 
 * the memory: its consent to keep anything on disk (``persist``: without it perception writes
   no evidence file), its evidence directory (``<store_dir>/evidence``) and encryption
   settings, so perception's frames, crops and clips are kept, encrypted, expired and
   forgotten as the memory's evidence;
-* the simulator: the camera where the sim mounts it and the simulated house's rooms
+* the simulator: the camera where the sim mounts it (perception's fall-back without TF; the
+  sim also publishes it on ``/tf_static``) and the simulated house's rooms
   (:mod:`engram_ros.sim.launch_set`).
 
 The parameter file is read as ROS reads it (:func:`node_parameters`): a node takes every

@@ -3,8 +3,9 @@
 Two halves, so a node can run them in different threads (callback groups):
 
 * the **input half** (``add_*``): cheap per message. Colour and depth are paired by
-  approximate-time synchronisation, paired with the robot pose at their stamp (a frame newer
-  than the newest pose waits for it) and the camera intrinsics, and gated: a frame becomes
+  approximate-time synchronisation, paired with the robot and camera poses at their stamp
+  (from TF, or odometry and the camera parameters: :mod:`.frame_poses`; a frame newer than
+  the newest pose waits for it) and the camera intrinsics, and gated: a frame becomes
   a :class:`PlaceJob` only when it is a keyframe;
   detections are paired with the frame of their stamp (an :class:`ObjectJob`); audio is cut
   into events (an :class:`AudioJob` with the pose where it was heard). Bad input raises
@@ -45,6 +46,7 @@ from engram_ros.core.evidence import EvidenceStore
 from engram_ros.core.model.engram import InvalidObservation
 from engram_ros.core.model.engram import Observation
 from engram_ros.core.privacy import PrivacyPolicy
+from engram_ros.core.transforms import TransformBuffer
 from engram_ros.core.visibility import View
 from engram_ros.perception import evidence
 from engram_ros.perception.audio import audio_embedding
@@ -54,6 +56,7 @@ from engram_ros.perception.audio import AudioSegmenter
 from engram_ros.perception.audio import SoundClassifier
 from engram_ros.perception.class_names import ClassNames
 from engram_ros.perception.errors import InputRejected
+from engram_ros.perception.frame_poses import FramePoses
 from engram_ros.perception.geometry import camera_extrinsic
 from engram_ros.perception.geometry import Intrinsics
 from engram_ros.perception.geometry import Pose
@@ -82,7 +85,14 @@ class PerceptionConfig:
     sync_slop: float = 0.02
     sync_queue_size: int = 30
     pose_tolerance: float = 0.1
-    #: Camera pose in base_link; see :func:`engram_ros.perception.geometry.camera_extrinsic`.
+    #: The robot's frame in TF: its pose is ``frame_id <- base_frame``.
+    base_frame: str = 'base_link'
+    #: TF lookups (:class:`~engram_ros.core.transforms.TransformBuffer`): how far [s] outside
+    #: the samples a stamp may be, and the largest gap [s] interpolated across.
+    tf_tolerance: float = 0.1
+    tf_max_gap: float = 1.0
+    #: Camera pose in base_link, used while TF does not give it; see
+    #: :func:`engram_ros.perception.geometry.camera_extrinsic`.
     camera_xyz: tuple[float, float, float] = (0.0, 0.0, 0.0)
     camera_rpy: tuple[float, float, float] = (0.0, 0.0, 0.0)
     camera_convention: str = 'body'
@@ -124,6 +134,7 @@ class Frame:
     intrinsics: Intrinsics
     pose: Pose                       # base_link in the map frame at ``stamp``
     t_map_optical: np.ndarray        # 4x4
+    pose_source: str = ''            # frame_poses.TF or frame_poses.PARAMETERS
 
 
 @dataclass
@@ -161,6 +172,14 @@ class Perception:
                                                config.camera_convention)
         self.intrinsics: Intrinsics | None = None
         self.poses = PoseBuffer(config.pose_tolerance)
+        self.tf = TransformBuffer(config.tf_tolerance, config.tf_max_gap)
+        self.frame_poses = FramePoses(config.frame_id, config.base_frame, self.poses, self.tf,
+                                      self.t_base_optical)
+        #: The colour image's frame_id: the camera's frame in TF.
+        self.camera_frame = ''
+        #: Frames skipped for a reason found later than their input (TF or odometry that came
+        #: after the images): (reason, message); the node drains them into throttled warnings.
+        self.late_skips: deque[tuple[str, str]] = deque(maxlen=20)
         self._frames = ApproximateTimeSynchronizer(('color', 'depth'), config.sync_slop,
                                                    config.sync_queue_size)
         self._detections = ApproximateTimeSynchronizer(('frame', 'detections'),
@@ -188,6 +207,7 @@ class Perception:
     def set_camera_pose(self, xyz, rpy, convention: str) -> None:
         """:raises ValueError: for non-finite numbers or an unknown convention."""
         self.t_base_optical = camera_extrinsic(xyz, rpy, convention)
+        self.frame_poses.t_base_optical = self.t_base_optical
 
     def set_slop(self, slop: float) -> None:
         self.config.sync_slop = slop
@@ -207,6 +227,7 @@ class Perception:
     def reset(self) -> None:
         """Forget buffered inputs (poses, unpaired frames, audio, the last keyframe)."""
         self.poses.clear()
+        self.tf.clear()
         self._frames.reset()
         self._detections.reset()
         self._waiting.clear()
@@ -227,19 +248,41 @@ class Perception:
         """
         self._check_time('pose', stamp)
         self.poses.add(stamp, pose)
+        return self._flush_waiting()
+
+    def add_transforms(self, transforms, static: bool = False) -> list[Job]:
+        """Buffer TF transforms ``(parent, child, stamp, translation, rotation xyzw)``; frames
+        that were waiting for them are processed. A bad one is skipped and counted
+        (``skipped_bad_transform``), the others kept."""
+        for parent, child, stamp, translation, rotation in transforms:
+            self.count('transforms_received')
+            try:
+                if not static:
+                    self._check_time('tf', stamp)
+                self.tf.set_transform(parent, child, stamp, translation, rotation, static)
+            except (ValueError, InputRejected) as exc:
+                self.count('skipped_bad_transform')
+                self.late_skips.append(('bad_transform', f'{parent} <- {child}: {exc}'))
+        return self._flush_waiting()
+
+    def _flush_waiting(self) -> list[Job]:
+        """Process the waiting frames whose stamp the poses now cover (oldest first)."""
         jobs: list[Job] = []
-        while self._waiting and self._waiting[0][0] <= stamp:
+        while self._waiting and self.frame_poses.ready(self._waiting[0][0], self.camera_frame):
             frame_stamp, rgb, depth, k = self._waiting.popleft()
-            frame_pose = self.poses.lookup(frame_stamp)
-            if frame_pose is None:
-                self.count('skipped_no_pose')
-                continue
-            jobs += self._process(self._make_frame(frame_stamp, rgb, depth, k, frame_pose))
+            try:
+                jobs += self._process(self._make_frame(frame_stamp, rgb, depth, k))
+            except InputRejected as exc:
+                self.count(f'skipped_{exc.reason}')
+                self.late_skips.append((exc.reason, str(exc)))
         return jobs
 
-    def add_color(self, stamp: float, rgb: np.ndarray) -> list[Job]:
-        """:raises InputRejected: see :meth:`_frame`."""
+    def add_color(self, stamp: float, rgb: np.ndarray, frame_id: str = '') -> list[Job]:
+        """``frame_id``: the image's, the camera frame in TF.
+
+        :raises InputRejected: see :meth:`_pair`."""
         self._check_time('color', stamp)
+        self.camera_frame = frame_id
         return self._pair(self._frames.add('color', stamp, rgb))
 
     def add_depth(self, stamp: float, depth: np.ndarray) -> list[Job]:
@@ -252,7 +295,8 @@ class Perception:
         pose at its stamp (odometry often arrives after the images).
 
         :raises InputRejected: ``size_mismatch``, ``no_camera_info``, ``camera_info_mismatch``,
-            ``no_pose`` (older than the pose history).
+            ``no_pose`` (older than the pose history), ``tf_*`` (see
+            :class:`~engram_ros.perception.frame_poses.FramePoses`).
         """
         if matched is None:
             return []
@@ -260,20 +304,15 @@ class Perception:
         self.count('frames_synced')
         rgb, depth = items['color'], items['depth']
         k = self._checked_intrinsics(rgb, depth)
-        latest = self.poses.latest()
-        if latest is None or stamp > latest[0]:
-            # Odometry often arrives after the images: wait for a pose at or after the stamp,
-            # so the frame's pose is interpolated, never extrapolated.
+        if not self.frame_poses.ready(stamp, self.camera_frame):
+            # TF and odometry often arrive after the images: wait for poses at or after the
+            # stamp, so the frame's pose is interpolated, never extrapolated.
             self._waiting.append((stamp, rgb, depth, k))
             if len(self._waiting) > self.config.sync_queue_size:
                 self._waiting.popleft()
                 self.count('skipped_no_pose')
             return []
-        pose = self.poses.lookup(stamp)
-        if pose is None:
-            raise InputRejected('no_pose', f'no robot pose within '
-                                           f'{self.config.pose_tolerance} s of {stamp:.3f}')
-        return self._process(self._make_frame(stamp, rgb, depth, k, pose))
+        return self._process(self._make_frame(stamp, rgb, depth, k))
 
     def _process(self, frame: Frame) -> list[Job]:
         jobs: list[Job] = []
@@ -299,9 +338,13 @@ class Perception:
                                 f'{rgb.shape[1]}x{rgb.shape[0]}')
         return k
 
-    def _make_frame(self, stamp: float, rgb: np.ndarray, depth: np.ndarray, k: Intrinsics,
-                    pose: Pose) -> Frame:
-        return Frame(stamp, rgb, depth, k, pose, pose.matrix() @ self.t_base_optical)
+    def _make_frame(self, stamp: float, rgb: np.ndarray, depth: np.ndarray,
+                    k: Intrinsics) -> Frame:
+        """:raises InputRejected: no pose at ``stamp`` (see :meth:`_pair`)."""
+        source = self.frame_poses.source
+        pose, t_map_optical = self.frame_poses.camera(stamp, self.camera_frame)
+        self.count('frames_posed_by_tf' if source == 'tf' else 'frames_posed_by_parameters')
+        return Frame(stamp, rgb, depth, k, pose, t_map_optical, source)
 
     def add_detections(self, stamp: float, detections: list[Detection]) -> list[Job]:
         """Pair detections with the frame of their stamp; numeric class ids become labels
@@ -355,9 +398,10 @@ class Perception:
         jobs: list[Job] = []
         for segment in self.config.segmenter.push(stamp, samples, sample_rate):
             self.count('audio_segments')
-            pose = self.poses.lookup(segment.stamp)
-            if pose is None:
-                self.count('skipped_no_pose')
+            try:
+                pose = self.frame_poses.robot(segment.stamp)
+            except InputRejected as exc:
+                self.count(f'skipped_{exc.reason}')
                 continue
             jobs.append(AudioJob(segment, pose))
         return jobs

@@ -6,14 +6,18 @@ Topics (relative names, remappable; the perception input contract):
 * ``camera/depth/image_raw`` (``sensor_msgs/Image``, 32FC1, metres along the optical axis)
 * ``camera/color/camera_info`` (``sensor_msgs/CameraInfo``), frame ``camera_optical``
 * ``odom`` (``nav_msgs/Odometry``): base_link in ``map``, with the scenario's noise and drift
+* ``/tf`` (``tf2_msgs/TFMessage``), like a real robot: ``odom -> base_link`` (the drifting
+  odometry) and ``map -> odom`` (the correction a localiser would publish, so that ``map ->
+  base_link`` is the true pose); ``/tf_static`` (latched): ``base_link -> camera_optical``
 * ``audio/chunk`` (``engram_ros/AudioChunk``): mono S16LE, one chunk per frame
 * ``detections`` (``engram_ros/DetectionArray``): boxes and masks from the segmentation image
 * ``sim/ground_truth`` (``std_msgs/String``, latched): JSON of rooms, objects, sounds, events
 * ``sim/status`` (``std_msgs/String``, latched): JSON progress (lap, frame, done)
 
-All messages of one frame carry the same stamp. The camera's pose on the base is the
-parameters ``camera_xyz``/``camera_rpy`` (see :mod:`engram_ros.sim.scene`); perception reads
-the same values from ``config/engram.yaml``.
+All messages of one frame carry the same stamp; a frame's transforms are published before its
+images. The camera's pose on the base is the parameters ``camera_xyz``/``camera_rpy`` (see
+:mod:`engram_ros.sim.scene`), published on ``/tf_static``; perception's parameters of the same
+name are its fall-back without TF.
 """
 
 from __future__ import annotations
@@ -33,15 +37,21 @@ from rclpy.qos import QoSProfile
 from sensor_msgs.msg import CameraInfo
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
+from tf2_msgs.msg import TFMessage
 
 # First, before numpy loads: nodes run BLAS and OpenMP single-threaded (see engram_ros.ros.nodes).
 import engram_ros.ros.nodes  # noqa: F401,I001
+from engram_ros.core.geometry import matrix_to_quat
+from engram_ros.core.transforms import invert
 from engram_ros.msg import AudioChunk
 from engram_ros.msg import DetectionArray
 from engram_ros.ros.conversions import sensors
+from engram_ros.ros.conversions.transforms import tf_message
+from engram_ros.ros.conversions.transforms import transform_msg
 from engram_ros.ros.nodes.spin import run_node
 from engram_ros.sim.scenario import load_scenario
 from engram_ros.sim.scenario import ScenarioError
+from engram_ros.sim.scene import base_matrix
 from engram_ros.sim.scene import CameraModel
 from engram_ros.sim.simulator import Frame
 from engram_ros.sim.simulator import Simulator
@@ -61,7 +71,9 @@ class SimNode(Node):
         self.sim = Simulator(self.scenario, camera, rate=p('rate'), sample_rate=p('sample_rate'),
                              with_masks=p('publish_masks'))
         self.map_frame = p('map_frame')
+        self.odom_frame = p('odom_frame')
         self.base_frame = p('base_frame')
+        self.publish_tf = p('publish_tf')
         self.camera_frame = p('camera_frame')
         self.microphone_frame = p('microphone_frame')
         self.finished = False
@@ -80,6 +92,16 @@ class SimNode(Node):
         self.detections_pub = self.create_publisher(DetectionArray, 'detections', sensors)
         self._sensor_pubs = (self.color_pub, self.depth_pub, self.info_pub, self.odom_pub,
                              self.audio_pub, self.detections_pub)
+        if self.publish_tf:
+            # As tf2_ros's broadcasters: /tf keep-last 100, /tf_static latched.
+            self.tf_pub = self.create_publisher(TFMessage, '/tf', QoSProfile(depth=100))
+            self.tf_static_pub = self.create_publisher(TFMessage, '/tf_static', QoSProfile(
+                depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+            self._sensor_pubs += (self.tf_pub,)
+            mount = camera.mount()
+            self.tf_static_pub.publish(tf_message([transform_msg(
+                self.base_frame, self.camera_frame, self.get_clock().now().to_msg(),
+                mount[:3, 3], matrix_to_quat(mount[:3, :3]))]))
         self.truth_pub = self.create_publisher(String, 'sim/ground_truth', latched)
         self.status_pub = self.create_publisher(String, 'sim/status', latched)
         self.publish_ground_truth()
@@ -111,7 +133,10 @@ class SimNode(Node):
                 'reader of a sensor topic is matched (perception subscribes once a memory '
                 'listens to it)')
         declare('map_frame', 'map', 'frame of odometry and ground truth (the memory frame)')
+        declare('odom_frame', 'odom', 'TF: parent of base_frame, child of map_frame')
         declare('base_frame', 'base_link', 'child frame of odometry')
+        declare('publish_tf', True, 'publish /tf (map -> odom -> base_link) and /tf_static '
+                                    '(base_link -> camera) like a real robot')
         declare('camera_frame', 'camera_optical', 'frame of images and camera info')
         declare('microphone_frame', 'base_link', 'frame of audio chunks')
 
@@ -182,7 +207,9 @@ class SimNode(Node):
         rgb = sensors.array_to_image(frame.render.rgb, 'rgb8', stamp, frame_id)
         depth = sensors.array_to_image(frame.render.depth.astype(np.float32), '32FC1', stamp,
                                        frame_id)
-        # pose and intrinsics first: a consumer handling an image on arrival finds them there
+        # poses and intrinsics first: a consumer handling an image on arrival finds them there
+        if self.publish_tf:
+            self.tf_pub.publish(self.transforms(frame, stamp))
         self.odom_pub.publish(self.odometry(frame, stamp))
         self.info_pub.publish(sensors.camera_info_msg(cam.K, cam.width, cam.height, stamp,
                                                       frame_id))
@@ -201,6 +228,16 @@ class SimNode(Node):
         return sensors.odometry_msg(stamp, (x, y, 0.0),
                                     (0.0, 0.0, math.sin(yaw / 2.0), math.cos(yaw / 2.0)),
                                     self.map_frame, self.base_frame, covariance, linear, angular)
+
+    def transforms(self, frame: Frame, stamp: Time) -> TFMessage:
+        """odom -> base_link from the drifting odometry; map -> odom, the correction that makes
+        map -> base_link the true pose (a perfect localiser)."""
+        t_odom_base = base_matrix(*frame.odom)
+        t_map_odom = base_matrix(*frame.pose) @ invert(t_odom_base)
+        return tf_message(
+            transform_msg(parent, child, stamp, t[:3, 3], matrix_to_quat(t[:3, :3]))
+            for parent, child, t in ((self.map_frame, self.odom_frame, t_map_odom),
+                                     (self.odom_frame, self.base_frame, t_odom_base)))
 
     def publish_ground_truth(self) -> None:
         self.truth_pub.publish(String(data=json.dumps(self.sim.ground_truth())))

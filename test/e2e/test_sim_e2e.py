@@ -20,6 +20,7 @@ if not (ROOT / 'engram_ros' / 'perception' / 'models' / 'visual_vocabulary.npz')
     pytest.skip('perception models not generated (tools/train_perception_models.py)',
                 allow_module_level=True)
 
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from rclpy.qos import DurabilityPolicy  # noqa: E402
 from rclpy.qos import QoSProfile  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
@@ -43,6 +44,15 @@ def test_where_is_x_matches_ground_truth_after_one_lap(test_node, tmp_path):
     test_node.create_subscription(String, f'{namespace}/sim/status', keep('status'), latched)
     test_node.create_subscription(String, f'{namespace}/sim/ground_truth', keep('truth'),
                                   latched)
+    perception_values: dict[str, str] = {}
+
+    def perception_diagnostics(array: DiagnosticArray) -> None:
+        for status in array.status:
+            if status.name.startswith(f'{namespace}/engram_perception'):
+                with lock:
+                    perception_values.update({kv.key: kv.value for kv in status.values})
+
+    test_node.create_subscription(DiagnosticArray, '/diagnostics', perception_diagnostics, 50)
     launcher = Launcher('sim', namespace=namespace, log_dir=tmp_path / 'logs', grace=10.0,
                         params=['sim.scenario:=small', 'sim.width:=320', 'sim.height:=240',
                                 'memory.consolidation_period:=0.0'])
@@ -85,6 +95,12 @@ def test_where_is_x_matches_ground_truth_after_one_lap(test_node, tmp_path):
         assert len(found) >= 3, (found, logs)
         # objects are placed at their centre, not on their visible side (objects.py)
         assert all(d < 0.5 for d in found.values()), found
+        # the simulator publishes TF like a robot: perception placed every frame from it
+        with lock:
+            values = dict(perception_values)
+        assert values.get('pose_source') == 'tf', values
+        assert int(values.get('frames_posed_by_tf', 0)) > 0, values
+        assert 'frames_posed_by_parameters' not in values, values
         # the launcher gives perception the flat's rooms: places and objects carry them
         rooms = {f'room:{r["name"]}' for r in truth['rooms']}
         places = client.recall(kinds=['place'], k=100).engrams

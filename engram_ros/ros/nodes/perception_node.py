@@ -6,9 +6,15 @@ Subscribed (relative names; remap them): ``camera/color/image_raw`` and
 ``<base>/compressed`` / ``<base>/compressedDepth``, the base name remapped first, as
 image_transport names them), ``camera/color/camera_info`` (sensor_msgs/CameraInfo), ``odom``
 (nav_msgs/Odometry) or ``pose`` (geometry_msgs/PoseStamped), ``audio/chunk``
-(engram_ros/AudioChunk), ``detections`` (engram_ros/DetectionArray, with masks) and
-``detections_2d`` (vision_msgs/Detection2DArray, as detector nodes publish). Published:
+(engram_ros/AudioChunk), ``detections`` (engram_ros/DetectionArray, with masks),
+``detections_2d`` (vision_msgs/Detection2DArray, as detector nodes publish), ``/tf`` and
+``/tf_static`` (tf2_msgs/TFMessage; remap them for a namespaced robot). Published:
 ``engram/observations`` (engram_ros/Observation), ``/diagnostics``.
+
+Poses: once TF connects ``frame_id`` (the memory frame) to ``base_frame``, the robot pose at a
+frame's stamp is ``frame_id <- base_frame`` and the camera's ``frame_id <- image frame_id``,
+from TF; until then, odometry (already in ``frame_id``) and ``camera_xyz``/``camera_rpy``
+(:mod:`engram_ros.perception.frame_poses`). Diagnostics say which (``pose_source``).
 
 The node only translates: messages -> arrays (:mod:`engram_ros.ros.conversions.sensors`) ->
 :class:`engram_ros.perception.pipeline.Perception` -> Observation messages. Sensor callbacks
@@ -36,11 +42,13 @@ from rclpy.executors import MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleState
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy
 from rclpy.qos import QoSProfile
 from rclpy.qos import ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo
 from sensor_msgs.msg import CompressedImage
 from sensor_msgs.msg import Image
+from tf2_msgs.msg import TFMessage
 from vision_msgs.msg import Detection2DArray
 
 from engram_ros.core.evidence import EvidenceError
@@ -54,6 +62,7 @@ from engram_ros.perception.audio import SoundClassifier
 from engram_ros.perception.audio import SoundModel
 from engram_ros.perception.class_names import ClassNames
 from engram_ros.perception.errors import InputRejected
+from engram_ros.perception.frame_poses import TF
 from engram_ros.perception.keyframe import KeyframeGate
 from engram_ros.perception.objects import ObjectLocator
 from engram_ros.perception.pipeline import Perception
@@ -64,14 +73,16 @@ from engram_ros.perception.visual import load_visual_encoder
 from engram_ros.ros.conversions import sensors as pc
 from engram_ros.ros.conversions.common import diagnostic_array
 from engram_ros.ros.conversions.memory import observation_to_msg
+from engram_ros.ros.conversions.transforms import transforms_from_msg
 from engram_ros.ros.diagnostics import for_node
 from engram_ros.ros.managed import AUTOSTART
 from engram_ros.ros.managed import ManagedNode
 from engram_ros.ros.nodes.spin import run_node
 
-_READ_ONLY = ('frame_id', 'dim', 'visual_encoder', 'job_queue_size', 'diagnostics_period',
-              'sensor_reliability', 'encrypt_evidence', 'encryption_key_file', 'persist',
-              'autostart', 'image_transport', 'depth_image_transport')
+_READ_ONLY = ('frame_id', 'base_frame', 'tf.tolerance', 'tf.max_gap', 'dim', 'visual_encoder',
+              'job_queue_size', 'diagnostics_period', 'sensor_reliability', 'encrypt_evidence',
+              'encryption_key_file', 'persist', 'autostart', 'image_transport',
+              'depth_image_transport')
 #: image_transport transports read, by parameter, and the topic suffix each subscribes.
 TRANSPORTS = {'image_transport': {'raw': '', 'compressed': '/compressed'},
               'depth_image_transport': {'raw': '', 'compressedDepth': '/compressedDepth'}}
@@ -79,7 +90,14 @@ TRANSPORTS = {'image_transport': {'raw': '', 'compressed': '/compressed'},
 # name -> (default, description). Declared once, here; config/engram.yaml mirrors them.
 PARAMETERS: dict[str, tuple[object, str]] = {
     AUTOSTART[0]: AUTOSTART[1:],
-    'frame_id': ('map', 'memory frame: odometry/pose must be in it (read-only)'),
+    'frame_id': ('map', 'memory frame: TF target of the robot and camera poses; odometry/pose '
+                        'must be in it when there is no TF (read-only)'),
+    'base_frame': ('base_link', 'robot frame in TF: the robot pose is frame_id <- base_frame '
+                                '(read-only)'),
+    'tf.tolerance': (0.1, '[s] how far outside the TF samples a frame may be (the nearest is '
+                          'used); further is skipped as tf_extrapolation (read-only)'),
+    'tf.max_gap': (1.0, '[s] largest gap between TF samples interpolated across; a frame in a '
+                        'larger one is skipped as tf_stale (read-only)'),
     'dim': (256, 'context vector dimension, the memory\'s dim (read-only)'),
     'visual_encoder': ('orb_bow', 'orb_bow (shipped) or torchscript:<path> (read-only)'),
     'camera_xyz': ([0.1, 0.0, 1.0], '[m] camera position in base_link'),
@@ -158,9 +176,9 @@ PRIVACY_PARAMETERS = {
                             'epoch:START-END): nothing is encoded or written then (read-only)',
 }
 
-_POSITIVE = ('sync_queue_size', 'pose_tolerance', 'time_reset', 'objects.max_depth',
+_POSITIVE = ('sync_queue_size', 'pose_tolerance', 'tf.max_gap', 'time_reset', 'objects.max_depth',
              'audio.max_duration', 'job_queue_size', 'diagnostics_period', 'dim')
-_NON_NEGATIVE = ('sync_slop', 'objects.min_interval', 'keyframe.min_translation',
+_NON_NEGATIVE = ('sync_slop', 'tf.tolerance', 'objects.min_interval', 'keyframe.min_translation',
                  'keyframe.min_rotation', 'keyframe.min_view_change', 'keyframe.min_interval',
                  'visual_words_per_place', 'objects.min_depth', 'audio.hangover',
                  'audio.threshold_db')
@@ -308,6 +326,14 @@ class PerceptionNode(ManagedNode):
         self.detections_2d_sub = self.create_subscription(
             Detection2DArray, 'detections_2d', self.detections_2d_callback, reliable,
             callback_group=self._sensors)
+        # As tf2_ros's listener: /tf keep-last 100, /tf_static latched (transient local).
+        self.tf_sub = self.create_subscription(
+            TFMessage, '/tf', self.tf_callback, QoSProfile(depth=100),
+            callback_group=self._sensors)
+        self.tf_static_sub = self.create_subscription(
+            TFMessage, '/tf_static', self.tf_static_callback,
+            QoSProfile(depth=100, durability=DurabilityPolicy.TRANSIENT_LOCAL),
+            callback_group=self._sensors)
 
     def _image_topic(self, parameter: str, base: str) -> tuple[type, str]:
         """``(message type, topic)`` of an image input by its transport parameter. As
@@ -341,7 +367,9 @@ class PerceptionNode(ManagedNode):
         return PerceptionConfig(
             frame_id=p('frame_id'), dim=p('dim'), sync_slop=p('sync_slop'),
             sync_queue_size=p('sync_queue_size'), pose_tolerance=p('pose_tolerance'),
-            camera_xyz=tuple(p('camera_xyz')), camera_rpy=tuple(p('camera_rpy')),
+            base_frame=p('base_frame'), tf_tolerance=p('tf.tolerance'),
+            tf_max_gap=p('tf.max_gap'), camera_xyz=tuple(p('camera_xyz')),
+            camera_rpy=tuple(p('camera_rpy')),
             camera_convention=p('camera_convention'),
             visual_words_per_place=p('visual_words_per_place'),
             min_detection_score=p('objects.min_score'),
@@ -445,6 +473,12 @@ class PerceptionNode(ManagedNode):
         self.get_logger().warning(f'skipped {what}: {exc}', throttle_duration_sec=5.0)
 
     def _queue(self, jobs: list) -> None:
+        # Frames that waited for TF or odometry and then could not be placed were counted by
+        # the pipeline; warn about them here (throttled), like any skipped input.
+        while self.perception.late_skips:
+            reason, message = self.perception.late_skips.popleft()
+            self.get_logger().warning(f'skipped a frame ({reason}): {message}',
+                                      throttle_duration_sec=5.0)
         if not jobs:
             return
         with self._jobs_lock:
@@ -460,7 +494,8 @@ class PerceptionNode(ManagedNode):
         decode = pc.color_from_compressed if isinstance(msg, CompressedImage) else \
             pc.color_from_msg
         try:
-            self._queue(self.perception.add_color(pc.stamp_of(msg), decode(msg)))
+            self._queue(self.perception.add_color(pc.stamp_of(msg), decode(msg),
+                                                  msg.header.frame_id))
         except InputRejected as exc:
             self._skip('a colour image', exc)
 
@@ -483,6 +518,10 @@ class PerceptionNode(ManagedNode):
     def _add_pose(self, frame_id: str, converted) -> None:
         self.perception.count('poses_received')
         expected = self._value('frame_id')
+        if frame_id not in ('', expected) and self.perception.frame_poses.source == TF:
+            # A real robot's odometry is in its odom frame; with TF it is not needed.
+            self.perception.count('poses_unused_with_tf')
+            return
         if frame_id not in ('', expected):
             self._skip('a pose', InputRejected('bad_pose', f'pose is in {frame_id!r}, not the '
                                                            f'memory frame {expected!r}'))
@@ -497,6 +536,12 @@ class PerceptionNode(ManagedNode):
 
     def pose_callback(self, msg: PoseStamped) -> None:
         self._add_pose(msg.header.frame_id, lambda: pc.pose_from_pose_stamped(msg))
+
+    def tf_callback(self, msg: TFMessage) -> None:
+        self._queue(self.perception.add_transforms(transforms_from_msg(msg)))
+
+    def tf_static_callback(self, msg: TFMessage) -> None:
+        self._queue(self.perception.add_transforms(transforms_from_msg(msg), static=True))
 
     def audio_callback(self, msg: AudioChunk) -> None:
         self.perception.count('audio_received')
@@ -557,10 +602,12 @@ class PerceptionNode(ManagedNode):
             values['backlog'] = len(self._jobs)
         values['last_encode_ms'] = round(self._encode_ms, 2)
         values['observation_subscribers'] = self.observation_pub.get_subscription_count()
+        values['pose_source'] = self.perception.frame_poses.source
         skipped = sum(v for k, v in values.items() if k.startswith('skipped_'))
         message = (f'{values.get("frames_encoded", 0)} frames encoded, '
                    f'{values.get("object_observations", 0)} objects, '
-                   f'{values.get("audio_observations", 0)} sounds'
+                   f'{values.get("audio_observations", 0)} sounds, poses from '
+                   f'{values["pose_source"]}'
                    + (f', {skipped} inputs skipped' if skipped else ''))
         name = self.get_fully_qualified_name()
         self.diagnostics_pub.publish(for_node(diagnostic_array(
