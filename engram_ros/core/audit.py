@@ -51,6 +51,7 @@ import os
 import secrets
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 from typing import Iterable
@@ -77,6 +78,7 @@ from engram_ros.core.audit_chain import seal_ok
 from engram_ros.core.audit_chain import tail_lines
 from engram_ros.core.audit_chain import verify_log
 from engram_ros.core.audit_chain import write_head
+from engram_ros.core.audit_chain import write_head_slot
 from engram_ros.core.keys import AuditKeys
 
 _LOG = logging.getLogger(__name__)
@@ -134,6 +136,12 @@ class AuditLog:
         #: for a cut or rewritten end; a deleted rotated file is named at every open while it
         #: is missing); non-empty means the node reports ERROR.
         self.gaps_found: list[str] = []
+        #: Open descriptors, kept between records (opening and renaming a file per record
+        #: was most of a recall's cost): 'log' (O_APPEND on the active file) and 'head' (the
+        #: head file, updated in place); :meth:`close` (or garbage collection) closes them.
+        self._fds: dict[str, int] = {}
+        self._head_slot = 0
+        weakref.finalize(self, _close_fds, self._fds)
         with self._lock:
             if self.path is None:
                 self._start()
@@ -279,6 +287,7 @@ class AuditLog:
                     rotated_path(path, n).unlink(missing_ok=True)
             for n in sorted(keep, reverse=True):
                 os.replace(rotated_path(path, n), rotated_path(path, n + 1))
+            _close_fds(self._fds)       # the names move: reopen after the rotation
             os.replace(path, rotated_path(path, 1))
         except (OSError, ValueError, KeyError) as exc:
             _LOG.warning('cannot rotate the audit log %s (%s); it keeps growing', path, exc)
@@ -290,13 +299,28 @@ class AuditLog:
                      'start the new audit file')
 
     def _save_head(self) -> None:
+        """Save the head: the first time a whole new file (atomically), then one slot in place,
+        the two slots in turn (a write cut short leaves the other; see audit_chain)."""
         if self.path is None:
             return
+        head = Head(self._seq, self._prev, self._first, self._files, self._gaps)
         try:
-            write_head(self.path, Head(self._seq, self._prev, self._first, self._files,
-                                       self._gaps), self.key)
+            fd = self._fds.get('head')
+            if fd is None:
+                write_head(self.path, head, self.key)
+                self._fds['head'] = os.open(head_path(self.path), os.O_WRONLY)
+                self._head_slot = 0
+            else:
+                self._head_slot ^= 1
+                write_head_slot(fd, self._head_slot, head, self.key)
         except OSError as exc:
+            _close_fds(self._fds, 'head')    # the next record starts a fresh file
             raise AuditError(f'cannot save the audit head beside {self.path}: {exc}') from exc
+
+    def close(self) -> None:
+        """Close the files kept open between records (a later record opens them again)."""
+        with self._lock:
+            _close_fds(self._fds)
 
     # ----------------------------------------------------------------------------- writing
     @property
@@ -361,12 +385,14 @@ class AuditLog:
         else:
             data = (line + '\n').encode('utf-8')
             try:
-                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-                try:
-                    os.write(fd, data)
-                finally:
-                    os.close(fd)
+                fd = self._fds.get('log')
+                if fd is None:
+                    fd = self._fds['log'] = os.open(
+                        self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+                if os.write(fd, data) != len(data):
+                    raise OSError(f'short write of {len(data)} bytes')
             except OSError as exc:
+                _close_fds(self._fds, 'log')
                 raise AuditError(f'cannot append to the audit log {self.path}: {exc}; '
                                  f'{unaudited}') from exc
             self._size += len(data)
@@ -398,6 +424,17 @@ class AuditLog:
         if self.path is None:
             return check_lines(list(self._located_lines()), self.key, persistent=False)
         return verify_log(self.path, self.key)
+
+
+def _close_fds(fds: dict[str, int], *names: str) -> None:
+    """Close the named descriptors of ``fds`` (all without names) and forget them."""
+    for name in names or tuple(fds):
+        fd = fds.pop(name, None)
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError:
+                pass    # already gone: nothing left to release
 
 
 def check_key(path: Path | str, key: AuditKeys | None) -> None:

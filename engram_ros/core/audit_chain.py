@@ -9,13 +9,18 @@ the first format) and its seal: ``mac``, the HMAC-SHA256 of the record without i
 the audit sub-key (a keyed log), or ``hash``, its plain SHA-256 (an unkeyed log, which anyone
 can recompute: it detects accidental damage only).
 
-The saved head, ``audit.head`` beside the log, is rewritten (atomically) after every record:
-the last ``seq`` and line hash, ``first`` (the seq of the oldest record kept, so deleting the
+The saved head, ``audit.head`` beside the log, is saved after every record: the last ``seq``
+and line hash, ``first`` (the seq of the oldest record kept, so deleting the
 oldest file shows), ``files`` and ``gaps`` (gap records ever written), sealed like a record.
 Cutting lines off the end, deleting a rotated file or replacing the head is therefore seen;
-with a key, forging a matching head needs the key. What a store alone cannot show is a rollback
-of log *and* head to an earlier state both really had: compare the head ``engram verify``
-prints with one kept elsewhere for that.
+with a key, forging a matching head needs the key. The file holds two slots of
+:data:`HEAD_SLOT` bytes (one head line each, padded with spaces); an open log overwrites them
+in turn in place (one ``pwrite``, no new file per record) and a reader takes the newest slot
+that is intact, so a write cut short by a crash leaves the previous head, which the log's end
+still chains to. A file of one line (the first format) reads as one slot.
+
+What a store alone cannot show is a rollback of log *and* head to an earlier state both
+really had: compare the head ``engram verify`` prints with one kept elsewhere for that.
 
 Gap records (``action: audit_gap``) are written when a log is opened whose end disagrees with
 its saved head (a crash that cut the tail, or tampering): chained to the saved head, they name
@@ -45,6 +50,8 @@ ROTATE_ACTION = 'audit_rotate'
 #: Written at open when the log's end and its saved head disagree.
 GAP_ACTION = 'audit_gap'
 HEAD_SUFFIX = '.head'
+#: Bytes per slot of the head file (a sealed head line is about 230 bytes).
+HEAD_SLOT = 512
 UNKEYED_NOTE = 'unkeyed: detects accidental damage only'
 
 
@@ -174,16 +181,35 @@ def head_record(head: Head, key: AuditKeys | None) -> dict[str, Any]:
     return record
 
 
+def head_slot(head: Head, key: AuditKeys | None) -> bytes:
+    """One slot of the head file: the sealed head line padded with spaces to HEAD_SLOT bytes."""
+    line = canonical(head_record(head, key)).encode()
+    if len(line) >= HEAD_SLOT:
+        raise ValueError(f'audit head of {len(line)} bytes does not fit a {HEAD_SLOT}-byte slot')
+    return line + b' ' * (HEAD_SLOT - 1 - len(line)) + b'\n'
+
+
 def write_head(path: Path, head: Head, key: AuditKeys | None) -> None:
-    """Replace the saved head atomically (temporary file, then rename), mode 0600."""
+    """Replace the saved head atomically (temporary file, then rename), mode 0600: both slots
+    hold ``head``. An open log then updates it in place (:func:`write_head_slot`)."""
     target = head_path(path)
     tmp = target.with_name('.' + target.name + '.tmp')
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        os.write(fd, (canonical(head_record(head, key)) + '\n').encode())
+        os.write(fd, head_slot(head, key) * 2)
     finally:
         os.close(fd)
     os.replace(tmp, target)
+
+
+def write_head_slot(fd: int, slot: int, head: Head, key: AuditKeys | None) -> None:
+    """Overwrite slot ``slot`` (0 or 1) of a head file written by :func:`write_head`, in place.
+
+    One ``pwrite`` of one slot: a crash leaves the other slot intact, so callers alternate.
+    """
+    data = head_slot(head, key)
+    if os.pwrite(fd, data, slot * HEAD_SLOT) != len(data):
+        raise OSError(f'short write of the audit head slot {slot}')
 
 
 def read_head(path: Path, key: AuditKeys | None,
@@ -195,13 +221,28 @@ def read_head(path: Path, key: AuditKeys | None,
         until now is being opened with a key).
     """
     try:
-        text = head_path(path).read_text()
+        text = head_path(path).read_text(errors='replace')
     except FileNotFoundError:
         return None, 'missing'
     except OSError as exc:
         return None, f'unreadable ({exc.strerror})'
+    best: tuple[Head | None, str] = (None, 'not a saved head')
+    for line in text.splitlines() or ['']:
+        head, why = _read_head_line(line, key, plain_ok)
+        if head is not None and (best[0] is None or (head.seq, head.first, head.files,
+                                                     head.gaps) > (best[0].seq, best[0].first,
+                                                                   best[0].files, best[0].gaps)):
+            best = head, why
+        elif best[0] is None and why != 'not a saved head':
+            best = None, why    # a slot sealed otherwise says more than a torn one
+    return best
+
+
+def _read_head_line(line: str, key: AuditKeys | None,
+                    plain_ok: bool) -> tuple[Head | None, str]:
+    """One slot of the head file, as :func:`read_head` answers."""
     try:
-        record = json.loads(text)
+        record = json.loads(line)
         body = canonical({k: record[k] for k in ('seq', 'hash', 'first', 'files', 'gaps',
                                                  'v')}).encode()
         head = Head(int(record['seq']), str(record['hash']), int(record['first']),
@@ -369,4 +410,4 @@ def _gap_text(record: dict, where: tuple[str, int, str]) -> str:
 
 __all__ = ['AuditVerification', 'GAP_ACTION', 'GENESIS_PREV', 'Head', 'ROTATE_ACTION',
            'UNKEYED_NOTE', 'check_lines', 'line_hash', 'log_files', 'read_head', 'seal',
-           'verify_log', 'write_head']
+           'verify_log', 'write_head', 'write_head_slot']

@@ -359,3 +359,63 @@ def test_deleting_the_oldest_rotated_file_is_found(tmp_path):
     assert not result.ok and 'oldest file(s)' in result.message, result.message
     assert AuditLog(path, key=key, max_bytes=4096, keep_files=0).gaps_found
     assert not verify_log(path, key).ok
+
+
+# ----------------------------------------------------------------------------- head in place
+
+def test_head_is_updated_in_place_not_replaced(log, tmp_path):
+    """An open log rewrites its head file in place: the same file, two slots of HEAD_SLOT."""
+    import os
+
+    from engram_ros.core.audit_chain import HEAD_SLOT
+    from engram_ros.core.audit_chain import read_head
+    head = tmp_path / 'audit.head'
+    inode = os.stat(head).st_ino
+    for i in range(3):
+        log.record('recall', 'planner', {'k': i}, {})
+        assert os.stat(head).st_ino == inode
+        assert os.stat(head).st_size == 2 * HEAD_SLOT
+        saved, why = read_head(tmp_path / 'audit.jsonl', None)
+        assert why == '' and (saved.seq, saved.hash) == log.head
+
+
+def test_a_head_slot_cut_short_falls_back_to_the_other(log, tmp_path):
+    """A head write cut short (a crash mid-write) leaves the other slot: no gap at reopening."""
+    from engram_ros.core.audit_chain import HEAD_SLOT
+    log.record('recall', 'planner', {}, {})   # slots now hold two different heads
+    log.close()
+    head = tmp_path / 'audit.head'
+    data = head.read_bytes()
+    for cut in (HEAD_SLOT + 100, HEAD_SLOT):
+        head.write_bytes(data[:cut])
+        again = AuditLog(tmp_path / 'audit.jsonl')
+        assert again.gaps_found == [], again.gaps_found
+        again.close()
+        data = head.read_bytes()
+    # Both slots torn is not a crash: it is reported.
+    head.write_bytes(b'{"seq": 3')
+    broken = AuditLog(tmp_path / 'audit.jsonl')
+    assert broken.gaps_found and 'audit.head is not a saved head' in broken.gaps_found[0]
+
+
+def test_killed_while_recording_reopens_without_gap(tmp_path):
+    """kill -9 of a process recording as fast as it can: the log reopens intact, no gap."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    path = tmp_path / 'audit.jsonl'
+    code = ('import sys\nfrom engram_ros.core.audit import AuditLog\n'
+            'log = AuditLog(sys.argv[1])\nprint("ready", flush=True)\n'
+            'while True:\n    log.record("recall", "planner", {"k": 10}, {"ids": [1, 2]})\n')
+    proc = subprocess.Popen([sys.executable, '-c', code, str(path)], stdout=subprocess.PIPE)
+    assert proc.stdout.readline().strip() == b'ready'
+    while path.stat().st_size < 200_000:   # a few hundred records in: kill mid-stream
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    proc.stdout.close()
+    again = AuditLog(path)
+    assert again.gaps_found == [], again.gaps_found
+    result = again.verify()
+    assert result.ok and result.records > 500, result.message

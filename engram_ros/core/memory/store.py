@@ -92,6 +92,8 @@ class MemoryStore:
             recall_ops.flush_touched(self)
             lifecycle.save(self)
             self.storage.close()
+            if self.audit is not None:
+                self.audit.close()
             self._closed = True
 
     def __enter__(self) -> 'MemoryStore':
