@@ -124,12 +124,36 @@ def rank(index: EngramIndex, query: RecallQuery, candidates: np.ndarray | None,
         parts = [(1.0, s) for _, s in parts]
         total = float(len(parts))
     combined = sum(w * np.asarray(s, dtype=np.float64) for w, s in parts) / total
-    keep = combined >= query.min_score
-    order = np.argsort(-combined[keep], kind='stable')[: query.k]
+    kept = np.flatnonzero(combined >= query.min_score)
+    order = kept[top_k(combined[kept], query.k)]
 
     def pick(values: np.ndarray) -> np.ndarray:
-        return np.asarray(values)[keep][order]
+        return np.asarray(values)[order]
 
     return Ranked(slots=pick(slots), combined=pick(combined), symbolic=pick(symbolic),
                   dense=pick(dense), spatial=pick(spatial), temporal=pick(temporal),
                   support=pick(support))
+
+
+def top_k(values: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the ``k`` largest ``values``, largest first, ties in position order.
+
+    Exactly ``np.argsort(-values, kind='stable')[:k]`` (``test/core/test_ranking.py`` checks
+    it), in O(n) rather than a full sort of every candidate: ``np.partition`` finds the k-th
+    value, and only the values above it and the first ties at it are sorted.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    n = len(values)
+    if k <= 0:
+        return np.zeros(0, dtype=np.int64)
+    if n <= 4 * k or n <= 256:
+        return np.argsort(-values, kind='stable')[:k]
+    neg = -values
+    kth = np.partition(neg, k - 1)[k - 1]
+    if np.isnan(kth):       # fewer than k numbers: NaNs last, as the full sort puts them
+        return np.argsort(neg, kind='stable')[:k]
+    above = np.flatnonzero(neg < kth)           # fewer than k, in position order
+    ties = np.flatnonzero(neg == kth)[: k - len(above)]
+    chosen = np.concatenate([above, ties])
+    # Stable: equal values keep position order (the ties all come after ``above``).
+    return chosen[np.argsort(neg[chosen], kind='stable')]

@@ -13,6 +13,7 @@ so a question never invents a filter that matches nothing.
 from __future__ import annotations
 
 import colorsys
+import functools
 import logging
 import math
 import re
@@ -292,12 +293,8 @@ def text_to_tags(text: str, known_labels: Iterable[str] = ()) -> tuple[str, ...]
 
     text = _EXPLICIT.sub(explicit, text.lower().replace("'s ", ' ').replace('\u2019s ', ' '))
     tokens = _TOKEN.findall(text.replace("'", '').replace('\u2019', ''))
-    phrases = _PHRASES
-    longest = max(len(p) for p in phrases)
-    labels = _known_label_phrases(known_labels)
-    if labels:
-        phrases = {**labels, **_PHRASES}
-        longest = max(longest, max(len(p) for p in labels))
+    phrases, longest = _phrase_table(known_labels if isinstance(known_labels, frozenset)
+                                     else frozenset(known_labels))
     i = 0
     while i < len(tokens):
         for n in range(min(longest, len(tokens) - i), 0, -1):
@@ -366,6 +363,21 @@ _TABLES: dict[str, dict[str, str]] = {}
 _PHRASES: dict[tuple[str, ...], str] = {}
 
 
+@functools.lru_cache(maxsize=8)
+def _phrase_table(known_labels: frozenset[str]) -> tuple[dict[tuple[str, ...], str], int]:
+    """The phrases a query text is matched against, and the longest one's word count.
+
+    Cached (a recall asks it every time, with the same labels until the memory learns a new
+    one; building it was a tenth of a recall): keyed by the labels, cleared by
+    :func:`rebuild_vocabularies`. Callers only read the table.
+    """
+    phrases = _PHRASES
+    labels = _known_label_phrases(known_labels)
+    if labels:
+        phrases = {**labels, **_PHRASES}
+    return phrases, max(len(p) for p in phrases)
+
+
 def rebuild_vocabularies() -> None:
     """Rebuild the lookup tables; call it after changing a vocabulary constant at run time."""
     tables: dict[str, dict[str, str]] = {}
@@ -381,6 +393,7 @@ def rebuild_vocabularies() -> None:
     _TABLES.update(tables)
     _PHRASES.clear()
     _PHRASES.update(phrases)
+    _phrase_table.cache_clear()
 
 
 rebuild_vocabularies()

@@ -75,8 +75,11 @@ class MemoryClient:
                             kinds: Sequence[str] = (), k: int = 10,
                             min_score: float = 0.0,
                             include_vectors: bool = False, at_time: float = 0.0,
-                            changed_since: float = 0.0) -> Recall.Request:
+                            changed_since: float = 0.0, compact: bool = False) -> Recall.Request:
         """Build a Recall request; times are seconds since the epoch (0 = open/unset).
+
+        ``compact``: a planner's answer, without vectors, evidence URIs, pose covariances and
+        the per-stage scores (``Recall.srv``), smaller and cheaper to build and read.
 
         ``at_time``: "where was it then" (beliefs current at that time, history included);
         ``changed_since``: "what changed since" (beliefs begun or ended since then).
@@ -89,6 +92,7 @@ class MemoryClient:
         request.k = int(k)
         request.min_score = float(min_score)
         request.include_vectors = bool(include_vectors)
+        request.compact = bool(compact)
         request.at_time = common.seconds_to_time(at_time)
         request.changed_since = common.seconds_to_time(changed_since)
         return request

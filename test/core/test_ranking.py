@@ -294,3 +294,17 @@ def test_much_better_vector_match_wins_over_more_support() -> None:
                   ('label:mug',), RankingWeights(), T0)
     assert ids(index, ranked) == [101, 100]
     np.testing.assert_allclose(ranked.support, support_score(np.array([1, 50]), 3.0))
+
+
+@pytest.mark.parametrize('seed', range(20))
+def test_top_k_is_the_stable_full_sort(seed):
+    """The partial selection ranks exactly as the full stable sort it replaced: same order,
+    ties in position order, NaN last."""
+    from engram_ros.core.ranking import top_k
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 5000))
+    values = rng.integers(0, int(rng.integers(1, 50)), n) / 7.0    # many ties
+    if seed % 4 == 0:
+        values[rng.random(n) < 0.3] = np.nan
+    for k in (1, 3, 10, 40, n + 1):
+        assert np.array_equal(top_k(values, k), np.argsort(-values, kind='stable')[:k]), k

@@ -55,6 +55,38 @@ def test_observations_become_engrams_found_by_recall(memory):
     assert [e.id for e in without.engrams] == [mug.id] and len(without.engrams[0].vector) == 0
 
 
+def test_compact_recall_answers_the_same_engrams_without_the_heavy_fields(memory):
+    seen = [observation('mug', (1.0, 2.0, 0.8), tags=['color:red']),
+            observation('mug', (3.0, 2.0, 0.8)), observation('book', (4.0, 1.0, 0.5))]
+    for i, msg in enumerate(seen):
+        msg.evidence_uris = [f'file:///evidence/crop_{i}.png']
+    ingest(memory, seen, expected=3)
+    query = dict(text='mug', tags_any=['color:red'], vector=VECTORS['mug'], k=5)
+
+    full = memory.client.recall(**query, include_vectors=True)
+    compact = memory.client.recall(**query, include_vectors=True, compact=True)
+
+    assert full.status == compact.status == Recall.Response.STATUS_OK, compact.message
+    assert len(full.engrams) == 2
+    assert [e.id for e in compact.engrams] == [e.id for e in full.engrams]
+    assert list(compact.scores) == list(full.scores)
+    assert compact.candidates == full.candidates
+    for slim, whole in zip(compact.engrams, full.engrams):
+        assert (slim.label, list(slim.tags), slim.frame_id) == (
+            whole.label, list(whole.tags), whole.frame_id)
+        assert slim.pose.pose == whole.pose.pose
+        assert (slim.first_seen, slim.last_seen, slim.valid_from) == (
+            whole.first_seen, whole.last_seen, whole.valid_from)
+        assert slim.observation_count == whole.observation_count
+        # Left out: vector (include_vectors is overridden), evidence, covariance.
+        assert len(whole.vector) == DIM and len(slim.vector) == 0
+        assert whole.evidence_uris and not slim.evidence_uris
+        assert any(whole.pose.covariance) and not any(slim.pose.covariance)
+    assert len(full.dense_scores) == len(full.support_scores) == 2
+    assert not (compact.symbolic_scores or compact.dense_scores or compact.spatial_scores
+                or compact.temporal_scores or compact.support_scores)
+
+
 def test_repeated_observation_reactivates_and_promotes(memory):
     ingest(memory, [observation('mug', (1.0, 2.0, 0.8))], expected=1)
     memory.publish(observation('mug', (1.02, 2.0, 0.8)), observation('mug', (1.0, 1.98, 0.8)))

@@ -27,6 +27,15 @@ def seconds_to_time(seconds: float) -> Time:
     return Time(sec=sec, nanosec=min(int(round((seconds - sec) * 1e9)), 999_999_999))
 
 
+def set_time(msg: Time, seconds: float) -> None:
+    """Write ``seconds`` into an existing ``Time`` in place, as :func:`seconds_to_time`
+    converts (no new message: the fields of a message being filled already hold one)."""
+    seconds = max(0.0, seconds) if math.isfinite(seconds) else 0.0
+    sec = int(seconds)
+    msg.sec = sec
+    msg.nanosec = min(int(round((seconds - sec) * 1e9)), 999_999_999)
+
+
 def as_time(stamp: float | Time) -> Time:
     """A stamp given as seconds or already as ``builtin_interfaces/Time`` (kept exactly: a
     clock's ``now().to_msg()`` is not rounded through a float)."""

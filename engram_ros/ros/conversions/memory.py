@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-from builtin_interfaces.msg import Time
 
 from engram_ros.core.forgetting import FeedbackError
 from engram_ros.core.forgetting import FeedbackStatus
@@ -46,6 +45,7 @@ from engram_ros.ros.conversions.common import pose_arrays
 from engram_ros.ros.conversions.common import pose_msg
 from engram_ros.ros.conversions.common import pose_to_arrays
 from engram_ros.ros.conversions.common import seconds_to_time
+from engram_ros.ros.conversions.common import set_time
 from engram_ros.ros.conversions.common import time_to_seconds
 from engram_ros.srv import Consolidate
 from engram_ros.srv import EditEngram
@@ -107,27 +107,40 @@ def observation_to_msg(obs: Observation) -> ObservationMsg:
     return msg
 
 
-def engram_to_msg(engram: Engram, include_vector: bool = True) -> EngramMsg:
+def engram_to_msg(engram: Engram, include_vector: bool = True,
+                  compact: bool = False) -> EngramMsg:
+    """The message of one engram; ``compact`` leaves out the vector, the evidence URIs and the
+    pose covariance (``Recall.srv``'s ``compact``).
+
+    Filled in place: the nested pose and stamps a new message already holds are written, not
+    replaced by new ones (building messages was the largest part of a recall's cost).
+    """
     msg = EngramMsg()
     msg.id = int(engram.id)
     msg.kind = engram.kind
     msg.label = engram.label
     msg.frame_id = engram.frame_id
-    msg.pose = arrays_to_pose(engram.position, engram.orientation, engram.covariance)
-    msg.first_seen = seconds_to_time(engram.first_seen)
-    msg.last_seen = seconds_to_time(engram.last_seen)
-    if include_vector:
-        msg.vector = np.asarray(engram.vector, dtype=np.float32)
+    pose = msg.pose.pose
+    point, quat = pose.position, pose.orientation
+    point.x, point.y, point.z = (float(v) for v in engram.position)
+    quat.x, quat.y, quat.z, quat.w = (float(v) for v in engram.orientation)
+    set_time(msg.first_seen, engram.first_seen)
+    set_time(msg.last_seen, engram.last_seen)
+    if not compact:
+        msg.pose.covariance = np.asarray(engram.covariance, dtype=np.float64).reshape(36)
+        msg.evidence_uris = list(engram.evidence)
+        if include_vector:
+            msg.vector = np.asarray(engram.vector, dtype=np.float32)
     msg.tags = list(engram.tags)
     msg.modality = engram.modality
     msg.confidence = float(engram.confidence)
-    msg.evidence_uris = list(engram.evidence)
     msg.observation_count = int(engram.observation_count)
     msg.score = float(engram.score)
     msg.tier = engram.tier
     msg.pinned = bool(engram.pinned)
-    msg.valid_from = seconds_to_time(engram.valid_from)
-    msg.valid_to = seconds_to_time(engram.valid_to) if engram.valid_to is not None else Time()
+    set_time(msg.valid_from, engram.valid_from)
+    if engram.valid_to is not None:
+        set_time(msg.valid_to, engram.valid_to)
     msg.successor_id = int(engram.successor_id)
     msg.anchor_id = int(engram.anchor_id)
     msg.keyframe_id = engram.keyframe_id
@@ -164,14 +177,18 @@ def recall_query_from_request(request: Recall.Request) -> RecallQuery:
 
 
 def fill_recall_response(result: RecallResult, response: Recall.Response,
-                         include_vectors: bool = False) -> Recall.Response:
-    response.engrams = [engram_to_msg(h.engram, include_vectors) for h in result.hits]
-    response.scores = [h.score for h in result.hits]
-    response.symbolic_scores = [h.symbolic for h in result.hits]
-    response.dense_scores = [h.dense for h in result.hits]
-    response.spatial_scores = [h.spatial for h in result.hits]
-    response.temporal_scores = [h.temporal for h in result.hits]
-    response.support_scores = [h.support for h in result.hits]
+                         include_vectors: bool = False, compact: bool = False) -> Recall.Response:
+    """Fill ``response``; ``compact``: what ``Recall.srv`` says a compact answer leaves out."""
+    hits = result.hits
+    response.engrams = [engram_to_msg(h.engram, include_vectors, compact) for h in hits]
+    # float32[] fields take a numpy array as it is (one conversion, not one per element).
+    response.scores = np.array([h.score for h in hits], dtype=np.float32)
+    if not compact:
+        for name, attr in (('symbolic_scores', 'symbolic'), ('dense_scores', 'dense'),
+                           ('spatial_scores', 'spatial'), ('temporal_scores', 'temporal'),
+                           ('support_scores', 'support')):
+            setattr(response, name, np.array([getattr(h, attr) for h in hits],
+                                             dtype=np.float32))
     response.candidates = int(result.candidates)
     response.status = int(result.status)
     response.message = result.message

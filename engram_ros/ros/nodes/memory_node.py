@@ -360,7 +360,8 @@ class MemoryNode(ManagedNode):
         try:
             result = self.store.recall(conversions.recall_query_from_request(request),
                                        requester=conversions.requester_of(request))
-            conversions.fill_recall_response(result, response, request.include_vectors)
+            conversions.fill_recall_response(result, response, request.include_vectors,
+                                             request.compact)
             self.health.faults.succeeded('recall')
             response.message += self.health.storage_note(self.ingest_queue)
         except QueryError as exc:
