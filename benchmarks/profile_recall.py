@@ -8,8 +8,12 @@ the way the memory node does (``open_store``: SQLite, audit log on disk), and ru
 Recall callback path in this process: request message -> ``recall_query_from_request`` ->
 ``MemoryStore.recall`` (filter, rank, record fetch, audit record) -> ``fill_recall_response``
 -> CDR serialisation of the response (``rclpy.serialization``, what DDS then sends). Prints
-the CPU per call (``time.process_time``) of each query, then the top functions of a cProfile
-of the text + tag query at k=10 (the single-client target of issue 12).
+the CPU (``time.process_time``) and wall time per call of each query (the wall time includes
+waiting for the disk: the audit record is written per call), then the top functions (by CPU
+time) of a cProfile of the text + tag query at k=10 (the single-client target of issue 12).
+
+The script runs unchanged against an older checkout (without ``--compact``), to measure before
+and after side by side: copy it into that checkout's ``benchmarks/`` and run it there.
 """
 
 from __future__ import annotations
@@ -61,7 +65,8 @@ def main() -> int:
     parser.add_argument('--store', type=Path, default=None,
                         help='reuse a filled store directory (filled if missing)')
     parser.add_argument('--compact', action='store_true', help='ask compact answers')
-    parser.add_argument('--top', type=int, default=25, help='functions shown by the profile')
+    parser.add_argument('--top', type=int, default=25,
+                        help='functions shown by the profile (0: no profile)')
     args = parser.parse_args()
     store_dir = args.store or Path(tempfile.mkdtemp(prefix='engram_prof_')) / 'store'
     if not (store_dir / 'engrams.sqlite3').exists():
@@ -86,28 +91,44 @@ def main() -> int:
         response = Recall.Response()
         result = store.recall(conversions.recall_query_from_request(request),
                               requester=conversions.requester_of(request))
+        # As the node calls it (without compact where an older checkout has none, so that
+        # this script also measures the code before a change; see --help).
         conversions.fill_recall_response(result, response, request.include_vectors,
-                                         request.compact)
+                                         *((True,) if kwargs.get('compact') else ()))
         serialize_message(response)
         return response
 
     try:
-        print(f'{store_dir}, {len(store)} engrams, {args.calls} calls per query'
+        print(f'{Path(conversions.__file__).parents[3]}: {store_dir}, {len(store)} engrams, '
+              f'{args.calls} calls per query'
               f'{" (compact)" if args.compact else ""}')
-        print(f'{"query":28s} {"CPU ms/call":>12s} {"hits":>5s}')
-        for name, make in queries.items():
+        print(f'{"query":28s} {"CPU ms/call":>12s} {"wall ms/call":>13s} {"hits":>5s}')
+        for make in queries.values():       # warm-up: caches, the first index reads
             for _ in range(50):
                 call(make())
-            requests = [make() for _ in range(args.calls)]
-            t = time.process_time()
-            for kwargs in requests:
-                response = call(kwargs)
-            cpu = (time.process_time() - t) / args.calls * 1e3
-            assert response.status == 0, response.message
-            print(f'{name:28s} {cpu:12.3f} {len(response.engrams):5d}')
+        # Interleaved blocks of 50 calls, so that a change of load weighs on every query.
+        cpu = dict.fromkeys(queries, 0.0)
+        wall = dict.fromkeys(queries, 0.0)
+        hits = dict.fromkeys(queries, 0)
+        for _ in range(max(1, args.calls // 50)):
+            for name, make in queries.items():
+                requests = [make() for _ in range(50)]
+                t, w = time.process_time(), time.perf_counter()
+                for kwargs in requests:
+                    response = call(kwargs)
+                cpu[name] += time.process_time() - t
+                wall[name] += time.perf_counter() - w
+                assert response.status == 0, response.message
+                hits[name] = len(response.engrams)
+        n = max(1, args.calls // 50) * 50
+        for name in queries:
+            print(f'{name:28s} {cpu[name] / n * 1e3:12.3f} {wall[name] / n * 1e3:13.3f} '
+                  f'{hits[name]:5d}')
+        if not args.top:
+            return 0
         make = queries['text + tag (10%), k=10']
         requests = [make() for _ in range(args.calls)]
-        profile = cProfile.Profile()
+        profile = cProfile.Profile(time.process_time)   # CPU time: robust to a loaded machine
         profile.enable()
         for kwargs in requests:
             call(kwargs)
@@ -115,6 +136,7 @@ def main() -> int:
         out = io.StringIO()
         stats = pstats.Stats(profile, stream=out)
         stats.sort_stats('tottime').print_stats(args.top)
+        stats.sort_stats('cumulative').print_stats('engram_ros|rclpy_serialize', args.top)
         print(out.getvalue())
     finally:
         store.close()

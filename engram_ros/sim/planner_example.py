@@ -53,8 +53,10 @@ class WhereIs:
 
         :raises RuntimeError: when the memory does not answer (see :class:`MemoryClient`).
         """
+        # compact: a planner needs the pose, the score and how well it is known, not the
+        # vector, the evidence or the covariance (a smaller, cheaper answer).
         response = self.client.recall(text=f'where is the {label}?', kinds=['object'], k=1,
-                                      min_score=self.min_score, timeout=timeout)
+                                      min_score=self.min_score, compact=True, timeout=timeout)
         if response.status != Recall.Response.STATUS_OK or not response.engrams:
             return None
         e = response.engrams[0]
