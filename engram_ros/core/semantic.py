@@ -19,6 +19,7 @@ so a query costs one sentence embedding (a few ms on a CPU core). Nothing here i
 
 from __future__ import annotations
 
+import collections
 import threading
 from dataclasses import dataclass
 from typing import Callable
@@ -58,6 +59,10 @@ class SemanticMatch:
     similarity: float
 
 
+#: Query texts whose embeddings :class:`SemanticTags` keeps (least recently used dropped).
+TEXT_CACHE_SIZE = 256
+
+
 class SemanticTags:
     """Query text -> the memory's tags it means (see the module docstring).
 
@@ -79,6 +84,23 @@ class SemanticTags:
         self.max_tags = int(max_tags)
         self._lock = threading.Lock()
         self._phrases: dict[str, np.ndarray] = {}
+        #: Embeddings of recent query texts, most recent last: running the sentence model was
+        #: nearly all of a recall whose text needs meaning (15-40 ms on the 2-core machine),
+        #: and planners repeat their questions. Exact: the encoder is deterministic.
+        self._texts: collections.OrderedDict[str, np.ndarray] = collections.OrderedDict()
+
+    def _text_vector(self, text: str) -> np.ndarray:
+        with self._lock:
+            vector = self._texts.get(text)
+            if vector is not None:
+                self._texts.move_to_end(text)
+                return vector
+        vector = np.asarray(self._embed([text]), dtype=np.float32)[0]
+        with self._lock:
+            self._texts[text] = vector
+            while len(self._texts) > TEXT_CACHE_SIZE:
+                self._texts.popitem(last=False)
+        return vector
 
     def _vectors(self, tags: list[str]) -> np.ndarray:
         with self._lock:
@@ -99,7 +121,7 @@ class SemanticTags:
                              and t.partition(':')[2]})
         if not text.strip() or not candidates:
             return []
-        query = np.asarray(self._embed([text.strip()]), dtype=np.float32)[0]
+        query = self._text_vector(text.strip())
         sims = self._vectors(candidates) @ query
         order = np.argsort(-sims, kind='stable')
         best = float(sims[order[0]])

@@ -111,3 +111,24 @@ def test_forgotten_tags_are_not_matched(embed):
     store.forget([mug.id])
     result = store.recall(RecallQuery(text='something to drink from', k=3), now=200.0)
     assert result.hits == [] and 'label:mug' not in result.message
+
+
+def test_a_repeated_query_text_is_embedded_once_with_the_same_answer(embed):
+    """The query text's embedding is kept: the sentence model runs once per distinct text,
+    and the answer is the same; the least recently used text is dropped past the limit."""
+    from engram_ros.core import semantic
+    texts: list[str] = []
+
+    def counting(batch):
+        texts.extend(batch)
+        return embed(batch)
+    matcher = SemanticTags(counting)
+    first = matcher.match('a computer', TAGS)
+    texts.clear()
+    assert matcher.match('a computer', TAGS) == first and first
+    assert texts == []                      # neither the text nor the tags embedded again
+    for i in range(semantic.TEXT_CACHE_SIZE):
+        matcher.match(f'text {i}', TAGS)
+    texts.clear()
+    assert matcher.match('a computer', TAGS) == first
+    assert texts == ['a computer']          # dropped by then: embedded again
