@@ -77,7 +77,7 @@ def main() -> int:
     rng = np.random.default_rng(1)
     compact = {'compact': True} if args.compact else {}
     queries = {
-        'text + tag (10%), k=10': lambda: dict(text='where is the thing', tags_any=[
+        'text + tag (10%), k=10': lambda: dict(text='where is the red mug', tags_any=[
             'label:frequent'], k=10, **compact),
         'tag filter (1%), k=10': lambda: dict(tags_all=['label:rare'], k=10, **compact),
         'vector + tag (10%), k=10': lambda: dict(vector=rng.normal(size=DIM),
