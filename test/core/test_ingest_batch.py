@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import event
 from hypothesis import given
 from hypothesis import HealthCheck
 from hypothesis import settings
@@ -54,7 +55,10 @@ def make_obs(i: int, kind: str = 'object', label: str = 'mug', x: float = 0.0,
     return Observation(kind=kind, frame_id=frame, position=np.array([x, y, 0.0]),
                        stamp=T0 + i, vector=look(thing, i), label=label if kind == 'object'
                        else '', tags=('room:lab',) if i % 3 == 0 else (),
-                       keyframe_id=keyframe if kind == 'place' else '')
+                       keyframe_id=keyframe if kind == 'place' else '',
+                       # files outside any store (never deleted); rows that fill pages
+                       evidence=tuple(f'/nonexistent/evidence/{i}-{k}-{"x" * 60}.jpg'
+                                      for k in range(4)))
 
 
 def open_store(kind: str, directory: Path, **config) -> MemoryStore:
@@ -91,7 +95,7 @@ def world(store: MemoryStore) -> dict:
                    for i, s, p in zip(index.ids_of(slots), slots, index.positions_of(slots))}
         return {
             'records': records,
-            'edges': sorted(store.storage.edges()),
+            'edges': sorted(store.storage.edges(), key=lambda e: (e.a, e.b)),
             'dirty': store.storage.dirty_ids(),
             'next_id': store.storage.get_meta('next_id'),
             'audit': [(r['action'], r['params'], r['result']) for r in store.audit.records()
@@ -99,7 +103,8 @@ def world(store: MemoryStore) -> dict:
             'indexed': indexed,
             'short': list(state.short), 'history': sorted(state.history),
             'anchor_of': dict(state.anchor_of), 'keyframes': dict(state.keyframes),
-            'edges_ram': sorted(state.edges.values()), 'labels': sorted(state.labels),
+            'edges_ram': sorted(state.edges.values(), key=lambda e: (e.a, e.b)),
+            'labels': sorted(state.labels),
             'state_dirty': sorted(state.dirty), 'last_place': state.last_place,
         }
 
@@ -293,3 +298,49 @@ def test_kill_9_leaves_all_of_a_batch_or_none(tmp_path: Path, stop_at: int, line
         assert int(store.storage.get_meta('next_id')) == 1 + stored
     finally:
         store.close()
+
+
+@settings(max_examples=40, deadline=None)
+@given(specs=st.lists(OBSERVATION, min_size=1, max_size=40),
+       cuts=st.lists(st.tuples(st.integers(1, 12), st.booleans()), min_size=1, max_size=8),
+       capacity=st.sampled_from([3, 1000]))
+def test_a_batch_that_fails_on_a_full_disk_changes_nothing_and_its_retry_is_exact(
+        specs, cuts, capacity) -> None:
+    """Random batches meet a full disk (SQLite's ``max_page_count`` at the file's size): a
+    batch that fails leaves storage, index, state and audit exactly as before it; written
+    again once there is space, the store ends as if each observation had been ingested once."""
+    with tempfile.TemporaryDirectory() as tmp:
+        single = open_store('sqlite', Path(tmp) / 'single', short_term_capacity=capacity)
+        batched = open_store('sqlite', Path(tmp) / 'batched', short_term_capacity=capacity)
+        writer = batched.storage._writer
+        failed = 0
+        try:
+            expected = [outcome(single.ingest_many([o])[0]) for o in build(specs)]
+            observations, got = build(specs), []
+            start, k = 0, 0
+            while start < len(observations):
+                size, full = cuts[k % len(cuts)]
+                chunk = observations[start:start + size]
+                if full:
+                    before = world(batched)
+                    pages = writer.execute('PRAGMA page_count').fetchone()[0]
+                    writer.execute(f'PRAGMA max_page_count = {pages}')
+                    results = batched.ingest_many(chunk)
+                    writer.execute('PRAGMA max_page_count = 1073741823')
+                    errors = [r for r in results if isinstance(r, sqlite3.OperationalError)]
+                    if errors:
+                        failed += 1
+                        assert len(errors) == sum(
+                            not isinstance(r, InvalidObservation) for r in results)
+                        assert world(batched) == before
+                        results = batched.ingest_many(build(specs)[start:start + size])
+                else:
+                    results = batched.ingest_many(chunk)
+                got += [outcome(r) for r in results]
+                start, k = start + size, k + 1
+            assert got == expected
+            assert world(batched) == world(single)
+            event(f'batches rolled back: {min(failed, 3)}')
+        finally:
+            single.close()
+            batched.close()
