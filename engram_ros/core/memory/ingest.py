@@ -217,7 +217,7 @@ class _Undo:
         self.dirty: dict[int, bool] = {}
         self.touched: dict[int, tuple[float, int] | None] = {}
         with store._lock:
-            self.short = OrderedDict(state.short)
+            self.short = list(state.short)      # (a list copies fastest)
             self.last_place = state.last_place
         self.labels: list[str] = []
         self.graph: tuple[dict, dict] | None = None
@@ -271,7 +271,7 @@ class _Undo:
                     state.dirty.add(i)
                 if self.touched[i] is not None:
                     state.touched[i] = self.touched[i]
-            state.short = self.short
+            state.short = OrderedDict.fromkeys(self.short)
             state.last_place = self.last_place
             state.labels.difference_update(self.labels)
             if self.graph is not None:
