@@ -290,10 +290,14 @@ class PerceptionNode(ManagedNode):
     def memory_wait_callback(self) -> None:
         if self._memory_wait is None or self.observation_pub.get_subscription_count() == 0:
             return
-        self.destroy_timer(self._memory_wait)
-        self._memory_wait = None
-        # deactivate destroys the subscriptions with the rest of what activate made
-        self.creating(self._subscribe_sensors, self.active_entities)
+        with self.entity_lock:
+            # A deactivate may have run since this call was due: its timer is gone then.
+            if self._memory_wait is None or self._memory_wait not in self.timers:
+                return
+            self.destroy_timer(self._memory_wait)
+            self._memory_wait = None
+            # deactivate destroys the subscriptions with the rest of what activate made
+            self.creating(self._subscribe_sensors, self.active_entities)
         self.get_logger().info(f'a memory listens on {self.observation_pub.topic_name}: '
                                'reading the sensors')
 
