@@ -122,6 +122,22 @@ def summarise(rows: list[dict], rates) -> list[dict]:
     return out
 
 
+def targets(rows: list[dict]) -> list[dict]:
+    """Per run, the issue's targets: the saturation rate (the most taken/s at any offered rate,
+    over the offering and the drain), >= 2,000/s of it, what the node still takes at the
+    highest offered rate against it, and 0 uncounted losses at every rate."""
+    out = []
+    for run in sorted({r['run'] for r in rows}):
+        mine = sorted((r for r in rows if r['run'] == run), key=lambda r: r['offered_per_s'])
+        best = max(mine, key=lambda r: r['taken_per_s'])
+        out.append({'run': run, 'saturation_per_s': best['taken_per_s'],
+                    'saturation_offered': best['offered_per_s'],
+                    'highest_offered': mine[-1]['offered_per_s'],
+                    'taken_at_highest_per_s': mine[-1]['taken_per_s'],
+                    'uncounted': sum(r['uncounted'] for r in mine)})
+    return out
+
+
 def markdown(result: dict) -> str:
     lines = [
         '# Ingest over DDS (`benchmarks/bench_ingest.py`)', '',
@@ -148,6 +164,16 @@ def markdown(result: dict) -> str:
             'published_per_s', 'taken_offering_per_s', 'taken_per_s', 'stored_per_s', 'lost',
             'refused', 'dropped', 'rejected', 'uncounted', 'cpu_ms_per_taken',
             'node_cpu_percent')]) + ' |')
+    lines += ['', '| run | saturation: most taken /s (offered /s) | >= 2,000 /s | taken /s at the '
+              'highest offered rate (% of saturation) | uncounted, all rates |',
+              '|---:|---:|---|---:|---:|']
+    for t in result['targets']:
+        lines.append(
+            f'| {t["run"]} | {t["saturation_per_s"]:.0f} ({t["saturation_offered"]}) | '
+            f'{"met" if t["saturation_per_s"] >= 2000 else "not met"} | '
+            f'{t["taken_at_highest_per_s"]:.0f} at {t["highest_offered"]} '
+            f'({100 * t["taken_at_highest_per_s"] / t["saturation_per_s"]:.0f} %) | '
+            f'{t["uncounted"]} |')
     lines += ['', 'Counts (lost, refused, ...) are per rate step of '
               f'{result["seconds"]} s. "taken /s while offered" counts what the node took '
               'until the publisher stopped; "taken /s" and "stored /s" are over the offering plus '
@@ -194,7 +220,7 @@ def main() -> int:
         'seconds': args.seconds, 'publishers': args.publishers,
         'node_params': ['consolidation_period:=0.0', 'semantic_text:=false',
                         'diagnostics_period:=0.25', *args.node_param],
-        'summary': summarise(rows, args.rates), 'rows': rows}
+        'summary': summarise(rows, args.rates), 'targets': targets(rows), 'rows': rows}
     text = markdown(result)
     print('\n' + text)
     if args.out:

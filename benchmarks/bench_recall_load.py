@@ -58,7 +58,7 @@ NODE_PARAMS = ['consolidation_period:=0.0', 'semantic_text:=false', 'diagnostics
 
 
 def run_case(name: str, service: str, clients: list, seconds: float, publisher, diagnostics,
-             pids: dict[str, int], ingest_rate: float) -> dict:
+             pids: dict[str, int], ingest_rate: float, timeout: float) -> dict:
     """One case: ``clients`` call ``service`` for ``seconds`` while the publisher offers
     ``ingest_rate`` observations/s; the figures."""
     time.sleep(0.3)
@@ -76,12 +76,17 @@ def run_case(name: str, service: str, clients: list, seconds: float, publisher, 
     latencies = np.concatenate([np.asarray(r['latencies'], dtype=float) for r in replies]
                                or [np.zeros(0)])
     calls = int(latencies.size)
+    timeouts = sum(r['timeouts'] for r in replies)
+    # a timed-out call holds its client for the whole timeout: the rate over the time the
+    # clients were not waiting on one (an estimate of what they would have done without)
+    busy = len(clients) * seconds - timeouts * timeout
     row = dict(case=name, service=service, clients=len(clients), seconds=seconds,
                calls=calls, calls_per_s=calls / seconds,
+               calls_per_s_no_timeouts=calls / max(busy, 1e-9) * len(clients),
                p50_ms=float(np.percentile(latencies, 50)) if calls else float('nan'),
                p99_ms=float(np.percentile(latencies, 99)) if calls else float('nan'),
                max_ms=float(latencies.max()) if calls else float('nan'),
-               timeouts=sum(r['timeouts'] for r in replies),
+               timeouts=timeouts,
                errors=sum(r['errors'] for r in replies),
                observations=dds_bench.accounting(sent['published'], d),
                cpu_percent={k: round(100.0 * v, 1) for k, v in cpu.items()},
@@ -105,11 +110,14 @@ def checks(cases: dict[str, dict], clients: int) -> dict:
                for c in cases.values())
     out = {
         'throughput_ratio': recall['calls_per_s'] / max(trigger['calls_per_s'], 1e-9),
+        'throughput_ratio_no_timeouts': (recall['calls_per_s_no_timeouts']
+                                         / max(trigger['calls_per_s_no_timeouts'], 1e-9)),
         'p99_ratio': recall['p99_ms'] / trigger['p99_ms'],
         'single_p50_ratio': single_r['p50_ms'] / single_t['p50_ms'],
         'timeouts': sum(c['timeouts'] for c in cases.values()),
         'observations_not_stored': lost}
     out['met'] = {'throughput >= 50% of Trigger': out['throughput_ratio'] >= 0.5,
+                  'the same without timeouts': out['throughput_ratio_no_timeouts'] >= 0.5,
                   'p99 <= 4x Trigger': out['p99_ratio'] <= 4.0,
                   'no timeouts': out['timeouts'] == 0,
                   'no observation lost': lost == 0,
@@ -138,30 +146,35 @@ def markdown(result: dict) -> str:
         f'{n}-client case, {result["single_seconds"]:g} s per single-client case; node '
         'parameters: config/engram.yaml with '
         + ', '.join(f'`{p}`' for p in result['node_params']), '',
-        '| case | calls/s | p50 ms | p99 ms | max ms | timeouts | errors | obs. published | '
-        'lost | uncounted | memory node CPU % |',
-        '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|']
+        '| case | calls/s | calls/s without timeouts | p50 ms | p99 ms | max ms | timeouts | '
+        'errors | obs. published | lost | uncounted | memory node CPU % |',
+        '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|']
     for name, s in result['summary']['cases'].items():
         lines.append('| ' + ' | '.join([name] + [fmt_spread(s[k]) for k in (
-            'calls_per_s', 'p50_ms', 'p99_ms', 'max_ms', 'timeouts', 'errors', 'published',
-            'lost', 'uncounted', 'memory_cpu_percent')]) + ' |')
+            'calls_per_s', 'calls_per_s_no_timeouts', 'p50_ms', 'p99_ms', 'max_ms', 'timeouts',
+            'errors', 'published', 'lost', 'uncounted', 'memory_cpu_percent')]) + ' |')
     targets = result['summary']['targets']
     lines += ['', '| target (issue 12) | measured: median (min-max) | met in rounds |',
               '|---|---:|---:|']
     met = result['summary']['met']
     for label, key, fmt in (
             ('Recall calls/s >= 50 % of Trigger\'s', 'throughput_ratio', '{} of Trigger'),
+            ('the same, without the time lost in timeouts', 'throughput_ratio_no_timeouts',
+             '{} of Trigger'),
             ('Recall p99 <= 4x Trigger\'s', 'p99_ratio', '{}x'),
             ('no timeouts', 'timeouts', '{}'),
             ('no observation lost (counted or not)', 'observations_not_stored', '{}'),
             ('single-client Recall p50 <= 2x Trigger\'s', 'single_p50_ratio', '{}x')):
         name = {'throughput_ratio': 'throughput >= 50% of Trigger',
+                'throughput_ratio_no_timeouts': 'the same without timeouts',
                 'p99_ratio': 'p99 <= 4x Trigger', 'timeouts': 'no timeouts',
                 'observations_not_stored': 'no observation lost',
                 'single_p50_ratio': 'single-client p50 <= 2x Trigger'}[key]
         lines.append(f'| {label} | {fmt.format(fmt_spread(targets[key]))} | '
                      f'{met[name]} of {result["rounds"]} |')
-    lines += ['', 'Per round:', '',
+    lines += ['', '"calls/s without timeouts": a call that times out holds its client for the '
+              'whole timeout; this rate counts the answered calls over the time the clients '
+              'were not waiting on a timed-out one.', '', 'Per round:', '',
               '| round | case | calls/s | p50 ms | p99 ms | max ms | timeouts | published | '
               'taken | lost | stored | uncounted | load after |',
               '|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|']
@@ -180,13 +193,13 @@ def summarise(rows: list[dict], rounds: list[dict]) -> dict:
     for name in dict.fromkeys(r['case'] for r in rows):
         mine = [r for r in rows if r['case'] == name]
         cases[name] = {k: spread([r[k] for r in mine])
-                       for k in ('calls_per_s', 'p50_ms', 'p99_ms', 'max_ms', 'timeouts',
-                                 'errors')}
+                       for k in ('calls_per_s', 'calls_per_s_no_timeouts', 'p50_ms', 'p99_ms',
+                                 'max_ms', 'timeouts', 'errors')}
         for k in ('published', 'taken', 'lost', 'stored', 'uncounted'):
             cases[name][k] = spread([r['observations'][k] for r in mine])
         cases[name]['memory_cpu_percent'] = spread([r['cpu_percent']['memory'] for r in mine])
-    keys = ('throughput_ratio', 'p99_ratio', 'single_p50_ratio', 'timeouts',
-            'observations_not_stored')
+    keys = ('throughput_ratio', 'throughput_ratio_no_timeouts', 'p99_ratio', 'single_p50_ratio',
+            'timeouts', 'observations_not_stored')
     return {'cases': cases, 'targets': {k: spread([c[k] for c in rounds]) for k in keys},
             'met': {name: sum(c['met'][name] for c in rounds) for name in rounds[0]['met']}}
 
@@ -254,7 +267,7 @@ def main() -> int:
                         ('recall x1', 'recall', clients[:1], args.single_seconds),
                         ('trigger x1', 'trigger', clients[:1], args.single_seconds)):
                     cases[name] = run_case(name, service, who, seconds, publisher,
-                                           diagnostics, pids, args.ingest_rate)
+                                           diagnostics, pids, args.ingest_rate, args.timeout)
                     rows.append(dict(round=rnd, **cases[name]))
                 rounds.append(dict(round=rnd, **checks(cases, n)))
                 print(f'round {rnd} targets: {rounds[-1]["met"]}', flush=True)

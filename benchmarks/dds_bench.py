@@ -395,12 +395,15 @@ def client_main(args: argparse.Namespace) -> None:
     answered calls, the timeouts and the answers with a non-OK status. Recall asks k=10 with
     a text and a room tag, varied per call."""
     import rclpy
+    from rclpy.executors import SingleThreadedExecutor
     from std_srvs.srv import Trigger
 
     from engram_ros.ros.client import MemoryClient
 
     rclpy.init()
     node = rclpy.create_node(f'engram_bench_client_{os.getpid()}')
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
     memory = MemoryClient(node, args.namespace)
     trigger = node.create_client(Trigger, f'{args.namespace}/bench/trigger')
     rng = random.Random(args.seed)
@@ -414,7 +417,7 @@ def client_main(args: argparse.Namespace) -> None:
         request = recall_request() if service == 'recall' else Trigger.Request()
         start = time.perf_counter()
         future = client.call_async(request)
-        rclpy.spin_until_future_complete(node, future, timeout_sec=timeout)
+        executor.spin_until_future_complete(future, timeout_sec=timeout)
         if not future.done():
             client.remove_pending_request(future)
             return None, False
