@@ -139,6 +139,7 @@ def targets(rows: list[dict]) -> list[dict]:
 
 
 def markdown(result: dict) -> str:
+    m = result['machine']
     lines = [
         '# Ingest over DDS (`benchmarks/bench_ingest.py`)', '',
         'A publisher process offers perception-like observations (256-d vectors) to the memory '
@@ -150,8 +151,8 @@ def markdown(result: dict) -> str:
         'observation vanished without a counter saying so.', '',
         f'* Command: `{result["command"]}`',
         f'* Date: {result["date"]}; commit {result["machine"]["commit"]}',
-        f'* Machine: {result["machine"]["cpus"]} cores ({result["machine"]["cpu"]}), no GPU; '
-        f'Python {result["machine"]["python"]}, {result["machine"]["rmw"]}',
+        f'* Machine: {m["cpus"]} cores ({m["cpu"]}), {m["memory_gib"]} GiB, no GPU; '
+        f'Python {m["python"]}, {m["rmw"]}',
         f'* Load average (1/5/15 min) at the start: {result["load_start"]}, at the end: '
         f'{result["load_end"]} (other jobs share the machine)',
         f'* {result["publishers"]} publishers in the publisher process; node parameters: '
@@ -214,7 +215,7 @@ def main() -> int:
         for run in range(1, args.runs + 1):
             rows += one_run(run, args, Path(tmp))
     result = {
-        'command': 'python benchmarks/bench_ingest.py ' + shlex.join(sys.argv[1:]),
+        'command': shlex.join(['python', 'benchmarks/bench_ingest.py', *sys.argv[1:]]),
         'date': started.strftime('%Y-%m-%d %H:%M UTC'), 'machine': dds_bench.machine(),
         'load_start': load_start, 'load_end': dds_bench.loadavg(), 'runs': args.runs,
         'seconds': args.seconds, 'publishers': args.publishers,

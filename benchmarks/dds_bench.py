@@ -88,7 +88,9 @@ def machine() -> dict[str, Any]:
     except OSError:
         commit = ''
     from importlib.metadata import version
-    return {'cpus': os.cpu_count(), 'cpu': model, 'python': platform.python_version(),
+    mem_gib = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2 ** 30
+    return {'cpus': os.cpu_count(), 'cpu': model, 'memory_gib': round(mem_gib, 1),
+            'python': platform.python_version(),
             'rclpy': _version(version, 'rclpy') or getattr(rclpy, '__version__', ''),
             'rmw': os.environ.get('RMW_IMPLEMENTATION', ''), 'commit': commit}
 
