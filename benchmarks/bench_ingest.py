@@ -73,12 +73,14 @@ def one_run(run: int, args: argparse.Namespace, tmp: Path) -> list[dict]:
                 before = diagnostics.counters(newer_than=time.monotonic())
                 load_before = dds_bench.loadavg()
                 cpu0 = dds_bench.cpu_seconds(node_proc.pid)
+                pub_cpu0 = dds_bench.cpu_seconds(publisher.pid)
                 t0 = time.monotonic()
                 publisher.send(rate=rate, seconds=args.seconds)
                 sent = publisher.receive(timeout=args.seconds + 60.0)
                 offered = diagnostics.counters(newer_than=time.monotonic())
                 d, drain_s = dds_bench.wait_drained(diagnostics, before, sent['published'])
                 cpu = dds_bench.cpu_seconds(node_proc.pid) - cpu0
+                pub_cpu = dds_bench.cpu_seconds(publisher.pid) - pub_cpu0
                 acc = dds_bench.accounting(sent['published'], d)
                 window = sent['seconds'] + drain_s
                 row = dict(run=run, offered_per_s=rate, **acc,
@@ -89,6 +91,7 @@ def one_run(run: int, args: argparse.Namespace, tmp: Path) -> list[dict]:
                            stored_per_s=acc['stored'] / window, drain_s=drain_s,
                            cpu_ms_per_taken=1e3 * cpu / max(acc['taken'], 1),
                            node_cpu_percent=100.0 * cpu / (time.monotonic() - t0),
+                           publisher_cpu_percent=100.0 * pub_cpu / (time.monotonic() - t0),
                            node_rss_mb=dds_bench.rss_mb(node_proc.pid),
                            load_before=load_before, load_after=dds_bench.loadavg())
                 rows.append(row)
@@ -112,7 +115,8 @@ def summarise(rows: list[dict], rates) -> list[dict]:
     """Per rate: the median and min-max over the runs of each figure."""
     keys = ('published_per_s', 'taken_offering_per_s', 'taken_per_s', 'stored_per_s',
             'published', 'taken', 'lost', 'stored', 'refused', 'dropped', 'rejected',
-            'uncounted', 'cpu_ms_per_taken', 'node_cpu_percent', 'drain_s', 'node_rss_mb')
+            'uncounted', 'cpu_ms_per_taken', 'node_cpu_percent', 'publisher_cpu_percent',
+            'drain_s', 'node_rss_mb')
     out = []
     for rate in rates:
         mine = [r for r in rows if r['offered_per_s'] == rate]
@@ -158,13 +162,14 @@ def markdown(result: dict) -> str:
         f'* {result["publishers"]} publishers in the publisher process; node parameters: '
         'config/engram.yaml with ' + ', '.join(f'`{p}`' for p in result['node_params']), '',
         '| offered /s | published /s | taken /s while offered | taken /s | stored /s | lost | '
-        'refused | dropped | rejected | uncounted | CPU ms / taken | node CPU % |',
-        '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|']
+        'refused | dropped | rejected | uncounted | CPU ms / taken | node CPU % | '
+        'publisher CPU % | node RSS MiB |',
+        '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|']
     for s in result['summary']:
         lines.append('| ' + ' | '.join([str(s['offered_per_s'])] + [fmt_spread(s[k]) for k in (
             'published_per_s', 'taken_offering_per_s', 'taken_per_s', 'stored_per_s', 'lost',
             'refused', 'dropped', 'rejected', 'uncounted', 'cpu_ms_per_taken',
-            'node_cpu_percent')]) + ' |')
+            'node_cpu_percent', 'publisher_cpu_percent', 'node_rss_mb')]) + ' |')
     lines += ['', '| run | saturation: most taken /s (offered /s) | >= 2,000 /s | taken /s at the '
               'highest offered rate (% of saturation) | uncounted, all rates |',
               '|---:|---:|---|---:|---:|']
@@ -179,7 +184,8 @@ def markdown(result: dict) -> str:
               f'{result["seconds"]} s. "taken /s while offered" counts what the node took '
               'until the publisher stopped; "taken /s" and "stored /s" are over the offering plus '
               'the drain (until every published observation was accounted for). CPU: the node '
-              'process, all threads, over the offering and the drain. Per run and rate (check: '
+              'process, all threads, over the offering and the drain (100 % = one core); the '
+              'publisher process runs on the same 2 cores. Per run and rate (check: '
               'published - stored == lost + refused + dropped + rejected):', '',
               '| run | offered /s | published | taken | lost | stored | refused | dropped | '
               'rejected | uncounted | check | load after |',
