@@ -159,7 +159,9 @@ def markdown(result: dict) -> str:
         f'Python {m["python"]}, {m["rmw"]}',
         f'* Load average (1/5/15 min) at the start: {result["load_start"]}, at the end: '
         f'{result["load_end"]} (other jobs share the machine)',
-        f'* {result["publishers"]} publishers in the publisher process; node parameters: '
+        f'* {result["publishers"]} publishers in the publisher process, each offering an equal '
+        'share of the rate (the node refuses past `ingest_rate_limit` per publisher, 1000/s by '
+        'default); node parameters: '
         'config/engram.yaml with ' + ', '.join(f'`{p}`' for p in result['node_params']), '',
         '| offered /s | published /s | taken /s while offered | taken /s | stored /s | lost | '
         'refused | dropped | rejected | uncounted | CPU ms / taken | node CPU % | '

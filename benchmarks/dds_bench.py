@@ -112,7 +112,7 @@ def spread(values: list[float]) -> dict[str, float]:
 def fmt_spread(s: dict[str, float], digits: int = 3) -> str:
     """``median (min-max)`` with ``digits`` significant digits."""
     def f(v: float) -> str:
-        return f'{v:.{digits}g}' if abs(v) < 10 ** digits else f'{v:.0f}'
+        return f'{v:.{digits}g}' if abs(v) < 10 ** (digits - 1) else f'{v:.0f}'
     if s['min'] == s['max']:
         return f(s['median'])
     return f'{f(s["median"])} ({f(s["min"])}-{f(s["max"])})'
