@@ -185,7 +185,7 @@ def _write_one(store: MemoryStore, obs: Observation, undo: _Undo) -> IngestResul
         if obs.view is not None:
             undo.keep_misses()
             expect_visible(store, obs.view, obs.stamp)
-        evict = state.lru_victims(list(state.short), config.short_term_capacity)
+        evict = state.lru_victims(state.short, config.short_term_capacity)  # no copy
     if existing:    # files the capped evidence list dropped go after the commit
         undo.after_commit.append(
             lambda e=existing[0], o=obs, m=engram: drop_unreferenced_evidence(
