@@ -91,6 +91,9 @@ class PerceptionConfig:
     #: the samples a stamp may be, and the largest gap [s] interpolated across.
     tf_tolerance: float = 0.1
     tf_max_gap: float = 1.0
+    #: [s] at start, frames wait this long (odometry time) for TF before the fall-back below
+    #: places them (the node's parameter ``tf.wait`` defaults to 2 s).
+    tf_wait: float = 0.0
     #: Camera pose in base_link, used while TF does not give it; see
     #: :func:`engram_ros.perception.geometry.camera_extrinsic`.
     camera_xyz: tuple[float, float, float] = (0.0, 0.0, 0.0)
@@ -174,7 +177,7 @@ class Perception:
         self.poses = PoseBuffer(config.pose_tolerance)
         self.tf = TransformBuffer(config.tf_tolerance, config.tf_max_gap)
         self.frame_poses = FramePoses(config.frame_id, config.base_frame, self.poses, self.tf,
-                                      self.t_base_optical)
+                                      self.t_base_optical, tf_wait=config.tf_wait)
         #: The colour image's frame_id: the camera's frame in TF.
         self.camera_frame = ''
         #: Frames skipped for a reason found later than their input (TF or odometry that came
@@ -228,6 +231,7 @@ class Perception:
         """Forget buffered inputs (poses, unpaired frames, audio, the last keyframe)."""
         self.poses.clear()
         self.tf.clear()
+        self.frame_poses.reset()
         self._frames.reset()
         self._detections.reset()
         self._waiting.clear()
