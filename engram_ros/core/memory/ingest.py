@@ -22,7 +22,6 @@ step 1 and step 3 (the write lock is held), so it is looked up in step 1.
 from __future__ import annotations
 
 import logging
-import time
 from typing import Sequence
 from typing import TYPE_CHECKING
 
@@ -74,7 +73,7 @@ def ingest(store: MemoryStore, obs: Observation) -> IngestResult:
         else:
             engram = Engram.from_observation(store.storage.next_id(), obs)
             promoted = False
-        engram.last_access = max(engram.last_access, time.time())
+        engram.last_access = max(engram.last_access, store.clock())
         edge = None
         if engram.kind == 'place' or anchor is None:
             with store._lock:
