@@ -296,8 +296,12 @@ class _Ingest:
 
 
 def fix_threads() -> None:
-    """One thread for OpenCV and torch (when loaded): the same arithmetic every run."""
+    """One thread for BLAS/OpenMP (threadpoolctl: numpy is loaded by now, too late for the
+    environment variables the nodes set), OpenCV and torch (when loaded): the same arithmetic
+    every run, and no idle BLAS thread spinning against the pipeline on a robot's few cores."""
     import cv2
+    from threadpoolctl import threadpool_limits
+    threadpool_limits(1)
     cv2.setNumThreads(1)
     if 'torch' in sys.modules:
         sys.modules['torch'].set_num_threads(1)
