@@ -40,8 +40,11 @@ from rosbags.typesys import Stores
 from engram_ros.core.files import DIR_MODE
 from engram_ros.core.files import FILE_MODE
 
-#: This package's message definitions (source tree, else the install space's share).
-_MSG_DIRS = (Path(__file__).resolve().parents[2] / 'msg',)
+#: Message definitions the Kilted store lacks: this package's (``msg/``) and the stand-ins of
+#: the ones ROS from wheels lacks (``shims/<package>/msg``: vision_msgs), from the source tree.
+_ROOT = Path(__file__).resolve().parents[2]
+_MSG_DIRS = ((_ROOT / 'msg', 'engram_ros'),
+             *((d / 'msg', d.name) for d in sorted((_ROOT / 'shims').glob('*'))))
 
 
 class BagError(ValueError):
@@ -68,15 +71,15 @@ def message_class(msgtype: str):
 
 
 def _typestore():
-    """The Kilted type store plus this package's messages (for their definitions)."""
+    """The Kilted type store plus the definitions of :data:`_MSG_DIRS` it lacks."""
     store = get_typestore(Stores.ROS2_KILTED)
-    for folder in _MSG_DIRS:
-        if not folder.is_dir():
-            continue
-        types = {}
-        for path in sorted(folder.glob('*.msg')):
-            types.update(get_types_from_msg(path.read_text(), f'engram_ros/msg/{path.stem}'))
-        store.register(types)
+    types = {}
+    for folder, package in _MSG_DIRS:
+        for path in sorted(folder.glob('*.msg')) if folder.is_dir() else ():
+            name = f'{package}/msg/{path.stem}'
+            if name not in store.types:
+                types.update(get_types_from_msg(path.read_text(), name))
+    store.register(types)
     return store
 
 

@@ -230,3 +230,50 @@ def test_raw_frames_inside_a_privacy_window_are_not_recorded(tmp_path):
     skipped = status['recorded']['privacy_skipped']
     assert skipped > 0 and len(stamps) == detections - skipped
     assert status['recorded']['raw_frames'] == len(stamps)
+
+
+def _summary_counts(out: str) -> tuple[int, int]:
+    """(synced frames, stored observations) from the summary."""
+    line = next(li for li in out.splitlines() if li.startswith('frames:'))
+    words = line.replace(',', '').split()
+    return int(words[1]), int(words[words.index('stored') - 1])
+
+
+def test_compressed_images_and_vision_msgs_detections_as_a_real_robot_records_them(
+        sim_bag, params, tmp_path):
+    """A real robot's bag: image_transport's compressed colour and compressedDepth depth, and
+    a detector's vision_msgs Detection2DArray, instead of the raw images and own detections."""
+    from engram_ros.perception import compressed
+    from engram_ros.ros.conversions import sensors
+
+    def change(topic, msg):
+        if topic == COLOR:
+            fmt, data = compressed.encode_color(sensors.color_from_msg(msg), 'png')
+            return (f'{COLOR}/compressed',
+                    sensors.compressed_msg(fmt, data, msg.header.stamp, msg.header.frame_id))
+        if topic == f'{NAMESPACE}/camera/depth/image_raw':
+            fmt, data = compressed.encode_depth(sensors.depth_from_msg(msg), '32FC1')
+            return (f'{topic}/compressedDepth',
+                    sensors.compressed_msg(fmt, data, msg.header.stamp, msg.header.frame_id))
+        if topic == f'{NAMESPACE}/detections':
+            _, detections = sensors.detections_from_msg(msg)
+            return (f'{NAMESPACE}/detections_2d', sensors.vision_detections_to_msg(
+                detections, msg.header.stamp, msg.header.frame_id))
+        return topic, msg
+
+    robot = tmp_path / 'robot'
+    with BagReader(sim_bag) as reader, BagWriter(robot) as writer:
+        for topic, log_ns, msg in reader.messages(reader.topics):
+            topic, msg = change(topic, msg)
+            writer.write(topic, msg, log_ns)
+    status, out, err = ingest(robot, tmp_path / 'robot_store', params)
+    assert status == 0, err
+    status, raw_out, err = ingest(sim_bag, tmp_path / 'raw_store', params)
+    assert status == 0, err
+    robot_frames, robot_stored = _summary_counts(out)
+    raw_frames, raw_stored = _summary_counts(raw_out)
+    assert robot_frames == raw_frames > 10, (out, raw_out)  # every frame, from the compressed
+    assert robot_stored > 0 and 'skipped' not in out, out
+    status, listing, err = run('--store', str(tmp_path / 'robot_store'), '--json', 'list',
+                               '--kind', 'object')
+    assert status == 0 and '"label"' in listing, (out, listing, err)
