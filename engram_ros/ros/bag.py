@@ -47,6 +47,23 @@ _MSG_DIRS = ((_ROOT / 'msg', 'engram_ros'),
              *((d / 'msg', d.name) for d in sorted((_ROOT / 'shims').glob('*'))))
 
 
+def _msg_dirs() -> list[tuple[Path, str]]:
+    """:data:`_MSG_DIRS`, or in an install space the share directories of the packages."""
+    if (_ROOT / 'msg').is_dir():
+        return list(_MSG_DIRS)
+    try:
+        from ament_index_python.packages import get_package_share_directory
+    except ImportError:
+        return []
+    out = []
+    for package in ('engram_ros', 'vision_msgs'):
+        try:
+            out.append((Path(get_package_share_directory(package)) / 'msg', package))
+        except Exception:       # not installed: its types cannot be written
+            continue
+    return out
+
+
 class BagError(ValueError):
     """A bag that cannot be read or written; the message names the bag and the topic."""
 
@@ -74,7 +91,7 @@ def _typestore():
     """The Kilted type store plus the definitions of :data:`_MSG_DIRS` it lacks."""
     store = get_typestore(Stores.ROS2_KILTED)
     types = {}
-    for folder, package in _MSG_DIRS:
+    for folder, package in _msg_dirs():
         for path in sorted(folder.glob('*.msg')) if folder.is_dir() else ():
             name = f'{package}/msg/{path.stem}'
             if name not in store.types:

@@ -277,3 +277,23 @@ def test_compressed_images_and_vision_msgs_detections_as_a_real_robot_records_th
     status, listing, err = run('--store', str(tmp_path / 'robot_store'), '--json', 'list',
                                '--kind', 'object')
     assert status == 0 and '"label"' in listing, (out, listing, err)
+
+
+def test_an_sqlite3_copy_gives_the_same_memory_as_the_mcap_bag(sim_bag, params, tmp_path):
+    copy = tmp_path / 'sqlite'
+    with BagReader(sim_bag) as reader, BagWriter(copy, storage='sqlite3') as writer:
+        for topic, log_ns, msg in reader.messages(reader.topics):
+            writer.write(topic, msg, log_ns)
+    assert [f.suffix for f in copy.iterdir() if f.suffix != '.yaml'] == ['.db3']
+    exports = []
+    for name, bag in (('mcap', sim_bag), ('sqlite', copy)):
+        assert ingest(bag, tmp_path / f'store_{name}', params)[0] == 0
+        export = tmp_path / f'{name}.jsonl'
+        assert run('--store', str(tmp_path / f'store_{name}'), 'export', str(export))[0] == 0
+        exports.append(export.read_bytes())
+    assert exports[0] == exports[1] and exports[0]
+
+
+def test_a_bag_is_never_written_over(sim_bag):
+    with pytest.raises(BagError, match='exists'):
+        BagWriter(sim_bag)
