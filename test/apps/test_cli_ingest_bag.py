@@ -297,3 +297,18 @@ def test_an_sqlite3_copy_gives_the_same_memory_as_the_mcap_bag(sim_bag, params, 
 def test_a_bag_is_never_written_over(sim_bag):
     with pytest.raises(BagError, match='exists'):
         BagWriter(sim_bag)
+
+
+def test_remapped_topics_are_read_where_the_robot_recorded_them(sim_bag, params, tmp_path):
+    robot = tmp_path / 'renamed'
+    with BagReader(sim_bag) as reader, BagWriter(robot) as writer:
+        for topic, log_ns, msg in reader.messages(reader.topics):
+            writer.write('/front/rgb' if topic == COLOR else topic, msg, log_ns)
+    status, _, err = ingest(robot, tmp_path / 'refused', params)
+    assert status == 2 and f'no colour images: the bag has no {COLOR}' in err
+    status, out, err = ingest(robot, tmp_path / 'store', params,
+                              '--remap', 'camera/color/image_raw:=/front/rgb')
+    assert status == 0, err
+    assert _summary_counts(out)[0] > 10
+    status, _, err = ingest(robot, tmp_path / 'bad', params, '--remap', 'camera')
+    assert status == 2 and 'accepted NAME:=TOPIC' in err
