@@ -7,6 +7,9 @@ long as TF does not connect the memory frame to the base frame (no TF arrives, o
 without a map frame), the fall-back is the old contract: the robot pose from odometry already in
 the memory frame (:class:`~engram_ros.perception.pose_buffer.PoseBuffer`) and the camera mount
 from the ``camera_xyz``/``camera_rpy`` parameters. :attr:`FramePoses.source` says which is used.
+At start, frames wait up to ``tf_wait`` seconds (of odometry time) for TF to connect before the
+fall-back places any: images usually arrive before the first ``/tf_static`` does, and a frame
+placed with a wrong mount parameter would be a wrong memory, not a missing one.
 
 A pose that TF cannot tell (a frame unknown to TF, a stamp outside its samples, a gap in them)
 is refused with an :class:`~engram_ros.perception.errors.InputRejected` whose reason is the
@@ -34,13 +37,16 @@ class FramePoses:
     """Robot and camera poses in the memory frame at a stamp (see the module docstring)."""
 
     def __init__(self, memory_frame: str, base_frame: str, odometry: PoseBuffer,
-                 tf: TransformBuffer, t_base_optical: np.ndarray) -> None:
+                 tf: TransformBuffer, t_base_optical: np.ndarray, tf_wait: float = 0.0) -> None:
         self.memory_frame = memory_frame
         self.base_frame = base_frame
         self.odometry = odometry
         self.tf = tf
         #: The camera mount from the parameters (base <- optical), used without TF.
         self.t_base_optical = t_base_optical
+        #: [s] how long frames wait for TF before the fall-back places them (0: no wait).
+        self.tf_wait = tf_wait
+        self._first_unposed: float | None = None     # the first frame's stamp without TF
 
     @property
     def source(self) -> str:
@@ -55,8 +61,15 @@ class FramePoses:
             if camera_frame and self.tf.connected(self.memory_frame, camera_frame):
                 newest = min(newest, self.tf.newest_stamp(self.memory_frame, camera_frame))
             return newest is not None and newest >= stamp
+        if self._first_unposed is None:
+            self._first_unposed = stamp
         latest = self.odometry.latest()
-        return latest is not None and latest[0] >= stamp
+        return (latest is not None and latest[0] >= stamp
+                and latest[0] - self._first_unposed >= self.tf_wait)
+
+    def reset(self) -> None:
+        """Forget when the first frame without TF came (time went back: a new start)."""
+        self._first_unposed = None
 
     def robot(self, stamp: float) -> Pose:
         """The base frame's pose in the memory frame at ``stamp``.

@@ -94,6 +94,9 @@ class PerceptionConfig:
     #: the samples a stamp may be, and the largest gap [s] interpolated across.
     tf_tolerance: float = 0.1
     tf_max_gap: float = 1.0
+    #: [s] at start, frames wait this long (odometry time) for TF before the fall-back below
+    #: places them (the node's parameter ``tf.wait`` defaults to 2 s).
+    tf_wait: float = 0.0
     #: Camera pose in base_link, used while TF does not give it; see
     #: :func:`engram_ros.perception.geometry.camera_extrinsic`.
     camera_xyz: tuple[float, float, float] = (0.0, 0.0, 0.0)
@@ -144,7 +147,7 @@ def perception_config(value: Callable[[str], Any]) -> PerceptionConfig:
         frame_id=p('frame_id'), dim=p('dim'), sync_slop=p('sync_slop'),
         sync_queue_size=p('sync_queue_size'), pose_tolerance=p('pose_tolerance'),
         base_frame=p('base_frame'), tf_tolerance=p('tf.tolerance'),
-        tf_max_gap=p('tf.max_gap'), camera_xyz=tuple(p('camera_xyz')),
+        tf_max_gap=p('tf.max_gap'), tf_wait=p('tf.wait'), camera_xyz=tuple(p('camera_xyz')),
         camera_rpy=tuple(p('camera_rpy')),
         camera_convention=p('camera_convention'),
         visual_words_per_place=p('visual_words_per_place'),
@@ -217,7 +220,7 @@ class Perception:
         self.poses = PoseBuffer(config.pose_tolerance)
         self.tf = TransformBuffer(config.tf_tolerance, config.tf_max_gap)
         self.frame_poses = FramePoses(config.frame_id, config.base_frame, self.poses, self.tf,
-                                      self.t_base_optical)
+                                      self.t_base_optical, tf_wait=config.tf_wait)
         #: The colour image's frame_id: the camera's frame in TF.
         self.camera_frame = ''
         #: Frames skipped for a reason found later than their input (TF or odometry that came
@@ -271,6 +274,7 @@ class Perception:
         """Forget buffered inputs (poses, unpaired frames, audio, the last keyframe)."""
         self.poses.clear()
         self.tf.clear()
+        self.frame_poses.reset()
         self._frames.reset()
         self._detections.reset()
         self._waiting.clear()

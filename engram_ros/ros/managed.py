@@ -15,6 +15,7 @@ the process stops with exit status 2 and the reason, as a node that cannot start
 
 from __future__ import annotations
 
+import threading
 from typing import Callable
 
 from rclpy.guard_condition import GuardCondition
@@ -44,13 +45,18 @@ class ManagedNode(LifecycleNode):
         #: deactivate (:meth:`release`).
         self.configured_entities: list = []
         self.active_entities: list = []
+        #: Held by every transition and by :meth:`creating`: a callback that creates entities
+        #: (perception subscribes its sensors from a timer) cannot interleave with a
+        #: deactivate, which would miss what it creates (and leave the sensors read).
+        self.entity_lock = threading.RLock()
 
     def transition(self, name: str, work: Callable[[], None]) -> TransitionCallbackReturn:
         """Run ``work`` as transition ``name``: SUCCESS, or FAILURE with the reason kept and
         logged (a Ctrl-C while starting is not caught: it stops the start)."""
         self.transition_error = None
         try:
-            work()
+            with self.entity_lock:
+                work()
         except Exception as exc:    # the state machine must get an answer, never a raise
             self.transition_error = exc
             if not self._autostarting:      # there the caller says why the node cannot start
@@ -81,14 +87,19 @@ class ManagedNode(LifecycleNode):
         """Run ``work``; every service, subscription, timer, publisher and guard condition it
         creates on this node is added to ``into`` (also when it fails half-way), for
         :meth:`release` to destroy."""
-        before = {id(entity) for entity in self._entities()}
-        try:
-            work()
-        finally:
-            into.extend(e for e in self._entities() if id(e) not in before)
+        with self.entity_lock:
+            before = {id(entity) for entity in self._entities()}
+            try:
+                work()
+            finally:
+                into.extend(e for e in self._entities() if id(e) not in before)
 
     def release(self, entities: list) -> None:
         """Destroy ``entities`` (newest first) and empty the list."""
+        with self.entity_lock:
+            self._release(entities)
+
+    def _release(self, entities: list) -> None:
         destroyers = ((Service, self.destroy_service),
                       (Subscription, self.destroy_subscription),
                       (Timer, self.destroy_timer), (Publisher, self.destroy_publisher),

@@ -105,7 +105,7 @@ def declarations() -> list[tuple[str, Any, str]]:
         ('ingest_rate_limit', 1000.0, '[observations/s] per publisher; more are refused and '
          'counted (refused_rate) before any work, so a flooding publisher cannot starve the '
          'others; 0: no limit'),
-        ('max_observation_bytes', 1048576, '[bytes] larger serialized observations are refused '
+        ('max_observation_bytes', 65536, '[bytes] larger serialized observations are refused '
          'unread (dropped_oversize)'),
         ('write_queue_size', 1000, 'observations kept while storage fails (full disk, locked '
          'database), written oldest first once it works; more are dropped and counted '

@@ -79,6 +79,7 @@ class Watcher:
     """Keeps the latest sim status and ground truth, and the odometry trajectory."""
 
     def __init__(self, node, namespace: str) -> None:
+        from diagnostic_msgs.msg import DiagnosticArray
         from nav_msgs.msg import Odometry
         from rclpy.qos import DurabilityPolicy
         from rclpy.qos import QoSProfile
@@ -87,6 +88,9 @@ class Watcher:
         self.lock = threading.Lock()
         self.status: dict = {}
         self.truth: dict = {}
+        #: perception's latest diagnostics values (where its poses come from, what it skipped)
+        self.perception: dict[str, str] = {}
+        self._perception_id = f'{namespace}/engram_perception'
         self.trajectory: list[tuple[float, float]] = []
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self._subs = [
@@ -94,7 +98,9 @@ class Watcher:
                                      latched),
             node.create_subscription(String, f'{namespace}/sim/ground_truth',
                                      self.truth_callback, latched),
-            node.create_subscription(Odometry, f'{namespace}/odom', self.odom_callback, 50)]
+            node.create_subscription(Odometry, f'{namespace}/odom', self.odom_callback, 50),
+            node.create_subscription(DiagnosticArray, '/diagnostics',
+                                     self.diagnostics_callback, 50)]
 
     def status_callback(self, msg) -> None:
         with self.lock:
@@ -103,6 +109,12 @@ class Watcher:
     def truth_callback(self, msg) -> None:
         with self.lock:
             self.truth = json.loads(msg.data)
+
+    def diagnostics_callback(self, msg) -> None:
+        for status in msg.status:
+            if status.hardware_id == self._perception_id:
+                with self.lock:
+                    self.perception = {kv.key: kv.value for kv in status.values}
 
     def odom_callback(self, msg) -> None:
         p = msg.pose.pose.position
@@ -374,6 +386,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--rate', type=float, default=4.0, help='[Hz] camera frames')
     parser.add_argument('--timeout', type=float, default=600.0,
                         help='[s] give up exploring after this long')
+    parser.add_argument('--param', action='append', default=[], metavar='NODE.NAME:=VALUE',
+                        help='a node parameter over config/engram.yaml, e.g. '
+                             '"perception.camera_xyz:=[5.0,5.0,5.0]" (a wrong camera mount: '
+                             'TF still places the frames); repeatable')
     args = parser.parse_args(argv)
     width, _, height = args.size.partition('x')
 
@@ -397,11 +413,15 @@ def main(argv: list[str] | None = None) -> int:
 
     namespace = f'/demo_{uuid.uuid4().hex[:6]}'
     log_dir = Path(tempfile.mkdtemp(prefix='engram_sim_demo_'))
-    launcher = Launcher('sim', namespace=namespace, log_dir=log_dir, log_level='warn',
-                        params=[f'sim.scenario:={scenario_path}', f'sim.width:={width}',
-                                f'sim.height:={height}', f'sim.rate:={args.rate}',
-                                'memory.persist:=true', f'memory.store_dir:={args.store}',
-                                'memory.consolidation_period:=10.0', 'memory.noise_support:=3'])
+    try:
+        launcher = Launcher('sim', namespace=namespace, log_dir=log_dir, log_level='warn',
+                            params=[f'sim.scenario:={scenario_path}', f'sim.width:={width}',
+                                    f'sim.height:={height}', f'sim.rate:={args.rate}',
+                                    'memory.persist:=true', f'memory.store_dir:={args.store}',
+                                    'memory.consolidation_period:=10.0', 'memory.noise_support:=3',
+                                    *args.param])
+    except ValueError as exc:        # a --param that is not NODE.NAME:=VALUE
+        parser.error(str(exc))
     started = time.monotonic()
     print(f'Starting the simulated robot, perception and memory (logs: {log_dir}).')
     launcher.start()
@@ -475,6 +495,7 @@ def run(node, launcher, namespace: str, args, started: float) -> int:
         time.sleep(0.5)
     with watcher.lock:
         truth, trajectory, status = dict(watcher.truth), list(watcher.trajectory), watcher.status
+        seen = dict(watcher.perception)
     # What a planner would do before asking after a patrol: consolidate what just came in
     # (promotions, merges, moves) rather than wait for the next periodic pass.
     report = client.consolidate()
@@ -483,6 +504,10 @@ def run(node, launcher, namespace: str, args, started: float) -> int:
           f'keeps {len(engrams["place"])} places, {len(engrams["object"])} objects, '
           f'{len(engrams["audio"])} sounds (current beliefs; last consolidation: '
           f'{report.merged} merged, {report.promoted} promoted, {report.moved} moved).')
+    if seen:
+        print(f'Perception placed {seen.get("frames_posed_by_tf", "0")} frames from TF and '
+              f'{seen.get("frames_posed_by_parameters", "0")} from odometry and the camera '
+              f'parameters (pose source: {seen.get("pose_source", "unknown")}).')
     for event in truth.get('applied', []):
         print(f'  (the simulation, {event["text"]})')
     answers = ask(client, truth, status.get('lap_end_stamps', []), engrams['object'])

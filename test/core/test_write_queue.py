@@ -176,3 +176,104 @@ def test_storage_faults_say_what_fails_until_it_works() -> None:
 def test_bad_settings_are_refused(kwargs: dict) -> None:
     with pytest.raises(ValueError):
         WriteQueue(lambda item: None, **kwargs)
+
+
+class BatchTable(Table):
+    """``write_many``: a batch in one transaction (all rows or none); an item that is not an
+    int is refused alone, as the memory refuses an invalid observation."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.batches: list[list] = []
+
+    def write_many(self, items: list) -> list:
+        self.batches.append(list(items))
+        out: list = [ValueError(f'not a row: {i!r}') if not isinstance(i, int) else None
+                     for i in items]
+        self.conn.execute('BEGIN IMMEDIATE')
+        try:
+            self.conn.executemany('INSERT INTO rows (n) VALUES (?)',
+                                  [(i,) for i in items if isinstance(i, int)])
+        except BaseException:
+            self.conn.execute('ROLLBACK')
+            raise
+        self.conn.execute('COMMIT')
+        return out
+
+
+@pytest.fixture
+def batch_table(tmp_path: Path) -> BatchTable:
+    return BatchTable(tmp_path / 'rows.sqlite3')
+
+
+def test_drain_hands_batches_of_at_most_max_batch(batch_table: BatchTable) -> None:
+    queue = WriteQueue(write_many=batch_table.write_many, capacity=10)
+    for n in range(7):
+        queue.put(n)
+    drained = queue.drain(max_batch=3)
+    assert drained.written == 7 and drained.error is None and len(queue) == 0
+    assert batch_table.batches == [[0, 1, 2], [3, 4, 5], [6]]
+    assert batch_table.rows() == list(range(7))
+
+
+def test_a_locked_database_keeps_the_whole_batch_in_order(batch_table: BatchTable) -> None:
+    clock = Clock()
+    queue = WriteQueue(write_many=batch_table.write_many, capacity=10, clock=clock)
+    holder = hold_lock(batch_table.path)
+    try:
+        for n in range(1, 6):
+            queue.put(n)
+        drained = queue.drain(max_batch=4)
+        assert isinstance(drained.error, sqlite3.OperationalError)
+        assert drained.written == 0 and len(queue) == 5
+        assert queue.failing and queue.failures == 1 and not queue.due()
+        assert batch_table.rows() == []
+        queue.put(6)
+    finally:
+        release(holder)
+    clock.now += RETRY_MAX
+    drained = queue.drain(max_batch=4)
+    assert drained.written == 6 and drained.error is None
+    assert batch_table.rows() == [1, 2, 3, 4, 5, 6]
+    assert queue.written_late == 6 and not queue.failing and queue.last_error == ''
+
+
+def test_a_refused_item_of_a_batch_is_rejected_alone(batch_table: BatchTable) -> None:
+    queue = WriteQueue(write_many=batch_table.write_many, capacity=10)
+    for item in (1, 'two', 3):
+        queue.put(item)
+    drained = queue.drain(max_batch=8)
+    assert drained.written == 2 and [i for i, _ in drained.rejected] == ['two']
+    assert isinstance(drained.rejected[0][1], ValueError)
+    assert batch_table.rows() == [1, 3] and not queue.failing
+
+
+def test_items_that_failed_on_storage_stay_first_in_order(table: Table) -> None:
+    """A batch whose writer answers a storage error for some items only: those wait, first,
+    in their order; the others are written."""
+    clock = Clock()
+
+    def write_many(items: list[int]) -> list:
+        out: list = []
+        for n in items:
+            if n % 2:
+                out.append(OSError(28, 'No space left on device'))
+            else:
+                table.write(n)
+                out.append(None)
+        return out
+
+    queue = WriteQueue(write_many=write_many, capacity=10, clock=clock)
+    for n in range(6):
+        queue.put(n)
+    drained = queue.drain(max_batch=4)
+    assert drained.written == 2 and isinstance(drained.error, OSError)
+    assert queue.take_all() == [1, 3, 4, 5]
+    assert table.rows() == [0, 2] and queue.failing and queue.failures == 1
+
+
+def test_a_queue_needs_a_writer_and_a_positive_batch() -> None:
+    with pytest.raises(ValueError):
+        WriteQueue(capacity=3)
+    with pytest.raises(ValueError):
+        WriteQueue(lambda item: None).drain(max_batch=0)

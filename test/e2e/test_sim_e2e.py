@@ -64,7 +64,10 @@ def test_where_is_x_matches_ground_truth_after_one_lap(test_node, tmp_path):
     test_node.create_subscription(DiagnosticArray, '/diagnostics', perception_diagnostics, 50)
     launcher = Launcher('sim', namespace=namespace, log_dir=tmp_path / 'logs', grace=10.0,
                         params=['sim.scenario:=small', 'sim.width:=320', 'sim.height:=240',
-                                'memory.consolidation_period:=0.0'])
+                                'memory.consolidation_period:=0.0',
+                                # a camera mount set deliberately wrong: TF must win
+                                'perception.camera_xyz:=[5.0,5.0,5.0]',
+                                'perception.camera_rpy:=[1.0,0.5,0.2]'])
     launcher.start()
     try:
         client = MemoryClient(test_node, namespace)
@@ -104,7 +107,8 @@ def test_where_is_x_matches_ground_truth_after_one_lap(test_node, tmp_path):
         assert len(found) >= 3, (found, logs)
         # objects are placed at their centre, not on their visible side (objects.py)
         assert all(d < 0.5 for d in found.values()), found
-        # the simulator publishes TF like a robot: perception placed every frame from it
+        # the simulator publishes TF like a robot: perception placed every frame from it, and
+        # the wrong mount parameters placed none
         with lock:
             values = dict(perception_values)
         assert values.get('pose_source') == 'tf', values

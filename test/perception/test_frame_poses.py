@@ -109,3 +109,38 @@ def test_without_tf_the_odometry_and_the_parameters_are_used():
     objects = [o for o in run_all(p, jobs) if o.kind == 'object']
     assert len(objects) == 1 and np.linalg.norm(objects[0].position - MUG) < 0.03
     assert p.snapshot()['frames_posed_by_parameters'] == 1
+
+
+def test_at_start_frames_wait_for_tf_rather_than_take_wrong_parameters():
+    """Images come before the first /tf_static: with tf_wait, the first frames wait for TF
+    rather than being placed by (deliberately wrong) parameters; TF then decides."""
+    p = make(tf_wait=2.0)
+    p.set_camera_pose((5.0, 5.0, 5.0), (1.0, 1.0, 1.0), 'optical')
+    pose, rgb, depth, box = view(0.0)
+    p.add_pose(99.9, pose)
+    jobs = p.add_color(100.0, rgb, 'camera_optical') + p.add_depth(100.0, depth)
+    jobs += p.add_detections(100.0, [Detection('cup', 0.9, box)])
+    jobs += p.add_pose(100.1, pose)         # odometry covers the frame, but TF may still come
+    assert jobs == []
+    jobs = tf_frame(p, 101.0, 0.8)          # TF connects, its samples start at 101 s
+    objects = [o for o in run_all(p, jobs) if o.kind == 'object']
+    assert len(objects) == 1 and np.linalg.norm(objects[0].position - MUG) < 0.03
+    counters = p.snapshot()
+    # the frame of 100 s is before TF's first sample: skipped and counted, never placed by
+    # the wrong parameters
+    assert counters['skipped_tf_extrapolation'] == 1
+    assert counters['frames_posed_by_tf'] == 1 and 'frames_posed_by_parameters' not in counters
+
+
+def test_without_tf_frames_wait_tf_wait_then_the_parameters_place_them():
+    p = make(tf_wait=2.0)
+    pose, rgb, depth, box = view(0.0)
+    p.add_pose(99.9, pose)
+    jobs = p.add_color(100.0, rgb, 'camera_optical') + p.add_depth(100.0, depth)
+    jobs += p.add_detections(100.0, [Detection('cup', 0.9, box)])
+    jobs += p.add_pose(101.0, pose)
+    assert jobs == []                       # 1 s of odometry: TF may still come
+    jobs = p.add_pose(102.0, pose)          # 2 s: no TF, the fall-back places the frame
+    objects = [o for o in run_all(p, jobs) if o.kind == 'object']
+    assert len(objects) == 1 and np.linalg.norm(objects[0].position - MUG) < 0.03
+    assert p.snapshot()['frames_posed_by_parameters'] == 1

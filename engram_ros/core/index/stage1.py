@@ -51,7 +51,7 @@ def filter_slots(cols: Columns, tags: TagPool, grid: Grid, *, tags_all: Sequence
         n = cols.n
         mask = cols.alive[:n].copy()
         if len(kinds):
-            mask &= np.isin(cols.kind[:n], np.asarray(kinds, dtype=np.int64))
+            mask &= _of_kinds(cols.kind[:n], kinds)
         if t_start is not None:
             mask &= cols.last[:n] >= t_start
         if t_end is not None:
@@ -68,7 +68,7 @@ def filter_slots(cols: Columns, tags: TagPool, grid: Grid, *, tags_all: Sequence
             break
         cand = cand[~cols.member(cand, lst)]
     if len(kinds) and cand.shape[0]:
-        cand = cand[np.isin(cols.kind[cand], np.asarray(kinds, dtype=np.int64))]
+        cand = cand[_of_kinds(cols.kind[cand], kinds)]
     if t_start is not None and cand.shape[0]:
         cand = cand[cols.last[cand] >= t_start]
     if t_end is not None and cand.shape[0]:
@@ -77,6 +77,14 @@ def filter_slots(cols: Columns, tags: TagPool, grid: Grid, *, tags_all: Sequence
         d = cols.pos[cand] - c
         cand = cand[np.einsum('ij,ij->i', d, d) <= radius * radius]
     return cand
+
+
+def _of_kinds(values: np.ndarray, kinds: Sequence[int]) -> np.ndarray:
+    """Mask of ``values`` in ``kinds``; one kind (every merge search) without ``np.isin``'s
+    set-up, which costs more than the comparison on the few slots near a position."""
+    if len(kinds) == 1:
+        return values == kinds[0]
+    return np.isin(values, np.asarray(kinds, dtype=np.int64))
 
 
 def _all_of(cols: Columns, tags: TagPool, tags_all: Sequence[str]) -> np.ndarray | None:

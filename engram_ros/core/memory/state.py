@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import itertools
 from collections import OrderedDict
+from typing import Collection
 from typing import Iterable
 from typing import Sequence
 
@@ -183,7 +184,7 @@ class MemoryState:
         touched, self.touched = self.touched, {}
         return touched
 
-    def lru_victims(self, short: list[int], capacity: int,
+    def lru_victims(self, short: Collection[int], capacity: int,
                     pinned: Iterable[int] = ()) -> list[int]:
         """Least recently used of ``short`` past ``capacity``; pinned engrams are never taken."""
         excess = len(short) - capacity

@@ -133,6 +133,16 @@ class MemoryStore:
         """
         return ingest_ops.ingest(self, obs)
 
+    def ingest_many(self, observations: Sequence[Observation]
+                    ) -> list[IngestResult | Exception]:
+        """Write observations in one storage transaction (a group commit): the same as
+        :meth:`ingest` of each in order, but committed together (all or none of them).
+
+        :returns: per observation, its result or the error that refused it (an invalid or
+            excluded one alone; a storage error, nothing written, for all that were to be).
+        """
+        return ingest_ops.ingest_many(self, observations)
+
     def bulk_load(self, engrams: Sequence[Engram]) -> list[int]:
         """Add engrams as they are (ids assigned here), without matching: imports, benchmarks.
 

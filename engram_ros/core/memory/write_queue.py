@@ -11,11 +11,17 @@ writes are refused and counted, never silently lost. Retries back off exponentia
 Only storage errors (:func:`is_storage_error`) are retried; any other error of a write is
 final for that item (the caller counts it) and the queue goes on with the next one. Nothing here
 imports ROS: the memory node feeds the queue and drains it from its callbacks.
+
+Batches: with ``write_many`` a drain hands up to ``max_batch`` items at a time to it (one
+storage transaction, a group commit, in the memory) and it answers per item. Items whose write
+failed on storage stay first in the queue, in order, and the drain stops and backs off as for
+one item; the others of the batch are written (or rejected) and leave the queue.
 """
 
 from __future__ import annotations
 
 import collections
+import itertools
 import sqlite3
 import threading
 import time
@@ -24,6 +30,7 @@ from dataclasses import field
 from typing import Any
 from typing import Callable
 from typing import Generic
+from typing import Sequence
 from typing import TypeVar
 
 from engram_ros.core.audit import AuditError
@@ -73,17 +80,27 @@ class WriteQueue(Generic[T]):
     another thread drains); one :meth:`drain` runs at a time, the others return at once.
     """
 
-    def __init__(self, write: Callable[[T], Any], capacity: int = DEFAULT_CAPACITY, *,
+    def __init__(self, write: Callable[[T], Any] | None = None,
+                 capacity: int = DEFAULT_CAPACITY, *,
+                 write_many: Callable[[list[T]], Sequence[Any]] | None = None,
                  retry_min: float = RETRY_MIN, retry_max: float = RETRY_MAX,
                  clock: Callable[[], float] = time.monotonic) -> None:
         """:param write: writes one item; raises a storage error when storage fails.
+        :param write_many: writes a batch of items; returns one outcome per item, in order:
+            the error (an exception instance) that refused that item, or anything else when it
+            was written. Raising is the same as answering that error for every item. Used
+            instead of ``write`` when given.
         :param capacity: items kept at most; :meth:`put` refuses more.
-        :raises ValueError: for ``capacity < 1`` or a retry interval that is not positive.
+        :raises ValueError: for ``capacity < 1``, a retry interval that is not positive, or
+            neither ``write`` nor ``write_many``.
         """
         if capacity < 1 or not 0.0 < retry_min <= retry_max:
             raise ValueError(f'capacity={capacity} must be >= 1 and 0 < retry_min={retry_min} '
                              f'<= retry_max={retry_max}')
+        if write is None and write_many is None:
+            raise ValueError('a WriteQueue needs write or write_many')
         self._write = write
+        self._write_many = write_many
         self.capacity = int(capacity)
         self._retry_min = float(retry_min)
         self._retry_max = float(retry_max)
@@ -128,54 +145,78 @@ class WriteQueue(Generic[T]):
         with self._lock:
             return bool(self._items) and self._clock() >= self._next_try
 
-    def drain(self, force: bool = False) -> Drained[T]:
+    def drain(self, force: bool = False, max_batch: int = 1) -> Drained[T]:
         """Write queued items oldest first, until the queue is empty or storage fails.
 
         :param force: try even while backing off (a final flush at shutdown).
+        :param max_batch: items handed to ``write_many`` at a time (1 without it).
+        :raises ValueError: for ``max_batch < 1``.
         """
+        if max_batch < 1:
+            raise ValueError(f'max_batch={max_batch} must be >= 1')
         out: Drained[T] = Drained()
         with self._lock:
             if self._draining or not (force or self._clock() >= self._next_try):
                 return out
             self._draining = True
         try:
-            self._drain(out)
+            self._drain(out, max_batch if self._write_many is not None else 1)
         finally:
             with self._lock:
                 self._draining = False
         return out
 
-    def _drain(self, out: Drained[T]) -> None:
+    def _write_batch(self, batch: list[T]) -> Sequence[Any]:
+        """One outcome per item: its error, or anything else when it was written."""
+        try:
+            if self._write_many is not None:
+                outcomes = self._write_many(batch)
+                if len(outcomes) != len(batch):
+                    raise RuntimeError(f'write_many answered {len(outcomes)} outcomes for '
+                                       f'{len(batch)} items')
+                return outcomes
+            assert self._write is not None
+            return [self._write(batch[0])]
+        except Exception as exc:
+            return [exc] * len(batch)
+
+    def _drain(self, out: Drained[T], max_batch: int) -> None:
         while True:
             with self._lock:
                 if not self._items:
                     return
-                item = self._items[0]       # stays first until written: order is kept
-            try:
-                self._write(item)
-            except Exception as exc:
-                if not is_storage_error(exc):
-                    with self._lock:
-                        self._items.popleft()
-                        self._late = max(0, self._late - 1)
-                    out.rejected.append((item, exc))
-                    continue
-                with self._lock:
+                # They stay first until written: order is kept (only one drain runs, and put
+                # appends at the other end).
+                batch = list(itertools.islice(self._items, max_batch))
+            outcomes = self._write_batch(batch)
+            failed = [(item, o) for item, o in zip(batch, outcomes)
+                      if isinstance(o, BaseException) and is_storage_error(o)]
+            with self._lock:
+                for _ in batch:
+                    self._items.popleft()
+                self._items.extendleft(item for item, _ in reversed(failed))
+                for item, o in zip(batch, outcomes):
+                    if isinstance(o, BaseException):
+                        if not is_storage_error(o):
+                            out.rejected.append((item, o))
+                            self._late = max(0, self._late - 1)
+                        continue
+                    out.written += 1
+                    self.written_late += int(self._late > 0)
+                    self._late = max(0, self._late - 1)
+                if failed:
+                    error = failed[0][1]
                     self.failures += 1
-                    self.last_error = describe(exc)
+                    self.last_error = describe(error)
                     self._late = len(self._items)
                     self._delay = min(self._retry_max, max(self._retry_min, 2.0 * self._delay))
                     self._next_try = self._clock() + self._delay
-                out.error = exc
-                return
-            with self._lock:
-                self._items.popleft()
-                self.written_late += int(self._late > 0)
-                self._late = max(0, self._late - 1)
-                self._delay = 0.0
-                self._next_try = 0.0
-                self.last_error = ''
-            out.written += 1
+                    out.error = error
+                    return
+                if out.written:
+                    self._delay = 0.0
+                    self._next_try = 0.0
+                    self.last_error = ''
 
     def take_all(self) -> list[T]:
         """Empty the queue and return what it held (what a shutdown could not write)."""

@@ -13,6 +13,7 @@ lock.
 from __future__ import annotations
 
 import logging
+from typing import Callable
 from typing import Sequence
 from typing import TYPE_CHECKING
 
@@ -89,11 +90,24 @@ def compact_if_worth_it(store: MemoryStore) -> bool:
     return True
 
 
-def evict(store: MemoryStore, ids: list[int], reason: str) -> None:
-    """Forget ``ids`` to respect a limit; each eviction is logged and audited."""
-    victims = store.storage.get(ids)
+def evict(store: MemoryStore, ids: list[int], reason: str, *,
+          victims: Sequence[Engram] | None = None,
+          deferred: list[Callable[[], object]] | None = None) -> None:
+    """Forget ``ids`` to respect a limit; each eviction is logged and audited.
+
+    :param victims: their records, when the caller has read them already.
+    :param deferred: inside a batch's transaction (:mod:`.ingest`): the audit record is
+        appended here, to be written after the commit (an audit line cannot be rolled back).
+    """
+    if victims is None:
+        victims = store.storage.get(ids)
     for e in victims:
         _LOG.info('evicted engram %d (%s %r, seen %d times, score %.2f): %s', e.id, e.kind,
                   e.label, e.observation_count, e.score, reason)
     forget(store, ids)
-    store.audit_event('evict', 'memory', {'reason': reason}, id_summary(ids))
+    summary = id_summary(ids)
+    if deferred is None:
+        store.audit_event('evict', 'memory', {'reason': reason}, summary)
+    else:
+        deferred.append(lambda: store.audit_event('evict', 'memory', {'reason': reason},
+                                                  summary))

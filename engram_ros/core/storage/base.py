@@ -13,6 +13,7 @@ storage then decodes those rows, so it hands back exactly what SQLite would.
 from __future__ import annotations
 
 import abc
+import contextlib
 import math
 import operator
 from pathlib import Path
@@ -53,6 +54,22 @@ class Storage(abc.ABC):
     the store. After :meth:`close` every method except :meth:`close` raises
     :class:`StoreClosedError`.
     """
+
+    @abc.abstractmethod
+    def transaction(self) -> contextlib.AbstractContextManager[None]:
+        """One transaction around many writes (a group commit): inside the ``with`` block the
+        writes of this thread (:meth:`put`, :meth:`delete`, :meth:`next_id`, edges, meta) are
+        not committed one by one but all together when the block ends, and rolled back all
+        together when it raises: another thread or a reopen after a crash sees all of them or
+        none. Reads of this thread inside the block see its own uncommitted writes; evidence
+        files orphaned by a delete go only after the commit. A nested ``transaction()`` is
+        part of the outer one. Other writers wait until the block ends.
+
+        A write inside the block that raises (and is caught by the caller) still rolls the
+        whole transaction back when the block ends: the block then raises that error.
+
+        :raises StoreClosedError: after :meth:`close`.
+        """
 
     @abc.abstractmethod
     def next_id(self) -> int:

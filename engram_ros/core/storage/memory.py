@@ -6,6 +6,7 @@ hands back is what :class:`~.sqlite.SQLiteStorage` would; nothing ever reaches t
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from pathlib import Path
 from typing import Iterator
@@ -34,7 +35,9 @@ from engram_ros.core.storage.schema import SCHEMA_VERSION
 class MemoryStorage(Storage):
     """RAM-only storage: nothing is written to disk and everything is lost on close.
 
-    Used when the user has not consented to persistence. One lock serialises all access.
+    Used when the user has not consented to persistence. One lock serialises all access; a
+    :meth:`transaction` holds it throughout (other threads wait) and notes the old value of
+    everything it changes, to put back on a rollback.
     """
 
     def __init__(self) -> None:
@@ -45,6 +48,30 @@ class MemoryStorage(Storage):
         self._meta: dict[str, str] = {META_SCHEMA_VERSION: str(SCHEMA_VERSION),
                                       META_NEXT_ID: str(FIRST_ID)}
         self._closed = False
+        #: Inside :meth:`transaction`: the old values of what it changed, else None.
+        self._undo: _Undo | None = None
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """See :meth:`Storage.transaction`."""
+        with self._lock:
+            if self._undo is not None:
+                yield           # nested: part of the outer transaction
+                return
+            self._check_open()
+            self._undo = _Undo(dict(self._meta))
+            try:
+                yield
+            except BaseException:
+                self._undo.restore(self)
+                raise
+            finally:
+                self._undo = None
+
+    def _note(self, ids: Iterator[int] | Sequence[int]) -> None:
+        """Inside a transaction, keep the old record and dirty mark of ``ids`` (first time)."""
+        if self._undo is not None:
+            self._undo.note(self, ids)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -68,6 +95,7 @@ class MemoryStorage(Storage):
             rows, new_dim = encode_rows(engrams, None if dim is None else int(dim))
             if not rows:
                 return
+            self._note([row[ID] for row in rows])
             # Decoding the rows gives exactly what SQLiteStorage would return.
             for row in rows:
                 self._engrams[row[ID]] = decode_row(row)
@@ -92,6 +120,10 @@ class MemoryStorage(Storage):
         with self._lock:
             self._check_open()
             gone = {int(i) for i in ids}
+            self._note(gone)
+            if self._undo is not None:
+                self._undo.note_edges(self, [k for k in self._edges
+                                             if k[0] in gone or k[1] in gone])
             self._edges = {k: e for k, e in self._edges.items()
                            if k[0] not in gone and k[1] not in gone}
             self._dirty -= gone
@@ -107,6 +139,7 @@ class MemoryStorage(Storage):
         """See :meth:`Storage.clear_dirty`."""
         with self._lock:
             self._check_open()
+            self._note(list(self._dirty))
             self._dirty.clear()
 
     def put_edges(self, edges: Sequence[PlaceEdge]) -> None:
@@ -114,6 +147,8 @@ class MemoryStorage(Storage):
         rows = check_edges(edges)
         with self._lock:
             self._check_open()
+            if self._undo is not None:
+                self._undo.note_edges(self, [(a, b) for a, b, _, _ in rows])
             for a, b, n, t in rows:
                 self._edges[(a, b)] = PlaceEdge(a, b, n, t)
 
@@ -121,6 +156,8 @@ class MemoryStorage(Storage):
         """See :meth:`Storage.delete_edges`."""
         with self._lock:
             self._check_open()
+            if self._undo is not None:
+                self._undo.note_edges(self, [edge_key(int(a), int(b)) for a, b in pairs])
             for a, b in pairs:
                 self._edges.pop(edge_key(int(a), int(b)), None)
 
@@ -183,3 +220,45 @@ class MemoryStorage(Storage):
             self._engrams.clear()
             self._edges.clear()
             self._dirty.clear()
+
+
+_MISSING = object()
+
+
+class _Undo:
+    """The old values of what a transaction changed: records and dirty marks by id, edges by
+    key (each noted the first time it is changed) and the meta table (small: copied)."""
+
+    def __init__(self, meta: dict[str, str]) -> None:
+        self.meta = meta
+        self.engrams: dict[int, object] = {}
+        self.dirty: dict[int, bool] = {}
+        self.edges: dict[tuple[int, int], object] = {}
+
+    def note(self, storage: MemoryStorage, ids: Iterator[int] | Sequence[int]) -> None:
+        for i in ids:
+            if i not in self.engrams:
+                self.engrams[i] = storage._engrams.get(i, _MISSING)
+                self.dirty[i] = i in storage._dirty
+
+    def note_edges(self, storage: MemoryStorage, keys: Sequence[tuple[int, int]]) -> None:
+        for key in keys:
+            if key not in self.edges:
+                self.edges[key] = storage._edges.get(key, _MISSING)
+
+    def restore(self, storage: MemoryStorage) -> None:
+        storage._meta = self.meta
+        for i, old in self.engrams.items():
+            if old is _MISSING:
+                storage._engrams.pop(i, None)
+            else:
+                storage._engrams[i] = old       # type: ignore[assignment]
+            if self.dirty[i]:
+                storage._dirty.add(i)
+            else:
+                storage._dirty.discard(i)
+        for key, old in self.edges.items():
+            if old is _MISSING:
+                storage._edges.pop(key, None)
+            else:
+                storage._edges[key] = old       # type: ignore[assignment]

@@ -114,6 +114,12 @@ class SQLiteStorage(Storage):
         self._evidence_dir = self._directory / EVIDENCE_DIR_NAME
         self._index_dir = self._directory / INDEX_DIR_NAME
         self._write_lock = threading.Lock()
+        #: The thread inside :meth:`transaction` (its writes and reads use the writer
+        #: connection, uncommitted), the first error of a write in it, and the evidence files
+        #: its deletes orphaned (removed after the commit).
+        self._tx_owner: int | None = None
+        self._tx_error: BaseException | None = None
+        self._tx_files: list[str] = []
         self._pool_lock = threading.Lock()
         self._idle: list[sqlite3.Connection] = []
         self._closed = False
@@ -219,8 +225,42 @@ class SQLiteStorage(Storage):
     # -- connections and transactions -------------------------------------------------------
 
     @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """See :meth:`Storage.transaction`: one ``BEGIN IMMEDIATE`` on the writer connection
+        (a database locked by another process fails here, before anything is written)."""
+        if self._tx_owner == threading.get_ident():
+            yield           # nested: part of the outer transaction
+            return
+        with self._write_lock:
+            if self._closed:
+                raise StoreClosedError(f'the store {str(self._directory)!r} is closed')
+            self._tx_owner, self._tx_error, self._tx_files = threading.get_ident(), None, []
+            try:
+                with immediate(self._writer):
+                    yield
+                    if self._tx_error is not None:
+                        raise sqlite3.OperationalError(
+                            f'a write of this transaction failed ({self._tx_error}); '
+                            'rolled back') from self._tx_error
+            finally:
+                files = self._tx_files
+                self._tx_owner, self._tx_error, self._tx_files = None, None, []
+        self._remove_evidence(files)        # committed: the orphaned files go
+
+    def _in_transaction(self) -> bool:
+        return self._tx_owner == threading.get_ident()
+
+    @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction on the writer connection; rolled back on any error."""
+        """One write transaction on the writer connection; rolled back on any error. Inside
+        :meth:`transaction`, a part of that one (an error poisons it)."""
+        if self._in_transaction():
+            try:
+                yield self._writer
+            except BaseException as exc:
+                self._tx_error = self._tx_error or exc
+                raise
+            return
         with self._write_lock:
             if self._closed:
                 raise StoreClosedError(f'the store {str(self._directory)!r} is closed')
@@ -229,7 +269,11 @@ class SQLiteStorage(Storage):
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
-        """One read transaction (a consistent snapshot) on a pooled reader connection."""
+        """One read transaction (a consistent snapshot) on a pooled reader connection; inside
+        :meth:`transaction`, on the writer connection (its own writes are seen)."""
+        if self._in_transaction():
+            yield self._writer
+            return
         with self._pool_lock:
             if self._closed:
                 raise StoreClosedError(f'the store {str(self._directory)!r} is closed')
@@ -342,7 +386,10 @@ class SQLiteStorage(Storage):
                 'SELECT 1 FROM engram_evidence WHERE file = ? LIMIT 1', (f,)).fetchone() is None]
         # Files go only after the commit, so a failed transaction never loses evidence. A put
         # that references one of them again in between would have to reuse a deleted file.
-        self._remove_evidence(orphans)
+        if self._in_transaction():
+            self._tx_files.extend(orphans)
+        else:
+            self._remove_evidence(orphans)
         return deleted
 
     def iter_all(self, batch_size: int = 10000) -> Iterator[Engram]:

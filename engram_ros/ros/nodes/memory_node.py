@@ -63,6 +63,7 @@ from engram_ros.core.governance import ForgetResult
 from engram_ros.core.governance import GovernanceError
 from engram_ros.core.governance import GovernanceStatus
 from engram_ros.core.governance import MAX_LIMIT
+from engram_ros.core.memory import IngestResult
 from engram_ros.core.memory import MemoryStore
 from engram_ros.core.memory.write_queue import describe
 from engram_ros.core.memory.write_queue import RETRY_MIN
@@ -173,7 +174,8 @@ class MemoryNode(ManagedNode):
         self._reporting = MutuallyExclusiveCallbackGroup()
         self.health = MemoryHealth(self.get_logger())
         self.ingest_queue: WriteQueue[Observation] = WriteQueue(
-            self._write_observation, self.get_parameter('write_queue_size').value)
+            capacity=self.get_parameter('write_queue_size').value,
+            write_many=self._write_observations)
         self.loss = PublisherLoss(self.get_parameter('ingest_rate_limit').value)
         self._max_bytes = self.get_parameter('max_observation_bytes').value
         self._intake: TakeLoop | None = None
@@ -334,7 +336,7 @@ class MemoryNode(ManagedNode):
         intake tries again after a back-off."""
         if not self.ingest_queue.due():
             return
-        drained = self.ingest_queue.drain()
+        drained = self.ingest_queue.drain(max_batch=self._value('ingest_batch'))
         for _, exc in drained.rejected:
             self.health.dropped(exc)
         if drained.error is not None:
@@ -346,12 +348,19 @@ class MemoryNode(ManagedNode):
         elif drained.written:
             self.health.faults.succeeded('ingest')
 
-    def _write_observation(self, obs: Observation) -> None:
-        """Ingest one queued observation; raises as :meth:`MemoryStore.ingest`."""
-        result = self.store.ingest(obs)
-        self.health.add(ingested=1, merged=int(result.merged), promoted=int(result.promoted),
-                        evicted=len(result.evicted))
-        self._markers_dirty = True
+    def _write_observations(self, observations: list[Observation]
+                            ) -> list[IngestResult | Exception]:
+        """Ingest a batch of queued observations in one transaction
+        (:meth:`MemoryStore.ingest_many`), counting what each did; the errors go back to the
+        queue, which retries storage errors and reports the others as rejected."""
+        results = self.store.ingest_many(observations)
+        done = [r for r in results if isinstance(r, IngestResult)]
+        if done:
+            self.health.add(ingested=len(done), merged=sum(r.merged for r in done),
+                            promoted=sum(r.promoted for r in done),
+                            evicted=sum(len(r.evicted) for r in done))
+            self._markers_dirty = True
+        return results
 
     def recall_callback(self, request: Recall.Request,
                         response: Recall.Response) -> Recall.Response:
@@ -591,7 +600,7 @@ class MemoryNode(ManagedNode):
         queue = getattr(self, 'ingest_queue', None)
         if queue is not None and len(queue):
             if not queue.failing:
-                queue.drain(force=True)
+                queue.drain(force=True, max_batch=self._value('ingest_batch'))
             lost = queue.take_all()
             if lost:
                 self.get_logger().error(

@@ -75,9 +75,9 @@ from engram_ros.ros.managed import AUTOSTART
 from engram_ros.ros.managed import ManagedNode
 from engram_ros.ros.nodes.spin import run_node
 
-_READ_ONLY = ('frame_id', 'base_frame', 'tf.tolerance', 'tf.max_gap', 'dim', 'visual_encoder',
-              'job_queue_size', 'diagnostics_period', 'sensor_reliability', 'encrypt_evidence',
-              'encryption_key_file', 'persist', 'autostart', 'image_transport',
+_READ_ONLY = ('frame_id', 'base_frame', 'tf.tolerance', 'tf.max_gap', 'tf.wait', 'dim',
+              'visual_encoder', 'job_queue_size', 'diagnostics_period', 'sensor_reliability',
+              'encrypt_evidence', 'encryption_key_file', 'persist', 'autostart', 'image_transport',
               'depth_image_transport')
 #: image_transport transports read, by parameter, and the topic suffix each subscribes.
 TRANSPORTS = {'image_transport': {'raw': '', 'compressed': '/compressed'},
@@ -94,6 +94,9 @@ PARAMETERS: dict[str, tuple[object, str]] = {
                           'used); further is skipped as tf_extrapolation (read-only)'),
     'tf.max_gap': (1.0, '[s] largest gap between TF samples interpolated across; a frame in a '
                         'larger one is skipped as tf_stale (read-only)'),
+    'tf.wait': (2.0, '[s] at start, frames wait this long (odometry time) for TF to connect '
+                     'before odometry and the camera parameters place them; 0: no wait '
+                     '(read-only)'),
     'dim': (256, 'context vector dimension, the memory\'s dim (read-only)'),
     'visual_encoder': ('orb_bow', 'orb_bow (shipped) or torchscript:<path> (read-only)'),
     'camera_xyz': ([0.1, 0.0, 1.0], '[m] camera position in base_link'),
@@ -174,8 +177,9 @@ PRIVACY_PARAMETERS = {
 
 _POSITIVE = ('sync_queue_size', 'pose_tolerance', 'tf.max_gap', 'time_reset', 'objects.max_depth',
              'audio.max_duration', 'job_queue_size', 'diagnostics_period', 'dim')
-_NON_NEGATIVE = ('sync_slop', 'tf.tolerance', 'objects.min_interval', 'keyframe.min_translation',
-                 'keyframe.min_rotation', 'keyframe.min_view_change', 'keyframe.min_interval',
+_NON_NEGATIVE = ('sync_slop', 'tf.tolerance', 'tf.wait', 'objects.min_interval',
+                 'keyframe.min_translation', 'keyframe.min_rotation', 'keyframe.min_view_change',
+                 'keyframe.min_interval',
                  'visual_words_per_place', 'objects.min_depth', 'audio.hangover',
                  'audio.threshold_db')
 _UNIT_INTERVAL = ('objects.min_score', 'objects.min_valid_fraction', 'audio.min_similarity')
@@ -286,10 +290,14 @@ class PerceptionNode(ManagedNode):
     def memory_wait_callback(self) -> None:
         if self._memory_wait is None or self.observation_pub.get_subscription_count() == 0:
             return
-        self.destroy_timer(self._memory_wait)
-        self._memory_wait = None
-        # deactivate destroys the subscriptions with the rest of what activate made
-        self.creating(self._subscribe_sensors, self.active_entities)
+        with self.entity_lock:
+            # A deactivate may have run since this call was due: its timer is gone then.
+            if self._memory_wait is None or self._memory_wait not in self.timers:
+                return
+            self.destroy_timer(self._memory_wait)
+            self._memory_wait = None
+            # deactivate destroys the subscriptions with the rest of what activate made
+            self.creating(self._subscribe_sensors, self.active_entities)
         self.get_logger().info(f'a memory listens on {self.observation_pub.topic_name}: '
                                'reading the sensors')
 
