@@ -283,16 +283,23 @@ class _Ingest:
 
     @staticmethod
     def _store(store: MemoryStore, perception: Perception, observations) -> None:
-        for obs in observations:
-            # through the message, as the memory node receives it (float32 vectors, ...)
-            obs = observation_from_msg(observation_to_msg(obs))
-            try:
-                store.ingest(obs)
-                perception.count('stored')
-            except ObservationExcluded:
+        """A job's observations in one transaction, through the message as the memory node
+        receives them (float32 vectors, ...).
+
+        :raises: a storage error (the ingest stops: the store is not the bag's memory).
+        """
+        if not observations:
+            return
+        batch = [observation_from_msg(observation_to_msg(obs)) for obs in observations]
+        for result in store.ingest_many(batch):
+            if isinstance(result, ObservationExcluded):
                 perception.count('refused_private')
-            except InvalidObservation:
+            elif isinstance(result, InvalidObservation):
                 perception.count('refused_invalid')
+            elif isinstance(result, Exception):
+                raise result
+            else:
+                perception.count('stored')
 
 
 def fix_threads() -> None:
