@@ -8,6 +8,9 @@ starts the same sets as ``launch/sim_launch.py`` and ``launch/robot_launch.py`` 
     python -m engram_ros.apps.launcher robot --namespace /r1    # perception + memory
     python -m engram_ros.apps.launcher sim -p sim.scenario:=small -p memory.persist:=true \\
         --remap camera/color/image_raw:=/cam/rgb --without perception
+    python -m engram_ros.apps.launcher sim --without perception --without memory \\
+        -p sim.realtime:=false -p sim.wait_for_subscribers:=false \\
+        --record ~/bags/house --record-raw         # an MCAP bag, as fast as it renders
 
 Supervision: on Ctrl-C or SIGTERM the launcher stops the nodes in reverse start order
 (producers first, the memory last, so what is in flight is still stored), each with SIGINT,
@@ -215,6 +218,21 @@ def _yaml_value(value) -> str:
     return json.dumps(value)
 
 
+def record_params(set_name: str, record: Path | None, raw: bool) -> list[str]:
+    """The sim's ``-p`` overrides of ``--record PATH [--record-raw]``.
+
+    :raises ValueError: for a set without the simulator, or ``--record-raw`` alone.
+    """
+    if not (record or raw):
+        return []
+    if 'sim' not in SETS[set_name]:
+        raise ValueError('--record and --record-raw need a set with the simulator (sim)')
+    if not record:
+        raise ValueError('--record-raw needs --record PATH')
+    return [f'sim.record:={_yaml_value(str(Path(record).expanduser().absolute()))}',
+            f'sim.record_raw:={"true" if raw else "false"}']
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog='engram_launch', description=__doc__.split('\n')[0],
@@ -230,6 +248,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help='remap a topic or service name for every node')
     parser.add_argument('--without', action='append', default=[], metavar='NODE',
                         help=f'leave a node of the set out ({", ".join(NODES)})')
+    parser.add_argument('--record', type=Path, metavar='PATH',
+                        help='sim set: the simulator writes its topics to a new MCAP bag at PATH '
+                             '(sim.record)')
+    parser.add_argument('--record-raw', action='store_true',
+                        help='with --record: also colour, depth and audio, outside the '
+                             'memory\'s privacy zones and windows (sim.record_raw)')
     parser.add_argument('--log-dir', type=Path,
                         help='write each node\'s output to <dir>/<node>.log')
     parser.add_argument('--log-level', default='', help='ROS log level of the nodes')
@@ -242,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='[engram_launch] %(message)s')
     try:
+        args.param += record_params(args.set, args.record, args.record_raw)
         launcher = Launcher(args.set, args.params_file, args.namespace, args.param, args.remap,
                             args.without, args.log_dir, args.log_level, args.grace)
     except ValueError as exc:

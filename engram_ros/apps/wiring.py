@@ -19,6 +19,9 @@ when TF arrives), so what it must agree on is handed to it here, by each node it
   sim also publishes it on ``/tf_static``) and the simulated house's rooms
   (:mod:`engram_ros.sim.launch_set`).
 
+The simulator in turn gets the memory's privacy zones and windows: it records no raw frame
+inside them (``record_raw``, :mod:`engram_ros.sim.node`).
+
 The parameter file is read as ROS reads it (:func:`node_parameters`): a node takes every
 section whose key matches its fully qualified name, ``/**`` and ``*`` wildcards included, so
 ``/**/engram_memory:`` (the shipped file's keys) applies in any namespace, and what is shared
@@ -244,7 +247,12 @@ def node_set(set_name: str, params_file: Path | str,
         for name in names:
             if NODES[name].shares:
                 perception.update(_resolve(NODES[name].shares)(parameters))
-    return [NodeLaunch(NODES[n], dict(perception) if n == 'perception' else {}) for n in names]
+    # The simulator records raw frames (record_raw) only outside the memory's privacy zones
+    # and windows: it gets them too.
+    sim = {k: v for k, v in shared_by_memory(parameters).items() if k.startswith('privacy.')} \
+        if 'sim' in names else {}
+    given = {'perception': perception, 'sim': sim}
+    return [NodeLaunch(NODES[n], dict(given.get(n, {}))) for n in names]
 
 
 def _resolve(target: str):

@@ -36,6 +36,7 @@ import secrets
 import stat
 import time
 from pathlib import Path
+from typing import Callable
 from typing import Iterator
 from urllib.parse import unquote
 from urllib.parse import urlparse
@@ -109,9 +110,14 @@ def _fernet(key: bytes, where: str = 'the key'):
 class EvidenceStore:
     """Evidence files under one directory, optionally encrypted. Thread-safe (no state)."""
 
-    def __init__(self, directory: Path | str, key: bytes | None = None) -> None:
+    def __init__(self, directory: Path | str, key: bytes | None = None,
+                 names: Callable[[], str] | None = None) -> None:
+        """:param names: makes the opaque part of each new file name (default: 128 random
+            bits); an offline ingest passes a seeded one so that the same input gives the
+            same files."""
         self.directory = Path(directory).absolute()
         self._fernet = None if key is None else _fernet(key)
+        self._names = names or (lambda: secrets.token_hex(16))
 
     @classmethod
     def from_settings(cls, directory: Path | str, encrypt: bool,
@@ -144,7 +150,7 @@ class EvidenceStore:
         if kind not in EVIDENCE_KINDS:
             raise ValueError(f'unknown evidence kind {kind!r}; accepted: '
                              f'{", ".join(EVIDENCE_KINDS)}')
-        filename = secrets.token_hex(16) + _extension(name)
+        filename = self._names() + _extension(name)
         payload = bytes(data)
         if self._fernet is not None:
             payload = self._fernet.encrypt(payload)
@@ -152,6 +158,8 @@ class EvidenceStore:
         folder = self.directory / kind
         path = folder / filename
         tmp = folder / ('.' + filename + '.tmp')
+        if path.exists():       # only a seeded name can repeat; never overwrite evidence
+            raise EvidenceError(f'cannot write evidence {str(path)!r}: the name exists')
         try:
             private_dir(folder)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

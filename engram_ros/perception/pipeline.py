@@ -35,6 +35,8 @@ from dataclasses import dataclass
 from dataclasses import field
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
+from typing import Callable
 from typing import Union
 
 import cv2
@@ -43,6 +45,7 @@ import numpy as np
 from engram_ros.core import sketch
 from engram_ros.core.evidence import EvidenceError
 from engram_ros.core.evidence import EvidenceStore
+from engram_ros.core.evidence import load_key
 from engram_ros.core.model.engram import InvalidObservation
 from engram_ros.core.model.engram import Observation
 from engram_ros.core.privacy import PrivacyPolicy
@@ -112,6 +115,9 @@ class PerceptionConfig:
     #: nowhere); with ``evidence_key`` (a Fernet key) they are encrypted at rest.
     evidence_dir: str = ''
     evidence_key: bytes | None = None
+    #: Names of new evidence files (``None``: random, :class:`EvidenceStore`'s default); a
+    #: seeded generator makes an offline ingest reproducible.
+    evidence_names: Callable[[], str] | None = None
     save_images: bool = True
     save_audio_clips: bool = False
     #: The memory's privacy zones and windows: nothing inside them is encoded or written.
@@ -125,6 +131,43 @@ class PerceptionConfig:
     keyframe: KeyframeGate = field(default_factory=KeyframeGate)
     locator: ObjectLocator = field(default_factory=ObjectLocator)
     segmenter: AudioSegmenter = field(default_factory=AudioSegmenter)
+
+
+def perception_config(value: Callable[[str], Any]) -> PerceptionConfig:
+    """The pipeline's settings from ``engram_perception``'s parameters: ``value(name)`` is a
+    parameter's value (``[]`` for an unset string array). The node and ``engram ingest-bag``
+    both build it here, so a bag is perceived as live input is. Evidence goes nowhere without
+    the memory's consent (``persist``).
+
+    :raises ValueError: for a bad room, privacy zone or window, or class names file;
+        EncryptionKeyError when ``encrypt_evidence`` is on without a usable key.
+    """
+    p = value
+    return PerceptionConfig(
+        frame_id=p('frame_id'), dim=p('dim'), sync_slop=p('sync_slop'),
+        sync_queue_size=p('sync_queue_size'), pose_tolerance=p('pose_tolerance'),
+        base_frame=p('base_frame'), tf_tolerance=p('tf.tolerance'),
+        tf_max_gap=p('tf.max_gap'), tf_wait=p('tf.wait'), camera_xyz=tuple(p('camera_xyz')),
+        camera_rpy=tuple(p('camera_rpy')),
+        camera_convention=p('camera_convention'),
+        visual_words_per_place=p('visual_words_per_place'),
+        min_detection_score=p('objects.min_score'),
+        class_names=ClassNames.load(p('class_names')),
+        evidence_dir=p('evidence_dir') if p('persist') else '',
+        evidence_key=load_key(p('encryption_key_file')) if p('encrypt_evidence') else None,
+        object_min_interval=p('objects.min_interval'),
+        save_images=p('save_images'), save_audio_clips=p('save_audio_clips'),
+        privacy=PrivacyPolicy.parse(list(p('privacy.zones') or []),
+                                    list(p('privacy.time_windows') or [])),
+        time_reset=p('time_reset'), rooms=RoomMap.parse(list(p('rooms') or [])),
+        keyframe=KeyframeGate(p('keyframe.min_translation'), p('keyframe.min_rotation'),
+                              p('keyframe.min_view_change'), p('keyframe.min_interval')),
+        locator=ObjectLocator(min_depth=p('objects.min_depth'),
+                              max_depth=p('objects.max_depth'),
+                              min_valid_fraction=p('objects.min_valid_fraction')),
+        segmenter=AudioSegmenter(threshold_db=p('audio.threshold_db'),
+                                 min_db=p('audio.min_db'), hangover=p('audio.hangover'),
+                                 max_duration=p('audio.max_duration')))
 
 
 @dataclass
@@ -535,7 +578,8 @@ class Perception:
             return None
         if self._evidence is None or self._evidence[0] != directory:
             self._evidence = (directory, EvidenceStore(Path(os.path.expanduser(directory)),
-                                                       self.config.evidence_key))
+                                                       self.config.evidence_key,
+                                                       self.config.evidence_names))
         return self._evidence[1]
 
     def _write(self, name: str, encode, kind: str) -> tuple[str, ...]:

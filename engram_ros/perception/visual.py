@@ -21,6 +21,7 @@ mapped to ``dim`` by a fixed seeded random projection when its width differs.
 from __future__ import annotations
 
 import abc
+import functools
 import logging
 from pathlib import Path
 
@@ -205,8 +206,10 @@ def _top_words(words: np.ndarray, top: int) -> tuple[int, ...]:
     return tuple(int(w) for w in order if counts[w] > 0)
 
 
+@functools.lru_cache(maxsize=16)
 def random_projection(n_in: int, dim: int, seed: int = 0) -> np.ndarray:
-    """A fixed, seeded ``n_in x dim`` projection that roughly keeps cosine similarities.
+    """A fixed, seeded ``n_in x dim`` projection that roughly keeps cosine similarities
+    (read-only, computed once per arguments: each sound's embedding used to redo the QR).
 
     Orthonormal rows (an isometry) when ``n_in <= dim``; a random orthonormal projection onto
     ``dim`` directions (Johnson-Lindenstrauss) otherwise.
@@ -214,7 +217,9 @@ def random_projection(n_in: int, dim: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     a = rng.normal(size=(max(n_in, dim), min(n_in, dim)))
     q, _ = np.linalg.qr(a)
-    return (q if n_in >= dim else q.T).astype(np.float32).reshape(n_in, dim)
+    out = (q if n_in >= dim else q.T).astype(np.float32).reshape(n_in, dim)
+    out.flags.writeable = False
+    return out
 
 
 class TorchBackboneEncoder(VisualEncoder):

@@ -15,7 +15,19 @@ Topics (relative names, remappable; the perception input contract):
 * ``sim/status`` (``std_msgs/String``, latched): JSON progress (lap, frame, done)
 
 All messages of one frame carry the same stamp; a frame's transforms are published before its
-images. The camera's pose on the base is the parameters ``camera_xyz``/``camera_rpy`` (see
+images. With ``realtime: false`` the patrol runs as fast as frames render, stamped on the
+simulation's own time (``start_time`` + the frame's time) and ``/clock``
+(``rosgraph_msgs/Clock``) is published.
+
+**Recording** (``record: PATH``): what the node publishes is also written, losslessly, to a new
+MCAP bag at PATH (:mod:`engram_ros.ros.bag`; directory 0700, files 0600), each message logged
+at its stamp (``/tf_static`` and the latched JSON topics at the current frame's). Raw sensor
+data (colour and depth images, audio) goes in only with ``record_raw: true``, and never from a
+frame whose true robot pose or stamp is inside ``privacy.zones`` / ``privacy.time_windows``
+(the memory's, passed by the launchers): those are left out and counted
+(``recorded.privacy_skipped`` in ``sim/status``).
+
+The camera's pose on the base is the parameters ``camera_xyz``/``camera_rpy`` (see
 :mod:`engram_ros.sim.scene`), published on ``/tf_static``; perception's parameters of the same
 name are its fall-back without TF.
 """
@@ -30,10 +42,14 @@ import numpy as np
 from builtin_interfaces.msg import Time
 from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.exceptions import ParameterUninitializedException
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy
 from rclpy.qos import QoSProfile
+from rclpy.time import Time as RosTime
+from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
@@ -42,9 +58,11 @@ from tf2_msgs.msg import TFMessage
 # First, before numpy loads: nodes run BLAS and OpenMP single-threaded (see engram_ros.ros.nodes).
 import engram_ros.ros.nodes  # noqa: F401,I001
 from engram_ros.core.geometry import matrix_to_quat
+from engram_ros.core.privacy import PrivacyPolicy
 from engram_ros.core.transforms import invert
 from engram_ros.msg import AudioChunk
 from engram_ros.msg import DetectionArray
+from engram_ros.ros.bag import BagWriter
 from engram_ros.ros.conversions import sensors
 from engram_ros.ros.conversions.transforms import tf_message
 from engram_ros.ros.conversions.transforms import transform_msg
@@ -77,6 +95,19 @@ class SimNode(Node):
         self.camera_frame = p('camera_frame')
         self.microphone_frame = p('microphone_frame')
         self.finished = False
+        self.realtime = p('realtime')
+        self._start_ns = int(round(p('start_time') * 1e9)) or self.get_clock().now().nanoseconds
+        self._now_ns = self._start_ns
+        def strings(name: str) -> list[str]:
+            try:
+                return list(self.get_parameter(name).value or [])
+            except ParameterUninitializedException:     # unset: none
+                return []
+
+        self.privacy = PrivacyPolicy.parse(strings('privacy.zones'),
+                                           strings('privacy.time_windows'))
+        self.record_raw = p('record_raw')
+        self.recorded = {'frames': 0, 'raw_frames': 0, 'privacy_skipped': 0}
         self._frames = self.sim.frames()
         self._previous_odom: tuple[float, float, float] | None = None
         self._waiting_logged = False
@@ -92,6 +123,12 @@ class SimNode(Node):
         self.detections_pub = self.create_publisher(DetectionArray, 'detections', sensors)
         self._sensor_pubs = (self.color_pub, self.depth_pub, self.info_pub, self.odom_pub,
                              self.audio_pub, self.detections_pub)
+        #: Raw sensor data: recorded only with record_raw, and never from a private frame.
+        self._raw_pubs = (self.color_pub, self.depth_pub, self.audio_pub)
+        self.clock_pub = None if self.realtime else self.create_publisher(
+            Clock, '/clock', QoSProfile(depth=10))
+        self.bag: BagWriter | None = BagWriter(p('record')) if p('record') else None
+        self._static_tf: TFMessage | None = None
         if self.publish_tf:
             # As tf2_ros's broadcasters: /tf keep-last 100, /tf_static latched.
             self.tf_pub = self.create_publisher(TFMessage, '/tf', QoSProfile(depth=100))
@@ -99,14 +136,16 @@ class SimNode(Node):
                 depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
             self._sensor_pubs += (self.tf_pub,)
             mount = camera.mount()
-            self.tf_static_pub.publish(tf_message([transform_msg(
-                self.base_frame, self.camera_frame, self.get_clock().now().to_msg(),
-                mount[:3, 3], matrix_to_quat(mount[:3, :3]))]))
+            self._static_tf = tf_message([transform_msg(
+                self.base_frame, self.camera_frame, RosTime(nanoseconds=self._start_ns).to_msg(),
+                mount[:3, 3], matrix_to_quat(mount[:3, :3]))])
+            self.tf_static_pub.publish(self._static_tf)
         self.truth_pub = self.create_publisher(String, 'sim/ground_truth', latched)
         self.status_pub = self.create_publisher(String, 'sim/status', latched)
         self.publish_ground_truth()
         self.publish_status(frame=None)
-        self.timer = self.create_timer(1.0 / self.sim.rate, self.step_callback)
+        self.timer = self.create_timer(1.0 / self.sim.rate if self.realtime else 1e-3,
+                                       self.step_callback)
         self.get_logger().info(
             f'scenario {self.scenario.name!r} (world {self.scenario.world.name!r}): '
             f'{self.scenario.laps} laps of {self.sim.frames_per_lap} frames at '
@@ -139,6 +178,19 @@ class SimNode(Node):
                                     '(base_link -> camera) like a real robot')
         declare('camera_frame', 'camera_optical', 'frame of images and camera info')
         declare('microphone_frame', 'base_link', 'frame of audio chunks')
+        declare('realtime', True, 'frames at rate on the clock; false: as fast as they render, '
+                                  'stamped on simulated time (start_time + frame time), with '
+                                  '/clock')
+        declare('start_time', 0.0, '[s since the epoch] stamp of the first frame without '
+                                   'realtime; 0: now')
+        declare('record', '', 'write the published topics to a new MCAP bag at this path '
+                              '(0600 files); empty: no bag')
+        declare('record_raw', False, 'also record colour, depth and audio (raw sensor data; '
+                                     'never from inside a privacy zone or window)')
+        for name, what in (('privacy.zones', 'zones'), ('privacy.time_windows', 'windows')):
+            self.declare_parameter(name, Parameter.Type.STRING_ARRAY, ParameterDescriptor(
+                description=f'the memory\'s privacy {what}: raw data from a frame in one is '
+                            'not recorded', read_only=True))
 
     def _check_parameters(self) -> None:
         """:raises ValueError: naming the first start value the simulator cannot run with."""
@@ -151,7 +203,8 @@ class SimNode(Node):
                  'fov_deg': (lambda v: finite(v) and 0 < v < 180, 'in (0, 180) [deg]'),
                  'sample_rate': (lambda v: v >= 1, '>= 1 [Hz]'),
                  'camera_xyz': (lambda v: len(v) == 3 and finite(*v), 'three finite numbers'),
-                 'camera_rpy': (lambda v: len(v) == 3 and finite(*v), 'three finite numbers')}
+                 'camera_rpy': (lambda v: len(v) == 3 and finite(*v), 'three finite numbers'),
+                 'start_time': (lambda v: finite(v) and v >= 0, 'finite and >= 0 [s]')}
         for name, (accepted, what) in rules.items():
             value = self.get_parameter(name).value
             if not accepted(value):
@@ -170,8 +223,12 @@ class SimNode(Node):
         if frame is None:  # the generator applies the last lap's events after its last frame
             self.finish()
             return
-        now = self.get_clock().now()
+        now = self.get_clock().now() if self.realtime else \
+            RosTime(nanoseconds=self._start_ns + int(round(frame.t * 1e9)))
         stamp = now.to_msg()
+        self._now_ns = now.nanoseconds
+        if self.clock_pub is not None:
+            self._send(self.clock_pub, Clock(clock=stamp), frame)
         self.publish_frame(frame, stamp)
         if frame.lap_done:
             self._lap_stamps.append(now.nanoseconds * 1e-9)
@@ -200,6 +257,39 @@ class SimNode(Node):
         self.publish_status(frame=None)
         self.get_logger().info(f'patrol done: {self.scenario.laps} laps, '
                                f'{self.sim.total_frames} frames')
+        self.close_bag()
+
+    def close_bag(self) -> None:
+        bag, self.bag = getattr(self, 'bag', None), None   # also for a half-built node
+        if bag is not None:
+            bag.close()
+            self.get_logger().info(f'recorded {bag.path}: {self.recorded}')
+
+    def _send(self, pub, msg, frame: Frame | None = None) -> None:
+        """Publish ``msg``; record it too, unless it is raw data the rules keep out."""
+        pub.publish(msg)
+        if self.bag is None:
+            return
+        if pub in self._raw_pubs:
+            if not self.record_raw:
+                return
+            x, y, _ = frame.pose
+            if self.privacy.excludes((x, y, 0.0), self._now_ns * 1e-9) is not None:
+                return
+        self.bag.write(pub.topic_name, msg, self._now_ns)
+
+    def _record_frame(self, frame: Frame) -> None:
+        """Count what the bag gets of ``frame`` (see :meth:`_send`)."""
+        if self.bag is None:
+            return
+        self.recorded['frames'] += 1
+        if not self.record_raw:
+            return
+        x, y, _ = frame.pose
+        if self.privacy.excludes((x, y, 0.0), self._now_ns * 1e-9) is not None:
+            self.recorded['privacy_skipped'] += 1
+        else:
+            self.recorded['raw_frames'] += 1
 
     def publish_frame(self, frame: Frame, stamp: Time) -> None:
         cam = self.sim.camera
@@ -207,17 +297,23 @@ class SimNode(Node):
         rgb = sensors.array_to_image(frame.render.rgb, 'rgb8', stamp, frame_id)
         depth = sensors.array_to_image(frame.render.depth.astype(np.float32), '32FC1', stamp,
                                        frame_id)
+        self._record_frame(frame)
+        if self.bag is not None and self._static_tf is not None:
+            self.bag.write(self.tf_static_pub.topic_name, self._static_tf, self._now_ns)
+            self._static_tf = None      # once, logged at the first frame
         # poses and intrinsics first: a consumer handling an image on arrival finds them there
         if self.publish_tf:
-            self.tf_pub.publish(self.transforms(frame, stamp))
-        self.odom_pub.publish(self.odometry(frame, stamp))
-        self.info_pub.publish(sensors.camera_info_msg(cam.K, cam.width, cam.height, stamp,
-                                                      frame_id))
-        self.audio_pub.publish(sensors.audio_chunk_msg(
-            frame.audio, self.sim.microphone.sample_rate, stamp, 'S16LE', self.microphone_frame))
-        self.detections_pub.publish(sensors.detections_to_msg(frame.detections, stamp, frame_id))
-        self.color_pub.publish(rgb)
-        self.depth_pub.publish(depth)
+            self._send(self.tf_pub, self.transforms(frame, stamp))
+        self._send(self.odom_pub, self.odometry(frame, stamp))
+        self._send(self.info_pub, sensors.camera_info_msg(cam.K, cam.width, cam.height, stamp,
+                                                          frame_id))
+        self._send(self.audio_pub, sensors.audio_chunk_msg(
+            frame.audio, self.sim.microphone.sample_rate, stamp, 'S16LE', self.microphone_frame),
+            frame)
+        self._send(self.detections_pub,
+                   sensors.detections_to_msg(frame.detections, stamp, frame_id))
+        self._send(self.color_pub, rgb, frame)
+        self._send(self.depth_pub, depth, frame)
 
     def odometry(self, frame: Frame, stamp: Time) -> Odometry:
         x, y, yaw = frame.odom
@@ -240,7 +336,7 @@ class SimNode(Node):
                                      (self.odom_frame, self.base_frame, t_odom_base)))
 
     def publish_ground_truth(self) -> None:
-        self.truth_pub.publish(String(data=json.dumps(self.sim.ground_truth())))
+        self._send(self.truth_pub, String(data=json.dumps(self.sim.ground_truth())))
 
     def publish_status(self, frame: Frame | None) -> None:
         status = {'scenario': self.scenario.name, 'laps': self.scenario.laps,
@@ -252,13 +348,16 @@ class SimNode(Node):
                           pose=list(frame.pose), events=frame.events)
         else:
             status.update(lap=self.sim.lap, frame=self.sim.total_frames if self.finished else 0)
-        self.status_pub.publish(String(data=json.dumps(status)))
+        if self.bag is not None or self.recorded['frames']:
+            status['recorded'] = dict(self.recorded)
+        self._send(self.status_pub, String(data=json.dumps(status)))
 
     def destroy_node(self) -> None:
         # Called once the executor has stopped (engram_ros.ros.nodes.spin), so no frame is
         # being rendered; also by rclpy's shutdown for a node whose __init__ failed half-way.
         # The ROS entities go first, then PyBullet disconnects, once.
         try:
+            self.close_bag()
             super().destroy_node()
         finally:
             sim, self.sim = getattr(self, 'sim', None), None

@@ -21,6 +21,8 @@ rclpy = pytest.importorskip('rclpy')
 pytest.importorskip('pybullet')
 
 from engram_ros.apps.launcher import Launcher  # noqa: E402
+from engram_ros.apps.launcher import main as launcher_main  # noqa: E402
+from engram_ros.apps.launcher import record_params  # noqa: E402
 from engram_ros.apps.wiring import NODES  # noqa: E402
 from engram_ros.core.model.engram import Observation  # noqa: E402
 from engram_ros.core.storage import SQLiteStorage  # noqa: E402
@@ -206,3 +208,18 @@ def test_gz_bridge_maps_camera_depth_and_odometry():
     assert topics['camera/depth/image_raw'] == 'sensor_msgs/msg/Image'
     assert topics['camera/color/camera_info'] == 'sensor_msgs/msg/CameraInfo'
     assert topics['odom'] == 'nav_msgs/msg/Odometry'
+
+
+def test_record_options_reach_the_simulator_only(tmp_path):
+    params = record_params('sim', tmp_path / 'bag', True)
+    assert params == [f'sim.record:="{tmp_path / "bag"}"', 'sim.record_raw:=true']
+    sim = Launcher('sim', params=params).children[-1]
+    assert sim.spec.name == 'sim'
+    assert f'record:="{tmp_path / "bag"}"' in sim.command and 'record_raw:=true' in sim.command
+    assert record_params('sim', None, False) == []
+    with pytest.raises(ValueError, match='need a set with the simulator'):
+        record_params('robot', tmp_path / 'bag', False)
+    with pytest.raises(ValueError, match='needs --record PATH'):
+        record_params('sim', None, True)
+    assert launcher_main(['robot', '--record', str(tmp_path / 'bag')]) == 2
+    assert not (tmp_path / 'bag').exists()

@@ -166,3 +166,13 @@ def test_perception_gets_the_memorys_privacy_zones_and_windows(tmp_path):
         'robot', path, {'memory': {'privacy.zones': ['box:0,0,1,1']}}))['perception']
     assert overridden['privacy.zones'] == ['box:0,0,1,1']
     assert 'privacy.zones' not in parameters_of(wiring.node_set('robot', PARAMS))['perception']
+
+
+def test_sim_set_gives_the_simulator_the_memorys_privacy_zones(tmp_path):
+    """It records no raw frame inside them."""
+    path = params_file(tmp_path, **{'privacy.zones': ['circle:1,2,0.5'],
+                                    'privacy.time_windows': ['daily:22:00-06:00']})
+    sim = parameters_of(wiring.node_set('sim', path))['sim']
+    assert sim == {'privacy.zones': ['circle:1,2,0.5'],
+                   'privacy.time_windows': ['daily:22:00-06:00']}
+    assert parameters_of(wiring.node_set('sim', PARAMS))['sim'] == {}

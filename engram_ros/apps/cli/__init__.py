@@ -14,6 +14,7 @@ Offline, on a store directory (stop the memory node first, or use ``--node``)::
     engram --store DIR backup TARGET      # a consistent copy, also while the node runs
     engram --store DIR map --out map.png  # top-down picture, coloured by kind
     engram keygen FILE                    # a new master key (audit MACs, evidence encryption)
+    engram ingest-bag BAG --store DIR [--params FILE] [--keep-partial]   # memory from a bag
 
 A store whose audit log is keyed needs its key file for every command: ``--key FILE``.
 
@@ -41,6 +42,7 @@ from typing import TextIO
 
 from engram_ros.apps.cli import backup
 from engram_ros.apps.cli import edit
+from engram_ros.apps.cli import ingest_bag
 from engram_ros.apps.cli import inspect
 from engram_ros.apps.cli import keygen
 from engram_ros.apps.cli import map as map_  # the module, not the builtin
@@ -77,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
                              'store)')
     parser.add_argument('--json', action='store_true', help='JSON lines instead of tables')
     sub = parser.add_subparsers(dest='command', required=True, metavar='COMMAND')
-    for group in (*_OFFLINE_GROUPS, backup, keygen):
+    for group in (*_OFFLINE_GROUPS, backup, keygen, ingest_bag):
         group.add_parsers(sub)
     return parser
 
@@ -90,6 +92,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     try:
         if args.command == 'keygen':
             return keygen.cmd_keygen(args, out)
+        if args.command == 'ingest-bag':
+            return ingest_bag.cmd_ingest_bag(args, out)
         if args.node:
             return run_node(args, out)
         if args.store is None:

@@ -39,7 +39,6 @@ merge dropped, the audit records of evictions, evidence files orphaned by evicti
 from __future__ import annotations
 
 import logging
-import time
 from collections import OrderedDict
 from typing import Callable
 from typing import Sequence
@@ -160,7 +159,7 @@ def _write_one(store: MemoryStore, obs: Observation, undo: _Undo) -> IngestResul
         engram = Engram.from_observation(store.storage.next_id(), obs)
         undo.note_new(engram.id)
         promoted = False
-    engram.last_access = max(engram.last_access, time.time())
+    engram.last_access = max(engram.last_access, store.clock())
     edge = None
     if engram.kind == 'place' or anchor is None:
         with store._lock:

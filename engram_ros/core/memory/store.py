@@ -7,6 +7,8 @@ log around each operation and holds the objects they share.
 from __future__ import annotations
 
 import threading
+import time
+from typing import Callable
 from typing import Sequence
 
 from engram_ros.core.audit import AuditLog
@@ -68,6 +70,9 @@ class MemoryStore:
         #: Maps query text that names no known tag to tags by meaning (set by the owner when a
         #: sentence model is available; ``None``: exact words only).
         self.text_matcher: SemanticTags | None = None
+        #: The memory's clock [s since the epoch] where an operation takes the time itself
+        #: (an ingested engram's last access); an offline ingest sets it to the bag's time.
+        self.clock: Callable[[], float] = time.time
         #: Guards the index and the state; held for index reads and updates only.
         self._lock = threading.RLock()
         #: One writer at a time: ingest, consolidate, edit, forget, feedback, correct, close.

@@ -52,20 +52,16 @@ from tf2_msgs.msg import TFMessage
 from vision_msgs.msg import Detection2DArray
 
 from engram_ros.core.evidence import EvidenceError
-from engram_ros.core.evidence import load_key
-from engram_ros.core.privacy import PrivacyPolicy
 from engram_ros.msg import AudioChunk
 from engram_ros.msg import DetectionArray
 from engram_ros.msg import Observation as ObservationMsg
-from engram_ros.perception.audio import AudioSegmenter
 from engram_ros.perception.audio import SoundClassifier
 from engram_ros.perception.audio import SoundModel
 from engram_ros.perception.class_names import ClassNames
 from engram_ros.perception.errors import InputRejected
 from engram_ros.perception.frame_poses import TF
-from engram_ros.perception.keyframe import KeyframeGate
-from engram_ros.perception.objects import ObjectLocator
 from engram_ros.perception.pipeline import Perception
+from engram_ros.perception.pipeline import perception_config
 from engram_ros.perception.pipeline import PerceptionConfig
 from engram_ros.perception.rooms import RoomMap
 from engram_ros.perception.rooms import SYNTAX as ROOM_SYNTAX
@@ -371,33 +367,10 @@ class PerceptionNode(ManagedNode):
         return self._strings('rooms')
 
     def _config(self) -> PerceptionConfig:
-        p = self._value
-        return PerceptionConfig(
-            frame_id=p('frame_id'), dim=p('dim'), sync_slop=p('sync_slop'),
-            sync_queue_size=p('sync_queue_size'), pose_tolerance=p('pose_tolerance'),
-            base_frame=p('base_frame'), tf_tolerance=p('tf.tolerance'),
-            tf_max_gap=p('tf.max_gap'), tf_wait=p('tf.wait'), camera_xyz=tuple(p('camera_xyz')),
-            camera_rpy=tuple(p('camera_rpy')),
-            camera_convention=p('camera_convention'),
-            visual_words_per_place=p('visual_words_per_place'),
-            min_detection_score=p('objects.min_score'),
-            class_names=ClassNames.load(p('class_names')),
-            evidence_dir=self._evidence_dir(p('evidence_dir')),
-            evidence_key=(load_key(p('encryption_key_file')) if p('encrypt_evidence')
-                          else None),
-            object_min_interval=p('objects.min_interval'),
-            save_images=p('save_images'), save_audio_clips=p('save_audio_clips'),
-            privacy=PrivacyPolicy.parse(self._strings('privacy.zones'),
-                                        self._strings('privacy.time_windows')),
-            time_reset=p('time_reset'), rooms=RoomMap.parse(self._rooms()),
-            keyframe=KeyframeGate(p('keyframe.min_translation'), p('keyframe.min_rotation'),
-                                  p('keyframe.min_view_change'), p('keyframe.min_interval')),
-            locator=ObjectLocator(min_depth=p('objects.min_depth'),
-                                  max_depth=p('objects.max_depth'),
-                                  min_valid_fraction=p('objects.min_valid_fraction')),
-            segmenter=AudioSegmenter(threshold_db=p('audio.threshold_db'),
-                                     min_db=p('audio.min_db'), hangover=p('audio.hangover'),
-                                     max_duration=p('audio.max_duration')))
+        def value(name: str):
+            return self._strings(name) if name in ('rooms', *PRIVACY_PARAMETERS) else \
+                self._value(name)
+        return perception_config(value)
 
     @staticmethod
     def _invalid(params: list[Parameter]) -> str:
