@@ -57,7 +57,10 @@ def perception_args(namespace: str, tmp_path, *extra: str) -> list[str]:
             '-p', 'persist:=true', '-p', f'evidence_dir:={tmp_path / "evidence"}',
             '-p', 'diagnostics_period:=0.2',
             '-p', f'camera_xyz:={list(CAM_XYZ)}', '-p', f'camera_rpy:={list(CAM_RPY)}',
-            '-p', 'camera_convention:=body']
+            '-p', 'camera_convention:=body',
+            # the fake robot has no TF: odometry and the parameters place its frames at once,
+            # as a robot without TF sets it
+            '-p', 'tf.wait:=0.0']
     for item in extra:
         args += ['-p', item]
     return args
