@@ -9,6 +9,8 @@ stored records, which is what the next open finds.
 
 from __future__ import annotations
 
+import json
+import logging
 import math
 import zlib
 from pathlib import Path
@@ -24,6 +26,8 @@ from engram_ros.core.model.engram import Observation
 from engram_ros.core.model.engram import TIER_LONG
 from engram_ros.core.model.engram import TIER_SHORT
 from engram_ros.core.places import PoseCorrection
+from engram_ros.core.query import RecallQuery
+from engram_ros.core.storage import MemoryStorage
 from engram_ros.core.storage import SQLiteStorage
 
 DIM = 16
@@ -247,3 +251,81 @@ def test_reopen_builds_the_same_state(tmp_path: Path) -> None:
     store.close()
     with MemoryStore(SQLiteStorage(tmp_path / 'store'), StoreConfig(dim=DIM)) as again:
         assert structures(again.state) == live
+
+
+def _rich_scene(directory: Path) -> MemoryStore:
+    """A closed-and-saved store whose state has every kind of fact: short-term and long-term
+    engrams, a pin, history (a move), anchors, keyframes, edges and several labels."""
+    store = MemoryStore(SQLiteStorage(directory), StoreConfig(dim=DIM))
+    for lap in range(3):
+        walk(store, lap)
+        store.consolidate(now=T0 + 100.0 * lap + 50)
+    for lap in range(3, 6):                              # the mug moved: history
+        walk(store, lap, mug_at=(10.8, -1.0, 0.8))
+        store.consolidate(now=T0 + 100.0 * lap + 50)
+    store.ingest(obs('cup', (1.5, 0.5, 0.8), T0 + 700.0))       # short-term: not consolidated
+    store.ingest(obs('chair', (2.0, 1.0, 0.0), T0 + 701.0))
+    book = store.recall(RecallQuery(tags_all=('label:book',))).ids[0]
+    store.edit(book, pinned=True)
+    assert store.state.history and store.state.pinned and store.state.anchor_of
+    assert store.state.short and store.state.keyframes and store.state.edges
+    return store
+
+
+def _opened_state(directory: Path, caplog) -> tuple[MemoryState, list[int], bool]:
+    """The state a store opened on ``directory`` holds, its LRU order, whether it came from
+    the cache, and whether the saved state file was used."""
+    caplog.clear()
+    with MemoryStore(SQLiteStorage(directory), StoreConfig(dim=DIM)) as again:
+        used = 'state.json' not in caplog.text
+        return again.state, list(again.state.short), again.index_from_cache, used
+
+
+def test_a_clean_open_reads_the_saved_state_and_finds_what_a_full_scan_finds(
+        tmp_path: Path, caplog) -> None:
+    caplog.set_level(logging.WARNING)
+    directory = tmp_path / 'store'
+    store = _rich_scene(directory)
+    store.close()
+    storage = SQLiteStorage(directory)
+    rebuilt = MemoryState(storage.edges())
+    access: dict[int, float] = {}
+    rebuilt.apply(storage.iter_all(), dirty=False, access=access)
+    rebuilt.order_short(access)
+    storage.close()
+    saved = json.loads((directory / 'index' / 'state.json').read_text(encoding='utf-8'))
+    assert saved['labels'] == sorted(rebuilt.labels)
+    state, order, cached, used = _opened_state(directory, caplog)
+    assert cached and used
+    assert structures(state) == structures(rebuilt)
+    assert state.labels == rebuilt.labels and order == list(rebuilt.short)
+    # Without the state file (an older cache) the index still loads and every record is read.
+    (directory / 'index' / 'state.json').unlink()
+    state, order, cached, used = _opened_state(directory, caplog)
+    assert cached and not used
+    assert structures(state) == structures(rebuilt)
+    assert state.labels == rebuilt.labels and order == list(rebuilt.short)
+    # A state file of another generation is not trusted.
+    state, _, _, _ = _opened_state(directory, caplog)       # saved again at that close
+    path = directory / 'index' / 'state.json'
+    stale = json.loads(path.read_text(encoding='utf-8'))
+    stale['generation'] = 'another'
+    stale['ids'] = []
+    path.write_text(json.dumps(stale), encoding='utf-8')
+    state, _, cached, used = _opened_state(directory, caplog)
+    assert cached and not used and structures(state) == structures(rebuilt)
+
+
+def test_state_scan_finds_the_state_engrams_on_both_backends(tmp_path: Path) -> None:
+    rows = [engram(1, 'place', tier=TIER_LONG, keyframe_id='kf', label=''),
+            engram(2, tier=TIER_LONG, label='mug'),                       # nothing of its own
+            engram(3, tier=TIER_SHORT, label='cup'),
+            engram(4, tier=TIER_LONG, pinned=True, label='mug'),
+            engram(5, tier=TIER_LONG, valid_to=T0 + 1.0, label='book'),
+            engram(6, tier=TIER_LONG, valid_from=T0 + 5.0, label='book'),  # moved in late
+            engram(7, tier=TIER_LONG, anchor_id=1, label='plant')]
+    sqlite = SQLiteStorage(tmp_path / 'store')
+    for backend in (sqlite, MemoryStorage()):
+        backend.put(rows)
+        assert backend.state_scan() == ([1, 3, 4, 5, 6, 7], {'mug', 'cup', 'book', 'plant'})
+        backend.close()

@@ -27,6 +27,7 @@ from engram_ros.core.model.codec import TYPES
 from engram_ros.core.model.edges import edge_key
 from engram_ros.core.model.edges import PlaceEdge
 from engram_ros.core.model.engram import Engram
+from engram_ros.core.model.engram import TIER_SHORT
 from engram_ros.core.storage.schema import COLUMNS
 from engram_ros.core.storage.schema import READ_ONLY_META
 
@@ -193,6 +194,27 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def edges(self) -> list[PlaceEdge]:
         """Every place-graph edge, ordered by pair. Deleting an engram deletes its edges."""
+
+    # Scans for opening and forgetting: concrete defaults over :meth:`iter_all`; a backend
+    # that can read a few columns without decoding whole records overrides them.
+
+    def state_scan(self) -> tuple[list[int], set[str]]:
+        """What the memory keeps in RAM besides the index, without decoding every record.
+
+        :returns: the ids (increasing) of the engrams with a fact of their own in
+            :class:`~engram_ros.core.memory.state.MemoryState` (short-term, pinned, not
+            current since first seen, anchored, or a SLAM keyframe's place), and every
+            non-empty label stored.
+        :raises StoreClosedError: after :meth:`close`.
+        """
+        ids, labels = [], set()
+        for e in self.iter_all():
+            if e.tier == TIER_SHORT or e.pinned or e.valid_to is not None or \
+                    e.valid_from > e.first_seen or e.anchor_id or e.keyframe_id:
+                ids.append(e.id)
+            if e.label:
+                labels.add(e.label)
+        return ids, labels
 
     # Governance helpers: concrete defaults that suit a backend without files.
 

@@ -45,6 +45,7 @@ from engram_ros.core.files import tighten_tree
 from engram_ros.core.model.edges import edge_key
 from engram_ros.core.model.edges import PlaceEdge
 from engram_ros.core.model.engram import Engram
+from engram_ros.core.model.engram import TIER_SHORT
 from engram_ros.core.storage import schema
 from engram_ros.core.storage.base import check_dim_meta
 from engram_ros.core.storage.base import check_edges
@@ -359,6 +360,17 @@ class SQLiteStorage(Storage):
             if len(rows) < batch_size or rows[-1][0] == INT64_MAX:
                 return
             start = rows[-1][0] + 1
+
+    def state_scan(self) -> tuple[list[int], set[str]]:
+        """See :meth:`Storage.state_scan`: two column scans in SQLite, no record decoded."""
+        with self._read() as conn:
+            ids = [int(r[0]) for r in conn.execute(
+                'SELECT id FROM engrams WHERE tier = ? OR pinned != 0 OR valid_to IS NOT NULL '
+                "OR valid_from > first_seen OR anchor_id != 0 OR keyframe_id != '' ORDER BY id",
+                (TIER_SHORT,))]
+            labels = {str(r[0]) for r in conn.execute(
+                "SELECT DISTINCT label FROM engrams WHERE label != ''")}
+        return ids, labels
 
     def put_edges(self, edges: Sequence[PlaceEdge]) -> None:
         """See :meth:`Storage.put_edges`."""
