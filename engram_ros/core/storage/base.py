@@ -22,6 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
+from engram_ros.core.forgetting import RetentionRows
 from engram_ros.core.model.codec import FloatType
 from engram_ros.core.model.codec import TYPES
 from engram_ros.core.model.edges import edge_key
@@ -215,6 +216,33 @@ class Storage(abc.ABC):
             if e.label:
                 labels.add(e.label)
         return ids, labels
+
+    def iter_retention(self, batch_size: int = 65536) -> Iterator[RetentionRows]:
+        """Yield the columns the storage budget weighs (:class:`~engram_ros.core.forgetting.
+        RetentionRows`) of every engram, in increasing id order, ``batch_size`` rows at a time.
+
+        :raises ValueError: for ``batch_size < 1``.
+        :raises StoreClosedError: after :meth:`close`.
+        """
+        batch: list[Engram] = []
+        for engram in self.iter_all(batch_size):
+            batch.append(engram)
+            if len(batch) >= batch_size:
+                yield RetentionRows.of(batch)
+                batch = []
+        if batch:
+            yield RetentionRows.of(batch)
+
+    def ids_with_tags(self, tags: Sequence[str]) -> set[int]:
+        """Ids of the engrams carrying at least one of ``tags``.
+
+        :raises StoreClosedError: after :meth:`close`.
+        """
+        wanted = set(tags)
+        if not wanted:
+            self.count()                     # raises after close, like every method
+            return set()
+        return {e.id for e in self.iter_all() if wanted.intersection(e.tags)}
 
     # Governance helpers: concrete defaults that suit a backend without files.
 

@@ -37,14 +37,18 @@ from typing import Sequence
 from urllib.parse import unquote
 from urllib.parse import urlparse
 
+import numpy as np
+
 from engram_ros.core.evidence import delete_inside
 from engram_ros.core.files import open_private
 from engram_ros.core.files import private_dir
 from engram_ros.core.files import tighten
 from engram_ros.core.files import tighten_tree
+from engram_ros.core.forgetting import RetentionRows
 from engram_ros.core.model.edges import edge_key
 from engram_ros.core.model.edges import PlaceEdge
 from engram_ros.core.model.engram import Engram
+from engram_ros.core.model.engram import TIER_LONG
 from engram_ros.core.model.engram import TIER_SHORT
 from engram_ros.core.storage import schema
 from engram_ros.core.storage.base import check_dim_meta
@@ -371,6 +375,43 @@ class SQLiteStorage(Storage):
             labels = {str(r[0]) for r in conn.execute(
                 "SELECT DISTINCT label FROM engrams WHERE label != ''")}
         return ids, labels
+
+    def iter_retention(self, batch_size: int = 65536) -> Iterator[RetentionRows]:
+        """See :meth:`Storage.iter_retention`: eight columns per row, no record decoded."""
+        if batch_size < 1:
+            raise ValueError(f'batch_size={batch_size} must be >= 1')
+        start = INT64_MIN
+        while True:
+            with self._read() as conn:
+                rows = conn.execute(
+                    'SELECT id, score, observation_count, recall_count, last_seen, last_access, '
+                    'tier = ?, pinned != 0 FROM engrams WHERE id >= ? ORDER BY id LIMIT ?',
+                    (TIER_LONG, start, batch_size)).fetchall()
+            if rows:
+                cols = list(zip(*rows))
+                yield RetentionRows(
+                    ids=np.array(cols[0], dtype=np.int64),
+                    score=np.array(cols[1], dtype=np.float64),
+                    observations=np.array(cols[2], dtype=np.int64),
+                    recalls=np.array(cols[3], dtype=np.int64),
+                    last_seen=np.array(cols[4], dtype=np.float64),
+                    last_access=np.array(cols[5], dtype=np.float64),
+                    long_term=np.array(cols[6], dtype=bool),
+                    pinned=np.array(cols[7], dtype=bool))
+            if len(rows) < batch_size or rows[-1][0] == INT64_MAX:
+                return
+            start = rows[-1][0] + 1
+
+    def ids_with_tags(self, tags: Sequence[str]) -> set[int]:
+        """See :meth:`Storage.ids_with_tags` (the tag table's index answers)."""
+        wanted = sorted(set(tags))
+        out: set[int] = set()
+        with self._read() as conn:
+            for chunk in chunks(wanted):
+                marks = ', '.join('?' * len(chunk))
+                out.update(int(r[0]) for r in conn.execute(
+                    f'SELECT DISTINCT engram_id FROM engram_tags WHERE tag IN ({marks})', chunk))
+        return out
 
     def put_edges(self, edges: Sequence[PlaceEdge]) -> None:
         """See :meth:`Storage.put_edges`."""
