@@ -329,3 +329,62 @@ def test_state_scan_finds_the_state_engrams_on_both_backends(tmp_path: Path) -> 
         backend.put(rows)
         assert backend.state_scan() == ([1, 3, 4, 5, 6, 7], {'mug', 'cup', 'book', 'plant'})
         backend.close()
+
+
+def test_move_candidates_give_the_moves_every_current_belief_gives(tmp_path: Path) -> None:
+    """The candidates are only the missed beliefs and those of their identities; deciding
+    moves over them finds exactly what deciding over every current belief finds."""
+    from engram_ros.core.duplicates import identity_tags
+    from engram_ros.core.memory import beliefs
+    from engram_ros.core.model.engram import kind_code
+    from engram_ros.core.validity import Candidate
+    from engram_ros.core.validity import find_moves
+    from engram_ros.core.validity import missed
+    store = MemoryStore(SQLiteStorage(tmp_path / 'store'), StoreConfig(dim=DIM))
+
+    def every_belief() -> list[Candidate]:
+        index, state = store.index, store.state
+        slots = index.filter(kinds=[kind_code('object')])
+        out = []
+        for s in slots.tolist():
+            i = int(index.ids_of(np.array([s]))[0])
+            identity = identity_tags(index.tags_of(s))
+            if i in state.history or not identity:
+                continue
+            anchor = state.anchor_of.get(i, 0)
+            seen = (float(index.last_seen_of(np.array([index.slot_of(anchor)]))[0])
+                    if anchor and anchor in index else None)
+            v = index.vectors_of(np.array([s]))[0]
+            last = float(index.last_seen_of([s])[0])
+            view = (store.misses.missed(i, last, NOW, store.config.move_grace)
+                    if store.misses.views_seen else None)
+            out.append(Candidate(i, identity, index.positions_of(np.array([s]))[0],
+                                 v / np.linalg.norm(v), float(index.first_seen_of([s])[0]),
+                                 last, anchor, seen, int(index.counts_of([s])[0]), view))
+        return out
+
+    found = 0
+    robot = 0
+    NOW = T0 + 1e4  # noqa: N806 - a constant of this test
+    for lap in range(6):
+        walk(store, lap, mug_at=(1.0, 0.5, 0.8) if lap < 3 else (10.8, -1.0, 0.8))
+        with store._lock:
+            robot = store.state.last_place[0] if store.state.last_place else 0
+            policy = store.config.merge
+            args = dict(min_distance=2.0 * policy.radius_for('object'),
+                        min_similarity=policy.similarity_for('object'),
+                        grace=store.config.move_grace, robot_place=robot,
+                        min_observations=policy.promote_after)
+            few = beliefs._move_candidates(store, 'object', {}, set(), NOW, robot)
+            full = every_belief()
+            expected = find_moves(full, **args)
+            got = find_moves(few or [], **args)
+            assert got == expected
+            missed_ids = {c.id for c in full if (
+                c.view_missed if c.view_missed is not None else
+                missed(c.anchor_id, c.anchor_last_seen, c.last_seen, args['grace'], robot))}
+            assert (few is None) == (not missed_ids)
+            found += len(expected)
+        store.consolidate(now=T0 + 100.0 * lap + 50)
+    assert found >= 1, 'the scene has a move to find'
+    store.close()
