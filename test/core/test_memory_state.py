@@ -36,7 +36,8 @@ T0 = 1.7e9
 
 def engram(engram_id: int, kind: str = 'object', **fields) -> Engram:
     fields.setdefault('valid_from', T0)
-    return Engram(id=engram_id, kind=kind, frame_id='map', position=np.zeros(3),
+    fields.setdefault('position', np.zeros(3))
+    return Engram(id=engram_id, kind=kind, frame_id='map',
                   vector=np.eye(DIM, dtype=np.float32)[engram_id % DIM], first_seen=T0,
                   last_seen=T0, **fields)
 
@@ -388,3 +389,26 @@ def test_move_candidates_give_the_moves_every_current_belief_gives(tmp_path: Pat
         store.consolidate(now=T0 + 100.0 * lap + 50)
     assert found >= 1, 'the scene has a move to find'
     store.close()
+
+
+def test_index_rows_are_the_records_columns_on_both_backends(tmp_path: Path) -> None:
+    from engram_ros.core.storage.base import index_rows
+    rows = [engram(i, kind=('object', 'place', 'audio')[i % 3], tier=TIER_LONG,
+                   tags=() if i % 4 == 0 else (f'label:l{i}', 'room:r1'), score=0.1 * (i % 9),
+                   observation_count=i, position=np.array([i, -i, 0.5 * i]))
+            for i in range(1, 24)]
+    for r in rows:
+        r.vector = look(f'v{r.id}')
+    want = index_rows(rows)
+    for backend in (SQLiteStorage(tmp_path / 'store'), MemoryStorage()):
+        backend.put(rows)
+        got = list(backend.iter_index_rows(batch_size=5))
+        assert [len(b['ids']) for b in got] == [5, 5, 5, 5, 3]
+        for name, value in want.items():
+            if name == 'tags':
+                assert [t for b in got for t in b['tags']] == value
+            else:
+                joined = np.concatenate([b[name] for b in got])
+                assert joined.dtype == value.dtype
+                np.testing.assert_array_equal(joined, value)
+        backend.close()

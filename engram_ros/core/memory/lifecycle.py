@@ -29,10 +29,8 @@ from typing import TYPE_CHECKING
 from engram_ros.core.files import write_private
 from engram_ros.core.index import EngramIndex
 from engram_ros.core.index import IndexLoadError
-from engram_ros.core.index.engrams import add_engrams
 from engram_ros.core.memory.config import LOGGER_NAME
 from engram_ros.core.memory.config import META_INDEX_GENERATION
-from engram_ros.core.model.engram import Engram
 
 if TYPE_CHECKING:
     from engram_ros.core.memory.store import MemoryStore
@@ -117,20 +115,23 @@ def _saved_state(store: MemoryStore) -> tuple[list[int], list[str]] | None:
 
 
 def _rebuild(store: MemoryStore, index: EngramIndex, access: dict[int, float]) -> None:
+    """The index from the stored columns (one scan, no record decoded), and the RAM state
+    from the few engrams that have one (:meth:`~engram_ros.core.storage.Storage.state_scan`),
+    as a clean open reads them."""
     dim = store.config.dim
-    batch: list[Engram] = []
-    for engram in store.storage.iter_all():
-        if engram.vector.shape[0] != dim:
-            raise ValueError(f'stored engram {engram.id} has a {engram.vector.shape[0]}-d '
-                             f'vector; the memory is configured for {dim}')
-        batch.append(engram)
-        if len(batch) >= _REBUILD_BATCH:
-            store.state.apply(batch, dirty=False, access=access)
-            add_engrams(index, batch)
-            batch = []
-    if batch:
-        store.state.apply(batch, dirty=False, access=access)
-        add_engrams(index, batch)
+    storage = store.storage
+    for rows in storage.iter_index_rows(_REBUILD_BATCH):
+        vectors = rows['vectors']
+        if vectors.shape[1] != dim:
+            bad = int(rows['ids'][0])
+            raise ValueError(f'stored engram {bad} has a {vectors.shape[1]}-d vector; the '
+                             f'memory is configured for {dim}')
+        index.add_batch(rows['ids'], vectors, kinds=rows['kinds'], positions=rows['positions'],
+                        first_seen=rows['first_seen'], last_seen=rows['last_seen'],
+                        tags=rows['tags'], scores=rows['scores'], counts=rows['counts'])
+    ids, labels = storage.state_scan()
+    store.state.apply(sorted(storage.get(ids), key=lambda e: e.id), dirty=False, access=access)
+    store.state.labels.update(labels)
 
 
 def save(store: MemoryStore) -> None:
