@@ -220,8 +220,12 @@ def test_feedback_moves_the_score_and_unknown_ids_change_nothing(make_store) -> 
     assert info.value.status == FeedbackStatus.EMPTY
 
 
-def test_eviction_under_a_tiny_budget_keeps_pinned_and_useful_engrams(make_store, caplog
+@pytest.mark.parametrize('log_batch', [1000, 4])
+def test_eviction_under_a_tiny_budget_keeps_pinned_and_useful_engrams(make_store, caplog,
+                                                                      monkeypatch, log_batch
                                                                       ) -> None:
+    from engram_ros.core.memory import writes
+    monkeypatch.setattr(writes, '_EVICT_LOG_BATCH', log_batch)   # records read in batches
     store = make_store(budget=100)
     for i in range(8):
         store.ingest(obs(f'thing{i}', (3.0 * i, 20.0, 0.5), T0 + i, appearance=f't{i}'))

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from engram_ros.core.memory.store import MemoryStore
 
 _LOG = logging.getLogger(LOGGER_NAME)
+#: Evicted records read at once for the eviction log (see :func:`evict`).
+_EVICT_LOG_BATCH = 1000
 
 
 def publish_one(store: MemoryStore, engram: Engram) -> None:
@@ -90,10 +92,14 @@ def compact_if_worth_it(store: MemoryStore) -> bool:
 
 
 def evict(store: MemoryStore, ids: list[int], reason: str) -> None:
-    """Forget ``ids`` to respect a limit; each eviction is logged and audited."""
-    victims = store.storage.get(ids)
-    for e in victims:
-        _LOG.info('evicted engram %d (%s %r, seen %d times, score %.2f): %s', e.id, e.kind,
-                  e.label, e.observation_count, e.score, reason)
+    """Forget ``ids`` to respect a limit; each eviction is logged and audited.
+
+    The records logged are read :data:`_EVICT_LOG_BATCH` at a time: a budget pass over a
+    large memory may evict a hundred thousand engrams, which as records would take GBs.
+    """
+    for start in range(0, len(ids), _EVICT_LOG_BATCH):
+        for e in store.storage.get(ids[start:start + _EVICT_LOG_BATCH]):
+            _LOG.info('evicted engram %d (%s %r, seen %d times, score %.2f): %s', e.id, e.kind,
+                      e.label, e.observation_count, e.score, reason)
     forget(store, ids)
     store.audit_event('evict', 'memory', {'reason': reason}, id_summary(ids))
