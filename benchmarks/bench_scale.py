@@ -110,10 +110,14 @@ def built_store(work: Path, n: int) -> tuple[Path, float | None]:
 
 # ----------------------------------------------------------------------------- children
 
-def child(args: list[str], timeout: float = 3600.0) -> dict:
-    """Run this script as ``--child ...`` and return the JSON it prints last."""
+def child(args: list[str], timeout: float = 3600.0, code: Path | None = None) -> dict:
+    """Run this script as ``--child ...`` and return the JSON it prints last; with ``code``,
+    against the engram_ros of that checkout (the baseline of a side-by-side run)."""
+    env = dict(os.environ)
+    if code is not None:
+        env['PYTHONPATH'] = os.pathsep.join([str(code), env.get('PYTHONPATH', '')])
     out = subprocess.run([sys.executable, str(HERE), '--child', *args], capture_output=True,
-                         text=True, timeout=timeout)
+                         text=True, timeout=timeout, env=env)
     lines = [line for line in out.stdout.splitlines() if line.startswith('{')]
     if not lines:
         raise RuntimeError(f'child {args} failed ({out.returncode}):\n{out.stderr[-3000:]}')
@@ -126,7 +130,7 @@ def measure_open(directory: Path) -> dict:
     store = open_store(directory)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     result = {'wall_s': wall, 'cpu_s': cpu, 'from_cache': store.index_from_cache,
-              'rejected': store.index_cache_rejected, 'engrams': len(store),
+              'rejected': getattr(store, 'index_cache_rejected', None), 'engrams': len(store),
               'rss_mib': rss_mib()}
     t1 = time.perf_counter()
     store.close()
@@ -250,6 +254,9 @@ def main() -> int:
                     default=Path(tempfile.gettempdir()) / 'engram_bench_scale')
     ap.add_argument('--skip', default='', help='comma list of: clean,crash,evict,churn,recall')
     ap.add_argument('--json', type=Path, default=None, help='write the results here')
+    ap.add_argument('--baseline', type=Path, default=None,
+                    help='another checkout (e.g. the main branch) measured beside this one in '
+                         'the same run: clean and crash reopen, eviction')
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(',')))
     args.work.mkdir(parents=True, exist_ok=True)
@@ -261,36 +268,40 @@ def main() -> int:
 
     store, out['build_s'] = built_store(args.work, args.n)
     load()
+    codes = [('this', None)] + ([('baseline', args.baseline)] if args.baseline else [])
     if 'clean' not in skip:
-        child(['open', str(store)])          # a clean close first: the cache is current
-        runs = [child(['open', str(store)]) for _ in range(args.runs)]
-        assert all(r['from_cache'] for r in runs)
-        out['clean'] = runs
-        print('clean reopen wall', spread([r['wall_s'] for r in runs]), 's, cpu',
-              spread([r['cpu_s'] for r in runs]), 's, rss',
-              spread([r['rss_mib'] for r in runs]), 'MiB', flush=True)
-        load()
+        # The baseline first: its close writes a cache without state.json, which this code
+        # still loads, but reads every record for (its warm-up close writes one again).
+        for name, code in reversed(codes):
+            child(['open', str(store)], code=code)     # a clean close first: cache current
+            runs = [child(['open', str(store)], code=code) for _ in range(args.runs)]
+            assert all(r['from_cache'] for r in runs)
+            out.setdefault('clean', {})[name] = runs
+            print(f'{name}: clean reopen wall', spread([r['wall_s'] for r in runs]), 's, cpu',
+                  spread([r['cpu_s'] for r in runs]), 's, rss',
+                  spread([r['rss_mib'] for r in runs]), 'MiB', flush=True)
+            load()
     if 'crash' not in skip:
-        runs = []
         for _ in range(args.runs):
-            subprocess.run([sys.executable, str(HERE), '--child', 'crash', str(store)],
-                           capture_output=True, timeout=3600)
-            r = child(['open', str(store)])
-            assert not r['from_cache']
-            runs.append(r)
-            print('crash reopen wall', f'{r["wall_s"]:.1f}', 's', flush=True)
-        out['crash'] = runs
+            for name, code in codes:
+                subprocess.run([sys.executable, str(HERE), '--child', 'crash', str(store)],
+                               capture_output=True, timeout=3600)
+                r = child(['open', str(store)], code=code)
+                assert not r['from_cache']
+                out.setdefault('crash', {}).setdefault(name, []).append(r)
+                print(f'{name}: crash reopen wall {r["wall_s"]:.1f} s, cpu {r["cpu_s"]:.1f} s',
+                      flush=True)
         load()
     if 'evict' not in skip:
-        runs = []
         for _ in range(args.runs):
-            copy = args.work / 'evict_copy'
-            shutil.rmtree(copy, ignore_errors=True)
-            shutil.copytree(store, copy)
-            runs.append(child(['evict', str(copy)]))
-            shutil.rmtree(copy, ignore_errors=True)
-            print('eviction', runs[-1], flush=True)
-        out['evict'] = runs
+            for name, code in codes:
+                copy = args.work / 'evict_copy'
+                shutil.rmtree(copy, ignore_errors=True)
+                shutil.copytree(store, copy)
+                r = child(['evict', str(copy)], code=code)
+                shutil.rmtree(copy, ignore_errors=True)
+                out.setdefault('evict', {}).setdefault(name, []).append(r)
+                print(f'{name}: eviction', r, flush=True)
         load()
     if 'churn' not in skip:
         runs = []
