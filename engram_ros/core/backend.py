@@ -32,6 +32,7 @@ from engram_ros.core.model.engram import KINDS
 from engram_ros.core.storage import Storage
 from engram_ros.core.validity import belief_interval
 from engram_ros.core.validity import valid_mask
+from engram_ros.core.validity import ValidityTable
 
 if TYPE_CHECKING:
     from engram_ros.core.query import RecallQuery
@@ -144,31 +145,63 @@ def filter_index(index: EngramIndex, where: Stage1Filter,
 
     :param validity: ``id -> (valid_from, valid_to)`` of every live engram whose validity is
         not ``(first_seen, inf)``: each history belief (finite ``valid_to``) and each current
-        one with ``valid_from > first_seen`` (what the store keeps as ``_validity``).
+        one with ``valid_from > first_seen`` (what the store keeps as ``_validity``). A
+        :class:`~engram_ros.core.validity.ValidityTable` keeps its arrays and the history's
+        slots between calls, so a recall costs the same however much history there is; any
+        other mapping is turned into one per call.
     """
+    table = validity if isinstance(validity, ValidityTable) else ValidityTable(validity)
     slots = index.filter(**where.index_arguments())
     at_time, changed_since = where.at_time, where.changed_since
     if at_time is None and changed_since is None:
-        hidden = [] if where.include_history else \
-            [i for i, (_, valid_to) in validity.items() if not math.isinf(valid_to)]
-        if not hidden:
+        if where.include_history or not table:
             return slots
-        hidden_slots = np.array([index.slot_of(i) for i in hidden], dtype=np.int64)
+        hidden = _history_slots(index, table)
+        if hidden.shape[0] == 0:
+            return slots
         if slots is None:
             slots = index.live_slots()
-        return np.asarray(slots)[~np.isin(slots, hidden_slots)]
+        slots = np.asarray(slots, dtype=np.int64)
+        return slots[~index.member(slots, hidden)]
     if slots is None:
         slots = index.live_slots()
     slots = np.asarray(slots, dtype=np.int64)
     valid_from = index.first_seen_of(slots).astype(np.float64)
     valid_to = np.full(len(slots), math.inf)
-    if validity:
-        for j, engram_id in enumerate(index.ids_of(slots).tolist()):
-            override = validity.get(engram_id)
-            if override is not None:
-                valid_from[j], valid_to[j] = override
+    if table:
+        ids, froms, tos, _ = table.arrays()
+        slot_ids = index.ids_of(slots)
+        at = np.minimum(np.searchsorted(ids, slot_ids), ids.shape[0] - 1)
+        hit = ids[at] == slot_ids
+        valid_from[hit] = froms[at[hit]]
+        valid_to[hit] = tos[at[hit]]
     return slots[valid_mask(valid_from, valid_to, at_time=at_time,
                             changed_since=changed_since)]
+
+
+def _history_slots(index: EngramIndex, table: ValidityTable) -> np.ndarray:
+    """Sorted live slots of the history beliefs in ``table``, kept in its cache: the cache
+    holds for one layout of the index (a compaction renumbers slots, see
+    :attr:`EngramIndex.layout`), and slots added since are checked alone (a history id
+    re-added after being forgotten), so a recall does not look up the whole history again."""
+    history = table.arrays()[3]
+    key = ('history_slots', id(index))
+    cached = table.cache.get(key)
+    n = index.slot_count
+    if cached is not None and cached[0] == index.layout and cached[1] <= n \
+            and index.holds(cached[3], cached[2]):
+        _, seen, ids, slots = cached
+        if seen < n:
+            new = np.arange(seen, n, dtype=np.int64)
+            new = new[index.alive_of(new) & np.isin(index.ids_of(new), history)]
+            if new.shape[0]:
+                slots = np.concatenate((slots, new))
+                ids = np.concatenate((ids, index.ids_of(new)))
+            table.cache[key] = (index.layout, n, ids, slots)
+        return slots
+    slots = index.live_slots_of(history)
+    table.cache[key] = (index.layout, n, index.ids_of(slots), slots)
+    return slots
 
 
 @dataclass(frozen=True)
@@ -259,7 +292,7 @@ class EmbeddedBackend:
         self.storage = storage
         self.frame_id = frame_id
         self._index = EngramIndex(dim, **index_options)      # type: ignore[arg-type]
-        self._validity: dict[int, tuple[float, float]] = {}
+        self._validity: ValidityTable = ValidityTable()
         self._lock = threading.RLock()
         batch: list[Engram] = []
         for engram in storage.iter_all():

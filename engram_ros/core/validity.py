@@ -141,6 +141,70 @@ def valid_mask(valid_from: np.ndarray, valid_to: np.ndarray, *, at_time: float |
     return mask
 
 
+class ValidityTable(dict):
+    """``id -> (valid_from, valid_to)`` of the beliefs whose validity is not ``(first_seen,
+    inf)``, with the arrays a recall needs kept until the table changes.
+
+    A plain dict to write (the store's state and the embedded backend fill it per engram);
+    every change bumps :attr:`version` and drops the arrays, which :meth:`arrays` rebuilds once
+    (a move or an end is rare; recalls are not), so a recall no longer walks the table in
+    Python. :attr:`cache` is for a reader's own derived data, keyed by what it depends on.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.version = 0
+        self._arrays: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+        self.cache: dict = {}
+
+    def _changed(self) -> None:
+        self.version += 1
+        self._arrays = None
+        self.cache.clear()
+
+    def __setitem__(self, key, value) -> None:
+        super().__setitem__(key, value)
+        self._changed()
+
+    def __delitem__(self, key) -> None:
+        super().__delitem__(key)
+        self._changed()
+
+    def pop(self, key, *default):
+        if key in self:
+            self._changed()
+        return super().pop(key, *default)
+
+    def clear(self) -> None:
+        super().clear()
+        self._changed()
+
+    def update(self, *args, **kwargs) -> None:
+        super().update(*args, **kwargs)
+        self._changed()
+
+    def setdefault(self, key, default=None):
+        if key not in self:
+            self._changed()
+        return super().setdefault(key, default)
+
+    def popitem(self):
+        self._changed()
+        return super().popitem()
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(ids, valid_from, valid_to, history ids)``: ids sorted (``int64``), their
+        intervals (``float64``), and the ids whose ``valid_to`` is finite (sorted)."""
+        if self._arrays is None:
+            ids = np.fromiter(self.keys(), dtype=np.int64, count=len(self))
+            order = np.argsort(ids)
+            spans = np.array(list(self.values()), dtype=np.float64).reshape(-1, 2)[order]
+            ids = ids[order]
+            self._arrays = (ids, spans[:, 0].copy(), spans[:, 1].copy(),
+                            ids[np.isfinite(spans[:, 1])])
+        return self._arrays
+
+
 def check_time(name: str, value: float | None) -> str | None:
     """A message saying what is wrong with a validity time, or None when it is fine."""
     if value is None:

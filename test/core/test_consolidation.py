@@ -220,8 +220,12 @@ def test_feedback_moves_the_score_and_unknown_ids_change_nothing(make_store) -> 
     assert info.value.status == FeedbackStatus.EMPTY
 
 
-def test_eviction_under_a_tiny_budget_keeps_pinned_and_useful_engrams(make_store, caplog
+@pytest.mark.parametrize('log_batch', [1000, 4])
+def test_eviction_under_a_tiny_budget_keeps_pinned_and_useful_engrams(make_store, caplog,
+                                                                      monkeypatch, log_batch
                                                                       ) -> None:
+    from engram_ros.core.memory import writes
+    monkeypatch.setattr(writes, '_EVICT_LOG_BATCH', log_batch)   # records read in batches
     store = make_store(budget=100)
     for i in range(8):
         store.ingest(obs(f'thing{i}', (3.0 * i, 20.0, 0.5), T0 + i, appearance=f't{i}'))
@@ -376,3 +380,36 @@ def test_a_sighting_of_a_large_thing_reactivates_it_over_the_wider_radius(make_s
     mug = store.ingest(sized('mug', (5.0, 1.0, 0.8), T0, 'small'))
     other = store.ingest(sized('mug', (5.7, 1.0, 0.8), T0 + 5, 'small'))
     assert not other.merged and other.engram_id != mug.engram_id
+
+
+def test_budget_eviction_streams_storage_and_follows_the_rule(make_store) -> None:
+    """The pass weighs columns streamed from storage; what it evicts is exactly the rule on
+    the records: lowest retention first, pinned / useful / important engrams kept."""
+    from engram_ros.core.forgetting import protected
+    from engram_ros.core.forgetting import retention
+    from engram_ros.core.forgetting import RetentionPolicy
+    from engram_ros.core.model.engram import TIER_LONG
+    rng = np.random.default_rng(5)
+    store = make_store(budget=1000, retention=RetentionPolicy(
+        important_tags=('label:extinguisher',)))
+    engrams = []
+    for i in range(60):
+        label = 'extinguisher' if i % 9 == 0 else f'thing{i}'
+        engrams.append(Engram(
+            id=0, kind='object', frame_id='map', position=np.array([10.0 * i, 0.0, 0.0]),
+            vector=look(f'thing{i}'), first_seen=T0, last_seen=T0 + float(rng.uniform(0, 1e5)),
+            label=label, tags=(f'label:{label}',), tier=TIER_LONG,
+            score=0.97 if i % 13 == 0 else float(rng.uniform(0, 0.9)),
+            observation_count=int(rng.integers(1, 30)), pinned=i % 7 == 0))
+    store.bulk_load(engrams)
+    now = T0 + 2e5
+    records = list(store.storage.iter_all())
+    policy = store.config.retention
+    evictable = sorted((e for e in records if not protected(e, policy)),
+                       key=lambda e: (retention(e, now, policy), e.last_seen, e.id))
+    store.config.budget = 20
+    report = store.consolidate(now=now)
+    assert report.merged == 0
+    assert sorted(report.evicted_ids) == sorted(e.id for e in evictable[:40])
+    kept = {e.id for e in store.storage.iter_all()}
+    assert all(e.id in kept for e in records if protected(e, policy))

@@ -7,13 +7,17 @@ import dataclasses
 import numpy as np
 import pytest
 
+from engram_ros.core.forgetting import lowest_retention
 from engram_ros.core.forgetting import protected
 from engram_ros.core.forgetting import retention
 from engram_ros.core.forgetting import RetentionPolicy
+from engram_ros.core.forgetting import RetentionRows
 from engram_ros.core.forgetting import select_evictions
 from engram_ros.core.model.engram import Engram
 from engram_ros.core.model.engram import TIER_LONG
 from engram_ros.core.model.engram import TIER_SHORT
+from engram_ros.core.storage import MemoryStorage
+from engram_ros.core.storage import SQLiteStorage
 
 NOW = 1.7e9 + 30 * 24 * 3600.0
 DAY = 24 * 3600.0
@@ -135,3 +139,54 @@ def test_under_budget_evicts_nothing() -> None:
 def test_select_evictions_rejects_budget_below_one(budget: int) -> None:
     with pytest.raises(ValueError, match='accepted: a positive number'):
         select_evictions(population(3, 0), budget, NOW, RetentionPolicy())
+
+
+def reference_evictions(engrams: list[Engram], budget: int, policy: RetentionPolicy
+                        ) -> list[int]:
+    """The budget's rule written out on records: lowest retention first, protected kept."""
+    excess = len(engrams) - budget
+    evictable = [e for e in engrams if not protected(e, policy)]
+    evictable.sort(key=lambda e: (retention(e, NOW, policy), e.last_seen, e.id))
+    return [e.id for e in evictable[:max(0, excess)]]
+
+
+@pytest.mark.parametrize('batch', [1, 7, 64, 1000])
+@pytest.mark.parametrize('budget', [1, 150, 299])
+def test_streamed_selection_equals_the_rule_on_records(batch: int, budget: int) -> None:
+    policy = RetentionPolicy(important_tags=('label:extinguisher',))
+    engrams = population(300, seed=batch + budget, pinned_every=7)
+    for i, e in enumerate(engrams):
+        if i % 11 == 0:
+            e.tags = ('label:extinguisher',)
+        if i % 13 == 0:
+            e.score = 0.97                                  # protected by usefulness
+        if i % 17 == 0:                                     # ties on retention and last_seen
+            e.score, e.observation_count, e.last_seen = 0.2, 3, NOW - DAY
+            e.last_access, e.tier = NOW - DAY, TIER_SHORT
+    important = {e.id for e in engrams if 'label:extinguisher' in e.tags}
+    batches = [RetentionRows.of(engrams[a:a + batch]) for a in range(0, len(engrams), batch)]
+    streamed = lowest_retention(iter(batches), len(engrams) - budget, NOW, policy, important)
+    expected = reference_evictions(engrams, budget, policy)
+    assert streamed == expected and len(expected) > 0
+    assert select_evictions(engrams, budget, NOW, policy) == expected
+
+
+def test_storage_retention_columns_equal_the_records(tmp_path) -> None:
+    engrams = population(50, seed=3, pinned_every=4)
+    for e in engrams:
+        e.tags = ('label:a',) if e.id % 3 else ('label:b', 'room:r1')
+    sqlite = SQLiteStorage(tmp_path / 'store')
+    for backend in (sqlite, MemoryStorage()):
+        backend.put(engrams)
+        rows = list(backend.iter_retention(batch_size=8))
+        assert [len(r) for r in rows] == [8] * 6 + [2]
+        got = RetentionRows(**{name: np.concatenate([getattr(r, name) for r in rows])
+                               for name in RetentionRows.__dataclass_fields__})
+        want = RetentionRows.of(engrams)
+        for name in RetentionRows.__dataclass_fields__:
+            np.testing.assert_array_equal(getattr(got, name), getattr(want, name))
+            assert getattr(got, name).dtype == getattr(want, name).dtype
+        assert backend.ids_with_tags(['label:b', 'nothing']) == \
+            {e.id for e in engrams if e.id % 3 == 0}
+        assert backend.ids_with_tags([]) == set()
+        backend.close()

@@ -9,6 +9,8 @@ stored records, which is what the next open finds.
 
 from __future__ import annotations
 
+import json
+import logging
 import math
 import zlib
 from pathlib import Path
@@ -24,6 +26,8 @@ from engram_ros.core.model.engram import Observation
 from engram_ros.core.model.engram import TIER_LONG
 from engram_ros.core.model.engram import TIER_SHORT
 from engram_ros.core.places import PoseCorrection
+from engram_ros.core.query import RecallQuery
+from engram_ros.core.storage import MemoryStorage
 from engram_ros.core.storage import SQLiteStorage
 
 DIM = 16
@@ -32,7 +36,8 @@ T0 = 1.7e9
 
 def engram(engram_id: int, kind: str = 'object', **fields) -> Engram:
     fields.setdefault('valid_from', T0)
-    return Engram(id=engram_id, kind=kind, frame_id='map', position=np.zeros(3),
+    fields.setdefault('position', np.zeros(3))
+    return Engram(id=engram_id, kind=kind, frame_id='map',
                   vector=np.eye(DIM, dtype=np.float32)[engram_id % DIM], first_seen=T0,
                   last_seen=T0, **fields)
 
@@ -247,3 +252,163 @@ def test_reopen_builds_the_same_state(tmp_path: Path) -> None:
     store.close()
     with MemoryStore(SQLiteStorage(tmp_path / 'store'), StoreConfig(dim=DIM)) as again:
         assert structures(again.state) == live
+
+
+def _rich_scene(directory: Path) -> MemoryStore:
+    """A closed-and-saved store whose state has every kind of fact: short-term and long-term
+    engrams, a pin, history (a move), anchors, keyframes, edges and several labels."""
+    store = MemoryStore(SQLiteStorage(directory), StoreConfig(dim=DIM))
+    for lap in range(3):
+        walk(store, lap)
+        store.consolidate(now=T0 + 100.0 * lap + 50)
+    for lap in range(3, 6):                              # the mug moved: history
+        walk(store, lap, mug_at=(10.8, -1.0, 0.8))
+        store.consolidate(now=T0 + 100.0 * lap + 50)
+    store.ingest(obs('cup', (1.5, 0.5, 0.8), T0 + 700.0))       # short-term: not consolidated
+    store.ingest(obs('chair', (2.0, 1.0, 0.0), T0 + 701.0))
+    book = store.recall(RecallQuery(tags_all=('label:book',))).ids[0]
+    store.edit(book, pinned=True)
+    assert store.state.history and store.state.pinned and store.state.anchor_of
+    assert store.state.short and store.state.keyframes and store.state.edges
+    return store
+
+
+def _opened_state(directory: Path, caplog) -> tuple[MemoryState, list[int], bool]:
+    """The state a store opened on ``directory`` holds, its LRU order, whether it came from
+    the cache, and whether the saved state file was used."""
+    caplog.clear()
+    with MemoryStore(SQLiteStorage(directory), StoreConfig(dim=DIM)) as again:
+        used = 'state.json' not in caplog.text
+        return again.state, list(again.state.short), again.index_from_cache, used
+
+
+def test_a_clean_open_reads_the_saved_state_and_finds_what_a_full_scan_finds(
+        tmp_path: Path, caplog) -> None:
+    caplog.set_level(logging.WARNING)
+    directory = tmp_path / 'store'
+    store = _rich_scene(directory)
+    store.close()
+    storage = SQLiteStorage(directory)
+    rebuilt = MemoryState(storage.edges())
+    access: dict[int, float] = {}
+    rebuilt.apply(storage.iter_all(), dirty=False, access=access)
+    rebuilt.order_short(access)
+    storage.close()
+    saved = json.loads((directory / 'index' / 'state.json').read_text(encoding='utf-8'))
+    assert saved['labels'] == sorted(rebuilt.labels)
+    state, order, cached, used = _opened_state(directory, caplog)
+    assert cached and used
+    assert structures(state) == structures(rebuilt)
+    assert state.labels == rebuilt.labels and order == list(rebuilt.short)
+    # Without the state file (an older cache) the index still loads and every record is read.
+    (directory / 'index' / 'state.json').unlink()
+    state, order, cached, used = _opened_state(directory, caplog)
+    assert cached and not used
+    assert structures(state) == structures(rebuilt)
+    assert state.labels == rebuilt.labels and order == list(rebuilt.short)
+    # A state file of another generation is not trusted.
+    state, _, _, _ = _opened_state(directory, caplog)       # saved again at that close
+    path = directory / 'index' / 'state.json'
+    stale = json.loads(path.read_text(encoding='utf-8'))
+    stale['generation'] = 'another'
+    stale['ids'] = []
+    path.write_text(json.dumps(stale), encoding='utf-8')
+    state, _, cached, used = _opened_state(directory, caplog)
+    assert cached and not used and structures(state) == structures(rebuilt)
+
+
+def test_state_scan_finds_the_state_engrams_on_both_backends(tmp_path: Path) -> None:
+    rows = [engram(1, 'place', tier=TIER_LONG, keyframe_id='kf', label=''),
+            engram(2, tier=TIER_LONG, label='mug'),                       # nothing of its own
+            engram(3, tier=TIER_SHORT, label='cup'),
+            engram(4, tier=TIER_LONG, pinned=True, label='mug'),
+            engram(5, tier=TIER_LONG, valid_to=T0 + 1.0, label='book'),
+            engram(6, tier=TIER_LONG, valid_from=T0 + 5.0, label='book'),  # moved in late
+            engram(7, tier=TIER_LONG, anchor_id=1, label='plant')]
+    sqlite = SQLiteStorage(tmp_path / 'store')
+    for backend in (sqlite, MemoryStorage()):
+        backend.put(rows)
+        assert backend.state_scan() == ([1, 3, 4, 5, 6, 7], {'mug', 'cup', 'book', 'plant'})
+        backend.close()
+
+
+def test_move_candidates_give_the_moves_every_current_belief_gives(tmp_path: Path) -> None:
+    """The candidates are only the missed beliefs and those of their identities; deciding
+    moves over them finds exactly what deciding over every current belief finds."""
+    from engram_ros.core.duplicates import identity_tags
+    from engram_ros.core.memory import beliefs
+    from engram_ros.core.model.engram import kind_code
+    from engram_ros.core.validity import Candidate
+    from engram_ros.core.validity import find_moves
+    from engram_ros.core.validity import missed
+    store = MemoryStore(SQLiteStorage(tmp_path / 'store'), StoreConfig(dim=DIM))
+
+    def every_belief() -> list[Candidate]:
+        index, state = store.index, store.state
+        slots = index.filter(kinds=[kind_code('object')])
+        out = []
+        for s in slots.tolist():
+            i = int(index.ids_of(np.array([s]))[0])
+            identity = identity_tags(index.tags_of(s))
+            if i in state.history or not identity:
+                continue
+            anchor = state.anchor_of.get(i, 0)
+            seen = (float(index.last_seen_of(np.array([index.slot_of(anchor)]))[0])
+                    if anchor and anchor in index else None)
+            v = index.vectors_of(np.array([s]))[0]
+            last = float(index.last_seen_of([s])[0])
+            view = (store.misses.missed(i, last, NOW, store.config.move_grace)
+                    if store.misses.views_seen else None)
+            out.append(Candidate(i, identity, index.positions_of(np.array([s]))[0],
+                                 v / np.linalg.norm(v), float(index.first_seen_of([s])[0]),
+                                 last, anchor, seen, int(index.counts_of([s])[0]), view))
+        return out
+
+    found = 0
+    robot = 0
+    NOW = T0 + 1e4  # noqa: N806 - a constant of this test
+    for lap in range(6):
+        walk(store, lap, mug_at=(1.0, 0.5, 0.8) if lap < 3 else (10.8, -1.0, 0.8))
+        with store._lock:
+            robot = store.state.last_place[0] if store.state.last_place else 0
+            policy = store.config.merge
+            args = dict(min_distance=2.0 * policy.radius_for('object'),
+                        min_similarity=policy.similarity_for('object'),
+                        grace=store.config.move_grace, robot_place=robot,
+                        min_observations=policy.promote_after)
+            few = beliefs._move_candidates(store, 'object', {}, set(), NOW, robot)
+            full = every_belief()
+            expected = find_moves(full, **args)
+            got = find_moves(few or [], **args)
+            assert got == expected
+            missed_ids = {c.id for c in full if (
+                c.view_missed if c.view_missed is not None else
+                missed(c.anchor_id, c.anchor_last_seen, c.last_seen, args['grace'], robot))}
+            assert (few is None) == (not missed_ids)
+            found += len(expected)
+        store.consolidate(now=T0 + 100.0 * lap + 50)
+    assert found >= 1, 'the scene has a move to find'
+    store.close()
+
+
+def test_index_rows_are_the_records_columns_on_both_backends(tmp_path: Path) -> None:
+    from engram_ros.core.storage.base import index_rows
+    rows = [engram(i, kind=('object', 'place', 'audio')[i % 3], tier=TIER_LONG,
+                   tags=() if i % 4 == 0 else (f'label:l{i}', 'room:r1'), score=0.1 * (i % 9),
+                   observation_count=i, position=np.array([i, -i, 0.5 * i]))
+            for i in range(1, 24)]
+    for r in rows:
+        r.vector = look(f'v{r.id}')
+    want = index_rows(rows)
+    for backend in (SQLiteStorage(tmp_path / 'store'), MemoryStorage()):
+        backend.put(rows)
+        got = list(backend.iter_index_rows(batch_size=5))
+        assert [len(b['ids']) for b in got] == [5, 5, 5, 5, 3]
+        for name, value in want.items():
+            if name == 'tags':
+                assert [t for b in got for t in b['tags']] == value
+            else:
+                joined = np.concatenate([b[name] for b in got])
+                assert joined.dtype == value.dtype
+                np.testing.assert_array_equal(joined, value)
+        backend.close()

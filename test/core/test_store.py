@@ -674,14 +674,31 @@ def test_close_persists_recall_statistics(sqlite_dir: Path) -> None:
 
 
 @pytest.mark.parametrize('how', ['delete_index_dir', 'stale_generation', 'corrupt_cache',
-                                 'no_generation_file', 'format_1_cache'])
+                                 'no_generation_file', 'format_1_cache', 'truncated_faiss',
+                                 'truncated_columns', 'older_cache'])
 def test_reopen_rebuilds_a_missing_or_stale_index(sqlite_dir: Path, how: str) -> None:
     store = build_persistent_scene(sqlite_dir)
+    index_dir = sqlite_dir / INDEX_DIR_NAME
+    if how == 'older_cache':
+        # a cache saved by an earlier close, put back after the store changed since
+        store.close()
+        older = sqlite_dir.parent / 'older_cache'
+        shutil.copytree(index_dir, older)
+        store = open_sqlite(sqlite_dir)
+        store.ingest(make_obs(**{**SCENE['red_mug'], 'position': (1.3, 0.0, 0.0),
+                                 'stamp': T0 + 900.0}))
     expected = answers(store)
     expected_state = snapshot(store, recall_stats=False)
     store.close()
-    index_dir = sqlite_dir / INDEX_DIR_NAME
-    if how == 'delete_index_dir':
+    if how == 'older_cache':
+        shutil.rmtree(index_dir)
+        shutil.copytree(older, index_dir)
+    elif how.startswith('truncated_'):
+        path = index_dir / {'truncated_faiss': 'hnsw.faiss',
+                            'truncated_columns': 'columns.npz'}[how]
+        data = path.read_bytes()
+        path.write_bytes(data[:len(data) // 2])
+    elif how == 'delete_index_dir':
         shutil.rmtree(index_dir)
     elif how == 'stale_generation':
         storage = SQLiteStorage(sqlite_dir)
@@ -701,6 +718,9 @@ def test_reopen_rebuilds_a_missing_or_stale_index(sqlite_dir: Path, how: str) ->
     store = open_sqlite(sqlite_dir)
     try:
         assert not store.index_from_cache, 'the index was rebuilt from storage'
+        # a cache that was there but not used is counted, with the reason
+        assert store.index_cache_rejected == (0 if how == 'delete_index_dir' else 1)
+        assert (store.index_cache_problem is None) == (how == 'delete_index_dir')
         assert snapshot(store, recall_stats=False) == expected_state
         assert answers(store) == expected
     finally:
@@ -708,6 +728,7 @@ def test_reopen_rebuilds_a_missing_or_stale_index(sqlite_dir: Path, how: str) ->
     # The rebuilt index was saved at close and is used next time.
     store = open_sqlite(sqlite_dir)
     try:
+        assert store.index_from_cache and store.index_cache_rejected == 0
         assert answers(store) == expected
     finally:
         store.close()

@@ -77,6 +77,9 @@ class EngramIndex:
         self._id_map = IdMap()
         self._tags = TagPool()
         self._grid = Grid(self.cell_size)
+        #: Bumped whenever slots are renumbered (:meth:`compact`): what a reader caches by
+        #: slot holds for one layout.
+        self.layout = 0
 
     # The search parameters live with the vectors; the façade reads and sets them there.
     dim = property(lambda self: self._dense.dim, doc='Context-vector dimension.')
@@ -334,6 +337,28 @@ class EngramIndex:
         """
         return self._id_map.slot_of(engram_id)
 
+    def live_slots_of(self, ids: np.ndarray | Sequence[int]) -> np.ndarray:
+        """Sorted slots of those of ``ids`` that are live (others are skipped; vectorised)."""
+        ids_a = id_array(ids)
+        map_pos = self._id_map.lookup(ids_a)
+        live = self._id_map.live_at(map_pos)
+        return np.sort(self._id_map.slots[map_pos[live]].astype(np.int64))
+
+    def holds(self, slots: np.ndarray, ids: np.ndarray) -> bool:
+        """Whether every slot in ``slots`` is live and holds the id beside it in ``ids``."""
+        s = np.asarray(slots, dtype=np.int64)
+        if s.shape[0] and (s.min() < 0 or s.max() >= self._cols.n):
+            return False
+        return bool(np.all(self._cols.alive[s]) and np.array_equal(self._cols.ids[s], ids))
+
+    def alive_of(self, slots: np.ndarray) -> np.ndarray:
+        """Whether each slot is live (``bool``)."""
+        return self._cols.alive[self._cols.check_slots(slots)]
+
+    def member(self, slots: np.ndarray, sorted_slots: np.ndarray) -> np.ndarray:
+        """Boolean mask: which of ``slots`` are in the sorted ``sorted_slots``."""
+        return self._cols.member(np.asarray(slots, dtype=np.int64), sorted_slots)
+
     @property
     def slot_count(self) -> int:
         """Slots in use, tombstones included (a rebuild drops the tombstones)."""
@@ -503,6 +528,7 @@ class EngramIndex:
         fresh = self.compacted() if fresh is None else fresh
         self._dense, self._cols, self._id_map = fresh._dense, fresh._cols, fresh._id_map
         self._tags, self._grid = fresh._tags, fresh._grid
+        self.layout += 1
 
     # ------------------------------------------------------------------ persistence
 

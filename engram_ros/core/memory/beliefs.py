@@ -20,7 +20,6 @@ from engram_ros.core.model.engram import Engram
 from engram_ros.core.model.engram import kind_code
 from engram_ros.core.validity import Candidate
 from engram_ros.core.validity import find_moves as decide_moves
-from engram_ros.core.validity import missed
 
 if TYPE_CHECKING:
     from engram_ros.core.memory.store import MemoryStore
@@ -94,11 +93,18 @@ def find_moves(store: MemoryStore, changed: dict[int, Engram], gone: set[int],
 def _move_candidates(store: MemoryStore, kind: str, changed: dict[int, Engram],
                      gone: set[int], now: float, robot_place: int) -> list[Candidate] | None:
     """The current ``kind`` beliefs a move may concern, or ``None`` when none is missed where
-    it was (under ``_lock``)."""
+    it was (under ``_lock``).
+
+    Only a missed belief is ever superseded, and only by one of its identity
+    (:func:`~engram_ros.core.validity.find_moves` pairs within identity groups), so the
+    candidates are the missed beliefs and the current beliefs of their identities: the same
+    moves as from every current belief, with the whole-memory part in numpy (columns, the
+    sparse anchors and expected views) and Python only for those few.
+    """
     index, state, misses = store.index, store.state, store.misses
     grace = store.config.move_grace
     slots = index.filter(kinds=[kind_code(kind)])
-    slots = np.asarray(index.live_slots() if slots is None else slots)
+    slots = np.asarray(index.live_slots() if slots is None else slots, dtype=np.int64)
     if len(slots) < 2:
         return None
     ids = index.ids_of(slots)
@@ -107,36 +113,69 @@ def _move_candidates(store: MemoryStore, kind: str, changed: dict[int, Engram],
         slots, ids = slots[left], ids[left]
         if len(slots) < 2:
             return None
-    ids_list = ids.tolist()
-    last = [changed[i].last_seen if i in changed else t
-            for i, t in zip(ids_list, index.last_seen_of(slots).tolist())]
-    anchors = [state.anchor_of.get(i, 0) for i in ids_list]
-    seen_at = {a: (float(index.last_seen_of(np.array([index.slot_of(a)]))[0])
-                   if a in index else None) for a in set(anchors) if a}
-    anchor_seen = [seen_at.get(a) for a in anchors]
+    last = index.last_seen_of(slots).astype(np.float64)
+    _override(ids, last, {i: e.last_seen for i, e in changed.items()})
+    anchors = np.zeros(len(ids), dtype=np.int64)
+    _override(ids, anchors, state.anchor_of)
+    anchor_seen = np.full(len(ids), np.nan)
+    for a in np.unique(anchors[anchors != 0]).tolist():
+        if a in index:
+            anchor_seen[anchors == a] = float(
+                index.last_seen_of(np.array([index.slot_of(a)]))[0])
     # With keyframe views, an object is missed where a view should have shown it.
-    by_view = ([misses.missed(i, t, now, grace) for i, t in zip(ids_list, last)]
-               if kind == 'object' and misses.views_seen else [None] * len(ids_list))
-    if not any(v if v is not None else missed(a, t_a, t, grace, robot_place)
-               for v, a, t_a, t in zip(by_view, anchors, anchor_seen, last)):
+    views = kind == 'object' and bool(misses.views_seen)
+    if views:
+        by_view = np.zeros(len(ids), dtype=bool)
+        expected = np.fromiter(misses.expected, dtype=np.int64, count=len(misses.expected))
+        for j in np.flatnonzero(np.isin(ids, expected)).tolist():
+            by_view[j] = misses.missed(int(ids[j]), float(last[j]), now, grace)
+        is_missed = by_view
+    else:
+        # validity.missed on arrays: at the anchor place after the last sighting, and left
+        is_missed = (anchors != 0) & ~np.isnan(anchor_seen) & (anchors != robot_place)
+        is_missed &= np.where(np.isnan(anchor_seen), -np.inf, anchor_seen) > last + grace
+    missed_rows = np.flatnonzero(is_missed)
+    if missed_rows.shape[0] == 0:
         return None        # a belief not missed where it was is never superseded
-    positions = index.positions_of(slots)
-    vectors = index.vectors_of(slots)
+    identities = {identity_tags(index.tags_of(int(slots[j]))) for j in missed_rows.tolist()}
+    identities.discard(frozenset())
+    rows = set()
+    for identity in identities:                # every current belief of those identities
+        having = index.filter(tags_all=sorted(identity))
+        for j in np.flatnonzero(np.isin(slots, having)).tolist():
+            if identity_tags(index.tags_of(int(slots[j]))) == identity:
+                rows.add(j)
+    if not rows:
+        return None
+    take = np.array(sorted(rows), dtype=np.int64)
+    sel = slots[take]
+    positions = index.positions_of(sel)
+    vectors = index.vectors_of(sel)
     norms = np.linalg.norm(vectors, axis=1)
     vectors /= np.where(norms > 0.0, norms, 1.0)[:, None]
-    first = index.first_seen_of(slots)
-    counts = index.counts_of(slots)
+    first = index.first_seen_of(sel)
+    counts = index.counts_of(sel)
     candidates = []
-    for j, engram_id in enumerate(ids_list):
-        identity = identity_tags(index.tags_of(int(slots[j])))
-        if not identity:
-            continue
+    for k, j in enumerate(take.tolist()):
+        engram_id = int(ids[j])
         e = changed.get(engram_id)
+        seen = None if np.isnan(anchor_seen[j]) else float(anchor_seen[j])
         candidates.append(Candidate(
-            engram_id, identity, e.position if e is not None else positions[j], vectors[j],
-            float(first[j]), float(last[j]), anchors[j], anchor_seen[j],
-            int(e.observation_count if e is not None else counts[j]), by_view[j]))
+            engram_id, identity_tags(index.tags_of(int(slots[j]))),
+            e.position if e is not None else positions[k], vectors[k],
+            float(first[k]), float(last[j]), int(anchors[j]), seen,
+            int(e.observation_count if e is not None else counts[k]),
+            bool(by_view[j]) if views else None))
     return candidates
+
+
+def _override(ids: np.ndarray, column: np.ndarray, values: dict) -> None:
+    """``column[j] = values[ids[j]]`` where ``ids[j]`` is a key (few keys: no per-row loop)."""
+    if not values:
+        return
+    keys = np.fromiter(values, dtype=np.int64, count=len(values))
+    for j in np.flatnonzero(np.isin(ids, keys)).tolist():
+        column[j] = values[int(ids[j])]
 
 
 def apply_moves(store: MemoryStore, moves: list, changed: dict[int, Engram]) -> None:

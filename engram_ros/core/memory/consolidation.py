@@ -36,7 +36,8 @@ from engram_ros.core.duplicates import duplicate_ids
 from engram_ros.core.duplicates import identity_tags
 from engram_ros.core.duplicates import neighbours_batch
 from engram_ros.core.duplicates import noise_candidates
-from engram_ros.core.forgetting import select_evictions
+from engram_ros.core.forgetting import lowest_retention
+from engram_ros.core.forgetting import RetentionRows
 from engram_ros.core.memory import beliefs
 from engram_ros.core.memory import mapping
 from engram_ros.core.memory import writes
@@ -162,11 +163,31 @@ def _evictions(store: MemoryStore, plan: _Pass, now: float) -> list[int]:
                                   {i for i, e in changed.items() if e.pinned})
     size -= len(evict)
     if size > store.config.budget:
-        remaining = (changed.get(e.id, e) for e in store.storage.iter_all()
-                     if e.id not in removed and e.id not in evict)
-        evict += select_evictions(remaining, store.config.budget, now,
-                                  store.config.retention)
+        evict += _budget_victims(store, plan, evict, size - store.config.budget, now)
     return evict
+
+
+def _budget_victims(store: MemoryStore, plan: _Pass, evict: list[int], excess: int,
+                    now: float) -> list[int]:
+    """The ``excess`` engrams of lowest retention left after this pass, streamed from storage
+    in batches of the columns the budget weighs (never every record in a list); engrams this
+    pass changed are weighed as changed."""
+    policy = store.config.retention
+    changed = {i: e for i, e in plan.changed.items() if i not in plan.removed}
+    skip = np.array(sorted(plan.removed | set(evict) | set(changed)), dtype=np.int64)
+    important: set[int] = set()
+    if policy.important_tags:         # as stored, except for what this pass changed
+        tags = set(policy.important_tags)
+        important = store.storage.ids_with_tags(sorted(tags)) - set(changed)
+        important |= {i for i, e in changed.items() if tags & set(e.tags)}
+
+    def batches() -> Iterator[RetentionRows]:
+        for rows in store.storage.iter_retention():
+            yield rows.take(~np.isin(rows.ids, skip)) if skip.shape[0] else rows
+        if changed:
+            yield RetentionRows.of(list(changed.values()))
+
+    return lowest_retention(batches(), excess, now, policy, important)
 
 
 def _commit(store: MemoryStore, plan: _Pass, evict: list[int]) -> None:

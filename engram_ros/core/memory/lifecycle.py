@@ -7,10 +7,21 @@ cleared until the next clean close: a crash never leaves a stale cache that look
 nothing removed while the memory runs (forgotten, evicted, merged away) stays in a cache file.
 The cache is saved compacted (:meth:`engram_ros.core.index.EngramIndex.compact`): without
 tombstoned vectors, removed ids, or tag names no live engram carries.
+
+Beside the index the cache holds ``state.json`` (:data:`STATE_FILE`), stamped with the same
+generation: the ids of the engrams with a fact of their own in the RAM state (short-term,
+pinned, history or moved, anchored, keyframe places: a small part of a big memory) and the
+labels stored, both read from storage at close (:meth:`~engram_ros.core.storage.Storage.
+state_scan`). A clean open then reads just those engrams instead of decoding every record, so
+opening costs the index files and a few rows, not one Python object per engram. Without a
+usable ``state.json`` (an older cache) the state is built from every record, as before. A cache
+that was present but not used (corrupt, truncated, another format, a stale stamp or size) is
+logged and counted (:attr:`~engram_ros.core.memory.store.MemoryStore.index_cache_rejected`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from typing import TYPE_CHECKING
@@ -18,16 +29,17 @@ from typing import TYPE_CHECKING
 from engram_ros.core.files import write_private
 from engram_ros.core.index import EngramIndex
 from engram_ros.core.index import IndexLoadError
-from engram_ros.core.index.engrams import add_engrams
 from engram_ros.core.memory.config import LOGGER_NAME
 from engram_ros.core.memory.config import META_INDEX_GENERATION
-from engram_ros.core.model.engram import Engram
 
 if TYPE_CHECKING:
     from engram_ros.core.memory.store import MemoryStore
 
 _LOG = logging.getLogger(LOGGER_NAME)
 _REBUILD_BATCH = 10000
+#: The state file of the cache (see the module doc); bump :data:`STATE_FORMAT` on a change.
+STATE_FILE = 'state.json'
+STATE_FORMAT = 1
 
 
 def open_index(store: MemoryStore) -> EngramIndex:
@@ -40,7 +52,14 @@ def open_index(store: MemoryStore) -> EngramIndex:
         index = EngramIndex(store.config.dim)
         _rebuild(store, index, access)
     else:
-        state.apply(storage.iter_all(), dirty=False, access=access)
+        saved = _saved_state(store)
+        if saved is None:
+            state.apply(storage.iter_all(), dirty=False, access=access)
+        else:
+            ids, labels = saved
+            engrams = sorted(storage.get(ids), key=lambda e: e.id)
+            state.apply(engrams, dirty=False, access=access)
+            state.labels.update(labels)
     state.order_short(access)
     if storage.persistent:
         # Until a clean close saves the index again, the cache on disk is stale: gone with it,
@@ -53,36 +72,66 @@ def open_index(store: MemoryStore) -> EngramIndex:
 def _load_cached(store: MemoryStore) -> EngramIndex | None:
     generation = store.storage.get_meta(META_INDEX_GENERATION)
     index_dir = store.storage.index_dir
-    if not generation or index_dir is None or not (index_dir / 'GENERATION').exists():
-        return None
+    if index_dir is None or not index_dir.is_dir() or not any(index_dir.iterdir()):
+        return None                                  # no cache at all: nothing to count
+    if not generation or not (index_dir / 'GENERATION').exists():
+        return _reject(store, 'no generation stamp (the store was not closed cleanly)')
     if (index_dir / 'GENERATION').read_text().strip() != generation:
-        return None
+        return _reject(store, 'its generation is not the store\'s (written before the last '
+                              'change)')
     try:
         index = EngramIndex.load(index_dir)
     except IndexLoadError as exc:
-        _LOG.warning('cached index unusable (%s); rebuilding from storage', exc)
-        return None
+        return _reject(store, str(exc))
     if index.dim != store.config.dim or len(index) != store.storage.count():
-        _LOG.warning('cached index does not match storage; rebuilding')
-        return None
+        return _reject(store, f'it holds {len(index)} {index.dim}-d engrams; storage holds '
+                              f'{store.storage.count()} of dimension {store.config.dim}')
     return index
 
 
+def _reject(store: MemoryStore, why: str) -> None:
+    """Count and log a cache that is there but not used; the caller rebuilds."""
+    store.index_cache_rejected += 1
+    store.index_cache_problem = why
+    _LOG.warning('cached index unusable (%s); rebuilding from storage', why)
+    return None
+
+
+def _saved_state(store: MemoryStore) -> tuple[list[int], list[str]] | None:
+    """The ids and labels of a ``state.json`` stamped like the loaded cache, or ``None``."""
+    index_dir = store.storage.index_dir
+    try:
+        saved = json.loads((index_dir / STATE_FILE).read_text(encoding='utf-8'))
+        generation = (index_dir / 'GENERATION').read_text().strip()
+        if saved['format'] != STATE_FORMAT or saved['generation'] != generation:
+            raise ValueError(f'format {saved["format"]}, another generation')
+        ids = [int(i) for i in saved['ids']]
+        labels = [str(label) for label in saved['labels']]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        _LOG.warning('index cache without a usable %s (%s); reading every record for the '
+                     'RAM state', STATE_FILE, exc)
+        return None
+    return ids, labels
+
+
 def _rebuild(store: MemoryStore, index: EngramIndex, access: dict[int, float]) -> None:
+    """The index from the stored columns (one scan, no record decoded), and the RAM state
+    from the few engrams that have one (:meth:`~engram_ros.core.storage.Storage.state_scan`),
+    as a clean open reads them."""
     dim = store.config.dim
-    batch: list[Engram] = []
-    for engram in store.storage.iter_all():
-        if engram.vector.shape[0] != dim:
-            raise ValueError(f'stored engram {engram.id} has a {engram.vector.shape[0]}-d '
-                             f'vector; the memory is configured for {dim}')
-        batch.append(engram)
-        if len(batch) >= _REBUILD_BATCH:
-            store.state.apply(batch, dirty=False, access=access)
-            add_engrams(index, batch)
-            batch = []
-    if batch:
-        store.state.apply(batch, dirty=False, access=access)
-        add_engrams(index, batch)
+    storage = store.storage
+    for rows in storage.iter_index_rows(_REBUILD_BATCH):
+        vectors = rows['vectors']
+        if vectors.shape[1] != dim:
+            bad = int(rows['ids'][0])
+            raise ValueError(f'stored engram {bad} has a {vectors.shape[1]}-d vector; the '
+                             f'memory is configured for {dim}')
+        index.add_batch(rows['ids'], vectors, kinds=rows['kinds'], positions=rows['positions'],
+                        first_seen=rows['first_seen'], last_seen=rows['last_seen'],
+                        tags=rows['tags'], scores=rows['scores'], counts=rows['counts'])
+    ids, labels = storage.state_scan()
+    store.state.apply(sorted(storage.get(ids), key=lambda e: e.id), dirty=False, access=access)
+    store.state.labels.update(labels)
 
 
 def save(store: MemoryStore) -> None:
@@ -100,6 +149,10 @@ def save(store: MemoryStore) -> None:
             if store.index.has_dead_entries():
                 store.index.compact()
             store.index.save(index_dir)
+        ids, labels = storage.state_scan()
+        write_private(index_dir / STATE_FILE, json.dumps(
+            {'format': STATE_FORMAT, 'generation': generation, 'ids': ids,
+             'labels': sorted(labels)}))
         write_private(index_dir / 'GENERATION', generation)
         storage.set_meta(META_INDEX_GENERATION, generation)
 

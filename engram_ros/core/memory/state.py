@@ -35,6 +35,7 @@ from engram_ros.core.model.edges import PlaceEdge
 from engram_ros.core.model.engram import Engram
 from engram_ros.core.model.engram import TIER_SHORT
 from engram_ros.core.validity import belief_interval
+from engram_ros.core.validity import ValidityTable
 
 
 class MemoryState:
@@ -49,7 +50,7 @@ class MemoryState:
         self.history: set[int] = set()
         #: Temporal validity of engrams that are history or moved: id -> (valid_from, valid_to
         #: or inf). Every other engram is current since its first sighting.
-        self.validity: dict[int, tuple[float, float]] = {}
+        self.validity: ValidityTable = ValidityTable()
         #: Anchors: engram id -> place id, and place id -> anchored engram ids.
         self.anchor_of: dict[int, int] = {}
         self.anchored: dict[int, set[int]] = {}

@@ -83,6 +83,10 @@ class MemoryStore:
         self._closed = False
         #: Whether the index was loaded from the saved cache (else rebuilt from storage).
         self.index_from_cache = False
+        #: Saved index caches found but not used (corrupt, truncated, stale): 0 or 1 per open,
+        #: and why (logged as a warning too); the index was rebuilt from storage then.
+        self.index_cache_rejected = 0
+        self.index_cache_problem: str | None = None
         self.index = lifecycle.open_index(self)
         # What changed since the last consolidation is kept by storage: a restart still merges
         # the duplicates among the engrams written just before it.

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from engram_ros.core.memory.store import MemoryStore
 
 _LOG = logging.getLogger(LOGGER_NAME)
+#: Evicted records read at once for the eviction log (see :func:`evict`).
+_EVICT_LOG_BATCH = 1000
 
 
 def publish_one(store: MemoryStore, engram: Engram) -> None:
@@ -95,15 +97,20 @@ def evict(store: MemoryStore, ids: list[int], reason: str, *,
           deferred: list[Callable[[], object]] | None = None) -> None:
     """Forget ``ids`` to respect a limit; each eviction is logged and audited.
 
+    The records logged are read :data:`_EVICT_LOG_BATCH` at a time: a budget pass over a
+    large memory may evict a hundred thousand engrams, which as records would take GBs.
+
     :param victims: their records, when the caller has read them already.
     :param deferred: inside a batch's transaction (:mod:`.ingest`): the audit record is
         appended here, to be written after the commit (an audit line cannot be rolled back).
     """
-    if victims is None:
-        victims = store.storage.get(ids)
-    for e in victims:
-        _LOG.info('evicted engram %d (%s %r, seen %d times, score %.2f): %s', e.id, e.kind,
-                  e.label, e.observation_count, e.score, reason)
+    batches = ([victims] if victims is not None else
+               (store.storage.get(ids[start:start + _EVICT_LOG_BATCH])
+                for start in range(0, len(ids), _EVICT_LOG_BATCH)))
+    for batch in batches:
+        for e in batch:
+            _LOG.info('evicted engram %d (%s %r, seen %d times, score %.2f): %s', e.id, e.kind,
+                      e.label, e.observation_count, e.score, reason)
     forget(store, ids)
     summary = id_summary(ids)
     if deferred is None:

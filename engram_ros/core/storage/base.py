@@ -23,11 +23,14 @@ from typing import Sequence
 
 import numpy as np
 
+from engram_ros.core.forgetting import RetentionRows
 from engram_ros.core.model.codec import FloatType
 from engram_ros.core.model.codec import TYPES
 from engram_ros.core.model.edges import edge_key
 from engram_ros.core.model.edges import PlaceEdge
 from engram_ros.core.model.engram import Engram
+from engram_ros.core.model.engram import kind_code
+from engram_ros.core.model.engram import TIER_SHORT
 from engram_ros.core.storage.schema import COLUMNS
 from engram_ros.core.storage.schema import READ_ONLY_META
 
@@ -211,6 +214,72 @@ class Storage(abc.ABC):
     def edges(self) -> list[PlaceEdge]:
         """Every place-graph edge, ordered by pair. Deleting an engram deletes its edges."""
 
+    # Scans for opening and forgetting: concrete defaults over :meth:`iter_all`; a backend
+    # that can read a few columns without decoding whole records overrides them.
+
+    def state_scan(self) -> tuple[list[int], set[str]]:
+        """What the memory keeps in RAM besides the index, without decoding every record.
+
+        :returns: the ids (increasing) of the engrams with a fact of their own in
+            :class:`~engram_ros.core.memory.state.MemoryState` (short-term, pinned, not
+            current since first seen, anchored, or a SLAM keyframe's place), and every
+            non-empty label stored.
+        :raises StoreClosedError: after :meth:`close`.
+        """
+        ids, labels = [], set()
+        for e in self.iter_all():
+            if e.tier == TIER_SHORT or e.pinned or e.valid_to is not None or \
+                    e.valid_from > e.first_seen or e.anchor_id or e.keyframe_id:
+                ids.append(e.id)
+            if e.label:
+                labels.add(e.label)
+        return ids, labels
+
+    def iter_retention(self, batch_size: int = 65536) -> Iterator[RetentionRows]:
+        """Yield the columns the storage budget weighs (:class:`~engram_ros.core.forgetting.
+        RetentionRows`) of every engram, in increasing id order, ``batch_size`` rows at a time.
+
+        :raises ValueError: for ``batch_size < 1``.
+        :raises StoreClosedError: after :meth:`close`.
+        """
+        batch: list[Engram] = []
+        for engram in self.iter_all(batch_size):
+            batch.append(engram)
+            if len(batch) >= batch_size:
+                yield RetentionRows.of(batch)
+                batch = []
+        if batch:
+            yield RetentionRows.of(batch)
+
+    def iter_index_rows(self, batch_size: int = 10000) -> Iterator[dict]:
+        """Yield what the index holds of every engram, in increasing id order, ``batch_size``
+        at a time, as columns: ``ids`` (int64), ``kinds`` (kind codes), ``positions``
+        (``(n, 3)`` float64), ``vectors`` (``(n, dim)`` float32), ``first_seen``,
+        ``last_seen``, ``scores`` (float64), ``counts`` (int64) and ``tags`` (a tuple per row).
+
+        :raises ValueError: for ``batch_size < 1``.
+        :raises StoreClosedError: after :meth:`close`.
+        """
+        batch: list[Engram] = []
+        for engram in self.iter_all(batch_size):
+            batch.append(engram)
+            if len(batch) >= batch_size:
+                yield index_rows(batch)
+                batch = []
+        if batch:
+            yield index_rows(batch)
+
+    def ids_with_tags(self, tags: Sequence[str]) -> set[int]:
+        """Ids of the engrams carrying at least one of ``tags``.
+
+        :raises StoreClosedError: after :meth:`close`.
+        """
+        wanted = set(tags)
+        if not wanted:
+            self.count()                     # raises after close, like every method
+            return set()
+        return {e.id for e in self.iter_all() if wanted.intersection(e.tags)}
+
     # Governance helpers: concrete defaults that suit a backend without files.
 
     def purge(self) -> bool:
@@ -250,6 +319,19 @@ class Storage(abc.ABC):
 
 # --------------------------------------------------------------------------------------------
 # Shared validation and the row codec
+
+
+def index_rows(engrams: Sequence[Engram]) -> dict:
+    """The columns of :meth:`Storage.iter_index_rows` of engram records."""
+    return {'ids': np.array([e.id for e in engrams], dtype=np.int64),
+            'kinds': np.array([kind_code(e.kind) for e in engrams], dtype=np.int64),
+            'positions': np.array([e.position for e in engrams], dtype=np.float64).reshape(-1, 3),
+            'vectors': np.array([e.vector for e in engrams], dtype=np.float32),
+            'first_seen': np.array([e.first_seen for e in engrams], dtype=np.float64),
+            'last_seen': np.array([e.last_seen for e in engrams], dtype=np.float64),
+            'scores': np.array([e.score for e in engrams], dtype=np.float64),
+            'counts': np.array([e.observation_count for e in engrams], dtype=np.int64),
+            'tags': [tuple(e.tags) for e in engrams]}
 
 
 def check_id(engram_id: object) -> int:
