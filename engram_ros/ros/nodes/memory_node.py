@@ -568,7 +568,9 @@ class MemoryNode(ManagedNode):
         return response
 
     def marker_callback(self) -> None:
-        if not self._markers_dirty:
+        # Drawing reads up to max_markers records: under a high ingest rate that was a sixth
+        # of the node's time with nobody looking. The markers stay due until someone is.
+        if not self._markers_dirty or self.marker_pub.get_subscription_count() == 0:
             return
         self._markers_dirty = False
         try:
