@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import shlex
 import sys
 import tempfile
@@ -230,13 +229,7 @@ def main() -> int:
         'node_params': ['consolidation_period:=0.0', 'semantic_text:=false',
                         'diagnostics_period:=0.25', *args.node_param],
         'summary': summarise(rows, args.rates), 'targets': targets(rows), 'rows': rows}
-    text = markdown(result)
-    print('\n' + text)
-    if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.with_suffix('.json').write_text(json.dumps(result, indent=1) + '\n')
-        out.with_suffix('.md').write_text(text)
+    dds_bench.write_result(result, markdown(result), args.out)
     return 1 if any(r['uncounted'] for r in rows) else 0
 
 

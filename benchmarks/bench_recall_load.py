@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import shlex
 import shutil
 import sys
@@ -287,13 +286,7 @@ def main() -> int:
         'single_seconds': args.single_seconds, 'ingest_rate': args.ingest_rate,
         'timeout': args.timeout, 'node_params': [*NODE_PARAMS, *args.node_param],
         'summary': summarise(rows, rounds), 'per_round': rounds, 'rows': rows}
-    text = markdown(result)
-    print('\n' + text)
-    if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.with_suffix('.json').write_text(json.dumps(result, indent=1) + '\n')
-        out.with_suffix('.md').write_text(text)
+    dds_bench.write_result(result, markdown(result), args.out)
     return 0
 
 

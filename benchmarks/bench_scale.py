@@ -40,10 +40,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from synthetic import DIM
+from synthetic import engram_batches
 
-DIM = 256
-TAGS = [('label:common', 0.5), ('label:frequent', 0.1), ('label:rare', 0.01),
-        ('label:very_rare', 0.001)]
 HERE = Path(__file__).resolve()
 
 
@@ -68,22 +67,8 @@ def open_store(directory: Path, **config):
 
 def fill(directory: Path, size: int, seed: int = 0) -> None:
     """A store of ``size`` long-term engrams, the same as ``bench_service.py`` fills."""
-    from engram_ros.core.model.engram import Engram
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(256, DIM)).astype(np.float32)
     with open_store(directory) as store:
-        for start in range(0, size, 10000):
-            n = min(10000, size - start)
-            vecs = centres[rng.integers(0, len(centres), n)] + 0.5 * rng.normal(size=(n, DIM))
-            pos = rng.uniform(0, 100, size=(n, 3)) * (1, 1, 0.02)
-            engrams = []
-            for i in range(n):
-                tags = tuple(t for t, p in TAGS if rng.random() < p) + (
-                    f'room:r{rng.integers(0, 20)}',)
-                engrams.append(Engram(
-                    id=0, kind='object', frame_id='map', position=pos[i],
-                    vector=vecs[i].astype(np.float32), first_seen=1.7e9 + start + i,
-                    last_seen=1.7e9 + start + i, tags=tags, label='thing', tier='long'))
+        for engrams in engram_batches(size, seed):
             store.bulk_load(engrams)
         # as after the consolidation that follows an import: nothing left to merge
         store.storage.clear_dirty()

@@ -34,38 +34,21 @@ from pathlib import Path
 import numpy as np
 import rclpy
 from std_srvs.srv import Trigger
+from synthetic import DIM
+from synthetic import engram_batches
 
 from engram_ros.core.memory import MemoryStore
 from engram_ros.core.memory import StoreConfig
-from engram_ros.core.model.engram import Engram
 from engram_ros.core.storage import SQLiteStorage
 from engram_ros.ros.client import MemoryClient
 from engram_ros.ros.take_loop import TakeLoop
 
 ROOT = Path(__file__).resolve().parents[1]
-DIM = 256
-# Tag families: (tag, fraction of engrams carrying it).
-TAGS = [('label:common', 0.5), ('label:frequent', 0.1), ('label:rare', 0.01),
-        ('label:very_rare', 0.001)]
 
 
 def fill(store_dir: Path, size: int, seed: int = 0) -> None:
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(256, DIM)).astype(np.float32)
     with MemoryStore(SQLiteStorage(store_dir), StoreConfig(dim=DIM)) as store:
-        batch = 10000
-        for start in range(0, size, batch):
-            n = min(batch, size - start)
-            vecs = centres[rng.integers(0, len(centres), n)] + 0.5 * rng.normal(size=(n, DIM))
-            pos = rng.uniform(0, 100, size=(n, 3)) * (1, 1, 0.02)
-            engrams = []
-            for i in range(n):
-                tags = tuple(t for t, p in TAGS if rng.random() < p) + (
-                    f'room:r{rng.integers(0, 20)}',)
-                engrams.append(Engram(
-                    id=0, kind='object', frame_id='map', position=pos[i],
-                    vector=vecs[i].astype(np.float32), first_seen=1.7e9 + start + i,
-                    last_seen=1.7e9 + start + i, tags=tags, label='thing', tier='long'))
+        for engrams in engram_batches(size, seed):
             store.bulk_load(engrams)
 
 

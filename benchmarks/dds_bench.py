@@ -118,6 +118,16 @@ def fmt_spread(s: dict[str, float], digits: int = 3) -> str:
     return f'{f(s["median"])} ({f(s["min"])}-{f(s["max"])})'
 
 
+def write_result(result: dict[str, Any], text: str, out: str) -> None:
+    """Print the markdown ``text``; with ``out``, write ``out``.json (``result``) and .md."""
+    print('\n' + text)
+    if out:
+        path = Path(out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.with_suffix('.json').write_text(json.dumps(result, indent=1) + '\n')
+        path.with_suffix('.md').write_text(text)
+
+
 def choose_domain(domain: int | None) -> int:
     """Set ``ROS_DOMAIN_ID`` for this process and the ones it starts (random 150-229 unless
     given, so that the benchmark does not meet other jobs' nodes)."""

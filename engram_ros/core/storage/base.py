@@ -242,14 +242,7 @@ class Storage(abc.ABC):
         :raises ValueError: for ``batch_size < 1``.
         :raises StoreClosedError: after :meth:`close`.
         """
-        batch: list[Engram] = []
-        for engram in self.iter_all(batch_size):
-            batch.append(engram)
-            if len(batch) >= batch_size:
-                yield RetentionRows.of(batch)
-                batch = []
-        if batch:
-            yield RetentionRows.of(batch)
+        yield from map(RetentionRows.of, self._record_batches(batch_size))
 
     def iter_index_rows(self, batch_size: int = 10000) -> Iterator[dict]:
         """Yield what the index holds of every engram, in increasing id order, ``batch_size``
@@ -260,14 +253,19 @@ class Storage(abc.ABC):
         :raises ValueError: for ``batch_size < 1``.
         :raises StoreClosedError: after :meth:`close`.
         """
+        yield from map(index_rows, self._record_batches(batch_size))
+
+    def _record_batches(self, batch_size: int) -> Iterator[list[Engram]]:
+        """Every record, in increasing id order, in lists of ``batch_size`` (the defaults'
+        way; a backend with columns reads only those)."""
         batch: list[Engram] = []
         for engram in self.iter_all(batch_size):
             batch.append(engram)
             if len(batch) >= batch_size:
-                yield index_rows(batch)
+                yield batch
                 batch = []
         if batch:
-            yield index_rows(batch)
+            yield batch
 
     def ids_with_tags(self, tags: Sequence[str]) -> set[int]:
         """Ids of the engrams carrying at least one of ``tags``.
