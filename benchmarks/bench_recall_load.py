@@ -224,6 +224,9 @@ def main() -> int:
     parser.add_argument('--domain', type=int, default=None, help='ROS_DOMAIN_ID (random)')
     parser.add_argument('--node-param', action='append', default=[], metavar='NAME:=VALUE',
                         help='an extra memory node parameter')
+    parser.add_argument('--compact', action='store_true',
+                        help='Recall asks for compact answers (what a planner needs: ids, '
+                             'poses, labels, tags, scores)')
     parser.add_argument('--out', default=str(dds_bench.ROOT / 'docs' / 'benchmarks'
                                              / 'recall_load'),
                         help='write OUT.json and OUT.md ("" to skip)')
@@ -255,7 +258,8 @@ def main() -> int:
             procs.append(publisher)
             clients = [dds_bench.start_worker(
                 'client', tmp / f'client{i}.log', '--namespace', namespace, '--timeout',
-                str(args.timeout), '--seed', str(i)) for i in range(args.clients)]
+                str(args.timeout), '--seed', str(i), *(['--compact'] if args.compact else []))
+                for i in range(args.clients)]
             procs += clients
             for worker in (publisher, *clients):
                 worker.receive(timeout=180.0)

@@ -422,7 +422,8 @@ def client_main(args: argparse.Namespace) -> None:
 
     def recall_request():
         return memory.make_recall_request(
-            text=rng.choice(RECALL_TEXTS), tags_all=[f'room:r{rng.randrange(20)}'], k=10)
+            text=rng.choice(RECALL_TEXTS), tags_all=[f'room:r{rng.randrange(20)}'], k=10,
+            compact=args.compact)
 
     def call(service: str, timeout: float) -> tuple[float | None, bool]:
         client = memory.recall_client if service == 'recall' else trigger
@@ -475,6 +476,7 @@ def main() -> int:
     cli.add_argument('--namespace', required=True)
     cli.add_argument('--timeout', type=float, default=2.0)
     cli.add_argument('--seed', type=int, default=0)
+    cli.add_argument('--compact', action='store_true', help='Recall with compact answers')
     args = parser.parse_args()
     signal.signal(signal.SIGINT, lambda *_: sys.exit(0))
     {'publisher': publisher_main, 'trigger': trigger_main, 'client': client_main}[args.role](
