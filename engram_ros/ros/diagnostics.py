@@ -45,13 +45,16 @@ def memory_diagnostics(stamp: Time, node_fqn: str, counters: dict[str, int], siz
                        short_term: int, last_recall_ms: float, semantic_state: str,
                        audit: AuditLog | None = None, write_queue: int = 0,
                        storage_failing: str = '', publishers: int = 0,
-                       loss_counting: bool = True) -> DiagnosticArray:
+                       loss_counting: bool = True,
+                       graph_pending: bool = False) -> DiagnosticArray:
     """The memory's status, named after ``node_fqn`` (``/robot1/engram_memory``): ERROR while
     storage fails (``storage_failing`` says how) or when the audit log was found cut or missing
     files at start (``audit_gaps`` > 0: a gap record now says so; ``engram verify`` shows it);
     WARN once observations were dropped or lost in transport (``lost``: publishers' sequence
     gaps, :mod:`engram_ros.ros.publisher_loss`) or storage failed before; else OK.
     ``loss_counting`` false: the RMW numbers no messages, so ``lost`` cannot be counted.
+    ``index_graph``: ``pending`` while the index graph is built after a crash reopen (recall
+    answers, exactly, slower at scale; :mod:`engram_ros.core.memory.lifecycle`), else ``ready``.
 
     Values from the audit log: ``audit_gaps`` (problems found at this start),
     ``audit_gaps_logged`` (gap records the log holds in all), ``audit_keyed``.
@@ -65,13 +68,16 @@ def memory_diagnostics(stamp: Time, node_fqn: str, counters: dict[str, int], siz
                + (f', {lost} observations lost before they were taken' if lost else '')
                + (f', {private} observations in privacy zones not stored' if private else '')
                + (f', {write_queue} observations wait for storage' if write_queue else '')
+               + (', index graph being built (exact search meanwhile)' if graph_pending
+                  else '')
                + (f'; {storage_failing}' if storage_failing else ''))
     if problems:
         message = f'audit log damaged: {problems[0]}; ' + message
     values = dict(counters, engrams=size, short_term=short_term,
                   last_recall_ms=round(last_recall_ms, 3), semantic_text=semantic_state,
                   write_queue=write_queue, publishers=publishers,
-                  loss_counting=str(loss_counting).lower())
+                  loss_counting=str(loss_counting).lower(),
+                  index_graph='pending' if graph_pending else 'ready')
     if audit is not None:
         values.update(audit_gaps=len(problems), audit_gaps_logged=audit.gaps,
                       audit_keyed=str(audit.keyed).lower())

@@ -9,6 +9,7 @@ import signal
 
 import pytest
 
+from conftest import wait_for
 from memory_graph import ingest
 from memory_graph import Memory
 from memory_graph import observation
@@ -48,6 +49,8 @@ def test_duplicates_written_before_a_kill_9_are_merged_after_the_restart(
     process, namespace = start_memory(None, store)
     memory = Memory(test_node, process, namespace)
     assert memory.count() == 2
+    # rebuilt from storage: the graph is built in the background, and reported once ready
+    assert wait_for(lambda: memory.diagnostic('index_graph') == 'ready', 30.0), process.log()
     response = memory.client.consolidate()
     assert response.status == Consolidate.Response.STATUS_OK, response.message
     assert response.merged == 1, process.log()

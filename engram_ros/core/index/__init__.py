@@ -20,8 +20,10 @@ per part:
 * :mod:`.engram_index`: :class:`EngramIndex`, the façade every caller uses.
 
 Thread safety: none. The store serialises writers and holds its lock around search + add;
-readers must not run concurrently with a writer. faiss uses OpenMP threads inside ``add_batch``
-(``faiss.omp_set_num_threads`` sets how many).
+readers must not run concurrently with a writer; the one exception is
+:meth:`EngramIndex.build_graph` (a graph pending after a crash reopen), which takes the lock it
+is given for its short steps and builds the bulk of the graph outside it. faiss uses OpenMP
+threads inside ``add_batch`` (``faiss.omp_set_num_threads`` sets how many).
 """
 
 from engram_ros.core.index.engram_index import EngramIndex

@@ -28,6 +28,15 @@ clustered 256-d engrams. ``ef_search=64`` left unfiltered recall@10 at 0.91 (0.9
 exact pass costs about 0.4-0.6 us per candidate at 1M (10k candidates: 4-6 ms); a filtered
 HNSW search at efSearch 640 costs about 4 ms.
 
+Graph pending: after a crash the index is rebuilt from storage, and inserting 1M engrams into
+the graph takes minutes of CPU. The store then starts with the codes only
+(:meth:`DenseVectors.defer_graph`: a flat ``IndexScalarQuantizer`` with the same bf16 codes):
+every search takes the exact path (over the candidates, or over every live slot when
+unfiltered: slower per query, the same answers as a built index's exact path), and
+:meth:`DenseVectors.build_graph` builds the HNSW graph in batches outside the caller's lock
+(faiss releases the GIL in ``add``), then, under the lock, adds the slots that came meanwhile,
+copies every code (updates made meanwhile included) and swaps the graph in.
+
 Removed engrams keep their graph node (it still routes searches); the alive bitmap keeps them
 out of every answer. faiss uses OpenMP threads inside ``add`` (``faiss.omp_set_num_threads``
 sets how many).
@@ -36,6 +45,8 @@ sets how many).
 from __future__ import annotations
 
 import logging
+from contextlib import AbstractContextManager
+from typing import Callable
 
 import faiss
 import numpy as np
@@ -46,6 +57,10 @@ _LOG = logging.getLogger(__name__)
 
 #: Rows decoded per chunk on the exact path (256-d uint32 -> 1 MiB: stays in L2 cache).
 EXACT_CHUNK = 1024
+#: Rows a pending graph build inserts per batch, outside the caller's lock.
+BUILD_BATCH = 20000
+#: At most this many rows left: the build inserts them and swaps the graph in under the lock.
+SWAP_ROWS = 2000
 
 
 class DenseVectors:
@@ -61,10 +76,70 @@ class DenseVectors:
         self.max_ef = max_ef
         self.max_exact = max_exact
         self.filtered_ef = filtered_ef
-        self.hnsw = faiss.IndexHNSWSQ(dim, faiss.ScalarQuantizer.QT_bf16, hnsw_m,
-                                      faiss.METRIC_INNER_PRODUCT)
-        self.hnsw.hnsw.efConstruction = ef_construction
-        self.hnsw.hnsw.efSearch = ef_search
+        self.hnsw = self.new_graph()
+        #: The codes alone while the graph is pending (see the module notes), else ``None``.
+        self.flat: faiss.IndexScalarQuantizer | None = None
+
+    def new_graph(self) -> faiss.IndexHNSWSQ:
+        """An empty HNSW index with this object's parameters."""
+        hnsw = faiss.IndexHNSWSQ(self.dim, faiss.ScalarQuantizer.QT_bf16, self.hnsw_m,
+                                 faiss.METRIC_INNER_PRODUCT)
+        hnsw.hnsw.efConstruction = self.ef_construction
+        hnsw.hnsw.efSearch = self.ef_search
+        return hnsw
+
+    @property
+    def graph_pending(self) -> bool:
+        """Whether the HNSW graph is not built yet (every search is exact meanwhile)."""
+        return self.flat is not None
+
+    def defer_graph(self) -> None:
+        """Keep codes only, no graph, until :meth:`build_graph` (only while empty)."""
+        if self.hnsw is None or self.hnsw.ntotal:
+            raise ValueError('defer_graph: only an empty index can start without its graph')
+        self.flat = faiss.IndexScalarQuantizer(self.dim, faiss.ScalarQuantizer.QT_bf16,
+                                               faiss.METRIC_INNER_PRODUCT)
+        self.hnsw = None
+
+    def add(self, x: np.ndarray) -> None:
+        """Append unit vectors ``x`` (to the graph, or to the codes while it is pending)."""
+        (self.flat if self.flat is not None else self.hnsw).add(x)
+
+    def build_graph(self, lock: AbstractContextManager,
+                    current: Callable[[], bool] = lambda: True) -> bool:
+        """Build the pending graph and swap it in; ``False`` if there was nothing to build or
+        ``current()`` turned false (this object was replaced, e.g. compacted, or closed).
+
+        ``lock`` guards this object (the store's index lock): it is held to read codes and for
+        the swap, not while the bulk of the graph is built, so searches and adds go on.
+        """
+        graph = self.new_graph()
+        done = 0
+        while True:
+            with lock:
+                if self.flat is None or not current():
+                    return False
+                n = self.flat.ntotal
+                stop = min(n, done + BUILD_BATCH)
+                x = bf16_to_f32(self.codes_view()[done:stop])
+                if n - done <= SWAP_ROWS:
+                    if stop > done:
+                        graph.add(x)
+                    if n:
+                        # updates since a row was read: the codes are the flat's, exactly
+                        codes = faiss.downcast_index(graph.storage).codes
+                        raw = faiss.rev_swig_ptr(codes.data(), codes.size())
+                        raw[:] = faiss.rev_swig_ptr(self.flat.codes.data(), codes.size())
+                    self.hnsw, self.flat = graph, None
+                    return True
+            graph.add(x)
+            done = stop
+
+    def storage(self) -> faiss.IndexScalarQuantizer:
+        """Where the bf16 codes are: the graph's storage, or the flat codes while pending."""
+        if self.flat is not None:
+            return self.flat
+        return faiss.downcast_index(self.hnsw.storage)
 
     def normalise(self, vectors: np.ndarray, what: str) -> np.ndarray:
         """Unit-length ``float32`` rows of ``vectors``.
@@ -85,7 +160,7 @@ class DenseVectors:
 
     def codes_view(self) -> np.ndarray:
         """The bf16 storage codes as an ``(n, dim)`` uint16 view (valid until the next add)."""
-        storage = faiss.downcast_index(self.hnsw.storage)
+        storage = self.storage()
         n = storage.ntotal
         if n == 0:
             return np.zeros((0, self.dim), dtype=np.uint16)
@@ -94,11 +169,12 @@ class DenseVectors:
 
     def encode(self, x: np.ndarray) -> np.ndarray:
         """bf16 codes (``(m, dim)`` uint16) of unit vectors ``x``."""
-        storage = faiss.downcast_index(self.hnsw.storage)
-        return storage.sa_encode(x).view(np.uint16)
+        return self.storage().sa_encode(x).view(np.uint16)
 
     def nbytes(self) -> int:
         """Bytes of the HNSW graph and the codes."""
+        if self.flat is not None:
+            return self.flat.codes.size()
         hnsw = self.hnsw.hnsw
         graph = (hnsw.neighbors.size() * 4 + hnsw.offsets.size() * 8 + hnsw.levels.size() * 4)
         return graph + faiss.downcast_index(self.hnsw.storage).codes.size()
@@ -142,8 +218,9 @@ class DenseVectors:
         return self.hnsw_filtered(q, k, cand, None, cols)
 
     def use_exact(self, m: int, n: int) -> bool:
-        """Exact ranking for small or too selective candidate sets (see the module notes)."""
-        if m <= self.exact_threshold:
+        """Exact ranking for small or too selective candidate sets, or while the graph is
+        pending (see the module notes)."""
+        if m <= self.exact_threshold or self.flat is not None:
             return True
         return m <= self.max_exact and m * self.max_ef < n * self.filtered_ef
 

@@ -15,6 +15,7 @@ in RAM, so no removed engram's vector, id or tag name reaches a saved file.
 from __future__ import annotations
 
 import math
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Sequence
 
@@ -163,7 +164,7 @@ class EngramIndex:
         n0 = cols.n
         n1 = n0 + m
         self._reserve(n1)
-        self._dense.hnsw.add(x)
+        self._dense.add(x)
         slots = np.arange(n0, n1, dtype=np.int64)
         cols.ids[n0:n1] = ids
         cols.pos[n0:n1] = pos
@@ -507,6 +508,28 @@ class EngramIndex:
     def _use_exact(self, m: int) -> bool:
         """Whether ``m`` candidates are ranked exactly (see :mod:`.dense`)."""
         return self._dense.use_exact(m, self._cols.n)
+
+    # ------------------------------------------------------------------ graph pending
+
+    @property
+    def graph_pending(self) -> bool:
+        """Whether the HNSW graph is still to be built (every search is exact meanwhile; see
+        :mod:`.dense`)."""
+        return self._dense.graph_pending
+
+    def defer_graph(self) -> None:
+        """Start without the HNSW graph (only while empty): adds keep codes only, searches
+        are exact, until :meth:`build_graph`."""
+        self._dense.defer_graph()
+
+    def build_graph(self, lock: AbstractContextManager) -> bool:
+        """Build the pending graph over the codes and swap it in (see
+        :meth:`.dense.DenseVectors.build_graph`); ``lock`` guards this index and is held only
+        for short steps, so searches and writes go on meanwhile. ``False`` when nothing was
+        pending, or when a compaction replaced the vectors meanwhile (its graph is built)."""
+        with lock:
+            dense = self._dense
+        return dense.build_graph(lock, lambda: self._dense is dense)
 
     # ------------------------------------------------------------------ compaction
 

@@ -11,6 +11,7 @@ directory is 0700 and every file 0600 (:mod:`engram_ros.core.files`).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -48,6 +49,9 @@ class IndexLoadError(RuntimeError):
 def save_index(index: EngramIndex, directory: Path) -> None:
     """Write ``index`` to ``directory`` (see :meth:`EngramIndex.save`)."""
     directory = private_dir(directory)
+    if index.graph_pending:
+        # the cache holds the graph: build it now (the caller holds the index's lock)
+        index.build_graph(contextlib.nullcontext())
     cols, tags, id_map, dense = index._cols, index._tags, index._id_map, index._dense
     n = cols.n
     sizes = np.array(tags.postings.sizes, dtype=np.int64)

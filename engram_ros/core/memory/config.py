@@ -57,6 +57,11 @@ class StoreConfig:
     #: From this many changed engrams on, consolidation finds duplicates for all of them at
     #: once (a grid over positions, vectorised similarity) instead of one index query each.
     batch_consolidation_min: int = 512
+    #: After a crash (index rebuilt from storage) the HNSW graph is built: ``'background'``
+    #: (the memory answers at once, exactly, while a thread builds it), ``'inline'`` (before
+    #: the store opens) or ``'manual'`` (when :meth:`MemoryStore.build_graph` is called, or at
+    #: close). See :mod:`engram_ros.core.memory.lifecycle`.
+    graph_build: str = 'background'
 
 
 @dataclass

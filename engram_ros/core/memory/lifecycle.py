@@ -17,6 +17,15 @@ opening costs the index files and a few rows, not one Python object per engram. 
 usable ``state.json`` (an older cache) the state is built from every record, as before. A cache
 that was present but not used (corrupt, truncated, another format, a stale stamp or size) is
 logged and counted (:attr:`~engram_ros.core.memory.store.MemoryStore.index_cache_rejected`).
+
+After a crash the index is rebuilt from one column scan of storage; inserting every engram
+into the HNSW graph would then take most of the time (about 0.1 ms of CPU each: 100 s at 1M).
+So the rebuilt index starts with its codes only, "graph pending"
+(:attr:`~engram_ros.core.memory.store.MemoryStore.graph_pending`): the memory answers as soon as
+the scan is done, every dense search exact (same answers, slower per query at scale), while a
+background thread builds the graph and swaps it in (:data:`StoreConfig.graph_build` chooses
+``'background'``, ``'inline'`` or ``'manual'``). A clean close while the graph is pending waits
+for the build and saves the full cache: the next open is a clean one, with the graph.
 """
 
 from __future__ import annotations
@@ -120,12 +129,15 @@ def _rebuild(store: MemoryStore, index: EngramIndex, access: dict[int, float]) -
     as a clean open reads them."""
     dim = store.config.dim
     storage = store.storage
+    defer = store.config.graph_build != 'inline'
     for rows in storage.iter_index_rows(_REBUILD_BATCH):
         vectors = rows['vectors']
         if vectors.shape[1] != dim:
             bad = int(rows['ids'][0])
             raise ValueError(f'stored engram {bad} has a {vectors.shape[1]}-d vector; the '
                              f'memory is configured for {dim}')
+        if defer and len(index) == 0 and not index.graph_pending:
+            index.defer_graph()
         index.add_batch(rows['ids'], vectors, kinds=rows['kinds'], positions=rows['positions'],
                         first_seen=rows['first_seen'], last_seen=rows['last_seen'],
                         tags=rows['tags'], scores=rows['scores'], counts=rows['counts'])

@@ -6,6 +6,7 @@ log around each operation and holds the objects they share.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Callable
@@ -32,6 +33,7 @@ from engram_ros.core.memory import writes
 from engram_ros.core.memory.config import ConsolidationReport
 from engram_ros.core.memory.config import ConsolidationScope
 from engram_ros.core.memory.config import IngestResult
+from engram_ros.core.memory.config import LOGGER_NAME
 from engram_ros.core.memory.config import StoreConfig
 from engram_ros.core.memory.state import MemoryState
 from engram_ros.core.model.engram import Engram
@@ -46,6 +48,8 @@ from engram_ros.core.query import RecallResult
 from engram_ros.core.semantic import SemanticTags
 from engram_ros.core.storage import Storage
 from engram_ros.core.visibility import MissTracker
+
+_LOG = logging.getLogger(LOGGER_NAME)
 
 
 class MemoryStore:
@@ -87,14 +91,50 @@ class MemoryStore:
         #: and why (logged as a warning too); the index was rebuilt from storage then.
         self.index_cache_rejected = 0
         self.index_cache_problem: str | None = None
+        if self.config.graph_build not in ('background', 'inline', 'manual'):
+            raise ValueError(f'graph_build is {self.config.graph_build!r}; one of '
+                             "'background', 'inline', 'manual' is required")
         self.index = lifecycle.open_index(self)
+        self._graph_thread: threading.Thread | None = None
+        if self.index.graph_pending and self.config.graph_build == 'background':
+            self._graph_thread = threading.Thread(target=self.build_graph,
+                                                  name='engram-graph', daemon=True)
+            self._graph_thread.start()
         # What changed since the last consolidation is kept by storage: a restart still merges
         # the duplicates among the engrams written just before it.
         self.state.dirty.update(storage.dirty_ids())
 
     # ----------------------------------------------------------------------------- lifecycle
+    @property
+    def graph_pending(self) -> bool:
+        """Whether the index's HNSW graph is still being built after a crash reopen (searches
+        are exact meanwhile; see :mod:`.lifecycle`)."""
+        with self._lock:
+            return self.index.graph_pending
+
+    def build_graph(self) -> bool:
+        """Build the pending HNSW graph and swap it in (what the background thread runs);
+        ``False`` when none was pending. Writers and readers go on between its steps."""
+        start = time.monotonic()
+        built = self.index.build_graph(_WriteAndIndexLock(self))
+        if built:
+            _LOG.info('index graph built over %d slots in %.1f s', self.index.slot_count,
+                      time.monotonic() - start)
+        return built
+
+    def wait_graph(self, timeout: float | None = None) -> bool:
+        """Wait for the background graph build; ``True`` when the graph is ready."""
+        thread = self._graph_thread
+        if thread is not None:
+            thread.join(timeout)
+        return not self.graph_pending
+
     def close(self) -> None:
-        """Flush recall statistics, save the index cache, close storage. Idempotent."""
+        """Flush recall statistics, save the index cache, close storage. Idempotent.
+
+        A graph still pending is built first (the background build is waited for), so the
+        cache saved is complete and the next open is a clean one."""
+        self.wait_graph()
         with self._write_lock:
             if self._closed:
                 return
@@ -375,3 +415,19 @@ class MemoryStore:
     def _audit(self, action: str, requester: str, params: dict, result: dict) -> None:
         if self.audit is not None:
             self.audit.record(action, requester, params, result)
+
+
+class _WriteAndIndexLock:
+    """Both locks of a store, write lock first, for each step of a graph build: a compaction
+    copies the codes under the write lock alone, so a swap must keep it out too."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        self.store = store
+
+    def __enter__(self) -> None:
+        self.store._write_lock.acquire()
+        self.store._lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.store._lock.release()
+        self.store._write_lock.release()

@@ -591,7 +591,7 @@ class MemoryNode(ManagedNode):
             len(self.store), self.store.short_term_size, self._last_recall_ms,
             self._semantic_state, self.store.audit, write_queue=len(queue),
             storage_failing=self.health.faults.summary(), publishers=self.loss.publishers,
-            loss_counting=self.loss.counting))
+            loss_counting=self.loss.counting, graph_pending=self.store.graph_pending))
 
     def destroy_node(self) -> None:
         self._cleanup()
