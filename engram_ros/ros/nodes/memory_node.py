@@ -52,7 +52,6 @@ from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy
 from rclpy.qos import QoSProfile
-from rclpy.serialization import deserialize_message
 from visualization_msgs.msg import MarkerArray
 
 from engram_ros.core.audit import AuditError
@@ -63,12 +62,9 @@ from engram_ros.core.governance import ForgetResult
 from engram_ros.core.governance import GovernanceError
 from engram_ros.core.governance import GovernanceStatus
 from engram_ros.core.governance import MAX_LIMIT
-from engram_ros.core.memory import IngestResult
 from engram_ros.core.memory import MemoryStore
 from engram_ros.core.memory.write_queue import describe
 from engram_ros.core.memory.write_queue import RETRY_MIN
-from engram_ros.core.memory.write_queue import WriteQueue
-from engram_ros.core.model.engram import Observation
 from engram_ros.core.model.limits import MAX_REQUEST_ITEMS
 from engram_ros.core.places import CorrectionError
 from engram_ros.core.privacy import PrivacyConfigError
@@ -84,8 +80,8 @@ from engram_ros.ros.diagnostics import memory_diagnostics
 from engram_ros.ros.managed import ManagedNode
 from engram_ros.ros.markers import engram_markers
 from engram_ros.ros.memory_health import MemoryHealth
+from engram_ros.ros.memory_intake import ObservationIntake
 from engram_ros.ros.nodes.spin import run_node
-from engram_ros.ros.publisher_loss import PublisherLoss
 from engram_ros.ros.take_loop import TakeLoop
 from engram_ros.srv import Consolidate
 from engram_ros.srv import EditEngram
@@ -173,11 +169,14 @@ class MemoryNode(ManagedNode):
         self._queries = ReentrantCallbackGroup()
         self._reporting = MutuallyExclusiveCallbackGroup()
         self.health = MemoryHealth(self.get_logger())
-        self.ingest_queue: WriteQueue[Observation] = WriteQueue(
-            capacity=self.get_parameter('write_queue_size').value,
-            write_many=self._write_observations)
-        self.loss = PublisherLoss(self.get_parameter('ingest_rate_limit').value)
-        self._max_bytes = self.get_parameter('max_observation_bytes').value
+        self.intake = ObservationIntake(
+            self.store, self.health, self.get_logger(),
+            rate_limit=self.get_parameter('ingest_rate_limit').value,
+            max_bytes=self.get_parameter('max_observation_bytes').value,
+            queue_size=self.get_parameter('write_queue_size').value,
+            max_batch=self.get_parameter('ingest_batch').value,
+            on_written=self._memory_changed)
+        self.ingest_queue = self.intake.queue
         self._intake: TakeLoop | None = None
         self._recalls: TakeLoop | None = None
         self._last_recall_ms = 0.0
@@ -195,11 +194,11 @@ class MemoryNode(ManagedNode):
             QoSProfile(depth=10), callback_group=self._writers)
         # The hot paths have a thread each (engram_ros.ros.take_loop): observations are taken
         # off DDS in batches and group-committed; Recall never waits behind the executor.
-        self._intake = TakeLoop(self, 'engram_intake', idle=self.drain_callback,
+        self._intake = TakeLoop(self, 'engram_intake', idle=self.intake.drain,
                                 idle_period=RETRY_MIN)
         self.observation_sub = self._intake.subscribe(
             ObservationMsg, self.get_parameter('ingest_topic').value,
-            QoSProfile(depth=self.get_parameter('queue_depth').value), self.observations_callback,
+            QoSProfile(depth=self.get_parameter('queue_depth').value), self.intake.take,
             batch=self.get_parameter('ingest_batch').value, raw=True)
         self._recalls = TakeLoop(self, 'engram_recall')
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -296,71 +295,8 @@ class MemoryNode(ManagedNode):
                                f'({time.monotonic() - started:.1f} s to load the model)')
 
     # ------------------------------------------------------------------------- callbacks
-    def observations_callback(self, items: list[tuple[bytes, dict]]) -> None:
-        """A batch taken off the subscription (serialized, with message infos): count what
-        was lost before each, refuse floods and oversized ones unread, check and queue the
-        rest, then write the queue (one transaction per batch)."""
-        now = time.monotonic()
-        limit = self._max_bytes
-        counts = dict.fromkeys(('received', 'lost', 'refused_rate', 'dropped_oversize'), 0)
-        for raw, info in items:
-            counts['received'] += 1
-            counts['lost'] += self.loss.note(info, now)
-            if not self.loss.admit(info, now):
-                counts['refused_rate'] += 1
-                continue
-            if len(raw) > limit:
-                counts['dropped_oversize'] += 1
-                continue
-            try:
-                obs = conversions.observation_from_msg(deserialize_message(raw, ObservationMsg))
-                obs.validate(self.store.config.dim, self.store.config.frame_id)
-            except Exception as exc:       # InvalidObservation, a message that does not parse
-                self.health.dropped(exc if isinstance(exc, ValueError) else ValueError(exc))
-                continue
-            if not self.ingest_queue.put(obs):
-                self.get_logger().error(
-                    f'write queue full ({self.ingest_queue.capacity} observations wait for '
-                    f'storage): observation dropped; {self.health.faults.summary()}',
-                    throttle_duration_sec=5.0)
-        self.health.add(**counts)
-        if counts['refused_rate'] or counts['dropped_oversize']:
-            self.get_logger().warning(
-                f'refused {counts["refused_rate"]} observations over the per-publisher rate '
-                f'limit ({self.loss.rate_limit:g}/s) and {counts["dropped_oversize"]} over '
-                f'{limit} bytes', throttle_duration_sec=5.0)
-        self.drain_callback()
-
-    def drain_callback(self) -> None:
-        """Write queued observations, oldest first; on a storage error they wait and the
-        intake tries again after a back-off."""
-        if not self.ingest_queue.due():
-            return
-        drained = self.ingest_queue.drain(max_batch=self._value('ingest_batch'))
-        for _, exc in drained.rejected:
-            self.health.dropped(exc)
-        if drained.error is not None:
-            self.health.faults.failed('ingest', drained.error)
-            self.get_logger().error(
-                f'storage refused an observation ({describe(drained.error)}); '
-                f'{len(self.ingest_queue)} wait to be written, retried with back-off',
-                throttle_duration_sec=5.0)
-        elif drained.written:
-            self.health.faults.succeeded('ingest')
-
-    def _write_observations(self, observations: list[Observation]
-                            ) -> list[IngestResult | Exception]:
-        """Ingest a batch of queued observations in one transaction
-        (:meth:`MemoryStore.ingest_many`), counting what each did; the errors go back to the
-        queue, which retries storage errors and reports the others as rejected."""
-        results = self.store.ingest_many(observations)
-        done = [r for r in results if isinstance(r, IngestResult)]
-        if done:
-            self.health.add(ingested=len(done), merged=sum(r.merged for r in done),
-                            promoted=sum(r.promoted for r in done),
-                            evicted=sum(len(r.evicted) for r in done))
-            self._markers_dirty = True
-        return results
+    def _memory_changed(self) -> None:
+        self._markers_dirty = True
 
     def recall_callback(self, request: Recall.Request,
                         response: Recall.Response) -> Recall.Response:
@@ -590,8 +526,8 @@ class MemoryNode(ManagedNode):
             self.get_clock().now().to_msg(), self.get_fully_qualified_name(), counters,
             len(self.store), self.store.short_term_size, self._last_recall_ms,
             self._semantic_state, self.store.audit, write_queue=len(queue),
-            storage_failing=self.health.faults.summary(), publishers=self.loss.publishers,
-            loss_counting=self.loss.counting, graph_pending=self.store.graph_pending))
+            storage_failing=self.health.faults.summary(), publishers=self.intake.loss.publishers,
+            loss_counting=self.intake.loss.counting, graph_pending=self.store.graph_pending))
 
     def destroy_node(self) -> None:
         self._cleanup()
@@ -600,16 +536,14 @@ class MemoryNode(ManagedNode):
     def _close_store(self) -> None:
         """Write what waits (unless storage is failing), close the store (index saved,
         statistics flushed); say what could not be written."""
-        queue = getattr(self, 'ingest_queue', None)
-        if queue is not None and len(queue):
-            if not queue.failing:
-                queue.drain(force=True, max_batch=self._value('ingest_batch'))
-            lost = queue.take_all()
+        intake = getattr(self, 'intake', None)
+        if intake is not None:
+            lost = intake.flush()
             if lost:
                 self.get_logger().error(
                     f'{len(lost)} observations could not be written before shutdown and are '
                     f'lost: {self.health.faults.summary()}')
-        self.ingest_queue = None
+        self.intake = self.ingest_queue = None
         if self.store is not None:    # None: not configured, or refused before opening it
             try:
                 self.store.close()
