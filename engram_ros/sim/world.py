@@ -262,7 +262,62 @@ def _small() -> WorldSpec:
     return WorldSpec('small', rooms, walls, objects, sounds, route=route)
 
 
-WORLDS = {'house': _house, 'small': _small}
+def _workshop() -> WorldSpec:
+    """A 9 x 9 m workshop flat that shares nothing with the house: a north-south corridor in
+    the middle, workshop and bathroom to the west, lounge and storage to the east; its own
+    objects (several with multi-word labels, as real detectors give them) and route. Built
+    for the quality benchmark (issue 14), never tuned on."""
+    rooms = (
+        Room('corridor', 3.5, 0.0, 5.0, 9.0, floor='grey', drop=(4.25, 4.5, 0.0)),
+        Room('workshop', 0.0, 0.0, 3.5, 5.0, floor='dark_grey', drop=(0.6, 2.5, 0.0)),
+        Room('bathroom', 0.0, 5.0, 3.5, 9.0, floor='white', drop=(2.0, 5.4, 0.0)),
+        Room('lounge', 5.0, 0.0, 9.0, 4.0, floor='beige', drop=(7.0, 3.6, 0.0)),
+        Room('storage', 5.0, 4.0, 9.0, 9.0, floor='brown', drop=(6.5, 8.6, 0.0)),
+    )
+    walls = tuple(_outer(9.0, 9.0)
+                  + walls_with_doors(3.5, 0.0, 3.5, 9.0, doors=((2.0, 3.0), (6.5, 7.5)))
+                  + walls_with_doors(5.0, 0.0, 5.0, 9.0, doors=((1.5, 2.5), (6.0, 7.0)))
+                  + walls_with_doors(0.0, 5.0, 3.5, 5.0)
+                  + walls_with_doors(5.0, 4.0, 9.0, 4.0))
+    o = ObjectSpec
+    objects = (
+        # workshop
+        o('workbench', (1.8, 0.35, 0.0), 'box', (1.6, 0.6, 0.9), 'grey', category='furniture'),
+        o('toolbox', (1.3, 0.35, 0.9), 'box', (0.4, 0.2, 0.2), 'red'),
+        o('drill', (2.3, 0.35, 0.9), 'cylinder', (0.05, 0.22), 'orange'),
+        o('blue box', (0.35, 4.55, 0.0), 'box', (0.4, 0.4, 0.4), 'blue'),
+        o('green box', (0.95, 4.6, 0.0), 'box', (0.3, 0.3, 0.3), 'green'),
+        # lounge
+        o('armchair', (8.45, 3.5, 0.0), 'box', (0.7, 0.7, 0.9), 'purple', category='furniture'),
+        o('side table', (5.9, 0.4, 0.0), 'box', (0.5, 0.5, 0.5), 'white', category='furniture'),
+        o('red ball', (6.8, 3.6, 0.0), 'sphere', (0.11,), 'red'),
+        o('beach ball', (8.5, 0.5, 0.0), 'sphere', (0.17,), 'cyan'),
+        o('teddy bear', (5.9, 0.4, 0.5), asset='teddy_vhacd.urdf', scale=3.0),
+        # storage
+        o('shelving', (8.7, 6.5, 0.0), 'box', (0.5, 2.0, 1.6), 'brown', category='furniture'),
+        o('cardboard box', (6.0, 8.55, 0.0), 'box', (0.5, 0.4, 0.35), 'beige'),
+        o('vacuum cleaner', (7.2, 4.4, 0.0), 'cylinder', (0.15, 0.35), 'red'),
+        o('paint can', (8.6, 8.6, 0.0), 'cylinder', (0.1, 0.2), 'white'),
+        # bathroom
+        o('bathtub', (0.9, 8.4, 0.0), 'box', (1.6, 0.8, 0.6), 'white', category='furniture'),
+        o('washbasin', (3.0, 8.7, 0.0), 'box', (0.5, 0.4, 0.85), 'white', category='furniture'),
+        o('toothbrush cup', (3.0, 8.7, 0.85), 'cylinder', (0.04, 0.1), 'green'),
+        o('laundry basket', (0.35, 5.4, 0.0), 'cylinder', (0.22, 0.45), 'beige'),
+    )
+    sounds = (
+        SoundSpec('phone', 'chime', (8.8, 2.0, 0.9), period=6.0, duration=1.0),
+        SoundSpec('drill noise', 'beep', (2.3, 0.3, 1.0), period=8.0, duration=1.5, phase=2.0,
+                  gain=0.4),
+    )
+    route = ((4.25, 1.0), (4.25, 2.5), (2.6, 2.5), (1.2, 1.3), (1.2, 3.8), (2.6, 2.5),
+             (4.25, 2.5), (4.25, 2.0), (6.0, 2.0), (7.8, 1.1), (7.8, 2.9), (6.0, 2.0),
+             (4.25, 2.0), (4.25, 6.5), (5.9, 6.5), (7.6, 5.0), (7.6, 8.0), (5.9, 6.5),
+             (4.25, 6.5), (4.25, 7.0), (2.8, 7.0), (1.0, 7.6), (1.0, 6.0), (2.8, 7.0),
+             (4.25, 7.0))
+    return WorldSpec('workshop', rooms, walls, objects, sounds, route=route)
+
+
+WORLDS = {'house': _house, 'small': _small, 'workshop': _workshop}
 
 
 def world(name: str) -> WorldSpec:

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 
 import pytest
 
+from engram_ros.sim import world as worlds
 from engram_ros.sim.scenario import load_scenario
 from engram_ros.sim.scenario import parse_scenario
 from engram_ros.sim.scenario import scenario_dirs
 from engram_ros.sim.scenario import ScenarioError
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def parse(text: str):
@@ -21,6 +25,26 @@ def parse(text: str):
 def test_shipped_scenarios_load(name):
     scenario = load_scenario(name)
     assert scenario.laps >= 1 and len(scenario.route) >= 2
+
+
+@pytest.mark.parametrize('world_name', sorted(worlds.WORLDS))
+def test_every_built_in_world_passes_the_scenario_checks(world_name):
+    """Objects inside the walls and rooms, the route clear of walls: the same checks a file
+    gets, so a new world cannot ship with a waypoint in a wall."""
+    scenario = parse_scenario(f'world: {world_name}\n', source=f'{world_name}.yaml')
+    assert scenario.world.name == world_name
+    assert {scenario.world.room_at(*o.position[:2]) for o in scenario.world.objects} <= {
+        r.name for r in scenario.world.rooms}
+
+
+QUALITY = ROOT / 'benchmarks' / 'quality'
+
+
+@pytest.mark.parametrize('path', sorted(p for p in QUALITY.rglob('*.yaml')
+                                        if p.name != 'questions.yaml'))
+def test_quality_benchmark_scenarios_load(path):
+    scenario = load_scenario(path)
+    assert scenario.laps >= 6 and len(scenario.events) >= 5
 
 
 def test_house_has_rooms_objects_sounds_and_an_event():
