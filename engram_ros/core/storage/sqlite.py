@@ -38,13 +38,9 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Iterable
 from typing import Iterator
 from typing import Sequence
-from urllib.parse import unquote
-from urllib.parse import urlparse
 
-from engram_ros.core.evidence import delete_inside
 from engram_ros.core.files import open_private
 from engram_ros.core.files import private_dir
 from engram_ros.core.files import tighten
@@ -57,7 +53,6 @@ from engram_ros.core.storage import schema
 from engram_ros.core.storage.base import check_dim_meta
 from engram_ros.core.storage.base import check_edges
 from engram_ros.core.storage.base import check_meta
-from engram_ros.core.storage.base import CHUNK
 from engram_ros.core.storage.base import chunks
 from engram_ros.core.storage.base import decode_row
 from engram_ros.core.storage.base import encode_rows
@@ -77,6 +72,8 @@ from engram_ros.core.storage.schema import META_NEXT_ID
 from engram_ros.core.storage.schema import SELECT
 from engram_ros.core.storage.schema import TAGS
 from engram_ros.core.storage.schema import UPSERT
+from engram_ros.core.storage.sqlite_evidence import evidence_key
+from engram_ros.core.storage.sqlite_evidence import EvidenceFiles
 from engram_ros.core.storage.sqlite_scans import ColumnScans
 
 logger = logging.getLogger(__name__)
@@ -86,7 +83,7 @@ logger = logging.getLogger(__name__)
 SYNCHRONOUS_MODES = ('NORMAL', 'FULL')
 
 
-class SQLiteStorage(ColumnScans, Storage):
+class SQLiteStorage(ColumnScans, EvidenceFiles, Storage):
     """A store directory on local disk, backed by one SQLite database in WAL mode.
 
     Threading: one writer connection, used under a lock, performs every write in a single
@@ -495,26 +492,6 @@ class SQLiteStorage(ColumnScans, Storage):
             rows = [str(row[0]) for row in conn.execute('PRAGMA quick_check(20)')]
         return [] if rows == ['ok'] else rows
 
-    def evidence_users(self, uris: Sequence[str]) -> dict[str, list[int]]:
-        """See :meth:`Storage.evidence_users`."""
-        keys: dict[str, list[str]] = {}
-        for uri in uris:
-            key = evidence_key(uri, self._evidence_dir)
-            if key is not None:
-                keys.setdefault(key, []).append(uri)
-        out: dict[str, list[int]] = {}
-        files = list(keys)
-        with self._read() as conn:
-            for start in range(0, len(files), CHUNK):
-                chunk = files[start:start + CHUNK]
-                marks = ', '.join('?' * len(chunk))
-                for key, engram_id in conn.execute(
-                        f'SELECT file, engram_id FROM engram_evidence WHERE file IN ({marks})',
-                        chunk):
-                    for uri in keys[key]:
-                        out.setdefault(uri, []).append(int(engram_id))
-        return out
-
     @property
     def directory(self) -> Path:
         """The store directory (absolute)."""
@@ -576,38 +553,3 @@ class SQLiteStorage(ColumnScans, Storage):
     def _meta_value(conn: sqlite3.Connection, key: str) -> str | None:
         row = conn.execute('SELECT value FROM meta WHERE key = ?', (key,)).fetchone()
         return None if row is None else row[0]
-
-    def _remove_evidence(self, files: Iterable[str]) -> None:
-        """Delete orphaned evidence files; only regular files really inside the evidence dir
-        (:func:`engram_ros.core.evidence.delete_inside`, the one deletion every path uses)."""
-        for relative in files:
-            try:
-                delete_inside(self._evidence_dir, relative)
-            except OSError as exc:
-                logger.warning('could not delete evidence file %s: %s', relative, exc)
-
-
-def evidence_key(uri: str, evidence_dir: Path) -> str | None:
-    """Return the path of ``uri`` relative to ``evidence_dir``, or None if it is not inside it.
-
-    ``file:`` URIs and plain paths are understood; relative paths are relative to the evidence
-    directory. The test is lexical: symlinks are checked when the file is deleted.
-    """
-    if uri.startswith('file:'):
-        parsed = urlparse(uri)
-        if parsed.netloc not in ('', 'localhost'):
-            return None
-        path_text = unquote(parsed.path)
-    elif '://' in uri:
-        return None
-    else:
-        path_text = uri
-    if not path_text:
-        return None
-    path = Path(path_text)
-    if not path.is_absolute():
-        path = evidence_dir / path
-    relative = os.path.relpath(os.path.normpath(path), os.path.normpath(evidence_dir))
-    if relative == os.curdir or relative == os.pardir or relative.startswith(os.pardir + os.sep):
-        return None
-    return Path(relative).as_posix()
