@@ -232,6 +232,26 @@ T_EDGE = 1.7e9
 FIXTURE_STORE = Path(__file__).resolve().parents[1] / 'fixtures' / 'storage_v2'
 
 
+#: The unit quaternions the fixture was written with, exactly (``float.hex``). The generator
+#: below draws the same random quaternions, but ``np.linalg.norm``'s last bit depends on the
+#: CPU's SIMD path (one of the twelve differs by an ulp between two machines of this project),
+#: so their normalised values are spelt out instead of recomputed.
+FIXTURE_ORIENTATIONS = (
+    '-0x1.5447ab6b184c7p-3 0x1.2fd1855937ce9p-3 0x1.6c2ac6b39b1abp-5 -0x1.f29e384a752e8p-1',
+    '-0x1.785d5687a4a05p-1 0x1.fe58ff1e58d26p-2 0x1.1a73622599156p-4 -0x1.d154fe9edc994p-2',
+    '0x1.946dc02c8c667p-6 -0x1.da800c99ee4f1p-2 0x1.8529b2fee5a4fp-1 -0x1.d1d3f1b9f336fp-2',
+    '-0x1.44b03dd9cc91ap-2 0x1.ba749268574e8p-1 0x1.5e552661ac649p-2 0x1.828a8159f97c1p-3',
+    '0x1.479d93f2f7766p-3 -0x1.1aae99cff57dep-2 -0x1.472ae136dccd0p-3 0x1.de4c2d27ba666p-1',
+    '-0x1.641f4cd30ceb8p-4 -0x1.c693de0555603p-2 0x1.9fd6b3d318105p-1 -0x1.794157ed275f2p-2',
+    '-0x1.adcfbc1095332p-2 -0x1.7881a76510fe3p-1 0x1.40616bff90814p-3 0x1.045c163108183p-1',
+    '-0x1.4ed8d0a33abf3p-1 0x1.a4489be1ed2b1p-2 0x1.08bfa8e56eabdp-1 -0x1.7a4278420e33bp-2',
+    '-0x1.0f345d8e6f440p-3 0x1.1e81af283f2ffp-5 0x1.dfbcf20aae53bp-2 -0x1.beddb0d4cb377p-1',
+    '0x1.3672978374b9dp-2 0x1.ee9cd732db536p-3 0x1.d5fd6307f2ef8p-1 -0x1.59dc5fb3d6cb9p-4',
+    '-0x1.c906adc3ef3afp-2 -0x1.22c5d676a2738p-1 0x1.6b404e4b56fbcp-4 -0x1.5f29a50ae3b2cp-1',
+    '0x1.2a8a192e03f28p-1 0x1.7e0df3cc37948p-1 0x1.48a946afb5574p-2 0x1.bb6d8d8a353b2p-7',
+)
+
+
 def fixture_engrams() -> list[Engram]:
     """Engrams covering every kind, tier, history, anchors, keyframes and odd strings.
 
@@ -241,7 +261,7 @@ def fixture_engrams() -> list[Engram]:
     rng = np.random.default_rng(20261201)
     engrams = []
     for i in range(1, 13):
-        quat = rng.normal(size=4)
+        rng.normal(size=4)              # the quaternion: FIXTURE_ORIENTATIONS[i - 1]
         vector = rng.normal(size=DIM).astype(np.float32)
         engrams.append(Engram(
             id=i, kind=KINDS[i % len(KINDS)], frame_id='map' if i % 5 else 'odom',
@@ -250,7 +270,8 @@ def fixture_engrams() -> list[Engram]:
             first_seen=1.7e9 + i * 0.123456789, last_seen=1.7e9 + i * 1.5,
             tags=() if i % 4 == 0 else ('label:mug', f'place:p{i % 3}', 'colour:rød'),
             label=['', 'mug', 'tasse à café', 'カップ'][i % 4],
-            orientation=quat / np.linalg.norm(quat), covariance=rng.normal(size=36),
+            orientation=np.array([float.fromhex(h) for h in FIXTURE_ORIENTATIONS[i - 1].split()]),
+            covariance=rng.normal(size=36),
             modality=MODALITIES[i % len(MODALITIES)], confidence=float(rng.random()),
             evidence=() if i % 3 else (f'crops/{i}.jpg', f'file:///tmp/x/{i}.png'),
             observation_count=i, score=float(rng.random()),
