@@ -17,10 +17,13 @@ from __future__ import annotations
 import math
 from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Callable
 from typing import Sequence
 
 import numpy as np
 
+from engram_ros.core.index.checks import checked_columns
+from engram_ros.core.index.checks import checked_rows
 from engram_ros.core.index.columns import Columns
 from engram_ros.core.index.compaction import compacted
 from engram_ros.core.index.compaction import has_dead_entries
@@ -128,29 +131,11 @@ class EngramIndex:
         if m == 0:
             return
         x = self._dense.normalise(vectors, 'vectors')
-        pos = np.asarray(positions, dtype=np.float64).reshape(-1, 3)
-        kinds_a = np.asarray(kinds).reshape(-1)
-        first = np.asarray(first_seen, dtype=np.float64).reshape(-1)
-        last = np.asarray(last_seen, dtype=np.float64).reshape(-1)
-        sc = (np.full(m, 0.5) if scores is None
-              else np.asarray(scores, dtype=np.float64).reshape(-1))
-        cn = (np.ones(m, dtype=np.int64) if counts is None
-              else np.asarray(counts, dtype=np.int64).reshape(-1))
-        if isinstance(tags, str):
-            raise TypeError('tags must be one sequence of strings per engram')
-        lengths = {x.shape[0], pos.shape[0], kinds_a.shape[0], first.shape[0], last.shape[0],
-                   sc.shape[0], cn.shape[0], len(tags)}
-        if lengths != {m}:
-            raise ValueError(f'add_batch: {m} ids but columns of lengths {sorted(lengths)}')
+        pos, kinds_a, first, last, sc, cn = checked_rows(
+            m, x, positions=positions, kinds=kinds, first_seen=first_seen, last_seen=last_seen,
+            scores=scores, counts=counts, tags=tags)
         if np.unique(ids).shape[0] != m:
             raise ValueError('add_batch: duplicate ids in the batch')
-        if np.any((kinds_a < 0) | (kinds_a > 255)):
-            raise ValueError('kind codes must be in 0..255')
-        if not (np.all(np.isfinite(pos)) and np.all(np.isfinite(first))
-                and np.all(np.isfinite(last)) and np.all(np.isfinite(sc))):
-            raise ValueError('positions, times and scores must be finite')
-        if np.any((cn < 1) | (cn > np.iinfo(np.uint32).max)):
-            raise ValueError('observation counts must be in 1..2**32-1')
         map_pos = self._id_map.lookup(ids)
         live = self._id_map.live_at(map_pos)
         if np.any(live):
@@ -266,7 +251,7 @@ class EngramIndex:
         pos = None if positions is None else np.asarray(positions, dtype=np.float64)
         if pos is not None and pos.shape != (m, 3):
             raise ValueError(f'update_batch: positions has shape {pos.shape}, not ({m}, 3)')
-        columns = _checked_columns(m, x, pos, first_seen=first_seen, last_seen=last_seen,
+        columns = checked_columns(m, x, pos, first_seen=first_seen, last_seen=last_seen,
                                    scores=scores, kinds=kinds, counts=counts)
         if tags is not None:
             check_tag_lists(tags, m)
@@ -522,14 +507,16 @@ class EngramIndex:
         are exact, until :meth:`build_graph`."""
         self._dense.defer_graph()
 
-    def build_graph(self, lock: AbstractContextManager) -> bool:
+    def build_graph(self, lock: AbstractContextManager,
+                    abandoned: Callable[[], bool] = lambda: False) -> bool:
         """Build the pending graph over the codes and swap it in (see
         :meth:`.dense.DenseVectors.build_graph`); ``lock`` guards this index and is held only
         for short steps, so searches and writes go on meanwhile. ``False`` when nothing was
-        pending, or when a compaction replaced the vectors meanwhile (its graph is built)."""
+        pending, when a compaction replaced the vectors meanwhile (its graph is built), or
+        when ``abandoned()`` turned true (checked between batches; the graph stays pending)."""
         with lock:
             dense = self._dense
-        return dense.build_graph(lock, lambda: self._dense is dense)
+        return dense.build_graph(lock, lambda: self._dense is dense and not abandoned())
 
     # ------------------------------------------------------------------ compaction
 
@@ -577,28 +564,3 @@ class EngramIndex:
         """
         return load_index(cls, directory)
 
-
-def _checked_columns(m: int, x: np.ndarray | None, pos: np.ndarray | None,
-                     **given: np.ndarray | None) -> dict[str, np.ndarray]:
-    """The given scalar columns of an :meth:`EngramIndex.update_batch` as ``float64``, each
-    checked for length and finiteness together with the vectors and positions.
-
-    :raises ValueError: naming the first column that is wrong.
-    """
-    columns = {}
-    for name, value in given.items():
-        if value is not None:
-            columns[name] = np.asarray(value, dtype=np.float64).reshape(-1)
-    for name, arr in list(columns.items()) + ([('vectors', x)] if x is not None else []) \
-            + ([('positions', pos)] if pos is not None else []):
-        if arr.shape[0] != m:
-            raise ValueError(f'update_batch: {m} ids but {arr.shape[0]} {name}')
-        if not np.all(np.isfinite(arr)):
-            raise ValueError(f'update_batch: {name} must be finite')
-    if 'kinds' in columns and np.any((columns['kinds'] < 0) | (columns['kinds'] > 255)
-                                     | (columns['kinds'] != np.round(columns['kinds']))):
-        raise ValueError('kind codes must be integers in 0..255')
-    if 'counts' in columns and np.any((columns['counts'] < 1)
-                                      | (columns['counts'] > np.iinfo(np.uint32).max)):
-        raise ValueError('observation counts must be in 1..2**32-1')
-    return columns
