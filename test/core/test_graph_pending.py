@@ -187,9 +187,10 @@ def test_a_clean_close_while_pending_saves_a_complete_cache(crashed: Path,
                                                             tmp_path: Path) -> None:
     ref = exact_reference(crashed, tmp_path)
     directory = copy_of(crashed, tmp_path, 'closed')
-    store = open_store('sqlite', directory, graph_build='manual')
+    store = open_store('sqlite', directory, graph_build='manual', close_graph_wait=None)
     assert store.graph_pending
     store.close()
+    assert not store.graph_abandoned_at_close
     again = open_store('sqlite', directory, graph_build='manual')
     try:
         assert again.index_from_cache and not again.graph_pending
@@ -199,6 +200,43 @@ def test_a_clean_close_while_pending_saves_a_complete_cache(crashed: Path,
     finally:
         again.close()
         ref.close()
+
+
+def test_a_close_that_cannot_wait_for_the_graph_saves_no_cache(crashed: Path,
+                                                               tmp_path: Path) -> None:
+    """Past ``close_graph_wait`` the close gives up on the graph instead of taking minutes:
+    no cache is saved (none that would lack the graph, none stale), and the next open
+    rebuilds from storage as after a crash, with the same answers."""
+    ref = exact_reference(crashed, tmp_path)
+    directory = copy_of(crashed, tmp_path, 'abandoned')
+    store = open_store('sqlite', directory, graph_build='manual', close_graph_wait=0.0)
+    assert store.graph_pending
+    store.ingest_many(observations(N, N + 5))
+    store.close()
+    assert store.graph_abandoned_at_close
+    assert not [p for p in (directory / 'index').iterdir() if p.is_file()]
+    again = open_store('sqlite', directory, graph_build='manual')
+    try:
+        assert not again.index_from_cache and again.index_cache_rejected == 0
+        assert again.graph_pending and len(again) == N + 5
+        again.index.exact_threshold = 10**9
+        ref.ingest_many(observations(N, N + 5))
+        assert dense_answers(again) == dense_answers(ref)
+    finally:
+        again.close()
+        ref.close()
+
+
+def test_an_abandoned_build_stops_and_leaves_the_graph_pending() -> None:
+    index = EngramIndex(DIM)
+    index.defer_graph()
+    m = 50
+    index.add_batch(np.arange(1, m + 1), np.stack([look(f't{i}', i) for i in range(m)]),
+                    kinds=np.zeros(m, dtype=np.uint8), positions=np.zeros((m, 3)),
+                    first_seen=np.zeros(m), last_seen=np.zeros(m), tags=[()] * m)
+    assert not index.build_graph(threading.Lock(), abandoned=lambda: True)
+    assert index.graph_pending
+    assert index.build_graph(threading.Lock()) and not index.graph_pending
 
 
 def test_a_compaction_while_pending_ends_the_build() -> None:

@@ -62,6 +62,12 @@ class StoreConfig:
     #: the store opens) or ``'manual'`` (when :meth:`MemoryStore.build_graph` is called, or at
     #: close). See :mod:`engram_ros.core.memory.lifecycle`.
     graph_build: str = 'background'
+    #: [s] how long a clean close waits for a graph still being built. Past it the build is
+    #: abandoned and no index cache is saved, so the next open rebuilds the index from storage
+    #: as after a crash (16-19 s to first answers at 1M) instead of the close taking the
+    #: minutes the graph needs (a launch file's shutdown timeout would kill the node first).
+    #: ``None`` waits for the build (builds it at close in ``'manual'`` mode) and saves it.
+    close_graph_wait: float | None = 10.0
 
 
 @dataclass

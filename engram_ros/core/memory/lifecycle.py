@@ -25,7 +25,9 @@ So the rebuilt index starts with its codes only, "graph pending"
 the scan is done, every dense search exact (same answers, slower per query at scale), while a
 background thread builds the graph and swaps it in (:data:`StoreConfig.graph_build` chooses
 ``'background'``, ``'inline'`` or ``'manual'``). A clean close while the graph is pending waits
-for the build and saves the full cache: the next open is a clean one, with the graph.
+up to :attr:`StoreConfig.close_graph_wait` (10 s) for the build and saves the full cache, so the
+next open is a clean one with the graph; a build that needs longer (minutes at 1M) is abandoned
+and no cache is saved, so the next open rebuilds from storage as after a crash.
 """
 
 from __future__ import annotations

@@ -96,6 +96,10 @@ class MemoryStore:
                              "'background', 'inline', 'manual' is required")
         self.index = lifecycle.open_index(self)
         self._graph_thread: threading.Thread | None = None
+        #: Set by a close that stopped waiting for the graph: the build stops at its next batch.
+        self._graph_abandoned = threading.Event()
+        #: Whether :meth:`close` gave up waiting for the graph and saved no index cache.
+        self.graph_abandoned_at_close = False
         if self.index.graph_pending and self.config.graph_build == 'background':
             self._graph_thread = threading.Thread(target=self.build_graph,
                                                   name='engram-graph', daemon=True)
@@ -116,7 +120,7 @@ class MemoryStore:
         """Build the pending HNSW graph and swap it in (what the background thread runs);
         ``False`` when none was pending. Writers and readers go on between its steps."""
         start = time.monotonic()
-        built = self.index.build_graph(_WriteAndIndexLock(self))
+        built = self.index.build_graph(_WriteAndIndexLock(self), self._graph_abandoned.is_set)
         if built:
             _LOG.info('index graph built over %d slots in %.1f s', self.index.slot_count,
                       time.monotonic() - start)
@@ -132,14 +136,26 @@ class MemoryStore:
     def close(self) -> None:
         """Flush recall statistics, save the index cache, close storage. Idempotent.
 
-        A graph still pending is built first (the background build is waited for), so the
-        cache saved is complete and the next open is a clean one."""
-        self.wait_graph()
+        A graph still pending is waited for (built, in ``'manual'`` mode) up to
+        :attr:`StoreConfig.close_graph_wait`, so the cache saved is complete and the next open
+        is a clean one; past that wait the build is abandoned and the cache dropped instead
+        (the next open rebuilds from storage, as after a crash)."""
+        wait = self.config.close_graph_wait
+        abandon = wait is not None and not self.wait_graph(wait)
+        if abandon:
+            self._graph_abandoned.set()
+            self.wait_graph()               # the build stops at its next batch
         with self._write_lock:
             if self._closed:
                 return
             recall_ops.flush_touched(self)
-            lifecycle.save(self)
+            if abandon and self.index.graph_pending:
+                _LOG.warning('closing with the index graph still pending after %.1f s: no index '
+                             'cache saved; the next open rebuilds it from storage', wait)
+                self.graph_abandoned_at_close = True
+                lifecycle.drop_cache(self)
+            else:
+                lifecycle.save(self)
             self.storage.close()
             if self.audit is not None:
                 self.audit.close()
