@@ -12,6 +12,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from diagnostic_msgs.msg import DiagnosticStatus
 
 from engram_ros.core.audit import AuditLog
+from engram_ros.core.memory import MemoryStore
 from engram_ros.ros.conversions.common import diagnostic_array
 
 #: The memory node's counters, reported as diagnostics values in this order.
@@ -41,12 +42,22 @@ def for_node(array: DiagnosticArray, node_fqn: str) -> DiagnosticArray:
     return array
 
 
+def index_cache_state(store: MemoryStore) -> str:
+    """The ``index_cache`` value of :func:`memory_diagnostics` for ``store``."""
+    if store.index_from_cache:
+        return 'loaded'
+    if store.index_cache_rejected:
+        return f'rejected: {store.index_cache_problem}'
+    return 'rebuilt'
+
+
 def memory_diagnostics(stamp: Time, node_fqn: str, counters: dict[str, int], size: int,
                        short_term: int, last_recall_ms: float, semantic_state: str,
                        audit: AuditLog | None = None, write_queue: int = 0,
                        storage_failing: str = '', publishers: int = 0,
                        loss_counting: bool = True,
-                       graph_pending: bool = False) -> DiagnosticArray:
+                       graph_pending: bool = False,
+                       index_cache: str = 'loaded') -> DiagnosticArray:
     """The memory's status, named after ``node_fqn`` (``/robot1/engram_memory``): ERROR while
     storage fails (``storage_failing`` says how) or when the audit log was found cut or missing
     files at start (``audit_gaps`` > 0: a gap record now says so; ``engram verify`` shows it);
@@ -55,6 +66,9 @@ def memory_diagnostics(stamp: Time, node_fqn: str, counters: dict[str, int], siz
     ``loss_counting`` false: the RMW numbers no messages, so ``lost`` cannot be counted.
     ``index_graph``: ``pending`` while the index graph is built after a crash reopen (recall
     answers, exactly, slower at scale; :mod:`engram_ros.core.memory.lifecycle`), else ``ready``.
+    ``index_cache``: how this start got its index: ``loaded`` (the cache a clean close saved),
+    ``rebuilt`` (none, e.g. after a crash), ``rejected: <why>`` (a cache was there but corrupt,
+    stale or of another format, so the index was rebuilt from storage).
 
     Values from the audit log: ``audit_gaps`` (problems found at this start),
     ``audit_gaps_logged`` (gap records the log holds in all), ``audit_keyed``.
@@ -77,7 +91,8 @@ def memory_diagnostics(stamp: Time, node_fqn: str, counters: dict[str, int], siz
                   last_recall_ms=round(last_recall_ms, 3), semantic_text=semantic_state,
                   write_queue=write_queue, publishers=publishers,
                   loss_counting=str(loss_counting).lower(),
-                  index_graph='pending' if graph_pending else 'ready')
+                  index_graph='pending' if graph_pending else 'ready',
+                  index_cache=index_cache)
     if audit is not None:
         values.update(audit_gaps=len(problems), audit_gaps_logged=audit.gaps,
                       audit_keyed=str(audit.keyed).lower())

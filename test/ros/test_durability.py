@@ -32,6 +32,10 @@ def test_a_store_made_by_the_node_is_private(test_node, start_memory, tmp_path):
     assert process.stop() == 0, process.log()
     assert (store / 'index' / 'hnsw.faiss').exists()
     assert_private(store)                        # after a clean stop: the index cache too
+    process, namespace = start_memory(store_dir=store)
+    memory = Memory(test_node, process, namespace)
+    assert memory.count() == 2
+    assert wait_for(lambda: memory.diagnostic('index_cache') == 'loaded', 30.0), process.log()
 
 
 def test_duplicates_written_before_a_kill_9_are_merged_after_the_restart(
@@ -49,6 +53,8 @@ def test_duplicates_written_before_a_kill_9_are_merged_after_the_restart(
     process, namespace = start_memory(None, store)
     memory = Memory(test_node, process, namespace)
     assert memory.count() == 2
+    # no cache after a kill -9: the index was rebuilt from storage
+    assert wait_for(lambda: memory.diagnostic('index_cache') == 'rebuilt', 30.0), process.log()
     # rebuilt from storage: the graph is built in the background, and reported once ready
     assert wait_for(lambda: memory.diagnostic('index_graph') == 'ready', 30.0), process.log()
     response = memory.client.consolidate()

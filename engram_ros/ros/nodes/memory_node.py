@@ -76,6 +76,7 @@ from engram_ros.msg import KeyframeCorrection
 from engram_ros.msg import Observation as ObservationMsg
 from engram_ros.ros import memory_parameters
 from engram_ros.ros.conversions import memory as conversions
+from engram_ros.ros.diagnostics import index_cache_state
 from engram_ros.ros.diagnostics import memory_diagnostics
 from engram_ros.ros.managed import ManagedNode
 from engram_ros.ros.markers import engram_markers
@@ -527,7 +528,8 @@ class MemoryNode(ManagedNode):
             len(self.store), self.store.short_term_size, self._last_recall_ms,
             self._semantic_state, self.store.audit, write_queue=len(queue),
             storage_failing=self.health.faults.summary(), publishers=self.intake.loss.publishers,
-            loss_counting=self.intake.loss.counting, graph_pending=self.store.graph_pending))
+            loss_counting=self.intake.loss.counting, graph_pending=self.store.graph_pending,
+            index_cache=index_cache_state(self.store)))
 
     def destroy_node(self) -> None:
         self._cleanup()
