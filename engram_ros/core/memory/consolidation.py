@@ -74,7 +74,10 @@ class _Pass:
 def consolidate(store: MemoryStore, scope: ConsolidationScope, dry_run: bool,
                 now: float | None) -> ConsolidationReport:
     """One consolidation pass (see the module doc and :meth:`MemoryStore.consolidate`)."""
-    now = time.time() if now is None else now
+    # Evidence retention counts real time on disk (the files' modification times); the rest
+    # of the pass the memory's clock (a replayed bag's time).
+    wall = time.time() if now is None else now
+    now = store.clock() if now is None else now
     if store.config.budget < 1:
         raise ValueError(f'budget={store.config.budget}; accepted: a positive number of '
                          'engrams (nothing was changed)')
@@ -90,7 +93,7 @@ def consolidate(store: MemoryStore, scope: ConsolidationScope, dry_run: bool,
         evict = _evictions(store, plan, now)
         report.forgotten = len(evict)
         report.evicted_ids = list(evict)
-        report.evidence_expired = expire_evidence(store, now, dry_run)
+        report.evidence_expired = expire_evidence(store, wall, dry_run)
         moves = beliefs.find_moves(store, plan.changed, plan.removed | set(evict), now)
         report.moved = [(m.old, m.new) for m in moves]
         ended = beliefs.find_gone(store, plan.changed,

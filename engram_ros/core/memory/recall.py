@@ -12,7 +12,6 @@ statistics are kept in the state and written at the next consolidation or close.
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -38,7 +37,7 @@ def recall(store: MemoryStore, query: RecallQuery, now: float | None) -> RecallR
     """Answer ``query`` (see :meth:`MemoryStore.recall`); raises :class:`QueryError`."""
     config = store.config
     query.validate(config.dim, config.max_k, config.frame_id)
-    now = time.time() if now is None else now
+    now = store.clock() if now is None else now
     try:
         tags_all = sketch.normalize_tags(query.tags_all)
         tags_any = sketch.normalize_tags(query.tags_any)

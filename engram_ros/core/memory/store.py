@@ -75,7 +75,9 @@ class MemoryStore:
         #: sentence model is available; ``None``: exact words only).
         self.text_matcher: SemanticTags | None = None
         #: The memory's clock [s since the epoch] where an operation takes the time itself
-        #: (an ingested engram's last access); an offline ingest sets it to the bag's time.
+        #: (an ingested engram's last access, a recall's or consolidation's ``now`` when none
+        #: is given); an offline ingest sets it to the bag's time, the memory node to the ROS
+        #: clock (simulated time under ``use_sim_time``).
         self.clock: Callable[[], float] = time.time
         #: Guards the index and the state; held for index reads and updates only.
         self._lock = threading.RLock()

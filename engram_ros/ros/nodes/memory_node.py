@@ -270,7 +270,14 @@ class MemoryNode(ManagedNode):
     def _open_store(self) -> MemoryStore:
         """:raises StoreOpenError, EvidenceError, AuditError, ValueError: the node cannot run."""
         store, self._store_dir = memory_parameters.open_store(self._value)
+        store.clock = self._now
         return store
+
+    def _now(self) -> float:
+        """The memory's clock: the node's (simulated time under ``use_sim_time``, so ages and
+        recency follow a bag being replayed), the system clock until ``/clock`` first ticks."""
+        nanoseconds = self.get_clock().now().nanoseconds
+        return nanoseconds * 1e-9 if nanoseconds > 0 else time.time()
 
     def _load_text_model(self, store: MemoryStore) -> None:
         """Background thread: load the sentence model, then let ``store``'s recall use it."""
