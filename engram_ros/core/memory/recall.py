@@ -23,6 +23,7 @@ from engram_ros.core import sketch
 from engram_ros.core.audit import AuditLog
 from engram_ros.core.backend import filter_index
 from engram_ros.core.backend import Stage1Filter
+from engram_ros.core.labels import parse_label
 from engram_ros.core.query import QueryError
 from engram_ros.core.query import RecallHit
 from engram_ros.core.query import RecallQuery
@@ -105,17 +106,19 @@ def _text_tags(store: MemoryStore, text: str
     :mod:`engram_ros.core.categories`); when none finds anything, (with a matcher) the tags
     closest in meaning to the whole text. Words that find nothing are left out, so a question
     never becomes a filter that matches nothing."""
-    words = categories.question_words(store.known_labels())
-    text_tags = sketch.text_to_tags(text, known_labels=words)
-    with store._lock:
-        present = store.index.present_tags(_WORD_NAMESPACES)
+    known = store.known_labels()
+    text_tags = sketch.text_to_tags(text, known_labels=categories.question_words(known))
+    with store._lock:   # the question's tags and every label, not every tag name (vw:, place:)
+        present = store.index.present_tags(_WORD_NAMESPACES, among=list(text_tags) + [
+            f'label:{form}' for label in known for form in (label, parse_label(label).label)])
     resolved = [categories.resolve(t, present, store.text_matcher) for t in text_tags]
     groups = [r.tags for r in resolved if r.matches]
     meant: list[SemanticMatch] = []
     if not groups and store.text_matcher is not None:
         # No word found anything: the memory's tags closest in meaning to the text, if any.
-        meant = store.text_matcher.match(
-            text, [t for t in present if t.partition(':')[0] in SEMANTIC_NAMESPACES])
+        with store._lock:
+            present = store.index.present_tags(SEMANTIC_NAMESPACES)
+        meant = store.text_matcher.match(text, present)
         groups = [(m.tag,) for m in meant]
     return groups, resolved, meant
 
