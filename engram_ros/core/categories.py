@@ -61,8 +61,6 @@ CATEGORIES: dict[str, tuple[str, ...]] = {
     'container': ('box', 'trash can', 'bucket', 'basket', 'laundry basket', 'bowl', 'jar',
                   'can', 'paint can', 'vase', 'toolbox', 'bottle', 'crate'),
     'animal': ('dog', 'cat', 'bird', 'duck'),
-    'clothing': ('shoe', 'shirt', 'jacket', 'coat', 'hat', 'sock', 'trousers', 'dress'),
-    'clothes': ('clothing',),
 }
 
 #: Least cosine similarity of a label's name to a question word's for "meaning" (the sentence

@@ -160,3 +160,16 @@ def test_words_that_find_nothing_fall_back_to_meaning(embed):
     store.text_matcher = SemanticTags(embed)
     labels, message = _ask(store, 'where is my cup?', k=1)
     assert labels == ['tumbler_glass'] and 'meaning' in message, message
+
+
+def test_the_closest_meaning_ranks_first(embed):
+    # No word of the question is in the memory: the whole text is matched by meaning, and the
+    # closest tag's engram comes first (others may follow, ranked lower).
+    store = _store(world=(('dresser', 'white'), ('laundry basket', 'white'),
+                          ('vacuum cleaner', 'red'), ('sofa', 'blue')))
+    store.text_matcher = SemanticTags(embed)
+    result = store.recall(RecallQuery(text='where can I put dirty clothes?', k=4), now=500.0)
+    assert result.hits[0].engram.label == 'laundry_basket', result.message
+    assert 'text means label:laundry_basket' in result.message
+    symbolic = [h.symbolic for h in result.hits]
+    assert symbolic == sorted(symbolic, reverse=True) and symbolic[0] == 1.0

@@ -119,7 +119,9 @@ def _text_tags(store: MemoryStore, text: str
         with store._lock:
             present = store.index.present_tags(SEMANTIC_NAMESPACES)
         meant = store.text_matcher.match(text, present)
-        groups = [(m.tag,) for m in meant]
+        # Nested groups (best; best or second; ...): the closer a tag's meaning, the more
+        # of them an engram with it carries, so ranking follows the similarity.
+        groups = [tuple(m.tag for m in meant[:n + 1]) for n in range(len(meant))]
     return groups, resolved, meant
 
 
