@@ -4,7 +4,8 @@ Stage one (:meth:`EngramIndex.filter`) leaves the candidates that pass the symbo
 space and time filters. Stage two orders them: by dense similarity when the query has a vector
 (faiss, over the candidates only), and by a combined score of the per-stage scores:
 
-* symbolic: fraction of the query's tags the engram carries;
+* symbolic: fraction of the query's tags the engram carries (a tag group, such as the labels
+  one question word resolved to, counts once when the engram carries any of it);
 * dense: cosine similarity mapped to [0, 1];
 * spatial: 1 at the query centre, falling linearly to 0 at the radius;
 * temporal: how recently within the window it was last seen;
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
@@ -73,10 +75,12 @@ def support_score(counts: np.ndarray, scale: float) -> np.ndarray:
 
 
 def rank(index: EngramIndex, query: RecallQuery, candidates: np.ndarray | None,
-         query_tags: tuple[str, ...], weights: RankingWeights, now: float) -> Ranked:
+         query_tags: Sequence[str | tuple[str, ...]], weights: RankingWeights,
+         now: float) -> Ranked:
     """Order ``candidates`` (slots from the filter stage; ``None`` = every live engram).
 
-    :param query_tags: every tag the query names (all, any and those from its text).
+    :param query_tags: every tag the query names (all, any and those from its text); a tuple
+        is a group of alternatives (the labels one question word means), carried when any is.
     :param now: current time [s since epoch], closing an open time window.
     """
     if query.vector is not None:
@@ -96,7 +100,9 @@ def rank(index: EngramIndex, query: RecallQuery, candidates: np.ndarray | None,
         parts.append((weights.dense, dense))
 
     if query_tags:
-        symbolic = index.tag_match_count(slots, query_tags) / float(len(query_tags))
+        groups = [(t,) if isinstance(t, str) else tuple(t) for t in query_tags]
+        symbolic = sum((index.tag_match_count(slots, g) > 0).astype(np.float64)
+                       for g in groups) / float(len(groups))
         parts.append((weights.symbolic, symbolic))
     else:
         symbolic = np.ones(len(slots))

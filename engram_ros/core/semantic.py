@@ -129,3 +129,18 @@ class SemanticTags:
             return []
         return [SemanticMatch(candidates[i], float(sims[i])) for i in order[:self.max_tags]
                 if sims[i] >= max(self.threshold, best - self.margin)]
+
+    def related(self, tag: str, tags: Iterable[str], threshold: float) -> list[SemanticMatch]:
+        """The tags among ``tags`` whose phrases lie within cosine ``threshold`` of ``tag``'s
+        (``label:toy`` -> ``label:toy_car`` 0.80), best first; every one that does, not only
+        :attr:`max_tags` (a category has as many members as it has). Tags outside
+        :data:`NAMESPACES` are ignored; ``tag`` itself is never returned.
+        """
+        candidates = sorted({t for t in tags if t != tag and t.partition(':')[0] in NAMESPACES
+                             and t.partition(':')[2]})
+        if not candidates or tag.partition(':')[0] not in NAMESPACES:
+            return []
+        sims = self._vectors(candidates) @ self._vectors([tag])[0]
+        order = np.argsort(-sims, kind='stable')
+        return [SemanticMatch(candidates[i], float(sims[i])) for i in order
+                if sims[i] >= threshold]

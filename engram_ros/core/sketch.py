@@ -70,6 +70,9 @@ LABEL_SYNONYMS: dict[str, str] = {
     'kitten': 'cat', 'bicycle': 'bicycle', 'bike': 'bicycle', 'vase': 'vase', 'kettle': 'kettle',
     'toaster': 'toaster', 'book': 'book', 'chair': 'chair', 'table': 'table', 'sofa': 'sofa',
     'tv': 'tv', 'phone': 'phone', 'mug': 'mug', 'key': 'key', 'glass': 'glass',
+    'washbasin': 'sink', 'wash basin': 'sink', 'basin': 'sink', 'washstand': 'sink',
+    'bathtub': 'bathtub', 'tub': 'bathtub', 'bath': 'bathtub', 'bath tub': 'bathtub',
+    'vacuum cleaner': 'vacuum_cleaner', 'vacuum': 'vacuum_cleaner', 'hoover': 'vacuum_cleaner',
 }
 
 #: Room names -> canonical room.
@@ -206,6 +209,18 @@ def _lookup(namespace: str, value: str) -> str | None:
     if value in table:
         return table[value]
     return table.get(singular(value))
+
+
+def clean_value(value: str) -> str:
+    """A tag value as the sketch spells it: lowercase, words joined by ``_`` (``'Red Ball'``
+    -> ``'red_ball'``); ``''`` when nothing is left."""
+    return _clean(value)
+
+
+def vocabulary_lookup(namespace: str, value: str) -> str | None:
+    """The canonical value of a cleaned ``value`` in the vocabulary of ``namespace`` (``label``,
+    ``room``, ``color``, ``size`` or ``sound``), or of its singular; ``None`` when it has none."""
+    return _lookup(namespace, value)
 
 
 def _canonical_value(namespace: str, value: str, tag: str) -> str:

@@ -11,7 +11,7 @@ class InputRejected(ValueError):
     ``no_pose``, ``stamp_backwards``, ``bad_box``, ``no_valid_depth``, ``too_few_points``,
     ``audio_format``, ``bad_image`` (also compressed bytes that do not decode),
     ``unknown_class`` (a numeric class id not in ``class_names``); the pipeline also counts
-    ``skipped_no_label`` (a detection without a class).
+    ``skipped_no_label`` (a detection without class or score).
     """
 
     def __init__(self, reason: str, message: str) -> None:

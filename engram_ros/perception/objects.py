@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import open3d as o3d
 
+from engram_ros.core import labels
 from engram_ros.core import sketch
 from engram_ros.perception.errors import InputRejected
 from engram_ros.perception.geometry import backproject
@@ -186,12 +187,9 @@ def behind_visible_surface(points: np.ndarray, visible_centre: np.ndarray,
 
 
 def object_tags(label: str, colour: tuple[int, int, int], size_class: str) -> tuple[str, ...]:
-    """The sketch of an object: canonical label, colour name, size class.
-
-    :raises ValueError: when the label cannot be a tag (empty).
-    """
-    return sketch.normalize_tags([f'label:{label}', f'color:{sketch.color_name(colour)}',
-                                  f'size:{size_class}'])
+    """The sketch of an object: canonical label, colour (the label's colour words, else the
+    name of ``colour``), size class (:func:`engram_ros.core.labels.detection_tags`)."""
+    return labels.detection_tags(label, sketch.color_name(colour), size_class)
 
 
 def object_confidence(score: float, depth_quality: float) -> float:

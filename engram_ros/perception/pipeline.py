@@ -42,6 +42,7 @@ from typing import Union
 import cv2
 import numpy as np
 
+from engram_ros.core import labels
 from engram_ros.core import sketch
 from engram_ros.core.evidence import EvidenceError
 from engram_ros.core.evidence import EvidenceStore
@@ -396,6 +397,9 @@ class Perception:
     def add_detections(self, stamp: float, detections: list[Detection]) -> list[Job]:
         """Pair detections with the frame of their stamp; numeric class ids become labels
         (``class_names``; an id it does not name is counted in ``skipped_unknown_class``).
+        Labels that are empty, numeric or not ASCII are kept, counted in ``labels_empty``,
+        ``labels_numeric`` and ``labels_non_ascii``; a detection with neither class nor score
+        (no hypothesis) in ``skipped_no_label``.
         Detections whose stamp matches no frame leave the queue unused, counted in
         ``detections_unmatched``.
 
@@ -405,10 +409,9 @@ class Perception:
         self.count('detections_received', len(detections))
         kept = []
         for d in detections:
-            if not d.label.strip():         # e.g. a vision_msgs detection with no hypothesis
-                self.count('skipped_no_label')
-                continue
             if d.score < self.config.min_detection_score:
+                if not d.label.strip():     # a vision_msgs detection with no hypothesis
+                    self.count('skipped_no_label')
                 continue
             try:
                 label = self.config.class_names.label(d.label)
@@ -416,6 +419,12 @@ class Perception:
                 self.count(f'skipped_{exc.reason}')
                 _LOG.debug('detection skipped: %s', exc)
                 continue
+            # Empty, numeric-id and non-ASCII labels are kept as given (an empty one as
+            # 'unlabeled'), and counted.
+            problem = labels.label_problem(label)
+            if problem:
+                self.count(f'labels_{problem}')
+                label = labels.parse_label(label).label if problem == 'empty' else label
             if label != d.label:
                 d = replace(d, label=label)
             last = self._label_stamps.get(d.label)
@@ -513,11 +522,7 @@ class Perception:
         frame = job.frame
         out = []
         for det in job.detections:
-            try:
-                label_tag = sketch.normalize_tag(f'label:{det.label}')
-            except ValueError:
-                self.count('skipped_bad_label')
-                continue
+            label = labels.parse_label(det.label).label     # never fails: kept as given
             try:
                 est = self.config.locator.locate(det, frame.depth, frame.rgb, frame.intrinsics,
                                                  frame.t_map_optical)
@@ -533,7 +538,6 @@ class Perception:
             crop = frame.rgb[max(0, y0):min(h, y1), max(0, x0):min(w, x1)]
             crop = cv2.resize(crop, (CROP_SIZE, CROP_SIZE), interpolation=cv2.INTER_AREA)
             vector = self.encoder.encode(crop)
-            label = label_tag.split(':', 1)[1]
             out.append(Observation(
                 kind='object', frame_id=self.config.frame_id, position=est.position,
                 stamp=frame.stamp, vector=vector, label=label,

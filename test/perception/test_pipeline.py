@@ -148,6 +148,29 @@ def test_numeric_class_ids_are_named_and_unknown_ones_counted():
     assert [o.label for o in run_all(p, [job])] == ['mug']
 
 
+def test_odd_labels_are_kept_as_given_and_counted_and_colour_words_tag_colour():
+    """Empty, numeric and non-ASCII labels become observations (an empty one 'unlabeled'),
+    each counted; a colour word in a label is the sighting's colour, over the pixels' (the
+    object is drawn red: 'blue box' is tagged blue, 'box' red)."""
+    p = make()
+    pose, rgb, depth, box = view(0.0)
+    p.add_pose(9.9, pose)
+    p.add_pose(10.1, pose)
+    jobs = p.add_color(10.0, rgb) + p.add_depth(10.0, depth)
+    jobs += p.add_detections(10.0, [Detection(label, 0.9, box) for label in
+                                    ('  ', '41', 'Tasse \u00e0 caf\u00e9', 'blue box', 'box')])
+    (job,) = [j for j in jobs if isinstance(j, ObjectJob)]
+    observations = run_all(p, [job])
+    assert [o.label for o in observations] == ['unlabeled', '41', 'tasse_\u00e0_caf\u00e9',
+                                               'blue_box', 'box']
+    counts = p.snapshot()
+    assert (counts['labels_empty'], counts['labels_numeric'], counts['labels_non_ascii']) \
+        == (1, 1, 1)
+    assert counts.get('skipped_no_label', 0) == 0
+    colours = {o.label: [t for t in o.tags if t.startswith('color:')] for o in observations}
+    assert colours['blue_box'] == ['color:blue'] and colours['box'] == ['color:red']
+
+
 def test_detections_without_a_frame_of_their_stamp_are_counted():
     p = make(sync_queue_size=3)
     pose, rgb, depth, box = view(0.0)

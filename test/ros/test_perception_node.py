@@ -324,12 +324,14 @@ def test_bad_input_is_skipped_counted_and_never_placed(graph):
     robot.read_all()
     robot.frame(t0 + 1.0, 0.0, depth_scale=0.0)          # all depth zero: no object
     robot.frame(t0 + 0.5, 0.0)                            # stamps going backwards
-    robot.detections.publish(pc.detections_to_msg(        # a detection without a class
-        [Detection('', 0.9, (10.0, 10.0, 50.0, 50.0))], t0 + 2.0, 'camera_optical'))
+    robot.detections.publish(pc.detections_to_msg(        # without a class: kept, counted
+        [Detection('', 0.9, (10.0, 10.0, 50.0, 50.0)),    # ... without class nor score
+         Detection('', 0.0, (10.0, 10.0, 50.0, 50.0))], t0 + 2.0, 'camera_optical'))
     robot.sent['detections_received'] += 1
 
     def counted() -> bool:
         return (robot.diagnostic('skipped_no_label') >= 1
+                and robot.diagnostic('labels_empty') >= 1
                 and robot.diagnostic('skipped_bad_pose') >= 2
                 and robot.diagnostic('skipped_encoding') >= 1
                 and robot.diagnostic('skipped_audio_format') >= 1
@@ -341,6 +343,7 @@ def test_bad_input_is_skipped_counted_and_never_placed(graph):
     assert client.recall(kinds=['object'], k=5).engrams == []
     assert perception.proc.poll() is None
     assert 'skipped detections: no class' in perception.log()
+    assert 'kept detections with an empty label' in perception.log()
 
 
 def test_sensors_are_read_only_once_a_memory_listens(test_node, start_memory, tmp_path):

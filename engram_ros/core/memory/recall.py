@@ -6,7 +6,8 @@ the query asks ``at_time`` or ``changed_since``), expressed as a
 :class:`~engram_ros.core.backend.Stage1Filter` so another engine could run it; stage two ranks
 what is left
 (:mod:`engram_ros.core.ranking`). Query text becomes tags word by word, or by meaning when the
-store has a :attr:`~MemoryStore.text_matcher`. The engrams returned count as recalled: their
+store has a :attr:`~MemoryStore.text_matcher`; a word that names a category finds the labels
+that are one (:mod:`engram_ros.core.categories`). The engrams returned count as recalled: their
 statistics are kept in the state and written at the next consolidation or close.
 """
 
@@ -16,10 +17,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from engram_ros.core import categories
 from engram_ros.core import sketch
 from engram_ros.core.audit import AuditLog
 from engram_ros.core.backend import filter_index
 from engram_ros.core.backend import Stage1Filter
+from engram_ros.core.labels import parse_label
 from engram_ros.core.query import QueryError
 from engram_ros.core.query import RecallHit
 from engram_ros.core.query import RecallQuery
@@ -44,17 +47,24 @@ def recall(store: MemoryStore, query: RecallQuery, now: float | None) -> RecallR
         tags_none = sketch.normalize_tags(query.tags_none)
     except ValueError as exc:
         raise QueryError(RecallStatus.INVALID_TAG, str(exc)) from None
-    text_tags: tuple[str, ...] = ()
+    groups: list[tuple[str, ...]] = []
+    resolved: list[categories.Resolved] = []
     meant: list[SemanticMatch] = []
     if query.text.strip():
-        text_tags, meant = _text_tags(store, query.text)
+        groups, resolved, meant = _text_tags(store, query.text)
+        text_tags = tuple(dict.fromkeys(t for g in groups for t in g))
         if not text_tags and query.vector is None and not (tags_all or tags_any):
+            unmatched = categories.describe(resolved)
             return RecallResult(message=f'nothing in the memory matches {query.text!r}: '
                                         'no known label, room, colour or sound in it'
                                         + (', nor one close in meaning'
-                                           if store.text_matcher is not None else ''))
+                                           if store.text_matcher is not None else '')
+                                        + (f' ({unmatched})' if unmatched else ''))
         tags_any = tags_any + tuple(t for t in text_tags if t not in tags_any)
-    query_tags = tuple(dict.fromkeys(tags_all + tags_any))
+    # Ranking counts each question word once, whichever of the labels it means an engram has.
+    query_tags: list[str | tuple[str, ...]] = list(dict.fromkeys(
+        tags_all + tuple(t for t in tags_any if not any(t in g for g in groups))))
+    query_tags += [g for g in groups if not set(g) & set(tags_all)]
     # Stage 1 as data (the backend boundary): what another engine would be asked to filter.
     where = Stage1Filter.for_recall(query, tags_all=tags_all, tags_any=tags_any,
                                     tags_none=tags_none)
@@ -79,22 +89,39 @@ def recall(store: MemoryStore, query: RecallQuery, now: float | None) -> RecallR
     if meant:
         message += ' (no exact word; text means ' + ', '.join(
             f'{m.tag} {m.similarity:.2f}' for m in meant) + ')'
-    elif text_tags:
-        message += f' (text matched {", ".join(text_tags)})'
+    elif resolved:
+        message += f' (text matched {categories.describe(resolved)})'
     return RecallResult(hits=hits, candidates=n_candidates, message=message)
 
 
-def _text_tags(store: MemoryStore, text: str) -> tuple[tuple[str, ...], list[SemanticMatch]]:
-    """Tags the query text names: known words, else (with a matcher) tags close in meaning."""
-    text_tags = sketch.text_to_tags(text, known_labels=store.known_labels())
+#: Tag namespaces a question's words are resolved in (against the tags live engrams carry).
+_WORD_NAMESPACES = ('label', 'color', 'room', 'size', 'sound')
+
+
+def _text_tags(store: MemoryStore, text: str
+               ) -> tuple[list[tuple[str, ...]], list[categories.Resolved], list[SemanticMatch]]:
+    """What the query text asks for, as groups of tags live engrams carry (one group per word):
+    known words resolved to the labels they name (exact, is-a, meaning: see
+    :mod:`engram_ros.core.categories`); when none finds anything, (with a matcher) the tags
+    closest in meaning to the whole text. Words that find nothing are left out, so a question
+    never becomes a filter that matches nothing."""
+    known = store.known_labels()
+    text_tags = sketch.text_to_tags(text, known_labels=categories.question_words(known))
+    with store._lock:   # the question's tags and every label, not every tag name (vw:, place:)
+        present = store.index.present_tags(_WORD_NAMESPACES, among=list(text_tags) + [
+            f'label:{form}' for label in known for form in (label, parse_label(label).label)])
+    resolved = [categories.resolve(t, present, store.text_matcher) for t in text_tags]
+    groups = [r.tags for r in resolved if r.matches]
     meant: list[SemanticMatch] = []
-    if not text_tags and store.text_matcher is not None:
-        # No known word in the text: the memory's tags closest in meaning, if any.
+    if not groups and store.text_matcher is not None:
+        # No word found anything: the memory's tags closest in meaning to the text, if any.
         with store._lock:
             present = store.index.present_tags(SEMANTIC_NAMESPACES)
         meant = store.text_matcher.match(text, present)
-        text_tags = tuple(m.tag for m in meant)
-    return text_tags, meant
+        # Nested groups (best; best or second; ...): the closer a tag's meaning, the more
+        # of them an engram with it carries, so ranking follows the similarity.
+        groups = [tuple(m.tag for m in meant[:n + 1]) for n in range(len(meant))]
+    return groups, resolved, meant
 
 
 def flush_touched(store: MemoryStore) -> None:

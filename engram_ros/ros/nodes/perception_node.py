@@ -160,6 +160,10 @@ PARAMETERS: dict[str, tuple[object, str]] = {
 #: Detections the pipeline skips one by one (not the whole message): counter -> why.
 _DETECTION_SKIPS = {'skipped_unknown_class': 'a numeric class id not in class_names',
                     'skipped_no_label': 'no class (a detection without a hypothesis)'}
+#: Detections kept with a label that may not mean anything to a person: counter -> what.
+_LABELS_KEPT = {'labels_empty': 'an empty label, kept as "unlabeled"',
+                'labels_numeric': 'a numeric class id without a name, kept as its label',
+                'labels_non_ascii': 'a label not in ASCII, kept as given'}
 
 #: A string array without a default (an empty list has no type in ROS): unset means no rooms.
 ROOMS_DESCRIPTION = (f'rooms of the map, {ROOM_SYNTAX}; places and objects in one get its '
@@ -541,7 +545,7 @@ class PerceptionNode(ManagedNode):
         """Queue what the detections make; warn (throttled) when some had a class id that
         class_names does not name, or no class: the pipeline counts those one by one."""
         counters = self.perception.counters
-        before = {key: counters[key] for key in _DETECTION_SKIPS}
+        before = {key: counters[key] for key in {**_DETECTION_SKIPS, **_LABELS_KEPT}}
         try:
             self._queue(self.perception.add_detections(*converted()))
         except InputRejected as exc:
@@ -550,6 +554,10 @@ class PerceptionNode(ManagedNode):
         for key, problem in _DETECTION_SKIPS.items():
             if counters[key] > before[key]:
                 self.get_logger().warning(f'skipped detections: {problem} (counted in {key})',
+                                          throttle_duration_sec=5.0)
+        for key, problem in _LABELS_KEPT.items():
+            if counters[key] > before[key]:
+                self.get_logger().warning(f'kept detections with {problem} (counted in {key})',
                                           throttle_duration_sec=5.0)
 
     # ------------------------------------------------------------------------- encoding
