@@ -44,9 +44,20 @@ def expect_visible(store: MemoryStore, view, stamp: float) -> None:
     slots, ids = slots[keep], ids[keep]
     if len(slots) == 0:
         return
-    ranges = np.array([policy.range_for(index.tags_of(int(s))) for s in slots])
+    ranges = np.array([misses.range_of(int(i), index.tags_of(int(s)))
+                       for i, s in zip(ids.tolist(), slots.tolist())])
     seen = view.sees(index.positions_of(slots), max_range=ranges, margin=policy.margin)
     misses.expect([int(i) for i in ids[seen]], stamp)
+
+
+def saw_from(store: MemoryStore, engram_id: int, obs) -> None:
+    """Note how far from the camera an object observation saw ``engram_id`` (under
+    ``_lock``): evidence for how far away it should be visible (core/visibility.py)."""
+    if obs.viewpoint is None or obs.kind != 'object':
+        return
+    distance = float(np.linalg.norm(np.asarray(obs.position, dtype=float)
+                                    - np.asarray(obs.viewpoint, dtype=float)))
+    store.misses.saw(engram_id, distance)
 
 
 def find_gone(store: MemoryStore, changed: dict[int, Engram], gone: set[int], now: float,
@@ -57,6 +68,9 @@ def find_gone(store: MemoryStore, changed: dict[int, Engram], gone: set[int], no
         return {}
     with store._lock:
         history = store.state.history
+        if not dry_run:     # what was seen of beliefs no longer current is of no use
+            for i in [i for i in misses.ranges if i not in index or i in history]:
+                del misses.ranges[i]
         tracked = [i for i in misses.expected
                    if i in index and i not in gone and i not in history]
         last = {}

@@ -103,6 +103,8 @@ def consolidate(store: MemoryStore, scope: ConsolidationScope, dry_run: bool,
         beliefs.apply_moves(store, moves, plan.changed)
         beliefs.apply_ends(store, ended, plan.changed)
         _commit(store, plan, evict)
+        with store._lock:
+            store.misses.merged(plan.merged_into)
         report.size_after = len(store)
         _LOG.info('consolidation: merged %d, promoted %d, forgot %d (%d -> %d engrams)',
                   report.merged, report.promoted, report.forgotten, report.size_before,
