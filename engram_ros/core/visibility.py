@@ -184,6 +184,9 @@ class MissTracker:
     #: belief id -> the largest distances [m] it was seen from, largest first (at most
     #: ``range_sightings`` of them).
     ranges: dict[int, list[float]] = field(default_factory=dict)
+    #: One-off sightings by a well-known lookalike that wait for the robot to look again
+    #: before consolidation judges them label noise (core/memory/consolidation.py).
+    awaiting: set[int] = field(default_factory=set)
 
     #: Most expectations kept per belief (older ones are dropped).
     MAX_EXPECTED = 64
