@@ -17,8 +17,20 @@ seconds (the store's ``move_grace``) have passed after it without a sighting (de
 same frames arrive a little later than the keyframe). Misses are grouped into *visits* (gaps of
 more than ``visit_gap`` between them), so one slow pass with a blind detector is one visit, not
 twenty. After misses on ``visits`` separate visits the belief has ended: :meth:`MissTracker.gone`
-reports when (the first counted miss), and the store makes it history without a successor. This
-state lives in RAM: after a restart the counting starts again, which only delays a decision.
+reports when (the first counted miss), and the store makes it history without a successor.
+
+How far away a thing should be visible comes from evidence. The size class gives a prior
+(``MissPolicy.max_range``: a small thing farther than 2 m is often too few pixels), but a
+detector that did report this thing from farther away has shown it can: an object observation
+may say where the camera was (``Observation.viewpoint``), and the tracker keeps, per belief, the
+largest distances it was seen from (:meth:`MissTracker.saw`). Its range is then the larger of
+the prior and the distance it was seen from at least ``range_sightings`` times, times
+``range_margin`` (:meth:`MissTracker.range_of`), at most the largest prior (what the store
+searches around a keyframe). One far sighting (a merged mislabel, a lucky frame) does not
+stretch it; a thing only ever seen from near keeps the prior, so a far keyframe never ends it.
+
+This state lives in RAM: after a restart the counting starts again, and the ranges fall back to
+the prior until the thing is seen again, which only delays a decision.
 Nothing here imports ROS or touches storage.
 """
 
@@ -142,9 +154,14 @@ class MissPolicy:
     max_range: dict[str, float] = field(default_factory=lambda: {
         'small': 2.0, 'medium': 3.5, 'large': 5.0, '': 3.0})
     margin: float = 0.3
+    #: Evidence over the prior: a thing seen from ``d`` m at least ``range_sightings`` times is
+    #: expected up to ``d * range_margin`` m (see the module docstring).
+    range_margin: float = 1.1
+    range_sightings: int = 2
 
     def range_for(self, tags) -> float:
-        """[m] the largest distance at which a thing with ``tags`` is expected to be seen."""
+        """[m] the prior: the largest distance at which a thing with ``tags`` is expected to be
+        seen before any evidence (its size class)."""
         for tag in tags:
             if tag.startswith('size:') and tag[5:] in self.max_range:
                 return self.max_range[tag[5:]]
@@ -164,9 +181,44 @@ class MissTracker:
     expected: dict[int, list[float]] = field(default_factory=dict)
     #: True once any view came in: then "missed where it was" is judged by views only.
     views_seen: bool = False
+    #: belief id -> the largest distances [m] it was seen from, largest first (at most
+    #: ``range_sightings`` of them).
+    ranges: dict[int, list[float]] = field(default_factory=dict)
+    #: One-off sightings by a well-known lookalike that wait for the robot to look again
+    #: before consolidation judges them label noise (core/memory/consolidation.py).
+    awaiting: set[int] = field(default_factory=set)
 
     #: Most expectations kept per belief (older ones are dropped).
     MAX_EXPECTED = 64
+
+    def saw(self, engram_id: int, distance: float) -> None:
+        """``engram_id`` was seen from ``distance`` [m] (the camera to the sighting)."""
+        if not math.isfinite(distance) or distance <= 0.0:
+            return
+        keep = max(1, self.policy.range_sightings)
+        ranges = self.ranges.setdefault(int(engram_id), [])
+        if len(ranges) < keep or distance > ranges[-1]:
+            ranges.append(float(distance))
+            ranges.sort(reverse=True)
+            del ranges[keep:]
+
+    def range_of(self, engram_id: int, tags) -> float:
+        """[m] how far from the camera ``engram_id`` (with ``tags``) should be visible: the
+        size-class prior, or the distance it was seen from often enough times the margin,
+        whichever is larger, at most :attr:`MissPolicy.farthest`."""
+        prior = self.policy.range_for(tags)
+        ranges = self.ranges.get(int(engram_id))
+        keep = max(1, self.policy.range_sightings)
+        if not ranges or len(ranges) < keep:
+            return prior
+        return max(prior, min(self.policy.farthest, ranges[keep - 1] * self.policy.range_margin))
+
+    def merged(self, merged_into: dict[int, int]) -> None:
+        """Beliefs merged away hand what they were seen from to the one that absorbed them."""
+        for gone, keep in merged_into.items():
+            for distance in self.ranges.pop(int(gone), ()):
+                self.saw(keep, distance)
+            self.expected.pop(int(gone), None)
 
     def expect(self, ids: list[int], stamp: float) -> None:
         """``ids`` should have been visible at ``stamp`` (a keyframe)."""
@@ -198,6 +250,7 @@ class MissTracker:
             if seen is None:
                 if commit:
                     del self.expected[i]
+                    self.ranges.pop(i, None)
                 continue
             stamps = [s for s in self.expected[i] if s > seen + grace]
             if commit:

@@ -37,7 +37,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from typing import Callable
-from typing import Union
 
 import cv2
 import numpy as np
@@ -55,7 +54,6 @@ from engram_ros.core.visibility import View
 from engram_ros.perception import evidence
 from engram_ros.perception.audio import audio_embedding
 from engram_ros.perception.audio import audio_features
-from engram_ros.perception.audio import AudioSegment
 from engram_ros.perception.audio import AudioSegmenter
 from engram_ros.perception.audio import SoundClassifier
 from engram_ros.perception.class_names import ClassNames
@@ -64,7 +62,14 @@ from engram_ros.perception.frame_poses import FramePoses
 from engram_ros.perception.geometry import camera_extrinsic
 from engram_ros.perception.geometry import Intrinsics
 from engram_ros.perception.geometry import Pose
+from engram_ros.perception.jobs import AudioJob
+from engram_ros.perception.jobs import Frame
+from engram_ros.perception.jobs import Job
+from engram_ros.perception.jobs import ObjectJob
+from engram_ros.perception.jobs import PlaceJob
 from engram_ros.perception.keyframe import KeyframeGate
+from engram_ros.perception.looks import LookThrottle
+from engram_ros.perception.looks import rough_position
 from engram_ros.perception.objects import Detection
 from engram_ros.perception.objects import object_confidence
 from engram_ros.perception.objects import object_tags
@@ -107,9 +112,10 @@ class PerceptionConfig:
     min_detection_score: float = 0.3
     #: Labels of numeric class ids (a detector's COCO ids); empty: ids are labels.
     class_names: ClassNames = field(default_factory=ClassNames)
-    #: Shortest time [s] between two object jobs for the same label: a detector at camera
-    #: rate sees the same thing in every frame, and one look per interval is enough.
+    #: Looks per tracked thing (label and rough position, :mod:`.looks`): ``object_burst``
+    #: for a thing newly in view, then one per ``object_min_interval`` [s].
     object_min_interval: float = 0.5
+    object_burst: int = 2
     place_position_variance: float = 0.25
     audio_position_variance: float = 4.0
     #: Where frames, crops and clips go, through the memory's :class:`EvidenceStore` (empty:
@@ -156,7 +162,7 @@ def perception_config(value: Callable[[str], Any]) -> PerceptionConfig:
         class_names=ClassNames.load(p('class_names')),
         evidence_dir=p('evidence_dir') if p('persist') else '',
         evidence_key=load_key(p('encryption_key_file')) if p('encrypt_evidence') else None,
-        object_min_interval=p('objects.min_interval'),
+        object_min_interval=p('objects.min_interval'), object_burst=p('objects.burst'),
         save_images=p('save_images'), save_audio_clips=p('save_audio_clips'),
         privacy=PrivacyPolicy.parse(list(p('privacy.zones') or []),
                                     list(p('privacy.time_windows') or [])),
@@ -169,40 +175,6 @@ def perception_config(value: Callable[[str], Any]) -> PerceptionConfig:
         segmenter=AudioSegmenter(threshold_db=p('audio.threshold_db'),
                                  min_db=p('audio.min_db'), hangover=p('audio.hangover'),
                                  max_duration=p('audio.max_duration')))
-
-
-@dataclass
-class Frame:
-    """A synchronised RGB-D frame with what is needed to place it in the map."""
-
-    stamp: float
-    rgb: np.ndarray
-    depth: np.ndarray
-    intrinsics: Intrinsics
-    pose: Pose                       # base_link in the map frame at ``stamp``
-    t_map_optical: np.ndarray        # 4x4
-    pose_source: str = ''            # frame_poses.TF or frame_poses.PARAMETERS
-
-
-@dataclass
-class PlaceJob:
-    frame: Frame
-    reason: str
-
-
-@dataclass
-class ObjectJob:
-    frame: Frame
-    detections: list[Detection]
-
-
-@dataclass
-class AudioJob:
-    segment: AudioSegment
-    pose: Pose
-
-
-Job = Union[PlaceJob, ObjectJob, AudioJob]
 
 
 class Perception:
@@ -233,7 +205,7 @@ class Perception:
                                                        config.sync_slop, config.sync_queue_size)
         self._audio_stamp: float | None = None
         self._newest: dict[str, float] = {}
-        self._label_stamps: dict[str, float] = {}
+        self.looks = LookThrottle()
         #: Synchronised frames newer than the newest pose, waiting for it.
         self._waiting: deque[tuple[float, np.ndarray, np.ndarray, Intrinsics]] = deque()
         self._evidence: tuple[str, EvidenceStore] | None = None
@@ -242,6 +214,16 @@ class Perception:
     def count(self, key: str, n: int = 1) -> None:
         with self._counter_lock:
             self.counters[key] += n
+
+    def dropped(self, job: Job) -> None:
+        """Count a job the node dropped unencoded (its queue was full); a frame's looks at
+        objects are counted apart, with their detections."""
+        self.count('jobs_dropped')
+        if isinstance(job, ObjectJob):
+            self.count('object_jobs_dropped')
+            self.count('detections_dropped', len(job.detections))
+            for d in job.detections:        # the thing's next frame gets the look instead
+                self.looks.refund(d.label, self._rough(job.frame, d), self.config.object_burst)
 
     def snapshot(self) -> dict[str, int]:
         with self._counter_lock:
@@ -279,7 +261,7 @@ class Perception:
         self._frames.reset()
         self._detections.reset()
         self._waiting.clear()
-        self._label_stamps.clear()
+        self.looks.reset()
         self.config.keyframe.reset()
         self.config.segmenter.reset()
         self._audio_stamp = None
@@ -366,7 +348,7 @@ class Perception:
         jobs: list[Job] = []
         objects = self._detections.add('frame', frame.stamp, frame)
         if objects is not None:
-            jobs.append(ObjectJob(objects[1]['frame'], objects[1]['detections']))
+            jobs += self._looks(objects[1]['frame'], objects[1]['detections'])
         reason = self.config.keyframe.check(frame.stamp, frame.pose, frame.rgb)
         if reason:
             self.count('frames_gated')
@@ -427,19 +409,28 @@ class Perception:
                 label = labels.parse_label(label).label if problem == 'empty' else label
             if label != d.label:
                 d = replace(d, label=label)
-            last = self._label_stamps.get(d.label)
-            if last is not None and 0.0 <= stamp - last < self.config.object_min_interval:
-                self.count('detections_throttled')
-                continue
             kept.append(d)
         if not kept:
             return []
-        for d in kept:
-            self._label_stamps[d.label] = stamp
         matched = self._detections.add('detections', stamp, kept)
         if matched is None:
             return []
-        return [ObjectJob(matched[1]['frame'], matched[1]['detections'])]
+        return self._looks(matched[1]['frame'], matched[1]['detections'])
+
+    def _looks(self, frame: Frame, detections: list[Detection]) -> list[Job]:
+        """The object job of a frame's detections that get a look (per thing, :mod:`.looks`);
+        the others are counted in ``detections_throttled``."""
+        c = self.config
+        kept = [d for d in detections if self.looks.admit(
+            d.label, self._rough(frame, d), frame.stamp, c.object_min_interval, c.object_burst)]
+        if len(kept) < len(detections):
+            self.count('detections_throttled', len(detections) - len(kept))
+        return [ObjectJob(frame, kept)] if kept else []
+
+    def _rough(self, frame: Frame, d: Detection) -> np.ndarray | None:
+        locator = self.config.locator
+        return rough_position(d.box, frame.depth, frame.intrinsics, frame.t_map_optical,
+                              locator.min_depth, locator.max_depth)
 
     def add_audio(self, stamp: float, samples: np.ndarray, sample_rate: int) -> list[Job]:
         """Feed a mono chunk; return a job per completed sound event.
@@ -546,7 +537,8 @@ class Perception:
                 modality='multi',
                 covariance=est.covariance(),
                 confidence=object_confidence(det.score, est.depth_quality),
-                evidence=self._write_image(crop, 'crop', frame.stamp)))
+                evidence=self._write_image(crop, 'crop', frame.stamp),
+                viewpoint=frame.t_map_optical[:3, 3].copy()))
         return out
 
     def _audio(self, job: AudioJob) -> Observation:

@@ -507,7 +507,9 @@ def run(node, launcher, namespace: str, args, started: float) -> int:
     if seen:
         print(f'Perception placed {seen.get("frames_posed_by_tf", "0")} frames from TF and '
               f'{seen.get("frames_posed_by_parameters", "0")} from odometry and the camera '
-              f'parameters (pose source: {seen.get("pose_source", "unknown")}).')
+              f'parameters (pose source: {seen.get("pose_source", "unknown")}); it dropped '
+              f'{seen.get("jobs_dropped", "0")} jobs it had no time to encode '
+              f'({seen.get("detections_dropped", "0")} looks at objects).')
     for event in truth.get('applied', []):
         print(f'  (the simulation, {event["text"]})')
     answers = ask(client, truth, status.get('lap_end_stamps', []), engrams['object'])

@@ -340,9 +340,37 @@ def test_one_off_mislabel_of_an_established_thing_is_label_noise(support: int, k
         lap(store, n, {'mug': MUG_KITCHEN})
     # The detector calls the mug a bowl once.
     store.ingest(obs('bowl', MUG_KITCHEN, T0 + 3 * LAP + 1, appearance='mug'))
+    # Before the robot looks there again, one look is no evidence either way (a real bowl
+    # just put by the mug looks the same so far).
     report = store.consolidate(now=T0 + 3 * LAP + 20)
     labels = {e.label for e in store.list_engrams().engrams if e.kind == 'object'}
+    assert labels == {'mug', 'bowl'} and report.absorbed == 0
+    # The next lap looks again and sees the mug, no bowl: the bowl was the mug misnamed.
+    store.ingest(place(KITCHEN, T0 + 4 * LAP, keyframe_id='kf-kitchen'))
+    store.ingest(obs('mug', MUG_KITCHEN, T0 + 4 * LAP + 1))
+    store.ingest(place(LIVING, T0 + 4 * LAP + 10, keyframe_id='kf-living'))
+    report = store.consolidate(now=T0 + 4 * LAP + 20)
+    labels = {e.label for e in store.list_engrams().engrams if e.kind == 'object'}
     assert labels == kept and report.absorbed == (1 if support else 0)
+
+
+def test_a_new_thing_by_a_lookalike_is_not_label_noise_before_a_second_look() -> None:
+    """The demo's mug put on the dresser by the vase (issue 14): a consolidation between its
+    first and second look must not forget it as the vase misnamed."""
+    store = MemoryStore(MemoryStorage(), StoreConfig(dim=DIM, merge=MergePolicy(
+        noise_support=3)))
+    for n in range(3):
+        lap(store, n, {'mug': MUG_KITCHEN})
+    t = T0 + 3 * LAP
+    store.ingest(place(KITCHEN, t, keyframe_id='kf-kitchen'))
+    first = store.ingest(obs('bowl', MUG_KITCHEN, t + 1, appearance='mug')).engram_id
+    assert store.consolidate(now=t + 1.5).absorbed == 0           # between the two looks
+    again = store.ingest(obs('bowl', MUG_KITCHEN, t + 2, appearance='mug'))
+    assert again.engram_id == first and again.merged
+    store.ingest(place(LIVING, t + 10, keyframe_id='kf-living'))
+    assert store.consolidate(now=t + 20).absorbed == 0            # seen twice: a bowl
+    labels = sorted(e.label for e in store.list_engrams().engrams if e.kind == 'object')
+    assert labels == ['bowl', 'mug']
 
 
 # --------------------------------------------------------------------- size-aware merge radius

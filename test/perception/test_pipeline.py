@@ -76,6 +76,8 @@ def test_frames_detections_and_poses_become_place_and_object_observations(tmp_pa
         assert np.linalg.norm(obj.position - MUG) < 0.03
         assert 0.4 < obj.confidence <= 0.9 and obj.evidence[0].startswith('file://')
     assert np.dot(objects[0].vector, objects[2].vector) > 0.7   # the same mug looks alike
+    # where the camera was: how far away the memory may expect to see the mug
+    assert np.allclose(objects[0].viewpoint, (0.2, 0.0, 1.0), atol=1e-6)
     counters = p.snapshot()
     assert counters['frames_synced'] == 3 and counters['frames_gated'] == 2
     assert counters['object_observations'] == 3
@@ -109,17 +111,56 @@ def test_places_and_objects_get_the_room_they_are_in():
     assert not [t for o in run_all(p, jobs) for t in o.tags if t.startswith('room:')]
 
 
-def test_the_same_label_is_looked_at_once_per_interval():
-    p = make(object_min_interval=0.5)
-    pose, rgb, depth, box = view(0.0)
+def view_of(x: float, mugs):
+    """Frame at (x, 0, 0) with the given mug centres; their boxes, in order."""
+    pose = checked_pose((x, 0.0, 0.0), yaw_quat(0.0))
+    t = pose.matrix() @ camera_extrinsic(CAM_XYZ, CAM_RPY)
+    rgb, depth, boxes = rgbd_with_objects(K, t, [(m, 0.05, (210, 30, 30)) for m in mugs],
+                                          background_seed=7)
+    return pose, rgb, depth, boxes
+
+
+def looks(p: Perception, frames) -> list:
+    """Feed ``(stamp, mugs)`` frames at x = 0 with one 'cup' detection per mug; the object
+    jobs made."""
     jobs = []
-    for i in range(6):                                # 10 Hz detector
-        stamp = 10.0 + 0.1 * i
+    for stamp, mugs in frames:
+        pose, rgb, depth, boxes = view_of(0.0, mugs)
         p.add_pose(stamp, pose)
         jobs += p.add_color(stamp, rgb) + p.add_depth(stamp, depth)
-        jobs += p.add_detections(stamp, [Detection('cup', 0.9, box)])
-    assert sum(isinstance(j, ObjectJob) for j in jobs) == 2      # at 10.0 and 10.5
-    assert p.snapshot()['detections_throttled'] == 4
+        jobs += p.add_detections(stamp, [Detection('cup', 0.9, b) for b in boxes])
+    return [j for j in jobs if isinstance(j, ObjectJob)]
+
+
+def test_a_thing_gets_its_burst_then_one_look_per_interval():
+    p = make(object_min_interval=0.5, object_burst=2)
+    jobs = looks(p, [(10.0 + 0.1 * i, [MUG]) for i in range(6)])      # 10 Hz detector
+    assert [j.frame.stamp for j in jobs] == pytest.approx([10.0, 10.1, 10.5])
+    assert p.snapshot()['detections_throttled'] == 3
+
+
+def test_two_things_of_one_label_each_get_their_looks():
+    # Mug A in view for two frames, then mug B (0.8 m to its side) for two: per label, B
+    # would get nothing (within 0.5 s of A's look); per thing, each gets both frames.
+    other = MUG + np.array([0.0, -0.8, 0.0])
+    p = make(object_min_interval=0.5, object_burst=2)
+    jobs = looks(p, [(10.0, [MUG]), (10.25, [MUG]), (10.5, [other]), (10.75, [other])])
+    assert len(jobs) == 4 and 'detections_throttled' not in p.snapshot()
+    # Both in every frame: two looks each, then one per interval each.
+    p = make(object_min_interval=0.5, object_burst=2)
+    jobs = looks(p, [(20.0 + 0.25 * i, [MUG, other]) for i in range(4)])
+    assert [len(j.detections) for j in jobs] == [2, 2, 2]
+
+
+def test_a_dropped_look_is_counted_and_given_back():
+    p = make(object_min_interval=0.5, object_burst=2)
+    first = looks(p, [(10.0, [MUG]), (10.1, [MUG]), (10.2, [MUG])])
+    assert len(first) == 2                          # the burst; 10.2 is throttled
+    p.dropped(first[1])                             # the node had no time to encode it
+    counters = p.snapshot()
+    assert counters['jobs_dropped'] == 1 and counters['object_jobs_dropped'] == 1
+    assert counters['detections_dropped'] == 1
+    assert len(looks(p, [(10.3, [MUG])])) == 1      # the thing's next frame gets the look
 
 
 def test_detections_may_arrive_before_their_frame():

@@ -171,3 +171,17 @@ def test_a_thing_missed_in_keyframe_views_ends(memory):
     assert mug.valid_to.sec == int(T0 + 100) and mug.successor_id == 0
     # The dry run is not counted; the real pass is.
     assert wait_for(lambda: memory.diagnostic('ended') == '1', 10.0), memory.diagnostic('ended')
+
+
+def test_where_an_object_was_seen_from_crosses_the_wire():
+    """An object observation's viewpoint rides in an empty View (camera position, fx > 0)."""
+    seen = Observation(kind='object', frame_id='map', position=np.array([2.6, 0.0, 1.0]),
+                       stamp=T0, vector=np.ones(DIM, dtype=np.float32), label='cup',
+                       viewpoint=np.array([-0.5, 0.25, 1.0]))
+    wire = conversions.observation_to_msg(seen)
+    assert len(wire.view.depth) == 0 and wire.view.fx > 0.0
+    back = conversions.observation_from_msg(wire)
+    assert back.view is None and np.allclose(back.viewpoint, seen.viewpoint)
+    seen.viewpoint = None
+    assert conversions.observation_from_msg(conversions.observation_to_msg(seen)).viewpoint \
+        is None

@@ -382,6 +382,7 @@ def test_sensors_are_read_only_once_a_memory_listens(test_node, start_memory, tm
     (['class_names:=/nonexistent/coco.names'],
      "class_names file '/nonexistent/coco.names' cannot be read"),
     (['rooms:=["kitchen=circle:1,2,3"]'], "room 'kitchen=circle:1,2,3': unknown shape"),
+    (['objects.burst:=0'], 'objects.burst must be > 0'),
     (['encrypt_evidence:=true', 'encryption_key_file:=/nonexistent/engram.key'],
      "evidence encryption is on but the key file '/nonexistent/engram.key' cannot be read"),
 ])

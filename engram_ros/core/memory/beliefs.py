@@ -20,6 +20,7 @@ from engram_ros.core.model.engram import Engram
 from engram_ros.core.model.engram import kind_code
 from engram_ros.core.validity import Candidate
 from engram_ros.core.validity import find_moves as decide_moves
+from engram_ros.core.validity import missed
 
 if TYPE_CHECKING:
     from engram_ros.core.memory.store import MemoryStore
@@ -44,9 +45,38 @@ def expect_visible(store: MemoryStore, view, stamp: float) -> None:
     slots, ids = slots[keep], ids[keep]
     if len(slots) == 0:
         return
-    ranges = np.array([policy.range_for(index.tags_of(int(s))) for s in slots])
+    ranges = np.array([misses.range_of(int(i), index.tags_of(int(s)))
+                       for i, s in zip(ids.tolist(), slots.tolist())])
     seen = view.sees(index.positions_of(slots), max_range=ranges, margin=policy.margin)
     misses.expect([int(i) for i in ids[seen]], stamp)
+
+
+def saw_from(store: MemoryStore, engram_id: int, obs) -> None:
+    """Note how far from the camera an object observation saw ``engram_id`` (under
+    ``_lock``): evidence for how far away it should be visible (core/visibility.py)."""
+    if obs.viewpoint is None or obs.kind != 'object':
+        return
+    distance = float(np.linalg.norm(np.asarray(obs.position, dtype=float)
+                                    - np.asarray(obs.viewpoint, dtype=float)))
+    store.misses.saw(engram_id, distance)
+
+
+def looked_again(store: MemoryStore, engram: Engram, now: float) -> bool:
+    """True when the robot has looked where ``engram`` was since its last sighting and did not
+    see it: a keyframe view that should have shown it (with views), else a visit to its anchor
+    place that it has left, at least ``move_grace`` after the sighting. Before that, a one-off
+    sighting is no evidence of label noise: a new thing next to a well-known lookalike (a mug
+    put by a vase) has only had one look so far."""
+    grace = store.config.move_grace
+    with store._lock:
+        if engram.kind == 'object' and store.misses.views_seen:
+            return store.misses.missed(engram.id, engram.last_seen, now, grace)
+        anchor = store.state.anchor_of.get(engram.id, engram.anchor_id)
+        seen = None
+        if anchor and anchor in store.index:
+            seen = float(store.index.last_seen_of(np.array([store.index.slot_of(anchor)]))[0])
+        last_place = store.state.last_place
+    return missed(anchor, seen, engram.last_seen, grace, last_place[0] if last_place else 0)
 
 
 def find_gone(store: MemoryStore, changed: dict[int, Engram], gone: set[int], now: float,
@@ -57,6 +87,9 @@ def find_gone(store: MemoryStore, changed: dict[int, Engram], gone: set[int], no
         return {}
     with store._lock:
         history = store.state.history
+        if not dry_run:     # what was seen of beliefs no longer current is of no use
+            for i in [i for i in misses.ranges if i not in index or i in history]:
+                del misses.ranges[i]
         tracked = [i for i in misses.expected
                    if i in index and i not in gone and i not in history]
         last = {}

@@ -88,7 +88,7 @@ def consolidate(store: MemoryStore, scope: ConsolidationScope, dry_run: bool,
             dirty = sorted(store.state.dirty)
             short_before = set(store.state.short)
         plan = _Pass()
-        _merge_duplicates(store, dirty, scope, plan, report)
+        _merge_duplicates(store, dirty, scope, plan, report, now)
         _promote(store, scope, plan, short_before, report)
         evict = _evictions(store, plan, now)
         report.forgotten = len(evict)
@@ -106,6 +106,8 @@ def consolidate(store: MemoryStore, scope: ConsolidationScope, dry_run: bool,
         beliefs.apply_moves(store, moves, plan.changed)
         beliefs.apply_ends(store, ended, plan.changed)
         _commit(store, plan, evict)
+        with store._lock:
+            store.misses.merged(plan.merged_into)
         report.size_after = len(store)
         _LOG.info('consolidation: merged %d, promoted %d, forgot %d (%d -> %d engrams)',
                   report.merged, report.promoted, report.forgotten, report.size_before,
@@ -114,7 +116,7 @@ def consolidate(store: MemoryStore, scope: ConsolidationScope, dry_run: bool,
 
 
 def _merge_duplicates(store: MemoryStore, dirty: list[int], scope: ConsolidationScope,
-                      plan: _Pass, report: ConsolidationReport) -> None:
+                      plan: _Pass, report: ConsolidationReport, now: float) -> None:
     """Step 1: merge the duplicates of the dirty engrams in scope; drop label noise."""
     batch = len(dirty) >= store.config.batch_consolidation_min
     history = store.state.history
@@ -125,7 +127,7 @@ def _merge_duplicates(store: MemoryStore, dirty: list[int], scope: Consolidation
                  if batch and len(dirty_engrams) >= store.config.batch_consolidation_min
                  else _merge_each)
     report.merged = merge_all(store, dirty_engrams, plan)
-    for noise, into in _label_noise(store, dirty_engrams, plan):
+    for noise, into in _label_noise(store, dirty_engrams, plan, now):
         plan.removed.add(noise)
         report.absorbed += 1
         _LOG.info('engram %d is label noise of engram %d (one sighting, looks alike, '
@@ -327,26 +329,36 @@ def _neighbours(store: MemoryStore, engrams: list[Engram]
     return found, fetched
 
 
-def _label_noise(store: MemoryStore, engrams: list[Engram], plan: _Pass
+def _label_noise(store: MemoryStore, engrams: list[Engram], plan: _Pass, now: float
                  ) -> list[tuple[int, int]]:
     """(noise id, established id) for one-off sightings that are label noise.
 
     A short-term engram seen once, unpinned, whose look matches a current engram of the
     same kind within the merge radius that disagrees on identity but has at least
-    ``policy.noise_support`` observations, is the detector naming that thing wrongly.
+    ``policy.noise_support`` observations, is the detector naming that thing wrongly, once
+    the robot has looked there again without seeing it (:func:`beliefs.looked_again`).
     """
     changed, removed = plan.changed, plan.removed
     policy = store.config.merge
     if policy.noise_support <= 0:
         return []
+    awaiting = store.misses.awaiting
+    dirty = {e.id for e in engrams}
+    with store._lock:
+        waited = [i for i in awaiting if i not in dirty and i in store.index
+                  and i not in store.state.history]
+    awaiting.clear()
     out = []
-    for e in engrams:
+    for e in [*engrams, *store.storage.get(waited)]:
         e = changed.get(e.id, e)
         if e.id in removed or e.observation_count != 1 or e.pinned \
                 or e.tier != TIER_SHORT or not identity_tags(e.tags):
             continue
         with store._lock:
             near = noise_candidates(store.index, policy, store.state.history, e, removed)
+        if near and not beliefs.looked_again(store, e, now):
+            awaiting.add(e.id)          # judged on a later pass, once looked at again
+            continue
         for other in store.storage.get(near):
             other = changed.get(other.id, other)
             if other.observation_count >= policy.noise_support:

@@ -52,6 +52,7 @@ from engram_ros.core.index.engrams import add_engrams
 from engram_ros.core.index.engrams import put_engrams
 from engram_ros.core.memory import writes
 from engram_ros.core.memory.beliefs import expect_visible
+from engram_ros.core.memory.beliefs import saw_from
 from engram_ros.core.memory.config import IngestResult
 from engram_ros.core.memory.config import LOGGER_NAME
 from engram_ros.core.memory.config import ObservationExcluded
@@ -184,6 +185,9 @@ def _write_one(store: MemoryStore, obs: Observation, undo: _Undo) -> IngestResul
         if obs.view is not None:
             undo.keep_misses()
             expect_visible(store, obs.view, obs.stamp)
+        if obs.viewpoint is not None:
+            undo.keep_range(engram.id)
+            saw_from(store, engram.id, obs)
         evict = state.lru_victims(state.short, config.short_term_capacity)  # no copy
     if existing:    # files the capped evidence list dropped go after the commit
         undo.after_commit.append(
@@ -205,8 +209,9 @@ class _Undo:
     The records of the engrams the batch changes are noted before their first change (None for
     an engram the batch creates): on a rollback each goes back into the index and the state as
     it was stored. The few structures that are not per engram (the LRU order, the place graph,
-    keyframes, the last place, new labels, the keyframe views' expectations) are copied the
-    first time the batch may change them. Made and used under the store's write lock.
+    keyframes, the last place, new labels, the keyframe views' expectations; the distances a
+    thing was seen from, per engram) are copied the first time the batch may change them. Made
+    and used under the store's write lock.
     """
 
     def __init__(self, store: MemoryStore) -> None:
@@ -221,6 +226,7 @@ class _Undo:
         self.labels: list[str] = []
         self.graph: tuple[dict, dict] | None = None
         self.misses: tuple[dict[int, list[float]], bool] | None = None
+        self.ranges: dict[int, list[float] | None] = {}
         #: Done once the batch is committed, in order (evidence drops, eviction audits).
         self.after_commit: list[Callable[[], object]] = []
 
@@ -252,6 +258,12 @@ class _Undo:
             self.misses = ({i: list(s) for i, s in misses.expected.items()},
                            misses.views_seen)
 
+    def keep_range(self, engram_id: int) -> None:
+        """Copy what ``engram_id`` was seen from before the batch adds to it."""
+        if engram_id not in self.ranges:
+            ranges = self.store.misses.ranges.get(engram_id)
+            self.ranges[engram_id] = None if ranges is None else list(ranges)
+
     def restore(self) -> None:
         """Put the index and the state back as they were before the batch."""
         if not self.before:
@@ -277,6 +289,11 @@ class _Undo:
                 state.edges, state.keyframes = self.graph
             if self.misses is not None:
                 store.misses.expected, store.misses.views_seen = self.misses
+            for i, ranges in self.ranges.items():
+                if ranges is None:
+                    store.misses.ranges.pop(i, None)
+                else:
+                    store.misses.ranges[i] = ranges
         _LOG.warning('ingest batch rolled back: %d engrams restored in the index', len(ids))
 
     def committed(self) -> None:

@@ -129,6 +129,9 @@ class Observation:
     #: What the camera could see at a place observation (:class:`engram_ros.core.visibility.
     #: View`), or None; the memory uses it to notice things missed where they were. Not stored.
     view: ViewLike | None = None
+    #: Where the camera was (memory frame [m]) when an object observation was made, or None:
+    #: how far away the detector can see this thing (core/visibility.py). Not stored.
+    viewpoint: np.ndarray | None = None
 
     def validate(self, dim: int, frame_id: str | None = None) -> None:
         """Check the observation against the store's contract.
@@ -163,6 +166,8 @@ class Observation:
             raise InvalidObservation('vector is all zeros; it cannot be ranked')
         if not (0.0 <= self.confidence <= 1.0) or not math.isfinite(self.confidence):
             raise InvalidObservation(f'confidence {self.confidence!r} must be in [0, 1]')
+        if self.viewpoint is not None:
+            _check_finite('viewpoint', self.viewpoint, 3)
         if self.view is not None:
             if self.kind != 'place':
                 raise InvalidObservation(f'a view belongs to a place observation, not a '

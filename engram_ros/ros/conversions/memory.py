@@ -65,7 +65,17 @@ def observation_from_msg(msg: ObservationMsg) -> Observation:
         vector=np.asarray(msg.vector, dtype=np.float32), tags=tuple(msg.tags), label=msg.label,
         orientation=orientation, covariance=covariance, modality=msg.modality,
         confidence=float(msg.confidence), evidence=tuple(msg.evidence_uris),
-        keyframe_id=msg.keyframe_id, view=view_from_msg(msg.view))
+        keyframe_id=msg.keyframe_id, view=view_from_msg(msg.view),
+        viewpoint=viewpoint_from_msg(msg.view))
+
+
+def viewpoint_from_msg(msg) -> np.ndarray | None:
+    """Where an object was seen from: ``camera``'s position of a view with no depth and
+    ``fx > 0`` (see View.msg); None otherwise."""
+    if len(msg.depth) != 0 or not msg.fx > 0.0:
+        return None
+    position, _ = pose_arrays(msg.camera)
+    return position
 
 
 def view_from_msg(msg) -> View | None:
@@ -104,6 +114,10 @@ def observation_to_msg(obs: Observation) -> ObservationMsg:
         msg.view.camera = pose_msg(view.position, view.orientation)
         msg.view.fx, msg.view.fy = float(view.fx), float(view.fy)
         msg.view.cx, msg.view.cy = float(view.cx), float(view.cy)
+    elif obs.viewpoint is not None:     # only where it was seen from (see View.msg)
+        msg.view.camera = pose_msg(np.asarray(obs.viewpoint, dtype=float),
+                                   np.array([0.0, 0.0, 0.0, 1.0]))
+        msg.view.fx = msg.view.fy = 1.0
     return msg
 
 

@@ -130,7 +130,8 @@ PARAMETERS: dict[str, tuple[object, str]] = {
     'keyframe.min_interval': (0.0, '[s] shortest time between place keyframes'),
     'visual_words_per_place': (8, 'vw: tags per place observation'),
     'objects.min_score': (0.3, 'detections below this detector score are ignored'),
-    'objects.min_interval': (0.5, '[s] shortest time between two looks at the same label'),
+    'objects.min_interval': (0.5, '[s] between two looks at one thing, once its burst is used'),
+    'objects.burst': (2, 'looks a thing newly in view gets on consecutive frames'),
     'objects.min_depth': (0.1, '[m] nearest valid depth'),
     'objects.max_depth': (8.0, '[m] farthest valid depth'),
     'objects.min_valid_fraction': (0.2, 'fraction of the box/mask that must have valid depth'),
@@ -180,7 +181,7 @@ PRIVACY_PARAMETERS = {
 }
 
 _POSITIVE = ('sync_queue_size', 'pose_tolerance', 'tf.max_gap', 'time_reset', 'objects.max_depth',
-             'audio.max_duration', 'job_queue_size', 'diagnostics_period', 'dim')
+             'objects.burst', 'audio.max_duration', 'job_queue_size', 'diagnostics_period', 'dim')
 _NON_NEGATIVE = ('sync_slop', 'tf.tolerance', 'tf.wait', 'objects.min_interval',
                  'keyframe.min_translation', 'keyframe.min_rotation', 'keyframe.min_view_change',
                  'keyframe.min_interval',
@@ -427,6 +428,7 @@ class PerceptionNode(ManagedNode):
         simple = {'visual_words_per_place': 'visual_words_per_place',
                   'objects.min_score': 'min_detection_score',
                   'objects.min_interval': 'object_min_interval',
+                  'objects.burst': 'object_burst',
                   'save_images': 'save_images', 'save_audio_clips': 'save_audio_clips',
                   'time_reset': 'time_reset'}
         for param in params:
@@ -470,8 +472,7 @@ class PerceptionNode(ManagedNode):
             for job in jobs:
                 self._jobs.append(job)
                 if len(self._jobs) > self._value('job_queue_size'):
-                    self._jobs.popleft()
-                    self.perception.count('jobs_dropped')
+                    self.perception.dropped(self._jobs.popleft())
         self.encode_trigger.trigger()
 
     def color_callback(self, msg: Image | CompressedImage) -> None:
