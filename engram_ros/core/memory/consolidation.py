@@ -324,32 +324,54 @@ def _neighbours(store: MemoryStore, engrams: list[Engram]
     return found, fetched
 
 
+#: [s] label noise needs a later look: the established thing seen at least this long after
+#: the one-off sighting (two looks of perception's default 0.5 s per label), its label not.
+NOISE_RELOOK = 1.0
+
+
 def _label_noise(store: MemoryStore, engrams: list[Engram], plan: _Pass
                  ) -> list[tuple[int, int]]:
     """(noise id, established id) for one-off sightings that are label noise.
 
     A short-term engram seen once, unpinned, whose look matches a current engram of the
-    same kind within the merge radius that disagrees on identity but has at least
-    ``policy.noise_support`` observations, is the detector naming that thing wrongly.
+    same kind within the merge radius that disagrees on identity, has at least
+    ``policy.noise_support`` observations and was seen again at least :data:`NOISE_RELOOK`
+    after it, is the detector naming that thing wrongly: the robot looked again, saw the
+    established thing and not the one-off's label. Until such a look the one-off stays
+    (unconfirmed); a second sighting of its label confirms it for good. Both ways round:
+    one-offs among ``engrams`` (written since the last pass), and one-offs near the
+    established engrams among them (seen again since).
     """
     changed, removed = plan.changed, plan.removed
     policy = store.config.merge
     if policy.noise_support <= 0:
         return []
-    out = []
+
+    def one_off(e: Engram) -> bool:
+        return (e.id not in removed and e.observation_count == 1 and not e.pinned
+                and e.tier == TIER_SHORT and bool(identity_tags(e.tags)))
+
+    def noise_of(e: Engram, other: Engram) -> bool:
+        return (other.observation_count >= policy.noise_support
+                and other.last_seen >= e.last_seen + NOISE_RELOOK)
+
+    out: dict[int, int] = {}
     for e in engrams:
         e = changed.get(e.id, e)
-        if e.id in removed or e.observation_count != 1 or e.pinned \
-                or e.tier != TIER_SHORT or not identity_tags(e.tags):
+        if e.id in removed or e.id in out:
+            continue
+        if not one_off(e) and e.observation_count < policy.noise_support:
             continue
         with store._lock:
             near = noise_candidates(store.index, policy, store.state.history, e, removed)
-        for other in store.storage.get(near):
+        for other in store.storage.get([i for i in near if i not in out]):
             other = changed.get(other.id, other)
-            if other.observation_count >= policy.noise_support:
-                out.append((e.id, other.id))
+            if one_off(e) and noise_of(e, other):
+                out[e.id] = other.id
                 break
-    return out
+            if one_off(other) and noise_of(other, e):
+                out[other.id] = e.id
+    return list(out.items())
 
 
 @contextlib.contextmanager
