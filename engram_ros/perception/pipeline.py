@@ -520,7 +520,7 @@ class Perception:
                 continue
             try:
                 est = self.config.locator.locate(det, frame.depth, frame.rgb, frame.intrinsics,
-                                                 frame.t_map_optical)
+                                                 frame.t_map_optical, self.config.rooms.covers)
             except InputRejected as exc:
                 self.count(f'skipped_{exc.reason}')
                 _LOG.debug('object skipped: %s', exc)
