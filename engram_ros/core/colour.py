@@ -7,14 +7,17 @@ equally different to people, rather than on RGB distances or HSV (whose saturati
 near-grey "saturated" and whose value calls a pure blue as bright as white):
 
 * chroma below :data:`ACHROMATIC_CHROMA` is black, gray or white by lightness alone;
-* brown is dark or dull orange-to-yellow (``L*`` or ``C*`` low at hues 50-105 deg), beige and
-  tan included (the palette folds them into brown);
+* brown is dark or dull orange, or dull yellow (``C*`` low at hues 50-105 deg; ``L*`` low
+  at 50-75 deg: a yellow in shade stays yellow), beige and tan included (the palette folds
+  them into brown);
 * pink is light red to magenta, purple its dark side.
 
 A thing's colour (:func:`surface_colour`) is named from its own pixels (a mask, or a box's
 foreground by depth: :mod:`engram_ros.perception.objects` picks them): shading only darkens a
-surface, so its colour is the median of the lit part (pixels at or above the median lightness);
-a white cup in a shadowed corner stays white rather than turning gray.
+surface, so its colour is the median of its lit part (the pixels at or above the 75th
+percentile of lightness: the face turned to the light), and a white bed whose top is lit and
+whose sides are in shade stays white rather than turning gray. A thing seen only on faces in
+shade still looks darker than it is (a white fridge whose lit side is out of view is gray).
 Nothing here imports ROS.
 """
 
@@ -31,6 +34,9 @@ ACHROMATIC_CHROMA = 12.0
 BLACK_L = 25.0
 WHITE_L = 82.0
 DARK_L = 10.0
+#: A surface's colour is the median of its pixels at or above this percentile of lightness:
+#: the face turned to the light (shading only darkens; a quarter of the pixels is enough).
+LIT_PERCENTILE = 75.0
 
 # sRGB (D65) -> XYZ
 _M = np.array([[0.4124564, 0.3575761, 0.1804375],
@@ -64,8 +70,8 @@ def lab_name(lightness: float, a: float, b: float) -> str:
         return 'pink' if lightness > 68.0 and chroma < 60.0 else 'red'
     if hue < 75.0:
         return 'brown' if lightness < 55.0 or chroma < 40.0 else 'orange'
-    if hue < 105.0:
-        return 'brown' if lightness < 60.0 or chroma < 40.0 else 'yellow'
+    if hue < 105.0:     # a yellow in shade stays yellow; dull (beige, tan, olive) is brown
+        return 'brown' if lightness < 35.0 or chroma < 40.0 else 'yellow'
     if hue < 190.0:
         return 'green'
     if hue < 309.0:
@@ -91,7 +97,7 @@ def colour_name(rgb) -> str:
 
 def surface_colour(pixels: np.ndarray) -> tuple[tuple[int, int, int], str]:
     """The colour of a surface from its pixels ``(n, 3)`` (8-bit RGB): the median RGB of its
-    lit part (lightness at or above the median) and that colour's name.
+    lit part (lightness at or above :data:`LIT_PERCENTILE`) and that colour's name.
 
     :raises ValueError: for no pixels.
     """
@@ -99,6 +105,6 @@ def surface_colour(pixels: np.ndarray) -> tuple[tuple[int, int, int], str]:
     if p.shape[0] == 0:
         raise ValueError('no pixels to name a colour from')
     lightness = rgb_to_lab(p)[:, 0]
-    lit = p[lightness >= np.median(lightness)]
+    lit = p[lightness >= np.percentile(lightness, LIT_PERCENTILE)]
     rgb = tuple(int(round(float(c))) for c in np.median(lit, axis=0))
     return rgb, colour_name(rgb)

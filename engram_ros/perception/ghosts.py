@@ -8,9 +8,10 @@ angle: a ghost outside the house. Three tests, each raising
 :class:`~engram_ros.perception.errors.InputRejected` with its own reason (the pipeline counts
 them as ``skipped_<reason>``, published in perception's diagnostics):
 
-* ``ghost_surface`` (:func:`check_not_surface`): the box's points lie on one plane and that
-  plane goes on past the box's edges on every side the image shows: the box delimits no thing,
-  it is a piece of a larger surface. A real thing ends at its box: beyond the box there is
+* ``ghost_surface`` (:func:`check_not_surface`): the points of the box (of the mask when there
+  is one) lie on one plane, or two meeting at a corner (a wall and the floor), that go on past the
+  box's edges on every side the image shows: the box delimits no thing, it is a piece of a
+  larger surface. A real thing ends at its box: beyond the box there is
   background at another depth (on at least one side). A thing flush with a wall (a poster)
   cannot be told from the wall by depth and is refused too.
 * ``ghost_behind_depth`` (:func:`check_in_front_of_depth`): the estimated centre, projected into
@@ -30,6 +31,9 @@ import numpy as np
 from engram_ros.perception.errors import InputRejected
 from engram_ros.perception.geometry import backproject
 from engram_ros.perception.geometry import Intrinsics
+
+#: Two planes whose normals are closer than 45 degrees are not a corner of the room.
+CORNER_COS = 0.7071
 
 
 @dataclass
@@ -55,25 +59,28 @@ class GhostCheck:
     ring: float = 0.1
     behind_margin: float = 0.1
     enabled: bool = True
+    #: Planes tried per RANSAC fit (seeded: the same box gives the same answer).
+    ransac_tries: int = 40
 
     def check_not_surface(self, label: str, optical: np.ndarray, depth: np.ndarray,
                           box: tuple[int, int, int, int], k: Intrinsics, min_depth: float,
                           max_depth: float) -> None:
         """Refuse a box that is a piece of a larger plane (see the module doc).
 
-        :param optical: the box's foreground points (optical frame), at least 3.
+        :param optical: the box's (or mask's) points with valid depth (optical frame).
         :param box: (c0, r0, c1, r1) pixel bounds of the box inside the image.
         :raises InputRejected: ``ghost_surface``.
         """
         if not self.enabled or len(optical) < 10:
             return
-        centre = optical.mean(axis=0)
-        _, _, vt = np.linalg.svd(optical - centre, full_matrices=False)
-        normal = vt[2]
-        tolerance = self.plane_tolerance + self.plane_tolerance_rel * optical[:, 2]
-        on_plane = np.abs((optical - centre) @ normal) <= tolerance
-        if on_plane.mean() < self.planar_fraction:
+        planes = self._planes(optical)
+        if not planes:
             return
+
+        def on_planes(points: np.ndarray) -> np.ndarray:
+            tolerance = self.plane_tolerance + self.plane_tolerance_rel * points[:, 2]
+            return np.any([np.abs((points - c) @ n) <= tolerance for c, n in planes], axis=0)
+
         h, w = depth.shape
         c0, r0, c1, r1 = box
         pad = max(3, int(round(self.ring * max(c1 - c0, r1 - r0))))
@@ -90,13 +97,45 @@ class GhostCheck:
             if ok.sum() < 3:
                 continue                           # no return beyond the box: not the plane
             points = backproject(cols[ok], rows[ok], z[ok], k)
-            near = np.abs((points - centre) @ normal) <= (
-                self.plane_tolerance + self.plane_tolerance_rel * points[:, 2])
-            continuing += bool(near.mean() >= self.continues_fraction)
+            continuing += bool(on_planes(points).mean() >= self.continues_fraction)
         if shown >= 2 and continuing == shown:
             raise InputRejected('ghost_surface', f'{label}: the box is a patch of a plane that '
                                                  f'goes on past its {shown} visible sides '
                                                  '(a wall, floor or table top)')
+
+    def _planes(self, points: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """One plane, or two meeting at a corner (a point, a unit normal each), on which
+        ``planar_fraction`` of ``points`` lie (a wall; a wall and the floor where they meet),
+        by a seeded RANSAC; ``[]`` when they do not explain them."""
+        rng = np.random.default_rng(0)
+        rest = points
+        planes: list[tuple[np.ndarray, np.ndarray]] = []
+        for _ in range(2):
+            if len(rest) < 3:
+                break
+            tolerance = self.plane_tolerance + self.plane_tolerance_rel * rest[:, 2]
+            best, best_on = None, None
+            for _ in range(self.ransac_tries):
+                a, b, c = rest[rng.choice(len(rest), 3, replace=False)]
+                normal = np.cross(b - a, c - a)
+                norm = float(np.linalg.norm(normal))
+                if norm < 1e-9:
+                    continue
+                normal /= norm
+                on = np.abs((rest - a) @ normal) <= tolerance
+                if best_on is None or on.sum() > best_on.sum():
+                    best, best_on = (a, normal), on
+            if best is None:
+                break
+            planes.append(best)
+            rest = rest[~best_on]
+            if 1.0 - len(rest) / len(points) >= self.planar_fraction:
+                # two planes only where they meet at a corner (a wall and the floor, two
+                # walls): a face in front of a parallel wall is a thing before a background
+                if len(planes) == 2 and abs(float(planes[0][1] @ planes[1][1])) > CORNER_COS:
+                    return []
+                return planes
+        return []
 
     def check_in_front_of_depth(self, label: str, centre_optical: np.ndarray,
                                 extent: np.ndarray, depth: np.ndarray, k: Intrinsics) -> None:

@@ -127,10 +127,11 @@ class ObjectLocator:
         if len(inliers) < self.min_points:
             raise InputRejected('too_few_points', f'{detection.label}: {len(inliers)} points '
                                                   'after outlier removal')
-        inlier_points = np.asarray(cloud.points)
-        self.ghosts.check_not_surface(detection.label, inlier_points, depth, (c0, r0, c1, r1),
-                                      intrinsics, self.min_depth, self.max_depth)
-        points = transform_points(t_map_optical, inlier_points)
+        self.ghosts.check_not_surface(detection.label, self._box_points(region, valid & inside,
+                                                                        (c0, r0), intrinsics),
+                                      depth, (c0, r0, c1, r1), intrinsics, self.min_depth,
+                                      self.max_depth)
+        points = transform_points(t_map_optical, np.asarray(cloud.points))
         lo, hi = points.min(axis=0), points.max(axis=0)
         extent = hi - lo
         surface_centre = (lo + hi) / 2.0
@@ -149,6 +150,15 @@ class ObjectLocator:
             position=centre, extent=extent, colour=colour, size_class=size_class,
             depth_quality=fraction * len(inliers) / max(1, n), points=len(inliers),
             range_m=float(np.median(z[inlier_idx])), surface_centre=surface_centre)
+
+    def _box_points(self, region: np.ndarray, keep: np.ndarray, origin: tuple[int, int],
+                    intrinsics: Intrinsics) -> np.ndarray:
+        """Optical-frame points of the pixels ``keep`` of the box (at most ``max_points``)."""
+        rows, cols = np.nonzero(keep)
+        if len(rows) > self.max_points:
+            pick = np.linspace(0, len(rows) - 1, self.max_points).astype(np.int64)
+            rows, cols = rows[pick], cols[pick]
+        return backproject(cols + origin[0], rows + origin[1], region[rows, cols], intrinsics)
 
     def _colour(self, rgb: np.ndarray, rows: np.ndarray, cols: np.ndarray,
                 box: tuple[int, int, int, int], masked: bool) -> tuple[int, int, int]:

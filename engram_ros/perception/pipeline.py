@@ -63,6 +63,7 @@ from engram_ros.perception.frame_poses import FramePoses
 from engram_ros.perception.geometry import camera_extrinsic
 from engram_ros.perception.geometry import Intrinsics
 from engram_ros.perception.geometry import Pose
+from engram_ros.perception.ghosts import GhostCheck
 from engram_ros.perception.keyframe import KeyframeGate
 from engram_ros.perception.objects import Detection
 from engram_ros.perception.objects import object_confidence
@@ -164,7 +165,8 @@ def perception_config(value: Callable[[str], Any]) -> PerceptionConfig:
                               p('keyframe.min_view_change'), p('keyframe.min_interval')),
         locator=ObjectLocator(min_depth=p('objects.min_depth'),
                               max_depth=p('objects.max_depth'),
-                              min_valid_fraction=p('objects.min_valid_fraction')),
+                              min_valid_fraction=p('objects.min_valid_fraction'),
+                              ghosts=GhostCheck(enabled=p('objects.refuse_ghosts'))),
         segmenter=AudioSegmenter(threshold_db=p('audio.threshold_db'),
                                  min_db=p('audio.min_db'), hangover=p('audio.hangover'),
                                  max_duration=p('audio.max_duration')))

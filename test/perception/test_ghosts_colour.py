@@ -70,10 +70,11 @@ def wall_view(scene: Scene):
     return view(scene, 1.5, 2.0, math.pi)
 
 
-def test_a_box_on_a_wall_is_refused(scene):
+def test_a_box_on_a_wall_or_where_it_meets_the_floor_is_refused(scene):
     render, t = wall_view(scene)
     wall = (130.0, 40.0, 190.0, 90.0)             # upper middle: wall only
-    for box in (wall,):
+    corner = (120.0, 200.0, 200.0, 235.0)         # bottom middle: wall and floor
+    for box in (wall, corner):
         assert not np.isin(render.seg[int(box[1]):int(box[3]), int(box[0]):int(box[2])],
                            list(scene.labels)).any()
         with pytest.raises(InputRejected) as err:
