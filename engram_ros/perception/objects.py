@@ -6,7 +6,9 @@ depth of the box's centre) is kept. An Open3D statistical outlier removal cleans
 the centre of the inliers' axis-aligned bounding box is the centre of the visible surface,
 which :func:`behind_visible_surface` moves back along the line of sight by the depth that is
 likely hidden; the extent is the box's size (of the visible surface). A detection whose box
-has too little valid depth is refused: a wrong 3D position is worse than none.
+has too little valid depth is refused: a wrong 3D position is worse than none, and so is a
+ghost (a box on a wall or floor, a centre behind the depth seen, outside the rooms:
+:mod:`.ghosts`). The colour is named from the thing's own pixels (:mod:`engram_ros.core.colour`).
 """
 
 from __future__ import annotations
