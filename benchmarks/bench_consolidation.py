@@ -330,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--rate', type=float, default=2.0, help='simulated frames per second')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--noise-support', type=int, default=3,
-                        help='MergePolicy.noise_support (the node default is 0: off)')
+                        help='MergePolicy.noise_support (the node default, 3)')
     parser.add_argument('--throughput', type=int, nargs='*', default=[20000, 100000])
     parser.add_argument('--throughput-storage', nargs='+', choices=('memory', 'sqlite'),
                         default=['memory'], help='backends the throughput runs use')

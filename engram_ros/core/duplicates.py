@@ -160,9 +160,11 @@ def duplicate_ids(index: EngramIndex, policy: MergePolicy, history: set[int], en
 def noise_candidates(index: EngramIndex, policy: MergePolicy, history: set[int],
                      engram: Engram, removed: set[int]) -> list[int]:
     """Ids of current engrams that look like ``engram`` at its place but disagree on what it
-    is: those a one-off sighting may be label noise of (most similar first)."""
+    is: those a one-off sighting may be label noise of (most similar first). Within
+    ``engram``'s own merge radius (its size class widens it: the centres of two views of a
+    bed land farther apart than a mug's)."""
     slots = index.filter(kinds=[kind_code(engram.kind)], center=engram.position,
-                         radius=policy.radius_for(engram.kind))
+                         radius=policy.radius_for(engram.kind, engram.tags))
     if slots is None or len(slots) < 2:
         return []
     top, sims = index.dense_topk(engram.vector, min(len(slots), 8), slots)

@@ -5,10 +5,11 @@ Matching is overlap-aware so that similar-but-different things do not interfere:
 must be of the same kind, lie within a kind-specific radius, agree on its label tags (two mugs
 are both ``label:mug``; a mug and a bowl never merge), and have a similar context vector.
 Merging fuses the pose by inverse variance (so the uncertainty shrinks with evidence), averages
-the context vector by observation count, and keeps first/last seen, tags and evidence. The
-evidence list is capped (:attr:`MergePolicy.max_evidence`, the most recent kept): what falls off
-is named by :func:`dropped_evidence`, and the store deletes those files once the merged engram
-is committed, unless another engram still references them.
+the context vector by observation count, and keeps first/last seen, tags (one size class:
+:func:`one_size`) and evidence. The evidence list is capped (:attr:`MergePolicy.max_evidence`,
+the most recent kept): what falls off is named by :func:`dropped_evidence`, and the store
+deletes those files once the merged engram is committed, unless another engram still
+references them.
 """
 
 from __future__ import annotations
@@ -74,9 +75,9 @@ class MergePolicy:
     max_tags: int = 16
     #: Label noise: a one-off sighting that looks like an engram with at least this many
     #: observations at the same place, but carries another label, is forgotten at
-    #: consolidation as the detector's mistake. 0 (the default) disables it: a different
-    #: thing that looks alike and was put in the same place would be forgotten too.
-    noise_support: int = 0
+    #: consolidation as the detector's mistake once that engram is seen again after it (and
+    #: the one-off's label is not): see ``consolidation._label_noise``. 0 disables it.
+    noise_support: int = 3
     #: The radius grows with the size class of a thing (tag ``size:<class>``): the centre of a
     #: sofa or a table estimated from two far-apart views lands farther apart than a mug's.
     #: Two sightings may merge within the larger radius of the two.
@@ -309,8 +310,28 @@ def _cluster_sums(rows: np.ndarray, starts: np.ndarray, sizes: np.ndarray,
     return out
 
 
+#: Size classes, smallest first (``size:<class>`` tags; perception's ``SIZE_CLASSES``).
+SIZE_ORDER: tuple[str, ...] = ('small', 'medium', 'large')
+
+
+def one_size(tags: list[str]) -> list[str]:
+    """``tags`` with one ``size:`` tag: the class of the merged extent.
+
+    Each sighting's class comes from the extent of the surface it saw; the merged extent (the
+    union of what all sightings saw) is at least the largest of them, so its class is the
+    largest class among the sightings': a table seen whole once and in part twice is large,
+    not small, medium and large. A size outside :data:`SIZE_ORDER` counts as the smallest.
+    """
+    sizes = [t for t in tags if t.startswith('size:')]
+    if len(sizes) < 2:
+        return tags
+    rank = {f'size:{name}': k for k, name in enumerate(SIZE_ORDER)}
+    largest = max(sizes, key=lambda t: (rank.get(t, -1), t))
+    return [t for t in tags if not t.startswith('size:') or t == largest]
+
+
 def _merge_tags(old: tuple[str, ...], new: tuple[str, ...], limit: int) -> tuple[str, ...]:
-    merged = list(dict.fromkeys(old + new))
+    merged = one_size(list(dict.fromkeys(old + new)))
     if len(merged) > limit:
         keep = [t for t in merged if t.startswith(IDENTITY_NAMESPACES)]
         rest = [t for t in merged if not t.startswith(IDENTITY_NAMESPACES)]

@@ -12,13 +12,12 @@ so a question never invents a filter that matches nothing.
 
 from __future__ import annotations
 
-import colorsys
 import functools
 import logging
-import math
 import re
 from typing import Iterable
 
+from engram_ros.core import colour
 from engram_ros.core.model.engram import KINDS
 
 logger = logging.getLogger(__name__)
@@ -328,47 +327,13 @@ def text_to_tags(text: str, known_labels: Iterable[str] = ()) -> tuple[str, ...]
     return tuple(sorted(found))
 
 
-_RGB_MAX = 255.0
-
-
 def color_name(rgb: tuple[int, int, int]) -> str:
-    """Name the colour of an 8-bit RGB triple with the palette of :data:`COLOR_SYNONYMS`.
-
-    Rules on hue, saturation and value rather than RGB distance, so that hue dominates as it
-    does for people: dark -> black, unsaturated -> white/gray, dark or desaturated orange ->
-    brown, light red or bright magenta -> pink.
+    """Name the colour of an 8-bit RGB triple with the palette of :data:`COLOR_SYNONYMS`,
+    in CIELAB (:func:`engram_ros.core.colour.colour_name`).
 
     :raises ValueError: unless ``rgb`` is three finite numbers in [0, 255].
     """
-    try:
-        r, g, b = (float(c) for c in rgb)
-    except (TypeError, ValueError):
-        raise ValueError(f'colour {rgb!r} is not three numbers') from None
-    if not all(math.isfinite(c) and 0.0 <= c <= _RGB_MAX for c in (r, g, b)):
-        raise ValueError(f'colour {rgb!r} has components outside 0..255')
-    h, s, v = colorsys.rgb_to_hsv(r / _RGB_MAX, g / _RGB_MAX, b / _RGB_MAX)
-    hue = h * 360.0
-    if v < 0.2:
-        return 'black'
-    if s < 0.2 or (s < 0.3 and v < 0.4):
-        if v > 0.85:
-            return 'white'
-        return 'black' if v < 0.3 else 'gray'
-    if hue < 15.0 or hue >= 345.0:
-        if s < 0.5 and v > 0.7:
-            return 'pink'
-        return 'red'
-    if hue < 40.0:
-        return 'brown' if v < 0.65 or s < 0.5 else 'orange'
-    if hue < 70.0:
-        return 'brown' if v < 0.45 else 'yellow'
-    if hue < 165.0:
-        return 'green'
-    if hue < 260.0:
-        return 'blue'
-    if hue < 295.0:
-        return 'purple'
-    return 'pink' if v > 0.6 else 'purple'
+    return colour.colour_name(rgb)
 
 
 # --------------------------------------------------------------------------------------------

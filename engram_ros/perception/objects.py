@@ -6,22 +6,28 @@ depth of the box's centre) is kept. An Open3D statistical outlier removal cleans
 the centre of the inliers' axis-aligned bounding box is the centre of the visible surface,
 which :func:`behind_visible_surface` moves back along the line of sight by the depth that is
 likely hidden; the extent is the box's size (of the visible surface). A detection whose box
-has too little valid depth is refused: a wrong 3D position is worse than none.
+has too little valid depth is refused: a wrong 3D position is worse than none, and so is a
+ghost (a box on a wall or floor, a centre behind the depth seen, outside the rooms:
+:mod:`.ghosts`). The colour is named from the thing's own pixels (:mod:`engram_ros.core.colour`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from dataclasses import field
+from typing import Callable
 
 import numpy as np
 import open3d as o3d
 
 from engram_ros.core import labels
 from engram_ros.core import sketch
+from engram_ros.core.colour import surface_colour
 from engram_ros.perception.errors import InputRejected
 from engram_ros.perception.geometry import backproject
 from engram_ros.perception.geometry import Intrinsics
 from engram_ros.perception.geometry import transform_points
+from engram_ros.perception.ghosts import GhostCheck
 
 #: Size classes by the largest extent [m]: (upper bound, name).
 SIZE_CLASSES: tuple[tuple[float, str], ...] = ((0.3, 'small'), (1.0, 'medium'),
@@ -44,7 +50,7 @@ class ObjectEstimate:
 
     position: np.ndarray            # map frame [m]: the object's estimated centre
     extent: np.ndarray              # axis-aligned size of the visible surface, map frame [m]
-    colour: tuple[int, int, int]    # median RGB of the inlier pixels
+    colour: tuple[int, int, int]    # RGB of the thing's own lit pixels (core.colour)
     size_class: str
     depth_quality: float            # [0, 1]: valid-depth fraction x inlier fraction
     points: int
@@ -69,14 +75,18 @@ class ObjectLocator:
     foreground_band: float = 0.15
     outlier_neighbours: int = 20
     outlier_std_ratio: float = 2.0
+    ghosts: GhostCheck = field(default_factory=GhostCheck)
 
     def locate(self, detection: Detection, depth: np.ndarray, rgb: np.ndarray,
-               intrinsics: Intrinsics, t_map_optical: np.ndarray) -> ObjectEstimate:
+               intrinsics: Intrinsics, t_map_optical: np.ndarray,
+               in_map: Callable[[np.ndarray], bool] | None = None) -> ObjectEstimate:
         """Estimate the detected object's position and extent in the map frame.
 
+        :param in_map: whether a map position is in the mapped area (the rooms); None: all is.
         :raises InputRejected: ``bad_box`` (empty after clipping, or a mask of another size),
             ``no_valid_depth`` (too little finite depth in range inside the box),
-            ``too_few_points`` (too little left after outlier removal).
+            ``too_few_points`` (too little left after outlier removal), ``ghost_surface``,
+            ``ghost_behind_depth``, ``ghost_outside_map`` (:mod:`.ghosts`).
         """
         h, w = depth.shape
         x0, y0, x1, y1 = detection.box
@@ -120,19 +130,52 @@ class ObjectLocator:
         if len(inliers) < self.min_points:
             raise InputRejected('too_few_points', f'{detection.label}: {len(inliers)} points '
                                                   'after outlier removal')
+        self.ghosts.check_not_surface(detection.label, self._box_points(region, valid & inside,
+                                                                        (c0, r0), intrinsics),
+                                      depth, (c0, r0, c1, r1), intrinsics, self.min_depth,
+                                      self.max_depth)
         points = transform_points(t_map_optical, np.asarray(cloud.points))
         lo, hi = points.min(axis=0), points.max(axis=0)
         extent = hi - lo
         surface_centre = (lo + hi) / 2.0
         centre = behind_visible_surface(points, surface_centre, t_map_optical[:3, 3])
+        self.ghosts.check_in_front_of_depth(
+            detection.label, transform_points(np.linalg.inv(t_map_optical), centre[None])[0],
+            extent[:2], depth, intrinsics)
+        if in_map is not None and not in_map(centre):
+            raise InputRejected('ghost_outside_map', f'{detection.label}: ({centre[0]:.2f}, '
+                                                     f'{centre[1]:.2f}) is in no room')
         inlier_idx = np.asarray(inliers, dtype=np.int64)
-        pixels = rgb[rows[inlier_idx] + r0, cols[inlier_idx] + c0]
-        colour = tuple(int(c) for c in np.median(pixels.reshape(-1, 3), axis=0))
-        size_class = next(name for bound, name in SIZE_CLASSES if float(extent.max()) < bound)
+        colour = self._colour(rgb, rows[inlier_idx] + r0, cols[inlier_idx] + c0,
+                              (c0, r0, c1, r1), detection.mask is not None)
+        size_class = size_class_of(extent)
         return ObjectEstimate(
             position=centre, extent=extent, colour=colour, size_class=size_class,
             depth_quality=fraction * len(inliers) / max(1, n), points=len(inliers),
             range_m=float(np.median(z[inlier_idx])), surface_centre=surface_centre)
+
+    def _box_points(self, region: np.ndarray, keep: np.ndarray, origin: tuple[int, int],
+                    intrinsics: Intrinsics) -> np.ndarray:
+        """Optical-frame points of the pixels ``keep`` of the box (at most ``max_points``)."""
+        rows, cols = np.nonzero(keep)
+        if len(rows) > self.max_points:
+            pick = np.linspace(0, len(rows) - 1, self.max_points).astype(np.int64)
+            rows, cols = rows[pick], cols[pick]
+        return backproject(cols + origin[0], rows + origin[1], region[rows, cols], intrinsics)
+
+    def _colour(self, rgb: np.ndarray, rows: np.ndarray, cols: np.ndarray,
+                box: tuple[int, int, int, int], masked: bool) -> tuple[int, int, int]:
+        """The thing's colour from its own pixels: the mask's, or without one the foreground
+        pixels in the central half of the box (the edges of a box hold most of the
+        background the depth band lets in), all of them when too few are there."""
+        if not masked:
+            c0, r0, c1, r1 = box
+            qc, qr = (c1 - c0) / 4.0, (r1 - r0) / 4.0
+            central = ((cols >= c0 + qc) & (cols < c1 - qc) & (rows >= r0 + qr)
+                       & (rows < r1 - qr))
+            if central.sum() >= self.min_points:
+                rows, cols = rows[central], cols[central]
+        return surface_colour(rgb[rows, cols, :3])[0]
 
     def _foreground(self, region: np.ndarray, keep: np.ndarray) -> np.ndarray:
         """Pixels near the object's depth: the median of the box's central half."""
@@ -144,6 +187,11 @@ class ObjectLocator:
         band = max(self.foreground_band, 0.05 * d0)
         with np.errstate(invalid='ignore'):
             return np.abs(region - d0) <= band
+
+
+def size_class_of(extent) -> str:
+    """The size class (:data:`SIZE_CLASSES`) of a thing whose largest side is ``max(extent)``."""
+    return next(name for bound, name in SIZE_CLASSES if float(np.max(extent)) < bound)
 
 
 def behind_visible_surface(points: np.ndarray, visible_centre: np.ndarray,

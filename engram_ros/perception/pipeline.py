@@ -67,6 +67,7 @@ from engram_ros.perception.jobs import Frame
 from engram_ros.perception.jobs import Job
 from engram_ros.perception.jobs import ObjectJob
 from engram_ros.perception.jobs import PlaceJob
+from engram_ros.perception.ghosts import GhostCheck
 from engram_ros.perception.keyframe import KeyframeGate
 from engram_ros.perception.looks import LookThrottle
 from engram_ros.perception.looks import rough_position
@@ -171,7 +172,8 @@ def perception_config(value: Callable[[str], Any]) -> PerceptionConfig:
                               p('keyframe.min_view_change'), p('keyframe.min_interval')),
         locator=ObjectLocator(min_depth=p('objects.min_depth'),
                               max_depth=p('objects.max_depth'),
-                              min_valid_fraction=p('objects.min_valid_fraction')),
+                              min_valid_fraction=p('objects.min_valid_fraction'),
+                              ghosts=GhostCheck(enabled=p('objects.refuse_ghosts'))),
         segmenter=AudioSegmenter(threshold_db=p('audio.threshold_db'),
                                  min_db=p('audio.min_db'), hangover=p('audio.hangover'),
                                  max_duration=p('audio.max_duration')))
@@ -516,7 +518,7 @@ class Perception:
             label = labels.parse_label(det.label).label     # never fails: kept as given
             try:
                 est = self.config.locator.locate(det, frame.depth, frame.rgb, frame.intrinsics,
-                                                 frame.t_map_optical)
+                                                 frame.t_map_optical, self.config.rooms.covers)
             except InputRejected as exc:
                 self.count(f'skipped_{exc.reason}')
                 _LOG.debug('object skipped: %s', exc)

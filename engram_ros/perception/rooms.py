@@ -118,6 +118,10 @@ class RoomMap:
                 return room.tag
         return ''
 
+    def covers(self, position: Sequence[float] | np.ndarray) -> bool:
+        """Whether ``position`` is in the mapped area: in a room, or anywhere without rooms."""
+        return not self.rooms or bool(self.room_at(position))
+
     def tags(self, position: Sequence[float] | np.ndarray) -> tuple[str, ...]:
         """``(room tag,)`` for a position in a room, else ``()``: to add to a sketch."""
         tag = self.room_at(position)

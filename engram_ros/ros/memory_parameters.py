@@ -75,8 +75,9 @@ def declarations() -> list[tuple[str, Any, str]]:
         ('short_term_capacity', 10000, 'engrams in the short-term LRU tier'),
         ('budget', 1000000, 'most engrams kept; consolidation forgets past it'),
         ('promote_after', 2, 'observations before promotion to long-term'),
-        ('noise_support', 0, 'forget a one-off sighting as label noise when a lookalike with '
-         'another label and this many observations is at its place; 0 disables')]
+        ('noise_support', 3, 'forget a one-off sighting as label noise when a lookalike with '
+         'another label and this many observations is at its place and seen again after it; '
+         '0 disables')]
     out += [(f'merge_radius.{kind}', radius, f'[m] same-{kind} radius for merging')
             for kind, radius in MergePolicy().radius.items()]
     out += [(f'merge_similarity.{kind}', sim, f'min cosine to merge two {kind} engrams')

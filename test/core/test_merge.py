@@ -205,6 +205,23 @@ def test_tags_union_under_the_cap() -> None:
     assert out.tags == ('color:red', 'label:mug', 'room:kitchen')
 
 
+def test_merged_sightings_of_different_size_classes_keep_one_the_largest() -> None:
+    # a table seen whole once (large) and in part (small, medium): one size, the merged extent's
+    policy = MergePolicy()
+    table = make_engram(tags=('label:table', 'size:small'), label='table')
+    for size in ('large', 'medium', 'small'):
+        table = merge(table, make_obs(tags=('label:table', f'size:{size}'), label='table'),
+                      policy)
+    assert table.tags == ('label:table', 'size:large')
+    # consolidation's cluster path folds tags the same way; an engram stored with several
+    # (before this rule) keeps one at its next merge
+    piled = make_engram(id=2, tags=('label:table', 'size:large', 'size:medium', 'size:small'))
+    keep = make_engram(id=3, tags=('label:table', 'size:medium'))
+    (fused,) = merge_clusters([(keep, [piled])], policy)
+    assert [t for t in fused.tags if t.startswith('size:')] == ['size:large']
+    assert merge_engrams(keep, piled, policy).tags == ('label:table', 'size:large')
+
+
 @pytest.mark.parametrize('promote_after', [2, 3, 5])
 def test_promotion_at_promote_after(promote_after: int) -> None:
     policy = MergePolicy(promote_after=promote_after)

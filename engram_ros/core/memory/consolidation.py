@@ -335,36 +335,58 @@ def _label_noise(store: MemoryStore, engrams: list[Engram], plan: _Pass, now: fl
 
     A short-term engram seen once, unpinned, whose look matches a current engram of the
     same kind within the merge radius that disagrees on identity but has at least
-    ``policy.noise_support`` observations, is the detector naming that thing wrongly, once
-    the robot has looked there again without seeing it (:func:`beliefs.looked_again`).
+    ``policy.noise_support`` observations, is the detector naming that thing wrongly once
+    the robot has looked there again without seeing the one-off's label: a keyframe view
+    that should have shown it, or a visit to its place that it left
+    (:func:`beliefs.looked_again`), or the established thing seen again on a later visit
+    (at least the miss policy's ``visit_gap`` after the one-off). Until such a look the
+    one-off stays (unconfirmed) and is judged on a later pass: a new thing put by a
+    well-known lookalike (the demo's mug by the vase) has only had one look so far, and the
+    lookalike's sightings in the same pass are no evidence against it. A second sighting of
+    its label confirms it for good. Both ways round: one-offs among ``engrams`` (written
+    since the last pass), and one-offs near the established engrams among them.
     """
     changed, removed = plan.changed, plan.removed
     policy = store.config.merge
     if policy.noise_support <= 0:
         return []
+    relook = store.config.misses.visit_gap
     awaiting = store.misses.awaiting
     dirty = {e.id for e in engrams}
     with store._lock:
         waited = [i for i in awaiting if i not in dirty and i in store.index
                   and i not in store.state.history]
     awaiting.clear()
-    out = []
+
+    def one_off(e: Engram) -> bool:
+        return (e.id not in removed and e.observation_count == 1 and not e.pinned
+                and e.tier == TIER_SHORT and bool(identity_tags(e.tags)))
+
+    out: dict[int, int] = {}
     for e in [*engrams, *store.storage.get(waited)]:
         e = changed.get(e.id, e)
-        if e.id in removed or e.observation_count != 1 or e.pinned \
-                or e.tier != TIER_SHORT or not identity_tags(e.tags):
+        if e.id in removed or e.id in out:
+            continue
+        if not one_off(e) and e.observation_count < policy.noise_support:
             continue
         with store._lock:
             near = noise_candidates(store.index, policy, store.state.history, e, removed)
-        if near and not beliefs.looked_again(store, e, now):
-            awaiting.add(e.id)          # judged on a later pass, once looked at again
-            continue
-        for other in store.storage.get(near):
-            other = changed.get(other.id, other)
-            if other.observation_count >= policy.noise_support:
-                out.append((e.id, other.id))
-                break
-    return out
+        others = [changed.get(o.id, o)
+                  for o in store.storage.get([i for i in near if i not in out])]
+        if one_off(e):
+            established = [o for o in others if o.observation_count >= policy.noise_support]
+            if not established:
+                continue
+            if (any(o.last_seen >= e.last_seen + relook for o in established)
+                    or beliefs.looked_again(store, e, now)):
+                out[e.id] = established[0].id
+            else:
+                awaiting.add(e.id)          # judged on a later pass, once looked at again
+        else:
+            for o in others:
+                if one_off(o) and e.last_seen >= o.last_seen + relook:
+                    out[o.id] = e.id
+    return list(out.items())
 
 
 @contextlib.contextmanager

@@ -135,6 +135,8 @@ PARAMETERS: dict[str, tuple[object, str]] = {
     'objects.min_depth': (0.1, '[m] nearest valid depth'),
     'objects.max_depth': (8.0, '[m] farthest valid depth'),
     'objects.min_valid_fraction': (0.2, 'fraction of the box/mask that must have valid depth'),
+    'objects.refuse_ghosts': (True, 'refuse object positions on a wall/floor plane that goes on '
+                                    'past the box, behind the depth seen, or outside the rooms'),
     'audio.threshold_db': (12.0, '[dB] above the noise floor that starts a sound event'),
     'audio.min_db': (-50.0, '[dBFS] quietest level that can start a sound event'),
     'audio.hangover': (0.4, '[s] of quiet that ends a sound event'),
@@ -442,6 +444,8 @@ class PerceptionNode(ManagedNode):
             elif name in ('objects.min_depth', 'objects.max_depth',
                           'objects.min_valid_fraction'):
                 setattr(config.locator, name.split('.', 1)[1], float(value))
+            elif name == 'objects.refuse_ghosts':
+                config.locator.ghosts.enabled = bool(value)
             elif name == 'rooms':
                 config.rooms = RoomMap.parse(list(value or []))
             elif name == 'audio.min_similarity':
