@@ -64,8 +64,8 @@ from engram_ros.ros.conversions import sensors as pc
 from engram_ros.ros.conversions.memory import observation_from_msg
 from engram_ros.ros.conversions.memory import observation_to_msg
 from engram_ros.ros.conversions.transforms import transforms_from_msg
-from engram_ros.ros.nodes.perception_node import PARAMETERS
-from engram_ros.ros.nodes.perception_node import PRIVACY_PARAMETERS
+from engram_ros.ros.perception_parameters import PARAMETERS
+from engram_ros.ros.perception_parameters import PRIVACY_PARAMETERS
 
 #: Perception's inputs: name -> (message type, compressed variant suffix or '').
 INPUTS = {

@@ -62,12 +62,12 @@ from engram_ros.perception.frame_poses import FramePoses
 from engram_ros.perception.geometry import camera_extrinsic
 from engram_ros.perception.geometry import Intrinsics
 from engram_ros.perception.geometry import Pose
+from engram_ros.perception.ghosts import GhostCheck
 from engram_ros.perception.jobs import AudioJob
 from engram_ros.perception.jobs import Frame
 from engram_ros.perception.jobs import Job
 from engram_ros.perception.jobs import ObjectJob
 from engram_ros.perception.jobs import PlaceJob
-from engram_ros.perception.ghosts import GhostCheck
 from engram_ros.perception.keyframe import KeyframeGate
 from engram_ros.perception.looks import LookThrottle
 from engram_ros.perception.looks import rough_position
