@@ -232,6 +232,12 @@ def test_raw_frames_inside_a_privacy_window_are_not_recorded(tmp_path):
     assert status['recorded']['raw_frames'] == len(stamps)
 
 
+def _skips(summary: str) -> list[str]:
+    """The counters of the ``skipped:`` line of an ingest summary (``skipped_ghost_surface 1``)."""
+    return [item.strip() for line in summary.splitlines() if line.startswith('skipped: ')
+            for item in line[len('skipped: '):].split(',')]
+
+
 def _summary_counts(out: str) -> tuple[int, int]:
     """(synced frames, stored observations) from the summary."""
     line = next(li for li in out.splitlines() if li.startswith('frames:'))
@@ -273,7 +279,10 @@ def test_compressed_images_and_vision_msgs_detections_as_a_real_robot_records_th
     robot_frames, robot_stored = _summary_counts(out)
     raw_frames, raw_stored = _summary_counts(raw_out)
     assert robot_frames == raw_frames > 10, (out, raw_out)  # every frame, from the compressed
-    assert robot_stored > 0 and 'skipped' not in out, out
+    # nothing lost to decoding: the only detections skipped are boxes the ghost checks refuse
+    # (JPEG-compressed colour can tip a borderline box either way)
+    assert robot_stored > 0, out
+    assert not [line for line in _skips(out) if 'ghost' not in line], out
     status, listing, err = run('--store', str(tmp_path / 'robot_store'), '--json', 'list',
                                '--kind', 'object')
     assert status == 0 and '"label"' in listing, (out, listing, err)
