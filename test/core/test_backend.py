@@ -42,9 +42,10 @@ def _milvus(tmp_path: Path) -> MilvusBackend:
 
 
 def _milvus_hnsw(tmp_path: Path) -> MilvusBackend:
-    """The same, planned so that every filtered search runs the engine's HNSW search."""
+    """The same, planned so that every filtered search runs the engine's HNSW search, with
+    tags matched as a Milvus server matches them (ARRAY_CONTAINS_*)."""
     return MilvusBackend(str(tmp_path / 'fleet.db'), DIM, model='test-encoder', frame_id=FRAME,
-                         exact_threshold=0)
+                         exact_threshold=0, tag_match='array')
 
 
 @pytest.fixture(params=[_memory, _sqlite, _milvus, _milvus_hnsw],

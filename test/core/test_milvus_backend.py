@@ -137,15 +137,19 @@ def test_plan_scales_ef_as_fewer_engrams_match() -> None:
     assert plan(50_000, 100_000, 10, has_region=True, **options).limit > 10
 
 
-def test_tags_with_quotes_and_backslashes_are_matched_exactly(tmp_path: Path) -> None:
-    odd = 'label:say "hi" \\ bye'
+@pytest.mark.parametrize('tag_match', ['array', 'text'])
+def test_tags_with_quotes_wildcards_and_backslashes_are_matched_exactly(
+        tmp_path: Path, tag_match: str) -> None:
+    odd = 'label:say "hi" \\ 100% a_b'
     engrams = _engrams(4)
     engrams[2].tags = (odd,)
-    backend = _open(tmp_path / 'fleet.db')
+    engrams[3].tags = ('label:say "hi" \\ 100x aXb',)      # what LIKE wildcards would match
+    backend = _open(tmp_path / 'fleet.db', tag_match=tag_match)
     try:
         backend.put(engrams)
         assert backend.select(Stage1Filter(tags_all=(odd,))).tolist() == [engrams[2].id]
         assert backend.select(Stage1Filter(tags_none=(odd,))).tolist() == [1, 2, 4]
+        assert backend.select(Stage1Filter(tags_any=(odd, 'label:mug'))).tolist() == [1, 3]
     finally:
         backend.close()
 
@@ -158,6 +162,9 @@ def test_expression_of_no_filter_and_of_every_part() -> None:
     for part in ('kind in [1]', 'ARRAY_CONTAINS_ANY(tags, ["a"])', 'last_seen >= 1.0',
                  'valid_from <= 2.0', 'x >= ', 'z <= '):
         assert part in text
+    text = expression(Stage1Filter(tags_all=('a',), tags_none=('b',)), tags='text')
+    assert text == ('(tag_text like "%|61|%") and (not (tag_text like "%|62|%")) and '
+                    '(current == true)')
 
 
 def test_a_closed_backend_refuses_calls(tmp_path: Path) -> None:

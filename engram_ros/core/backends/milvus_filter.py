@@ -2,7 +2,9 @@
 
 A :class:`~engram_ros.core.backend.Stage1Filter` becomes one expression over the scalar fields
 of the fleet collection (:mod:`.milvus`): ``kind`` (the stable kind code), ``tags`` (an ARRAY
-of VARCHAR: ``ARRAY_CONTAINS_ALL`` / ``ARRAY_CONTAINS_ANY`` / ``not ARRAY_CONTAINS_ANY``), the
+of VARCHAR: ``ARRAY_CONTAINS_ALL`` / ``ARRAY_CONTAINS_ANY`` / ``not ARRAY_CONTAINS_ANY``; or
+``LIKE`` on ``tag_text``, their hex forms in one string, which milvus-lite evaluates far
+faster than array functions), the
 position ``x``/``y``/``z`` (a region becomes the box around its ball, slightly padded; the
 exact 3D distance is checked by the caller on the returned float32 positions, as the embedded
 index checks its own), the sighting interval ``first_seen``/``last_seen`` and the belief
@@ -47,6 +49,41 @@ def _strings(values: Sequence[str]) -> str:
     return '[' + ', '.join(quoted) + ']'
 
 
+def tag_text(tags: Sequence[str]) -> str:
+    """The ``tag_text`` field of an engram: each tag's UTF-8 bytes in hex between ``|``
+    (``|6c6162656c3a6d7567|...|``), so that ``LIKE "%|<hex>|%"`` matches one tag exactly: hex
+    has no LIKE wildcard (``%``, ``_``) and no quote to escape."""
+    if not tags:
+        return '|'
+    return '|' + '|'.join(t.encode('utf-8').hex() for t in tags) + '|'
+
+
+def _tag_like(tag: str) -> str:
+    return f'tag_text like "%|{tag.encode("utf-8").hex()}|%"'
+
+
+def _tag_parts(where: Stage1Filter, tags: str) -> list[str]:
+    """The tag conditions: ``ARRAY_CONTAINS_*`` on the ``tags`` ARRAY (``tags='array'``: a
+    Milvus server evaluates them natively and can index them) or ``LIKE`` on ``tag_text``
+    (``'text'``: milvus-lite evaluates array functions row by row in Python, LIKE in Arrow)."""
+    parts: list[str] = []
+    if tags == 'array':
+        if where.tags_all:
+            parts.append(f'ARRAY_CONTAINS_ALL(tags, {_strings(where.tags_all)})')
+        if where.tags_any:
+            parts.append(f'ARRAY_CONTAINS_ANY(tags, {_strings(where.tags_any)})')
+        if where.tags_none:
+            parts.append(f'not ARRAY_CONTAINS_ANY(tags, {_strings(where.tags_none)})')
+        return parts
+    if tags != 'text':
+        raise ValueError(f"tags={tags!r}: 'array' or 'text'")
+    parts.extend(_tag_like(t) for t in where.tags_all)
+    if where.tags_any:
+        parts.append(' or '.join(f'({_tag_like(t)})' for t in where.tags_any))
+    parts.extend(f'not ({_tag_like(t)})' for t in where.tags_none)
+    return parts
+
+
 def region_box(where: Stage1Filter) -> tuple[np.ndarray, np.ndarray] | None:
     """``(low, high)`` corners of the box around the filter's ball, padded so that a float32
     position on the ball's surface is never cut by the box; ``None`` without a region."""
@@ -57,20 +94,16 @@ def region_box(where: Stage1Filter) -> tuple[np.ndarray, np.ndarray] | None:
     return center - pad, center + pad
 
 
-def expression(where: Stage1Filter | None) -> str:
+def expression(where: Stage1Filter | None, tags: str = 'array') -> str:
     """The Milvus boolean expression of ``where``; ``''`` for no filter at all (history
-    included). A region is its padded box: :func:`in_region` finishes it."""
+    included). A region is its padded box: :func:`in_region` finishes it. ``tags``: how tag
+    conditions are written (see :func:`_tag_parts`)."""
     if where is None:
         return ''
     parts: list[str] = []
     if where.kinds:
         parts.append(f'kind in [{", ".join(str(kind_code(k)) for k in where.kinds)}]')
-    if where.tags_all:
-        parts.append(f'ARRAY_CONTAINS_ALL(tags, {_strings(where.tags_all)})')
-    if where.tags_any:
-        parts.append(f'ARRAY_CONTAINS_ANY(tags, {_strings(where.tags_any)})')
-    if where.tags_none:
-        parts.append(f'not ARRAY_CONTAINS_ANY(tags, {_strings(where.tags_none)})')
+    parts.extend(_tag_parts(where, tags))
     box = region_box(where)
     if box is not None:
         for axis, low, high in zip('xyz', box[0], box[1]):
