@@ -87,7 +87,8 @@ class MilvusBackend:
     :param plan_filters: plan a filtered search by the matching count (exact ranking of a
         small set, HNSW with a raised ``ef`` otherwise); ``False`` always runs the engine's
         filtered HNSW with ``ef_search`` (for comparison; recall falls at low selectivity).
-    :param exact_threshold: a filter matching at most this many engrams is ranked exactly.
+    :param exact_threshold: a filter matching at most this many engrams is ranked exactly
+        (fetched by a scalar query bounded to one more row, which also tells a larger set).
     :param ef_search: HNSW ``ef`` of an unfiltered search, and the least of a filtered one.
     :param filtered_ef: a filtered search's ``ef`` times the inverse matching fraction...
     :param max_ef: ... capped here.
@@ -105,7 +106,7 @@ class MilvusBackend:
 
     def __init__(self, uri: str, dim: int, *, model: str = '', collection: str = 'engrams',
                  frame_id: str = '', robot_id: str = '', token: str = '',
-                 plan_filters: bool = True, exact_threshold: int = 4096, ef_search: int = 128,
+                 plan_filters: bool = True, exact_threshold: int = 2048, ef_search: int = 128,
                  filtered_ef: int = 64, max_ef: int = 1024, hnsw_m: int = 16,
                  ef_construction: int = 200, tag_match: str = '') -> None:
         from pymilvus import MilvusClient
@@ -124,6 +125,10 @@ class MilvusBackend:
         self._dim = int(dim)
         server = uri.startswith(('http://', 'https://', 'tcp://', 'grpc://'))
         self.tag_match = tag_match or ('array' if server else 'text')
+        #: Whether the plan counts a large matching set (``count(*)``: cheap on a server,
+        #: a scan of every matching row on milvus-lite) to scale ``ef``; else it assumes the
+        #: fewest that can match (``exact_threshold + 1``), which raises ``ef`` the most.
+        self.count_matches = server
         if self.tag_match not in ('array', 'text'):
             raise ValueError(f"tag_match={tag_match!r}: 'array', 'text' or ''")
         self._lock = threading.RLock()
@@ -230,23 +235,32 @@ class MilvusBackend:
         with self._lock:
             self._open()
             if not expr:
-                total = self._count('')
-                return self._hnsw(query, k, '', where, Plan(total, False, self.ef_search, k))
-            matching = self._count(expr)
-            if matching == 0:
-                self._counted('empty')
-                return SearchResult(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32))
+                return self._hnsw(query, k, '', where,
+                                  Plan(self._count(''), False, max(self.ef_search, k), k))
             if not self.plan_filters:
                 return self._hnsw(query, k, expr, where,
-                                  Plan(matching, False, max(self.ef_search, k),
+                                  Plan(k, False, max(self.ef_search, k),
                                        k if not has_region else 4 * k), fallback=False)
-            chosen = plan(matching, self._count(''), k, has_region=has_region,
+            # The plan needs to know whether at most exact_threshold engrams match: a query
+            # bounded to one more row answers that and, when they are few, brings what the
+            # exact ranking needs. (milvus-lite materialises every row a count(*) matches.)
+            ids, xyz, vectors = self._scan(expr, ('x', 'y', 'z') if has_region else (),
+                                           vectors=True, limit=self.exact_threshold + 1)
+            assert vectors is not None
+            if ids.shape[0] <= self.exact_threshold:
+                self._counted('exact')
+                if has_region:
+                    keep = in_region(where, xyz)
+                    ids, vectors = ids[keep], vectors[keep]
+                return SearchResult(*rank_exact(ids, vectors, query, k))
+            total = self._count('')
+            matching = self._count(expr) if self.count_matches else ids.shape[0]
+            chosen = plan(matching, total, k, has_region=has_region,
                           exact_threshold=self.exact_threshold, ef_search=self.ef_search,
                           filtered_ef=self.filtered_ef, max_ef=self.max_ef)
-            if chosen.exact:
-                self._counted('exact')
-                return self._exact(query, k, expr, where)
-            return self._hnsw(query, k, expr, where, chosen)
+            # A count of a region's box or a lower bound is no count of what passes.
+            exact_count = self.count_matches and not has_region
+            return self._hnsw(query, k, expr, where, chosen, known=exact_count)
 
     def select(self, where: Stage1Filter) -> np.ndarray:
         """See :meth:`MemoryBackend.select`."""
@@ -384,22 +398,28 @@ class MilvusBackend:
             present.extend(int(r['id']) for r in rows)
         return sorted(present)
 
-    def _scan(self, expr: str, fields: Sequence[str] = (),
-              vectors: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """Ids, ``fields`` (float32 columns) and, if asked, the vectors of every row matching
-        ``expr``, read through an iterator (a query window holds at most 16384 rows)."""
-        rows: list[dict] = []
+    def _scan(self, expr: str, fields: Sequence[str] = (), vectors: bool = False,
+              limit: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Ids, ``fields`` (float32 columns) and, if asked, the vectors of the rows matching
+        ``expr``: at most ``limit`` of them in one query (``limit`` <= :data:`WINDOW`), or
+        every one through an iterator (a query window holds at most 16384 rows)."""
         wanted = ['id', *fields] + (['vector'] if vectors else [])
-        iterator = self._client.query_iterator(self.collection, batch_size=WINDOW,
-                                               filter=expr or 'id > 0', output_fields=wanted)
-        try:
-            while True:
-                batch = iterator.next()
-                if not batch:
-                    break
-                rows.extend(batch)
-        finally:
-            iterator.close()
+        if limit is not None and limit <= WINDOW:
+            rows = list(self._client.query(self.collection, filter=expr or 'id > 0',
+                                           output_fields=wanted, limit=limit))
+        else:
+            rows = []
+            iterator = self._client.query_iterator(self.collection, batch_size=WINDOW,
+                                                   filter=expr or 'id > 0',
+                                                   output_fields=wanted)
+            try:
+                while True:
+                    batch = iterator.next()
+                    if not batch:
+                        break
+                    rows.extend(batch)
+            finally:
+                iterator.close()
         n = len(rows)
         ids = np.fromiter((r['id'] for r in rows), dtype=np.int64, count=n)
         columns = np.asarray([[r[f] for f in fields] for r in rows],
@@ -426,9 +446,10 @@ class MilvusBackend:
         return SearchResult(found, scores)
 
     def _hnsw(self, query: np.ndarray, k: int, expr: str, where: Stage1Filter | None,
-              chosen: Plan, fallback: bool = True) -> SearchResult:
+              chosen: Plan, fallback: bool = True, known: bool = True) -> SearchResult:
         """The engine's (filtered) HNSW search; a region's exact check on the hits. Fewer
-        than ``k`` hits left while more match: the exact path answers (planned only)."""
+        than ``k`` hits left while more may match (``known``: ``chosen.matching`` is the
+        number that match): the exact path answers (planned only)."""
         limit = max(1, min(chosen.limit, WINDOW))
         fields = ['x', 'y', 'z'] if where is not None and where.region is not None else []
         hits = self._client.search(
@@ -445,7 +466,8 @@ class MilvusBackend:
             ids, scores = ids[keep], scores[keep]
         order = np.argsort(-scores, kind='stable')[:k]
         ids, scores = ids[order], scores[order]
-        if fallback and ids.shape[0] < min(k, chosen.matching):
+        wanted = min(k, chosen.matching) if known else k
+        if fallback and ids.shape[0] < wanted:
             self._counted('hnsw_then_exact')
             return self._exact(query, k, expr, where)
         self._counted('hnsw')

@@ -158,7 +158,7 @@ def plan(matching: int, total: int, k: int, *, has_region: bool, exact_threshold
     :param ef_search: the ``ef`` of an unfiltered search, and the least of a filtered one.
     :param filtered_ef: ``ef`` scaled by ``total / matching`` (capped at ``max_ef``).
     """
-    limit = k if not has_region else min(max(matching, k), max(4 * k, k + 32))
+    limit = k if not has_region else max(4 * k, k + 32)
     if matching <= exact_threshold:
         return Plan(matching, True, 0, limit)
     fraction = max(matching, 1) / max(total, 1)
