@@ -106,7 +106,7 @@ class MilvusBackend:
 
     def __init__(self, uri: str, dim: int, *, model: str = '', collection: str = 'engrams',
                  frame_id: str = '', robot_id: str = '', token: str = '',
-                 plan_filters: bool = True, exact_threshold: int = 2048, ef_search: int = 128,
+                 plan_filters: bool = True, exact_threshold: int = 1024, ef_search: int = 128,
                  filtered_ef: int = 64, max_ef: int = 1024, hnsw_m: int = 16,
                  ef_construction: int = 200, tag_match: str = '') -> None:
         from pymilvus import MilvusClient
@@ -272,6 +272,14 @@ class MilvusBackend:
             ids, xyz, _ = self._scan(expression(where, self.tag_match), ('x', 'y', 'z'))
             keep = in_region(where, xyz)
             return np.sort(ids[keep])
+
+    def flush(self) -> None:
+        """Seal what was written into segments (Milvus ``flush``): milvus-lite keeps recent
+        rows in a memtable that every query scans row by row and indexes a segment's vectors
+        (HNSW) when it is sealed; a bulk load calls this once at its end."""
+        with self._lock:
+            self._open()
+            self._client.flush(self.collection)
 
     def close(self) -> None:
         """See :meth:`MemoryBackend.close`."""
