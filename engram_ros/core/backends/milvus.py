@@ -7,8 +7,9 @@ server; tests and a one-machine fleet) or a Milvus server (``http://host:19530``
 
 One collection holds one memory. Its fields: ``id`` (the engram id, primary key), ``vector``
 (the context vector, HNSW index with the COSINE metric as in production), the scalar fields
-stage 1 filters on (``kind``, ``tags``, ``x``/``y``/``z``, ``first_seen``/``last_seen``,
-``valid_from``/``valid_to``/``current``, see :mod:`.milvus_filter`), ``robot`` (the robot that
+stage 1 filters on (``kind``, ``tags`` and ``tag_text``, ``x``/``y``/``z``,
+``first_seen``/``last_seen``, ``valid_from``/``valid_to``/``current``, see
+:mod:`.milvus_filter`), ``robot`` (the robot that
 wrote the engram) and ``record`` (every other field, as the JSON record of
 :mod:`engram_ros.core.model.codec`). The collection's properties carry the vector dimension
 and the encoder identity (``engram.dim``, ``engram.model``) and the memory's metadata
