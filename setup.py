@@ -16,5 +16,7 @@ setup(
     package_data={'engram_ros': ['py.typed']},
     python_requires='>=3.10',
     install_requires=['numpy>=1.24', 'faiss-cpu>=1.8', 'transforms3d>=0.4'],
+    # The Milvus fleet backend (engram_ros.core.backends.milvus): pip install .[fleet]
+    extras_require={'fleet': ['pymilvus>=3.0', 'milvus-lite>=3.2']},
     license='Apache-2.0',
 )

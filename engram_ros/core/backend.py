@@ -204,6 +204,28 @@ def _history_slots(index: EngramIndex, table: ValidityTable) -> np.ndarray:
     return slots
 
 
+def check_engram(engram: Engram, dim: int) -> None:
+    """Refuse, before anything is written, an engram no backend can hold: an unknown kind, a
+    vector of another dimension than ``dim`` (or not finite, or all zeros), a position that
+    is not three finite coordinates, a time or score that is not finite.
+
+    :raises ValueError: naming the engram and what is wrong.
+    """
+    kind_code(engram.kind)
+    vector = np.asarray(engram.vector, dtype=np.float64).reshape(-1)
+    if vector.shape[0] != dim:
+        raise ValueError(f'engram {engram.id} has a {vector.shape[0]}-d vector; the '
+                         f'memory uses {dim}')
+    if not (np.all(np.isfinite(vector)) and np.any(vector != 0.0)):
+        raise ValueError(f'engram {engram.id} has a vector that is not finite or all zeros')
+    position = np.asarray(engram.position, dtype=np.float64).reshape(-1)
+    if position.shape[0] != 3 or not np.all(np.isfinite(position)):
+        raise ValueError(f'engram {engram.id} needs a position of three finite coordinates')
+    if not all(math.isfinite(t) for t in (engram.first_seen, engram.last_seen,
+                                          engram.score)):
+        raise ValueError(f'engram {engram.id} has a time or score that is not finite')
+
+
 @dataclass(frozen=True)
 class SearchResult:
     """Nearest engrams, best first: ``ids`` (``int64``) and cosine ``scores`` (``float32``)."""
@@ -380,20 +402,7 @@ class EmbeddedBackend:
         return filter_index(self._index, where, self._validity)
 
     def _check(self, engram: Engram) -> None:
-        """Refuse what the index cannot hold before anything is written."""
-        kind_code(engram.kind)
-        vector = np.asarray(engram.vector, dtype=np.float64).reshape(-1)
-        if vector.shape[0] != self.dim:
-            raise ValueError(f'engram {engram.id} has a {vector.shape[0]}-d vector; the '
-                             f'memory uses {self.dim}')
-        if not (np.all(np.isfinite(vector)) and np.any(vector != 0.0)):
-            raise ValueError(f'engram {engram.id} has a vector that is not finite or all zeros')
-        position = np.asarray(engram.position, dtype=np.float64).reshape(-1)
-        if position.shape[0] != 3 or not np.all(np.isfinite(position)):
-            raise ValueError(f'engram {engram.id} needs a position of three finite coordinates')
-        if not all(math.isfinite(t) for t in (engram.first_seen, engram.last_seen,
-                                              engram.score)):
-            raise ValueError(f'engram {engram.id} has a time or score that is not finite')
+        check_engram(engram, self.dim)
 
     def _index_put(self, engrams: list[Engram]) -> None:
         """Index engrams of unique ids and keep their validity for stage 1."""

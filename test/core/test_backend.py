@@ -15,6 +15,7 @@ from engram_ros.core.backend import EmbeddedBackend
 from engram_ros.core.backend import MemoryBackend
 from engram_ros.core.backend import Region
 from engram_ros.core.backend import Stage1Filter
+from engram_ros.core.backends.milvus import MilvusBackend
 from engram_ros.core.model.engram import Engram
 from engram_ros.core.model.engram import KINDS
 from engram_ros.core.query import RecallQuery
@@ -35,7 +36,20 @@ def _sqlite(tmp_path: Path) -> MemoryBackend:
     return EmbeddedBackend(SQLiteStorage(tmp_path / 'memory'), DIM, frame_id=FRAME)
 
 
-@pytest.fixture(params=[_memory, _sqlite], ids=['embedded-memory', 'embedded-sqlite'])
+def _milvus(tmp_path: Path) -> MilvusBackend:
+    """milvus-lite in a database file of this test (one process per file: this one)."""
+    return MilvusBackend(str(tmp_path / 'fleet.db'), DIM, model='test-encoder', frame_id=FRAME)
+
+
+def _milvus_hnsw(tmp_path: Path) -> MilvusBackend:
+    """The same, planned so that every filtered search runs the engine's HNSW search, with
+    tags matched as a Milvus server matches them (ARRAY_CONTAINS_*)."""
+    return MilvusBackend(str(tmp_path / 'fleet.db'), DIM, model='test-encoder', frame_id=FRAME,
+                         exact_threshold=0, tag_match='array')
+
+
+@pytest.fixture(params=[_memory, _sqlite, _milvus, _milvus_hnsw],
+                ids=['embedded-memory', 'embedded-sqlite', 'milvus-lite', 'milvus-lite-hnsw'])
 def backend(request: pytest.FixtureRequest, tmp_path: Path):
     made = request.param(tmp_path)
     yield made
@@ -126,7 +140,7 @@ FILTERS: dict[str, Stage1Filter] = {
 }
 
 
-def test_embedded_backend_is_a_memory_backend(backend: MemoryBackend) -> None:
+def test_backend_is_a_memory_backend(backend: MemoryBackend) -> None:
     assert isinstance(backend, MemoryBackend)
     assert backend.dim == DIM
 
