@@ -306,7 +306,7 @@ def run_bag(name: str, source: Path, run: int, args, questions: list[dict]) -> d
     from engram_ros.apps.bag_ingest import ingest_bag
     from engram_ros.sim.scenario import load_scenario
     cache = args.cache
-    scenario, seed = seeded_scenario(source, run, cache / 'scenarios')
+    scenario, seed = seeded_scenario(source, run, cache / 'scenarios', args.laps)
     text_hash = hashlib.sha256(scenario.read_bytes()).hexdigest()[:8]
     bag = cache / f'{name}-seed{seed}-{args.width}x{args.height}-{text_hash}-sim{sim_version()}'
     recorded_s = None
@@ -363,14 +363,14 @@ def run_live(name: str, source: Path, args, questions: list[dict]) -> dict:
     from engram_ros.sim.scenario import load_scenario
     work = Path(tempfile.mkdtemp(prefix=f'quality_live_{name}_'))
     try:
-        scenario, seed = seeded_scenario(source, 0, work)
+        scenario, seed = seeded_scenario(source, 0, work, args.laps)
         world = load_scenario(scenario).world
         params = params_file(world.room_specs(), work / 'params.yaml')
         store_dir, bag = work / 'store', work / 'truth_bag'
         before = loadavg()
         started = time.perf_counter()
         print(f'[{name} live] running the nodes in real time', flush=True)
-        launch(['sim', '--params-file', str(params), '--namespace', f'/quality_{os.getpid()}',
+        launch(['sim', '--params-file', str(params), '--namespace', '/quality_live',
                 '-p', f'sim.scenario:={scenario}', '-p', f'sim.width:={args.width}',
                 '-p', f'sim.height:={args.height}', '-p', f'memory.store_dir:={store_dir}',
                 '--record', str(bag)], bag / 'metadata.yaml', work / 'launch.log',
@@ -416,6 +416,9 @@ def main() -> int:
                         help='start at this run index (to add runs to an earlier --out)')
     parser.add_argument('--live', action='store_true',
                         help='also one run live through the nodes, per scenario')
+    parser.add_argument('--laps', type=int, default=0,
+                        help='fewer laps than the scenario (a quick check of the benchmark '
+                             'itself; the figures need the scenario\'s six)')
     parser.add_argument('--width', type=int, default=320)
     parser.add_argument('--height', type=int, default=240)
     parser.add_argument('--cache', type=Path, default=ROOT / '.bench_cache' / 'quality',
