@@ -439,16 +439,20 @@ def main() -> int:
                'uptime_before': uptime(), 'commit': git + (' (modified)' if dirty else ''),
                'machine': f'{platform.machine()}, {os.cpu_count()} cores, no GPU',
                'command': ' '.join(['python', *sys.argv]), 'scenarios': {}}
-    for name in args.scenario or list(SCENARIOS):
-        rows = []
-        results['scenarios'][name] = rows
-        for run in range(args.first_run, args.first_run + args.runs):
-            rows.append(run_bag(name, SCENARIOS[name], run, args, questions))
-            print(line(rows[-1]), flush=True)
+    names = args.scenario or list(SCENARIOS)
+    for name in names:
+        results['scenarios'][name] = []
+    # Run-major: every scenario's first run before any second one.
+    for run in range(args.first_run, args.first_run + args.runs):
+        for name in names:
+            results['scenarios'][name].append(run_bag(name, SCENARIOS[name], run, args,
+                                                      questions))
+            print(line(results['scenarios'][name][-1]), flush=True)
             save(results, args.out)     # after each run: a long session keeps what it measured
-        if args.live:
-            rows.append(run_live(name, SCENARIOS[name], args, questions))
-            print(line(rows[-1]), flush=True)
+    if args.live:
+        for name in names:
+            results['scenarios'][name].append(run_live(name, SCENARIOS[name], args, questions))
+            print(line(results['scenarios'][name][-1]), flush=True)
             save(results, args.out)
     save(results, args.out)
     return 0
