@@ -22,7 +22,9 @@ def merged(paths: list[Path]) -> tuple[dict, list[dict]]:
         heads.append({k: doc.get(k) for k in ('date', 'date_after', 'commit', 'command',
                                                'uptime_before', 'uptime_after', 'machine')})
         for name, rows in doc['scenarios'].items():
-            scenarios.setdefault(name, []).extend(rows)
+            for row in rows:     # live runs apart: they are not the bag's figures
+                key = f'{name} (live)' if row['run'] == 'live' else name
+                scenarios.setdefault(key, []).append(row)
     return scenarios, heads
 
 
