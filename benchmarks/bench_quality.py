@@ -310,12 +310,22 @@ def run_bag(name: str, source: Path, run: int, args, questions: list[dict]) -> d
     text_hash = hashlib.sha256(scenario.read_bytes()).hexdigest()[:8]
     bag = cache / f'{name}-seed{seed}-{args.width}x{args.height}-{text_hash}-sim{sim_version()}'
     recorded_s = None
+    laps = load_scenario(scenario).laps
     if not (bag / 'metadata.yaml').exists():
-        shutil.rmtree(bag, ignore_errors=True)
+        # Recorded under another name and renamed once whole: a cut-short recording (its bag
+        # closed cleanly, metadata and all) is never taken for the scenario's bag.
+        partial = bag.with_name(bag.name + '.partial')
+        shutil.rmtree(partial, ignore_errors=True)
         print(f'[{name} run {run}] recording {bag.name}', flush=True)
-        recorded_s = round(record(scenario, bag, args.width, args.height,
+        recorded_s = round(record(scenario, partial, args.width, args.height,
                                   cache / f'{bag.name}.log'), 1)
+        got = len(bag_truth(partial)['lap_ends'])
+        if got != laps:
+            raise SystemExit(f'{partial}: {got} of {laps} laps recorded')
+        partial.rename(bag)
     meta = bag_truth(bag)
+    if len(meta['lap_ends']) != laps:
+        raise SystemExit(f'{bag}: {len(meta["lap_ends"])} of {laps} laps; remove it')
     world = load_scenario(scenario).world
     work = Path(tempfile.mkdtemp(prefix=f'quality_{name}_'))
     try:
@@ -334,7 +344,6 @@ def run_bag(name: str, source: Path, run: int, args, questions: list[dict]) -> d
         report = ingest_bag(bag, work / 'store', params, namespace=meta['namespace'],
                             progress=False,
                             checkpoints=meta['lap_ends'], on_checkpoint=on_lap)
-        laps = len(meta['lap_ends'])
         store = open_like_the_node(work / 'store', params)
         try:
             result = score_store(store, meta['final'], questions, meta['lap_ends'][-1])
