@@ -19,8 +19,9 @@ def merged(paths: list[Path]) -> tuple[dict, list[dict]]:
     heads = []
     for path in paths:
         doc = json.loads(path.read_text())
-        heads.append({k: doc.get(k) for k in ('date', 'date_after', 'commit', 'command',
-                                               'uptime_before', 'uptime_after', 'machine')})
+        heads.extend(doc.get('sessions') or [  # a merged file keeps its sessions' heads
+            {k: doc.get(k) for k in ('date', 'date_after', 'commit', 'command',
+                                     'uptime_before', 'uptime_after', 'machine')}])
         for name, rows in doc['scenarios'].items():
             for row in rows:     # live runs apart: they are not the bag's figures
                 key = f'{name} (live)' if row['run'] == 'live' else name
