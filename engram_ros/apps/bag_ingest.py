@@ -40,6 +40,8 @@ from dataclasses import dataclass
 from dataclasses import field
 from pathlib import Path
 from typing import Any
+from typing import Callable
+from typing import Sequence
 from typing import TextIO
 
 import yaml
@@ -142,8 +144,11 @@ class _Ingest:
     """One run: the topic plan, the pipeline, the memory, and the loop."""
 
     def __init__(self, reader: BagReader, perception_values: dict, memory_values: dict,
-                 namespace: str, remaps: dict[str, str]) -> None:
+                 namespace: str, remaps: dict[str, str], checkpoints: Sequence[float] = (),
+                 on_checkpoint: Callable[[MemoryStore, float], None] | None = None) -> None:
         self.reader = reader
+        self.checkpoints = sorted(checkpoints) if on_checkpoint is not None else []
+        self.on_checkpoint = on_checkpoint
         self.plan = self._plan(namespace, remaps)
         self.perception_values = perception_values
         self.memory_values = memory_values
@@ -212,8 +217,11 @@ class _Ingest:
         bar = tqdm(total=total, desc='ingesting', unit='msg', file=sys.stderr,
                    disable=not progress, mininterval=0.5)
         try:
+            pending = list(self.checkpoints)
             for topic, log_ns, msg in self.reader.messages(self.plan):
                 now[0] = log_ns * 1e-9
+                while pending and now[0] > pending[0]:
+                    self.on_checkpoint(store, pending.pop(0))
                 if period > 0 and now[0] >= next_consolidation:
                     store.consolidate(requester=REQUESTER, now=now[0])
                     next_consolidation = now[0] + period
@@ -221,6 +229,8 @@ class _Ingest:
                     self._store(store, perception, perception.run(job))
                 report.messages += 1
                 bar.update()
+            for checkpoint in pending:      # at or after the bag's last message
+                self.on_checkpoint(store, checkpoint)
             store.consolidate(requester=REQUESTER, now=now[0])
             report.engrams = len(store)
         finally:
@@ -317,8 +327,15 @@ def fix_threads() -> None:
 def ingest_bag(bag: Path, store: Path, params_file: Path | None = None,
                keep_partial: bool = False, namespace: str = '',
                remaps: dict[str, str] | None = None, out: TextIO | None = None,
-               progress: bool | None = None) -> IngestReport:
+               progress: bool | None = None, checkpoints: Sequence[float] = (),
+               on_checkpoint: Callable[[MemoryStore, float], None] | None = None
+               ) -> IngestReport:
     """Build the memory at ``store`` (a new directory) from ``bag``.
+
+    ``on_checkpoint(store, t)`` is called once for each time ``t`` [s since the epoch] of
+    ``checkpoints``, after every message logged at or before ``t`` is stored and before the
+    next one (those past the bag's end: before the final consolidation): a look at the memory
+    as it was then, e.g. at the end of each lap (the quality benchmark). It must not write.
 
     :raises IngestError: (and :class:`BagError`) for a bag or settings that cannot make a
         memory; the store directory is removed then, unless ``keep_partial``.
@@ -335,7 +352,8 @@ def ingest_bag(bag: Path, store: Path, params_file: Path | None = None,
     fix_threads()
     try:
         with BagReader(bag) as reader:
-            run = _Ingest(reader, perception_values, memory_values, namespace, remaps or {})
+            run = _Ingest(reader, perception_values, memory_values, namespace, remaps or {},
+                          checkpoints, on_checkpoint)
             report = run.run(out, sys.stderr.isatty() if progress is None else progress)
     except BaseException:
         if not keep_partial:

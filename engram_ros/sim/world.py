@@ -301,7 +301,7 @@ def _workshop() -> WorldSpec:
         # bathroom
         o('bathtub', (0.9, 8.4, 0.0), 'box', (1.6, 0.8, 0.6), 'white', category='furniture'),
         o('washbasin', (3.0, 8.7, 0.0), 'box', (0.5, 0.4, 0.85), 'white', category='furniture'),
-        o('toothbrush cup', (3.0, 8.7, 0.85), 'cylinder', (0.04, 0.1), 'green'),
+        o('toothbrush cup', (3.0, 8.7, 0.85), 'cylinder', (0.05, 0.14), 'green'),
         o('laundry basket', (0.35, 5.4, 0.0), 'cylinder', (0.22, 0.45), 'beige'),
     )
     sounds = (

@@ -321,3 +321,24 @@ def test_remapped_topics_are_read_where_the_robot_recorded_them(sim_bag, params,
     assert _summary_counts(out)[0] > 10
     status, _, err = ingest(robot, tmp_path / 'bad', params, '--remap', 'camera')
     assert status == 2 and 'accepted NAME:=TOPIC' in err
+
+
+def test_checkpoints_show_the_memory_as_it_was_then_and_change_nothing(sim_bag, params,
+                                                                         tmp_path):
+    from engram_ros.apps.bag_ingest import ingest_bag
+    with BagReader(sim_bag) as reader:
+        start, end = reader.start_ns * 1e-9, reader.end_ns * 1e-9
+    seen = []
+
+    def look(store, t):
+        engrams = list(store.storage.iter_all())
+        seen.append((t, len(store), max((e.last_seen for e in engrams), default=0.0)))
+
+    times = [start + 0.4 * (end - start), start + 0.8 * (end - start), end + 100.0]
+    report = ingest_bag(sim_bag, tmp_path / 'a', params, namespace=NAMESPACE, progress=False,
+                        checkpoints=times[::-1], on_checkpoint=look)
+    assert [t for t, _, _ in seen] == times              # once each, in time order
+    assert 0 < seen[0][1] <= seen[1][1]                  # the memory grew between them
+    assert seen[0][2] <= times[0] and seen[1][2] <= times[1]   # nothing from after t
+    plain = ingest_bag(sim_bag, tmp_path / 'b', params, namespace=NAMESPACE, progress=False)
+    assert report.engrams == plain.engrams
