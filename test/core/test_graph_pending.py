@@ -227,25 +227,26 @@ def test_a_close_that_cannot_wait_for_the_graph_saves_no_cache(crashed: Path,
         ref.close()
 
 
-def test_an_abandoned_build_stops_and_leaves_the_graph_pending() -> None:
+def pending_index(m: int) -> EngramIndex:
+    """An index of ``m`` engrams whose graph is pending (codes only)."""
     index = EngramIndex(DIM)
     index.defer_graph()
-    m = 50
     index.add_batch(np.arange(1, m + 1), np.stack([look(f't{i}', i) for i in range(m)]),
                     kinds=np.zeros(m, dtype=np.uint8), positions=np.zeros((m, 3)),
                     first_seen=np.zeros(m), last_seen=np.zeros(m), tags=[()] * m)
+    return index
+
+
+def test_an_abandoned_build_stops_and_leaves_the_graph_pending() -> None:
+    index = pending_index(50)
     assert not index.build_graph(threading.Lock(), abandoned=lambda: True)
     assert index.graph_pending
     assert index.build_graph(threading.Lock()) and not index.graph_pending
 
 
 def test_a_compaction_while_pending_ends_the_build() -> None:
-    index = EngramIndex(DIM)
-    index.defer_graph()
     m = 100
-    index.add_batch(np.arange(1, m + 1), np.stack([look(f't{i}', i) for i in range(m)]),
-                    kinds=np.zeros(m, dtype=np.uint8), positions=np.zeros((m, 3)),
-                    first_seen=np.zeros(m), last_seen=np.zeros(m), tags=[()] * m)
+    index = pending_index(m)
     index.remove_batch([1, 2])
     index.compact()
     assert not index.graph_pending and len(index) == m - 2
