@@ -118,7 +118,9 @@ class Launcher:
     def command(self, launch: NodeLaunch) -> list[str]:
         """The node's command line: the wiring's parameters first, so ``-p`` overrides win."""
         spec = launch.spec
-        args = [sys.executable, '-m', spec.module, '--ros-args', '--params-file',
+        # through boot: a stop signal during the node's imports is a clean stop
+        args = [sys.executable, '-m', 'engram_ros.ros.nodes.boot', spec.module, '--ros-args',
+                '--params-file',
                 str(self.params_file)]
         if self.namespace:
             args += ['-r', f'__ns:={self.namespace}']

@@ -146,7 +146,7 @@ def launcher_nodes(set_name: str, params_file: str, params: list[str] = ()) -> l
     out = []
     for child in Launcher(set_name, params_file=params_file, params=params).children:
         command = child.command
-        spec = executables[command[command.index('-m') + 1]]
+        spec = executables[command[command.index('engram_ros.ros.nodes.boot') + 1]]
         parameters = {}
         for i, arg in enumerate(command):
             if arg == '-p':

@@ -53,7 +53,7 @@ class LauncherProcess:
         for child in psutil.Process(self.proc.pid).children():
             cmdline = ' '.join(child.cmdline())
             for name in ('memory', 'sim', 'perception'):
-                if f'-m {NODES[name].module} ' in cmdline:
+                if f' {NODES[name].module} ' in cmdline:   # -m ...boot MODULE ARGS
                     found[name] = child
         return found
 

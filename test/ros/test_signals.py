@@ -150,3 +150,30 @@ def test_two_sigints_milliseconds_apart_stop_the_node_cleanly(node, tmp_path):
                 cwd=ROOT, capture_output=True, text=True, timeout=120,
                 env={**os.environ, 'PYTHONUNBUFFERED': '1'})
             assert verify.returncode == 0, f'run {run}: {verify.stdout}{verify.stderr}'
+
+
+@pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_signal_while_the_node_imports_its_modules_is_a_clean_stop(sig, tmp_path):
+    """``engram_launch`` starts nodes through ``engram_ros.ros.nodes.boot``: a stop signal a
+    few ms after the process started (while rclpy, numpy and PyBullet are still imported; it
+    killed the simulator with exit -2 when the launcher stopped it right after another node
+    died) is a clean stop while starting, exit 0."""
+    namespace = f'/s{uuid.uuid4().hex[:8]}'
+    log = tmp_path / 'sim.log'
+    with open(log, 'w') as out:
+        proc = subprocess.Popen(
+            [sys.executable, '-m', 'engram_ros.ros.nodes.boot', 'engram_ros.sim.node',
+             '--ros-args', '--params-file', str(PARAMS), '-r', f'__ns:={namespace}',
+             '-p', 'scenario:=small', '-p', 'width:=96', '-p', 'height:=72'],
+            stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+        try:
+            time.sleep(0.05)
+            proc.send_signal(sig)
+            code = proc.wait(60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    text = log.read_text()
+    assert code == 0, text
+    assert 'stopped while starting' in text and 'Traceback' not in text, text

@@ -13,8 +13,8 @@ from rclpy.executors import Executor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
-#: The signals that stop a node: Ctrl-C (SIGINT) and ``kill``/``ros2 launch`` (SIGTERM).
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+from engram_ros.ros.nodes import boot
+from engram_ros.ros.nodes.boot import STOP_SIGNALS
 
 
 def run_node(make_node: Callable[[], Node], make_executor: Callable[[], Executor], *,
@@ -65,6 +65,10 @@ class StopSignals:
     def __init__(self) -> None:
         self.requested = threading.Event()
         self._starting = False
+        if boot.early_signal:       # a stop signal while the modules were imported
+            self.ignore()
+            self.requested.set()
+            return
         for signum in STOP_SIGNALS:
             signal.signal(signum, self._handler)
 
