@@ -152,12 +152,27 @@ def test_two_sigints_milliseconds_apart_stop_the_node_cleanly(node, tmp_path):
             assert verify.returncode == 0, f'run {run}: {verify.stdout}{verify.stderr}'
 
 
+def catches(pid: int, signum: int) -> bool:
+    """Whether process ``pid`` has a handler for ``signum`` (``SigCgt`` in /proc)."""
+    with open(f'/proc/{pid}/status') as status:
+        for line in status:
+            if line.startswith('SigCgt:'):
+                return bool(int(line.split()[1], 16) >> (signum - 1) & 1)
+    return False
+
+
+def maps(pid: int, name: str) -> bool:
+    """Whether process ``pid`` has a file whose path holds ``name`` mapped."""
+    with open(f'/proc/{pid}/maps') as mapped:
+        return any(name in line for line in mapped)
+
+
 @pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGTERM])
 def test_a_stop_signal_while_the_node_imports_its_modules_is_a_clean_stop(sig, tmp_path):
-    """``engram_launch`` starts nodes through ``engram_ros.ros.nodes.boot``: a stop signal a
-    few ms after the process started (while rclpy, numpy and PyBullet are still imported; it
-    killed the simulator with exit -2 when the launcher stopped it right after another node
-    died) is a clean stop while starting, exit 0."""
+    """``engram_launch`` starts nodes through ``engram_ros.ros.nodes.boot``: a stop signal
+    while rclpy, numpy and PyBullet are still being imported (it killed the simulator with
+    exit -2 when the launcher stopped it right after another node died) is a clean stop while
+    starting, exit 0."""
     namespace = f'/s{uuid.uuid4().hex[:8]}'
     log = tmp_path / 'sim.log'
     with open(log, 'w') as out:
@@ -167,8 +182,20 @@ def test_a_stop_signal_while_the_node_imports_its_modules_is_a_clean_stop(sig, t
              '-p', 'scenario:=small', '-p', 'width:=96', '-p', 'height:=72'],
             stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
         try:
-            time.sleep(0.05)
-            proc.send_signal(sig)
+            # as soon as boot has latched (SIGTERM caught: Python itself catches only SIGINT),
+            # i.e. before the node's modules are imported; the first tens of ms after exec,
+            # before boot runs, are the interpreter's own start
+            deadline = time.monotonic() + 30.0
+            while not catches(proc.pid, signal.SIGTERM):
+                assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+                time.sleep(0.002)
+            # frozen while still importing (rclpy's extension not loaded yet), signalled, let go
+            proc.send_signal(signal.SIGSTOP)
+            try:
+                assert not maps(proc.pid, '_rclpy_pybind11'), 'the node had imported rclpy'
+                proc.send_signal(sig)
+            finally:
+                proc.send_signal(signal.SIGCONT)
             code = proc.wait(60)
         finally:
             if proc.poll() is None:

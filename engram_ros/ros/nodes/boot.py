@@ -7,7 +7,9 @@ it because another node had exited just after the start. Every way a node is sta
 through here first: ``engram_launch`` runs ``python -m engram_ros.ros.nodes.boot MODULE ARGS``,
 the ``scripts/*_node`` executables call :func:`latch` before their imports. The handler only
 records the first signal; :class:`~engram_ros.ros.nodes.spin.StopSignals` takes over and stops
-the node while it is being built (``stopped while starting``, exit 0).
+the node while it is being built (``stopped while starting``, exit 0). What is left is the
+interpreter's own start before this module runs (tens of ms after exec, longer on a cold
+bytecode cache): a signal then still ends the process by the signal.
 
 Nothing here imports more than the standard library.
 """
