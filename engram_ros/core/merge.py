@@ -75,8 +75,9 @@ class MergePolicy:
     max_tags: int = 16
     #: Label noise: a one-off sighting that looks like an engram with at least this many
     #: observations at the same place, but carries another label, is forgotten at
-    #: consolidation as the detector's mistake once that engram is seen again after it (and
-    #: the one-off's label is not): see ``consolidation._label_noise``. 0 disables it.
+    #: consolidation as the detector's mistake once the robot looked there again without
+    #: seeing that label (a view or visit, or that engram seen on a later visit): see
+    #: ``consolidation._label_noise``. 0 disables it.
     noise_support: int = 3
     #: The radius grows with the size class of a thing (tag ``size:<class>``): the centre of a
     #: sofa or a table estimated from two far-apart views lands farther apart than a mug's.
@@ -310,7 +311,7 @@ def _cluster_sums(rows: np.ndarray, starts: np.ndarray, sizes: np.ndarray,
     return out
 
 
-#: Size classes, smallest first (``size:<class>`` tags; perception's ``SIZE_CLASSES``).
+#: Size classes, smallest first (``size:<class>`` tags; perception's ``SIZE_CLASSES`` bound them).
 SIZE_ORDER: tuple[str, ...] = ('small', 'medium', 'large')
 
 

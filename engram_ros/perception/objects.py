@@ -23,15 +23,16 @@ import open3d as o3d
 from engram_ros.core import labels
 from engram_ros.core import sketch
 from engram_ros.core.colour import surface_colour
+from engram_ros.core.merge import SIZE_ORDER
 from engram_ros.perception.errors import InputRejected
 from engram_ros.perception.geometry import backproject
 from engram_ros.perception.geometry import Intrinsics
 from engram_ros.perception.geometry import transform_points
 from engram_ros.perception.ghosts import GhostCheck
 
-#: Size classes by the largest extent [m]: (upper bound, name).
-SIZE_CLASSES: tuple[tuple[float, str], ...] = ((0.3, 'small'), (1.0, 'medium'),
-                                               (float('inf'), 'large'))
+#: Size classes by the largest extent [m]: (upper bound, name); the names are the core's, in
+#: its order (merging keeps the largest class: :func:`engram_ros.core.merge.one_size`).
+SIZE_CLASSES: tuple[tuple[float, str], ...] = tuple(zip((0.3, 1.0, float('inf')), SIZE_ORDER))
 
 
 @dataclass(frozen=True)

@@ -76,8 +76,8 @@ def declarations() -> list[tuple[str, Any, str]]:
         ('budget', 1000000, 'most engrams kept; consolidation forgets past it'),
         ('promote_after', 2, 'observations before promotion to long-term'),
         ('noise_support', 3, 'forget a one-off sighting as label noise when a lookalike with '
-         'another label and this many observations is at its place and seen again after it; '
-         '0 disables')]
+         'another label and this many observations is at its place, once the robot looked '
+         'there again (a view or visit, or the lookalike seen on a later visit); 0 disables')]
     out += [(f'merge_radius.{kind}', radius, f'[m] same-{kind} radius for merging')
             for kind, radius in MergePolicy().radius.items()]
     out += [(f'merge_similarity.{kind}', sim, f'min cosine to merge two {kind} engrams')
