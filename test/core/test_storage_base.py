@@ -181,6 +181,35 @@ def test_changed_engrams_are_kept_until_cleared(store: Storage) -> None:
     assert store.dirty_ids() == [4]
 
 
+def test_changes_are_numbered_in_write_order_and_deletes_stay_until_pruned(
+        store: Storage) -> None:
+    store.put([make_engram(1), make_engram(2)])
+    first = store.changes_since(0)
+    assert [i for i, _ in first] == [1, 2] and first[0][1] == first[1][1]
+    mark = first[-1][1]
+    store.put([make_engram(1, version=1)])
+    store.put([make_engram(3)], dirty=False)       # bookkeeping: not a change
+    store.delete([2])
+    later = store.changes_since(mark)
+    assert [i for i, _ in later] == [1, 2] and later[0][1] < later[1][1]
+    assert store.changes_since(mark, limit=1) == later[:1]
+    assert store.get([2]) == []                    # the delete is listed, its engram gone
+    assert store.prune_changes(later[-1][1]) == 1  # only the deleted one goes
+    assert [i for i, _ in store.changes_since(0)] == [1]
+    assert store.changes_since(later[-1][1]) == []
+
+
+def test_changes_survive_a_reopen(tmp_path: Path) -> None:
+    with SQLiteStorage(tmp_path / 'store') as backend:
+        backend.put([make_engram(1)])
+        backend.delete([1])
+        expected = backend.changes_since(0)
+    with SQLiteStorage(tmp_path / 'store') as backend:
+        assert backend.changes_since(0) == expected != []
+        backend.put([make_engram(4)])
+        assert backend.changes_since(expected[-1][1])[0][0] == 4
+
+
 def test_ids_are_monotonic_and_never_reused(store: Storage) -> None:
     first = [store.next_id() for _ in range(5)]
     assert first == sorted(first) and len(set(first)) == 5

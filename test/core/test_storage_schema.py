@@ -171,8 +171,20 @@ def _downgrade_to_schema_1(directory: Path) -> None:
     _set_marker(directory, schema_version=1)
 
 
+def _downgrade_to_schema_3(directory: Path) -> None:
+    """Turn a closed store into exactly what schema 3 wrote (no ``changes`` table)."""
+    conn = sqlite3.connect(directory / 'engrams.sqlite3')
+    conn.execute('DROP TABLE changes')
+    conn.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+    conn.execute('PRAGMA user_version = 3')
+    conn.commit()
+    conn.close()
+    _set_marker(directory, schema_version=3)
+
+
 def _downgrade_to_schema_2(directory: Path) -> None:
     """Turn a closed store into exactly what schema 2 wrote (no ``dirty`` table)."""
+    _downgrade_to_schema_3(directory)
     conn = sqlite3.connect(directory / 'engrams.sqlite3')
     conn.execute('DROP TABLE dirty')
     conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
@@ -180,6 +192,19 @@ def _downgrade_to_schema_2(directory: Path) -> None:
     conn.commit()
     conn.close()
     _set_marker(directory, schema_version=2)
+
+
+def test_schema_3_store_is_migrated_to_4_with_every_engram_changed(tmp_path: Path) -> None:
+    directory = _closed_store(tmp_path)
+    with SQLiteStorage(directory) as backend:
+        ids = [e.id for e in backend.iter_all()]
+    _downgrade_to_schema_3(directory)
+    with SQLiteStorage(directory) as backend:
+        assert backend.get_meta('schema_version') == str(SCHEMA_VERSION) == '4'
+        # A first sync after the migration uploads every engram kept.
+        assert backend.changes_since(0) == [(i, 1) for i in ids] != []
+        backend.put([backend.get([ids[0]])[0]])
+        assert backend.changes_since(1) == [(ids[0], 2)]
 
 
 def test_schema_2_store_is_migrated_to_3_with_short_term_engrams_marked_changed(
@@ -190,13 +215,13 @@ def test_schema_2_store_is_migrated_to_3_with_short_term_engrams_marked_changed(
     _downgrade_to_schema_2(directory)
     with SQLiteStorage(directory) as backend:
         assert [e.id for e in backend.iter_all()] == [e.id for e in expected]
-        assert backend.get_meta('schema_version') == str(SCHEMA_VERSION) == '3'
+        assert backend.get_meta('schema_version') == str(SCHEMA_VERSION) == '4'
         # Schema 2 did not record what changed since the last consolidation: the recent
         # (short-term) engrams are marked, so their duplicates are still merged.
         assert backend.dirty_ids() == [e.id for e in expected if e.tier == 'short'] != []
         backend.clear_dirty()
-    assert json.loads((directory / 'STORE').read_text())['schema_version'] == 3
-    with SQLiteStorage(directory) as backend:   # a plain v3 store now: nothing re-marked
+    assert json.loads((directory / 'STORE').read_text())['schema_version'] == 4
+    with SQLiteStorage(directory) as backend:   # a plain v4 store now: nothing re-marked
         assert backend.dirty_ids() == []
 
 
@@ -212,12 +237,12 @@ def test_schema_1_store_is_migrated_without_losing_engrams(tmp_path: Path) -> No
             assert new.label == old.label and new.tags == old.tags
             np.testing.assert_array_equal(new.vector, old.vector)
             assert new.valid_from == old.first_seen and new.valid_to is None
-        assert backend.get_meta('schema_version') == str(SCHEMA_VERSION) == '3'
+        assert backend.get_meta('schema_version') == str(SCHEMA_VERSION) == '4'
         assert backend.edges() == []
         backend.put_edges([PlaceEdge(2, 1, 3, T_EDGE)])
         assert backend.edges() == [PlaceEdge(1, 2, 3, T_EDGE)]
-    assert json.loads((directory / 'STORE').read_text())['schema_version'] == 3
-    with SQLiteStorage(directory) as backend:       # and it opens again as a plain v3 store
+    assert json.loads((directory / 'STORE').read_text())['schema_version'] == 4
+    with SQLiteStorage(directory) as backend:       # and it opens again as a plain v4 store
         assert backend.count() == len(expected) and len(backend.edges()) == 1
         backend.delete([1])
         assert backend.edges() == []

@@ -90,8 +90,10 @@ class Storage(abc.ABC):
         """Insert or replace engrams by id, atomically (all of them or none).
 
         With ``dirty`` their ids join the set of engrams changed since the last consolidation
-        (:meth:`dirty_ids`), in the same transaction: a restart keeps it, so recent duplicates
-        are still merged by the next pass. Bookkeeping writes (recall statistics) pass False.
+        (:meth:`dirty_ids`) and are stamped with the next change number (:meth:`changes_since`),
+        in the same transaction: a restart keeps both, so recent duplicates are still merged by
+        the next pass and a fleet sync still uploads them. Bookkeeping writes (recall
+        statistics) pass False.
 
         Arrays are stored flat: position (3), orientation (4), covariance (36) as float64, the
         vector as float32. The vector dimension is fixed by the first put (or a ``dim`` meta
@@ -107,6 +109,28 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def dirty_ids(self) -> list[int]:
         """Ids put with ``dirty`` since the last :meth:`clear_dirty` and not deleted, sorted.
+
+        :raises StoreClosedError: after :meth:`close`.
+        """
+
+    @abc.abstractmethod
+    def changes_since(self, seq: int, limit: int = 10000) -> list[tuple[int, int]]:
+        """``(id, change number)`` of the engrams put (with ``dirty``) or deleted after change
+        number ``seq``, oldest change first, at most ``limit``; a deleted id is still listed
+        (its engram is gone) until :meth:`prune_changes` passes it.
+
+        Every put with ``dirty`` and every delete stamps its ids with one new number, larger
+        than any before, in the write's own transaction; so a reader that keeps the last
+        number it handled (e.g. in :meth:`set_meta`) and asks for what follows sees every
+        change once, across restarts and crashes.
+
+        :raises StoreClosedError: after :meth:`close`.
+        """
+
+    @abc.abstractmethod
+    def prune_changes(self, through: int) -> int:
+        """Forget the change rows of deleted engrams numbered at most ``through`` (a sync has
+        passed them); return how many were removed.
 
         :raises StoreClosedError: after :meth:`close`.
         """

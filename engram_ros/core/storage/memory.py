@@ -45,6 +45,10 @@ class MemoryStorage(Storage):
         self._engrams: dict[int, Engram] = {}
         self._edges: dict[tuple[int, int], PlaceEdge] = {}
         self._dirty: set[int] = set()
+        #: id -> change number (see :meth:`Storage.changes_since`); a rollback keeps the
+        #: numbers it stamped (a sync then re-reads an unchanged engram: harmless).
+        self._changes: dict[int, int] = {}
+        self._change_seq = 0
         self._meta: dict[str, str] = {META_SCHEMA_VERSION: str(SCHEMA_VERSION),
                                       META_NEXT_ID: str(FIRST_ID)}
         self._closed = False
@@ -101,6 +105,7 @@ class MemoryStorage(Storage):
                 self._engrams[row[ID]] = decode_row(row)
             if dirty:
                 self._dirty.update(row[ID] for row in rows)
+                self._stamp(row[ID] for row in rows)
             self._meta[META_DIM] = str(new_dim)
             top = max(row[ID] for row in rows) + 1
             if top > int(self._meta[META_NEXT_ID]):
@@ -127,6 +132,7 @@ class MemoryStorage(Storage):
             self._edges = {k: e for k, e in self._edges.items()
                            if k[0] not in gone and k[1] not in gone}
             self._dirty -= gone
+            self._stamp(gone)
             return sum(self._engrams.pop(i, None) is not None for i in gone)
 
     def dirty_ids(self) -> list[int]:
@@ -134,6 +140,28 @@ class MemoryStorage(Storage):
         with self._lock:
             self._check_open()
             return sorted(self._dirty)
+
+    def changes_since(self, seq: int, limit: int = 10000) -> list[tuple[int, int]]:
+        """See :meth:`Storage.changes_since`."""
+        with self._lock:
+            self._check_open()
+            later = sorted((n, i) for i, n in self._changes.items() if n > seq)
+            return [(i, n) for n, i in later[:max(0, int(limit))]]
+
+    def prune_changes(self, through: int) -> int:
+        """See :meth:`Storage.prune_changes`."""
+        with self._lock:
+            self._check_open()
+            gone = [i for i, n in self._changes.items()
+                    if n <= through and i not in self._engrams]
+            for i in gone:
+                del self._changes[i]
+            return len(gone)
+
+    def _stamp(self, ids: Iterator[int] | Sequence[int] | set[int]) -> None:
+        self._change_seq += 1
+        for i in ids:
+            self._changes[int(i)] = self._change_seq
 
     def clear_dirty(self) -> None:
         """See :meth:`Storage.clear_dirty`."""
@@ -220,6 +248,7 @@ class MemoryStorage(Storage):
             self._engrams.clear()
             self._edges.clear()
             self._dirty.clear()
+            self._changes.clear()
 
 
 _MISSING = object()

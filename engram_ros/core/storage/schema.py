@@ -17,7 +17,11 @@ columns of ``engrams`` (``ALTER TABLE ... ADD COLUMN``) and the ``place_edges`` 
 place graph (``CREATE TABLE``); schema 2 -> 3 adds the ``dirty`` table, the engrams changed
 since the last consolidation (schema 2 kept that set in RAM only, so a restart lost it and
 recent duplicates were never merged; the migration marks the short-term engrams, the recent
-ones, as changed). Each migration runs in one transaction, then the marker is rewritten.
+ones, as changed); schema 3 -> 4 adds the ``changes`` table, a change sequence per engram id
+(every put and delete stamps its ids with the next number, in the same transaction) that a
+fleet sync reads to upload only what changed since its last run (the migration stamps every
+engram kept with 1, so a first sync uploads them all). Each migration runs in one transaction,
+then the marker is rewritten.
 """
 
 from __future__ import annotations
@@ -38,9 +42,9 @@ from engram_ros.core.files import open_private
 logger = logging.getLogger(__name__)
 
 #: Version of the on-disk layout and SQL schema this code reads and writes.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 #: Older schema versions this code migrates in place when it opens them.
-MIGRATABLE_VERSIONS = frozenset({1, 2})
+MIGRATABLE_VERSIONS = frozenset({1, 2, 3})
 #: Value of ``format`` in the marker file.
 STORE_FORMAT = 'engram_ros store'
 MARKER_NAME = 'STORE'
@@ -68,6 +72,8 @@ TABLES = ('meta', 'engrams', 'engram_tags', 'engram_evidence')
 TABLES_V2 = ('place_edges',)
 #: Tables added by schema 3.
 TABLES_V3 = ('dirty',)
+#: Tables added by schema 4.
+TABLES_V4 = ('changes',)
 
 #: What schema 1 -> 2 adds (statements run in order in one transaction).
 MIGRATE_1_TO_2 = (
@@ -99,7 +105,7 @@ MIGRATE_2_TO_3 = (
     "INSERT INTO dirty (engram_id) SELECT id FROM engrams WHERE tier = 'short'",
 )
 
-SCHEMA_SQL = (
+_SCHEMA_1_SQL = (
     'CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)',
     'CREATE TABLE engrams ('
     ' id INTEGER PRIMARY KEY,'
@@ -140,7 +146,20 @@ SCHEMA_SQL = (
     'CREATE INDEX engram_evidence_by_file ON engram_evidence(file)',
     'CREATE INDEX engrams_by_kind ON engrams(kind)',
     'CREATE INDEX engrams_by_last_seen ON engrams(last_seen)',
-) + MIGRATE_1_TO_2 + MIGRATE_2_TO_3[:1]
+)
+
+#: What schema 3 -> 4 adds: the change sequence (see :meth:`Storage.changes_since`). A
+#: deleted engram keeps its row (a tombstone: the id with the delete's number) until a sync
+#: that has passed it prunes it (:meth:`Storage.prune_changes`), so no foreign key.
+MIGRATE_3_TO_4 = (
+    'CREATE TABLE changes ('
+    ' engram_id INTEGER PRIMARY KEY,'
+    ' seq INTEGER NOT NULL'
+    ')',
+    'CREATE INDEX changes_by_seq ON changes(seq)',
+    'INSERT INTO changes (engram_id, seq) SELECT id, 1 FROM engrams',
+)
+SCHEMA_SQL = _SCHEMA_1_SQL + MIGRATE_1_TO_2 + MIGRATE_2_TO_3[:1] + MIGRATE_3_TO_4[:2]
 
 #: Columns of ``engrams`` in row order; each is named after the :class:`Engram` field it holds
 #: (:mod:`engram_ros.core.model.codec` encodes them).
@@ -321,7 +340,8 @@ def _check_tables(conn: sqlite3.Connection, where: str, refuse: Refuse,
         return False
     check_version(version, where, refuse)
     missing = [t for t in TABLES + (TABLES_V2 if version >= 2 else ())
-               + (TABLES_V3 if version >= 3 else ()) if t not in tables]
+               + (TABLES_V3 if version >= 3 else ()) + (TABLES_V4 if version >= 4 else ())
+               if t not in tables]
     if missing:
         raise refuse(f'the database {where!r} lacks tables {", ".join(missing)}')
     row = conn.execute('SELECT value FROM meta WHERE key = ?',
@@ -357,6 +377,9 @@ def migrate(conn: sqlite3.Connection, directory: Path) -> None:
                 conn.execute(statement)
         if version <= 2:
             for statement in MIGRATE_2_TO_3:
+                conn.execute(statement)
+        if version <= 3:
+            for statement in MIGRATE_3_TO_4:
                 conn.execute(statement)
         conn.execute('UPDATE meta SET value = ? WHERE key = ?',
                      (str(SCHEMA_VERSION), META_SCHEMA_VERSION))

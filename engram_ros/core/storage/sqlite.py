@@ -347,6 +347,7 @@ class SQLiteStorage(ColumnScans, EvidenceFiles, Storage):
             if dirty:
                 conn.executemany('INSERT OR IGNORE INTO dirty (engram_id) VALUES (?)',
                                  [(row[ID],) for row in rows])
+                self._stamp(conn, [row[ID] for row in rows])
             if dim is None:
                 conn.execute('INSERT INTO meta (key, value) VALUES (?, ?)', (META_DIM,
                                                                              str(new_dim)))
@@ -359,6 +360,29 @@ class SQLiteStorage(ColumnScans, EvidenceFiles, Storage):
         with self._read() as conn:
             return [int(row[0]) for row in conn.execute(
                 'SELECT engram_id FROM dirty ORDER BY engram_id')]
+
+    def changes_since(self, seq: int, limit: int = 10000) -> list[tuple[int, int]]:
+        """See :meth:`Storage.changes_since`."""
+        with self._read() as conn:
+            return [(int(i), int(n)) for i, n in conn.execute(
+                'SELECT engram_id, seq FROM changes WHERE seq > ? ORDER BY seq, engram_id '
+                'LIMIT ?', (int(seq), max(0, int(limit))))]
+
+    def prune_changes(self, through: int) -> int:
+        """See :meth:`Storage.prune_changes`."""
+        with self._write() as conn:
+            return conn.execute(
+                'DELETE FROM changes WHERE seq <= ? AND engram_id NOT IN '
+                '(SELECT id FROM engrams)', (int(through),)).rowcount
+
+    @staticmethod
+    def _stamp(conn: sqlite3.Connection, ids: Sequence[int]) -> None:
+        """Stamp ``ids`` with the next change number (writes are serialised, so numbers
+        follow commit order)."""
+        seq = conn.execute('SELECT COALESCE(MAX(seq), 0) + 1 FROM changes').fetchone()[0]
+        conn.executemany('INSERT INTO changes (engram_id, seq) VALUES (?, ?) '
+                         'ON CONFLICT(engram_id) DO UPDATE SET seq = excluded.seq',
+                         [(int(i), seq) for i in ids])
 
     def clear_dirty(self) -> None:
         """See :meth:`Storage.clear_dirty`."""
@@ -403,6 +427,7 @@ class SQLiteStorage(ColumnScans, EvidenceFiles, Storage):
                                         chunk).rowcount
                 conn.execute(f'DELETE FROM place_edges WHERE a IN ({marks}) OR b IN ({marks})',
                              list(chunk) + list(chunk))
+            self._stamp(conn, unique)
             orphans = [f for f in sorted(candidates) if conn.execute(
                 'SELECT 1 FROM engram_evidence WHERE file = ? LIMIT 1', (f,)).fetchone() is None]
         # Files go only after the commit, so a failed transaction never loses evidence. A put
