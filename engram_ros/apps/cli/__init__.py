@@ -15,6 +15,7 @@ Offline, on a store directory (stop the memory node first, or use ``--node``)::
     engram --store DIR map --out map.png  # top-down picture, coloured by kind
     engram keygen FILE                    # a new master key (audit MACs, evidence encryption)
     engram ingest-bag BAG --store DIR [--params FILE] [--keep-partial]   # memory from a bag
+    engram fleet serve FILE [--address HOST:PORT]   # one milvus-lite file for many robots
 
 A store whose audit log is keyed needs its key file for every command: ``--key FILE``.
 
@@ -42,6 +43,7 @@ from typing import TextIO
 
 from engram_ros.apps.cli import backup
 from engram_ros.apps.cli import edit
+from engram_ros.apps.cli import fleet
 from engram_ros.apps.cli import ingest_bag
 from engram_ros.apps.cli import inspect
 from engram_ros.apps.cli import keygen
@@ -79,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
                              'store)')
     parser.add_argument('--json', action='store_true', help='JSON lines instead of tables')
     sub = parser.add_subparsers(dest='command', required=True, metavar='COMMAND')
-    for group in (*_OFFLINE_GROUPS, backup, keygen, ingest_bag):
+    for group in (*_OFFLINE_GROUPS, backup, keygen, ingest_bag, fleet):
         group.add_parsers(sub)
     return parser
 
@@ -94,6 +96,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
             return keygen.cmd_keygen(args, out)
         if args.command == 'ingest-bag':
             return ingest_bag.cmd_ingest_bag(args, out)
+        if args.command == 'fleet':
+            return fleet.cmd_fleet(args, out)
         if args.node:
             return run_node(args, out)
         if args.store is None:

@@ -217,6 +217,13 @@ class MilvusBackend:
             self._open()
             return self._properties().get(PROP_META + key, default)
 
+    def meta_items(self, prefix: str = '') -> dict[str, str]:
+        """Every metadata key starting with ``prefix`` and its value (one read)."""
+        with self._lock:
+            self._open()
+            return {k[len(PROP_META):]: v for k, v in self._properties().items()
+                    if k.startswith(PROP_META + prefix)}
+
     def set_meta(self, key: str, value: str) -> None:
         """See :meth:`MemoryBackend.set_meta`."""
         with self._lock:
