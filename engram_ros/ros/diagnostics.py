@@ -57,7 +57,8 @@ def memory_diagnostics(stamp: Time, node_fqn: str, counters: dict[str, int], siz
                        storage_failing: str = '', publishers: int = 0,
                        loss_counting: bool = True,
                        graph_pending: bool = False,
-                       index_cache: str = 'loaded') -> DiagnosticArray:
+                       index_cache: str = 'loaded',
+                       fleet: dict[str, str] | None = None) -> DiagnosticArray:
     """The memory's status, named after ``node_fqn`` (``/robot1/engram_memory``): ERROR while
     storage fails (``storage_failing`` says how) or when the audit log was found cut or missing
     files at start (``audit_gaps`` > 0: a gap record now says so; ``engram verify`` shows it);
@@ -69,6 +70,10 @@ def memory_diagnostics(stamp: Time, node_fqn: str, counters: dict[str, int], siz
     ``index_cache``: how this start got its index: ``loaded`` (the cache a clean close saved),
     ``rebuilt`` (none, e.g. after a crash), ``rejected: <why>`` (a cache was there but corrupt,
     stale or of another format, so the index was rebuilt from storage).
+    ``fleet``: the fleet sync's status (:meth:`~engram_ros.core.fleet.sync.FleetSync.status`):
+    key ``fleet`` is ``off`` (no ``fleet.uri``), ``connecting``, ``connected``,
+    ``unreachable: <why>`` or ``refused: <why>`` (WARN: the robot runs on its own memory),
+    and ``fleet.<counter>`` its counters.
 
     Values from the audit log: ``audit_gaps`` (problems found at this start),
     ``audit_gaps_logged`` (gap records the log holds in all), ``audit_keyed``.
@@ -85,6 +90,10 @@ def memory_diagnostics(stamp: Time, node_fqn: str, counters: dict[str, int], siz
                + (', index graph being built (exact search meanwhile)' if graph_pending
                   else '')
                + (f'; {storage_failing}' if storage_failing else ''))
+    fleet = fleet or {'fleet': 'off'}
+    fleet_down = fleet['fleet'].startswith(('unreachable', 'refused'))
+    if fleet_down:
+        message += f'; fleet {fleet["fleet"]}'
     if problems:
         message = f'audit log damaged: {problems[0]}; ' + message
     values = dict(counters, engrams=size, short_term=short_term,
@@ -92,12 +101,13 @@ def memory_diagnostics(stamp: Time, node_fqn: str, counters: dict[str, int], siz
                   write_queue=write_queue, publishers=publishers,
                   loss_counting=str(loss_counting).lower(),
                   index_graph='pending' if graph_pending else 'ready',
-                  index_cache=index_cache)
+                  index_cache=index_cache, **fleet)
     if audit is not None:
         values.update(audit_gaps=len(problems), audit_gaps_logged=audit.gaps,
                       audit_keyed=str(audit.keyed).lower())
     array = diagnostic_array(stamp, f'{node_fqn}: memory', message, values.items(),
-                             warn=bool(dropped or lost or counters.get('storage_errors', 0)))
+                             warn=bool(dropped or lost or counters.get('storage_errors', 0)
+                                       or fleet_down))
     if problems or storage_failing:
         array.status[0].level = DiagnosticStatus.ERROR
     return for_node(array, node_fqn)

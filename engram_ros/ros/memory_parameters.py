@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 import os
+import re
+import socket
 from pathlib import Path
 from typing import Any
 from typing import Callable
@@ -22,6 +24,9 @@ from engram_ros.core.audit import AuditLog
 from engram_ros.core.audit import check_key
 from engram_ros.core.evidence import EvidenceStore
 from engram_ros.core.evidence import load_key
+from engram_ros.core.fleet.link import FleetLink
+from engram_ros.core.fleet.sync import FleetSync
+from engram_ros.core.fleet.sync import parse_share
 from engram_ros.core.forgetting import RetentionPolicy
 from engram_ros.core.keys import read_key_file
 from engram_ros.core.memory import MemoryStore
@@ -42,17 +47,19 @@ READ_ONLY = ('persist', 'store_dir', 'synchronous', 'frame_id', 'dim', 'ingest_t
              'privacy.zones', 'privacy.time_windows', 'encrypt_evidence', 'encryption_key_file',
              'semantic_text', 'audit_max_mb', 'audit_keep_files', 'audit_key_file',
              'write_queue_size', 'autostart', 'queue_depth', 'ingest_batch',
-             'ingest_rate_limit', 'max_observation_bytes')
+             'ingest_rate_limit', 'max_observation_bytes', 'fleet.uri', 'fleet.token',
+             'fleet.collection', 'fleet.robot_id', 'fleet.encoder', 'fleet.sync_period',
+             'fleet.share', 'fleet.backlog')
 #: String arrays without a default (an empty list has no type in ROS): unset means none.
 STRING_ARRAY = Parameter.Type.STRING_ARRAY
 
 _POSITIVE_INTS = ('max_k', 'short_term_capacity', 'budget', 'promote_after', 'max_markers',
                   'write_queue_size', 'dim', 'queue_depth', 'ingest_batch',
-                  'max_observation_bytes')
+                  'max_observation_bytes', 'fleet.backlog')
 _NON_NEGATIVE_INTS = ('miss_visits', 'noise_support', 'audit_keep_files')
 _NON_NEGATIVE = ('ingest_rate_limit', 'anchor_radius', 'edge_max_gap', 'move_grace',
                  'protect_score', 'miss_visit_gap', 'consolidation_period')
-_POSITIVE = ('diagnostics_period', 'marker_period', 'audit_max_mb')
+_POSITIVE = ('diagnostics_period', 'marker_period', 'audit_max_mb', 'fleet.sync_period')
 
 
 class ParameterValueError(ValueError):
@@ -128,7 +135,19 @@ def declarations() -> list[tuple[str, Any, str]]:
          'only'),
         ('semantic_text', True, 'map query text that names no known tag to tags by meaning '
          'with the offline sentence model (loaded in the background)'),
-        ('semantic_threshold', 0.38, 'least cosine similarity of a match by meaning')]
+        ('semantic_threshold', 0.38, 'least cosine similarity of a match by meaning'),
+        ('fleet.uri', '', "fleet memory (docs/fleet.md): '' none; a milvus-lite path, or "
+         'http://HOST:PORT (engram fleet serve, a Milvus server)'),
+        ('fleet.token', '', "a Milvus server's user:password or API token"),
+        ('fleet.collection', 'engrams', 'the fleet collection'),
+        ('fleet.robot_id', '', "written with every fleet row; '': the node's namespace"),
+        ('fleet.encoder', '', 'encoder identity all robots share; a collection made with '
+         'another (or another dim) is refused'),
+        ('fleet.sync_period', 2.0, '[s] between fleet syncs (uploads, deletes, reconnects)'),
+        ('fleet.share', 'all', 'what leaves the robot: none, places, all, or kinds '
+         '(object,place); privacy zones and windows never leave'),
+        ('fleet.backlog', 10000, 'changed engrams kept while the fleet is unreachable; past '
+         'it the oldest are dropped and counted')]
     return out
 
 
@@ -226,7 +245,34 @@ def rejection(name: str, value: Any) -> str | None:
         return 'semantic_threshold must be in [-1, 1]'
     if name == 'feedback_rate' and not 0.0 < value <= 1.0:
         return 'feedback_rate must be in (0, 1]'
+    if name == 'fleet.share':
+        try:
+            parse_share(value)
+        except ValueError as exc:
+            return str(exc)
     return None
+
+
+def robot_id(configured: str, namespace: str) -> str:
+    """``fleet.robot_id``, or the namespace made an id (``/house/robot1`` -> ``house_robot1``;
+    the host name in the root namespace)."""
+    text = configured or '_'.join(p for p in namespace.split('/') if p) or socket.gethostname()
+    return re.sub(r'[^A-Za-z0-9_.-]', '_', text)[:255]
+
+
+def open_fleet(value: Callable[[str], Any], store: MemoryStore,
+               namespace: str) -> FleetSync | None:
+    """The fleet sync the parameters ask for (not started; nothing is connected yet: the
+    sync thread connects), or None without ``fleet.uri``."""
+    if not value('fleet.uri'):
+        return None
+    link = FleetLink(value('fleet.uri'), store.config.dim,
+                     robot_id=robot_id(value('fleet.robot_id'), namespace),
+                     model=value('fleet.encoder'), collection=value('fleet.collection'),
+                     token=value('fleet.token'), frame_id=store.config.frame_id,
+                     retry_max=max(60.0, value('fleet.sync_period')))
+    return FleetSync(store.storage, link, share=value('fleet.share'),
+                     privacy=store.config.privacy, backlog=value('fleet.backlog'))
 
 
 def apply(config: StoreConfig, text_matcher, name: str, value: Any) -> None:

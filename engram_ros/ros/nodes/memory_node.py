@@ -102,6 +102,9 @@ class MemoryNode(ManagedNode):
     def __init__(self, **kwargs) -> None:
         super().__init__('engram_memory', **kwargs)
         self.store: MemoryStore | None = None
+        #: The fleet sync and its link (``fleet.uri``); None without a fleet.
+        self.fleet_sync = None
+        self.fleet_link = None
         try:
             self._declare_parameters()
             self.add_on_set_parameters_callback(self.parameters_callback)
@@ -135,6 +138,7 @@ class MemoryNode(ManagedNode):
             # start values by the rules of changes (the callback never saw them)
             memory_parameters.check_start(self._value)
             self.store = self._open_store()
+            self._open_fleet()
             self.creating(self._build, self.configured_entities)
         except BaseException:
             self._cleanup()
@@ -272,6 +276,19 @@ class MemoryNode(ManagedNode):
         store, self._store_dir = memory_parameters.open_store(self._value)
         store.clock = self._now
         return store
+
+    def _open_fleet(self) -> None:
+        """The fleet sync (``fleet.uri``), on its own thread: it connects, uploads and
+        retries there, so an absent fleet never delays a callback. ``fleet_link`` is the
+        connection; a store that takes one (``MemoryStore.fleet``) gets it."""
+        self.fleet_sync = memory_parameters.open_fleet(self._value, self.store,
+                                                       self.get_namespace())
+        self.fleet_link = None if self.fleet_sync is None else self.fleet_sync.link
+        if self.fleet_sync is None:
+            return
+        if hasattr(self.store, 'fleet'):
+            self.store.fleet = self.fleet_link
+        self.fleet_sync.start(self.get_parameter('fleet.sync_period').value)
 
     def _now(self) -> float:
         """The memory's clock: the node's (simulated time under ``use_sim_time``, so ages and
@@ -536,7 +553,8 @@ class MemoryNode(ManagedNode):
             self._semantic_state, self.store.audit, write_queue=len(queue),
             storage_failing=self.health.faults.summary(), publishers=self.intake.loss.publishers,
             loss_counting=self.intake.loss.counting, graph_pending=self.store.graph_pending,
-            index_cache=index_cache_state(self.store)))
+            index_cache=index_cache_state(self.store),
+            fleet=None if self.fleet_sync is None else self.fleet_sync.status()))
 
     def destroy_node(self) -> None:
         self._cleanup()
@@ -553,6 +571,10 @@ class MemoryNode(ManagedNode):
                     f'{len(lost)} observations could not be written before shutdown and are '
                     f'lost: {self.health.faults.summary()}')
         self.intake = self.ingest_queue = None
+        sync = getattr(self, 'fleet_sync', None)
+        if sync is not None:          # before the store closes: the thread reads it
+            sync.stop()
+            self.fleet_sync = None
         if self.store is not None:    # None: not configured, or refused before opening it
             try:
                 self.store.close()
