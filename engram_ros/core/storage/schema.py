@@ -2,7 +2,7 @@
 
 A store directory looks like this::
 
-    <dir>/STORE             marker: JSON {"format": "engram_ros store", "schema_version": 3, ...}
+    <dir>/STORE             marker: JSON {"format": "engram_ros store", "schema_version": 4, ...}
     <dir>/engrams.sqlite3   the database (WAL mode; -wal/-shm files appear beside it)
     <dir>/evidence/         evidence files (crops, frames, clips) written by perception
     <dir>/index/            a cached vector index; derived data, safe to delete
