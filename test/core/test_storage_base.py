@@ -189,7 +189,7 @@ def test_changes_are_numbered_in_write_order_and_deletes_stay_until_pruned(
     mark = first[-1][1]
     store.put([make_engram(1, version=1)])
     store.put([make_engram(3)], dirty=False)       # bookkeeping: not a change
-    store.delete([2])
+    store.delete([2, 99])                          # 99 never existed: no change
     later = store.changes_since(mark)
     assert [i for i, _ in later] == [1, 2] and later[0][1] < later[1][1]
     assert store.changes_since(mark, limit=1) == later[:1]

@@ -132,7 +132,7 @@ class MemoryStorage(Storage):
             self._edges = {k: e for k, e in self._edges.items()
                            if k[0] not in gone and k[1] not in gone}
             self._dirty -= gone
-            self._stamp(gone)
+            self._stamp(i for i in gone if i in self._engrams)
             return sum(self._engrams.pop(i, None) is not None for i in gone)
 
     def dirty_ids(self) -> list[int]:

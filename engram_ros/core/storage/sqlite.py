@@ -418,6 +418,8 @@ class SQLiteStorage(ColumnScans, EvidenceFiles, Storage):
                 candidates.update(row[0] for row in conn.execute(
                     f'SELECT file FROM engram_evidence WHERE file IS NOT NULL '
                     f'AND engram_id IN ({marks})', chunk))
+            present = [int(row[0]) for chunk in chunks(unique) for row in conn.execute(
+                f'SELECT id FROM engrams WHERE id IN ({", ".join("?" * len(chunk))})', chunk)]
             self._delete_children(conn, unique)
             deleted = 0
             for chunk in chunks(unique):
@@ -427,7 +429,8 @@ class SQLiteStorage(ColumnScans, EvidenceFiles, Storage):
                                         chunk).rowcount
                 conn.execute(f'DELETE FROM place_edges WHERE a IN ({marks}) OR b IN ({marks})',
                              list(chunk) + list(chunk))
-            self._stamp(conn, unique)
+            if present:                 # a delete is a change only of engrams that existed
+                self._stamp(conn, present)
             orphans = [f for f in sorted(candidates) if conn.execute(
                 'SELECT 1 FROM engram_evidence WHERE file = ? LIMIT 1', (f,)).fetchone() is None]
         # Files go only after the commit, so a failed transaction never loses evidence. A put
