@@ -89,3 +89,13 @@ def test_accepted_changes_reach_the_running_config():
     assert config.merge.radius['object'] == 0.8
     assert config.retention.important_tags == ('room:kitchen',)
     assert config.misses.visits == 3
+
+
+def test_fleet_robot_id_defaults_to_the_namespace_and_share_is_checked():
+    assert memory_parameters.robot_id('', '/house/robot1') == 'house_robot1'
+    assert memory_parameters.robot_id('arm 2', '/house/robot1') == 'arm_2'
+    assert memory_parameters.robot_id('', '/')                 # the host name, never empty
+    assert 'accepted none, places, all' in memory_parameters.rejection('fleet.share', 'most')
+    assert memory_parameters.rejection('fleet.share', 'object,place') is None
+    assert 'fleet.backlog must be >= 1' in memory_parameters.rejection('fleet.backlog', 0)
+    assert memory_parameters.open_fleet(defaults().get, None, '/r1') is None   # off by default
