@@ -332,16 +332,49 @@ def test_another_dimension_is_refused_naming_both_and_nothing_written(tmp_path: 
         store.close()
 
 
-def test_a_corrupt_fleet_file_is_a_clear_error_and_the_robot_runs_on(tmp_path: Path) -> None:
+def _garbage_file(path: Path) -> None:
+    path.write_bytes(os.urandom(4096))
+
+
+def _garbage_collection(path: Path) -> None:
+    """A fleet database (a directory in milvus-lite 3) whose every collection file is
+    overwritten with random bytes. Made by another process: one that opened it keeps serving
+    it from RAM until it exits."""
+    subprocess.run([sys.executable, '-c', MAKE_FLEET, str(path)], check=True, timeout=120,
+                   capture_output=True)
+    files = [p for p in (path / 'collections').rglob('*') if p.is_file()]
+    assert files
+    for file in files:
+        file.write_bytes(os.urandom(512))
+
+
+MAKE_FLEET = f"""
+import sys
+import numpy as np
+from engram_ros.core.backends.milvus import MilvusBackend
+from engram_ros.core.model.engram import Engram
+fleet = MilvusBackend(sys.argv[1], {DIM}, model={MODEL!r})
+fleet.put([Engram(id=1, kind='object', frame_id='map', position=np.zeros(3),
+                  vector=np.ones({DIM}, dtype=np.float32) / {DIM} ** 0.5, first_seen=1.0,
+                  last_seen=1.0)])
+fleet.flush()
+fleet.close()
+"""
+
+
+@pytest.mark.parametrize('corrupt', [_garbage_file, _garbage_collection])
+def test_a_corrupt_fleet_file_is_a_clear_error_and_the_robot_runs_on(tmp_path: Path,
+                                                                     corrupt) -> None:
     uri = tmp_path / 'fleet.db'
-    uri.write_bytes(os.urandom(4096))
+    corrupt(uri)
     store = _store(tmp_path / 'store')
     link = _link(str(uri))
     sync = FleetSync(store.storage, link)
     try:
         store.ingest(_obs('mug'))
         assert not sync.run_once()
-        assert 'cannot open Milvus' in sync.status()['fleet']
+        status = sync.status()['fleet']
+        assert status.startswith('unreachable: ') and str(uri) in status, status
         assert store.ingest(_obs('cup', (4.0, 0.0, 0.0))).engram_id > 0
     finally:
         sync.stop()

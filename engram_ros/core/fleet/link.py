@@ -172,6 +172,8 @@ class FleetLink:
 
     def _unreachable(self, exc: BaseException) -> None:
         why = ' '.join(str(exc).split())[:300] or type(exc).__name__
+        if self.uri not in why:             # e.g. a corrupt collection file: say where
+            why = f'fleet at {self.uri!r}: {why}'
         with self._lock:
             self._state, self._reason = UNREACHABLE, why
             self.attempt_failures += 1
