@@ -273,6 +273,21 @@ class _free_port:
         return None
 
 
+def test_an_unreachable_fleet_is_retried_only_after_a_doubling_backoff() -> None:
+    now = [0.0]
+    with _free_port() as port:
+        link = FleetLink(f'http://127.0.0.1:{port}', DIM, robot_id='r1', model=MODEL,
+                         retry_initial=10.0, retry_max=15.0, clock=lambda: now[0])
+        assert link.connect() is None and link.attempts == 1
+        now[0] = 9.9
+        assert link.connect() is None and link.attempts == 1      # waiting out 10 s
+        now[0] = 10.0
+        assert link.connect() is None and link.attempts == 2
+        now[0] = 24.9
+        assert link.connect() is None and link.attempts == 2      # then 15 s (the cap)
+        assert link.status().startswith('unreachable: ')
+
+
 def test_fleet_gone_later_backlog_is_bounded_and_counted_then_drained(tmp_path: Path) -> None:
     server = Served(tmp_path / 'fleet.db')
     store = _store(tmp_path / 'store')
