@@ -49,7 +49,7 @@ from engram_ros.apps.wiring import SETS
 _LOG = logging.getLogger('engram_launch')
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the child before exec: new session, and SIGTERM when the launcher dies (Linux)."""
     os.setsid()
     try:
@@ -145,7 +145,7 @@ class Launcher:
                 out = child.log_file
             child.proc = subprocess.Popen(child.command, stdout=out,
                                           stderr=subprocess.STDOUT if out else None,
-                                          preexec_fn=_die_with_parent, env=env, cwd=os.getcwd())
+                                          preexec_fn=die_with_parent, env=env, cwd=os.getcwd())
             _LOG.info('started %s (pid %d)', child.spec.name, child.proc.pid)
 
     def pids(self) -> dict[str, int]:

@@ -58,15 +58,19 @@ class Answer:
     unconfirmed: list = field(default_factory=list)
     #: The answer in words, printed above the table ('' = none).
     summary: str = ''
+    #: Per engram, the robot that saw it (Recall's ``robots``; empty for one robot's answer).
+    robots: list = field(default_factory=list)
 
     def keep(self, wanted: Callable[[object], bool]) -> 'Answer':
         """Drop the engrams ``wanted`` rejects, keeping scores and notes aligned."""
         rows = [(e, self.scores[i] if i < len(self.scores) else 0.0,
-                 self.note[i] if i < len(self.note) else '')
+                 self.note[i] if i < len(self.note) else '',
+                 self.robots[i] if i < len(self.robots) else '')
                 for i, e in enumerate(self.engrams) if wanted(e)]
         self.engrams = [r[0] for r in rows]
         self.scores = [r[1] for r in rows]
         self.note = [r[2] for r in rows] if self.note else []
+        self.robots = [r[3] for r in rows] if self.robots else []
         return self
 
     def hold_back_unconfirmed(self) -> 'Answer':
@@ -123,15 +127,20 @@ class Watcher:
 
 
 class Progress:
-    """The exploration's progress bar (tqdm, on stderr): frames done of the patrol, and the lap."""
+    """The exploration's progress bar (tqdm, on stderr): frames done of the patrol, and the lap.
 
-    def __init__(self) -> None:
+    ``desc`` names it, ``position`` is its line (one bar per robot in the fleet demo).
+    """
+
+    def __init__(self, desc: str = '  exploring', position: int = 0) -> None:
         self.bar: tqdm | None = None
+        self.desc, self.position = desc, position
 
     def update(self, status: dict) -> None:
         total = max(1, status.get('total_frames', 1))
         if self.bar is None:
-            self.bar = tqdm(total=total, desc='  exploring', unit='frame', file=sys.stderr,
+            self.bar = tqdm(total=total, desc=self.desc, unit='frame', file=sys.stderr,
+                            position=self.position,
                             bar_format='{desc} {bar:30} {n_fmt}/{total_fmt} frames  '
                                        '{postfix}  {elapsed}')
         self.bar.n = min(total, status.get('frame', 0))
