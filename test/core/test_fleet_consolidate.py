@@ -19,6 +19,7 @@ from engram_ros.core.fleet.consolidate import merged_id
 from engram_ros.core.fleet.consolidate import provenance
 from engram_ros.core.fleet.consolidate import SUPERSEDED
 from engram_ros.core.fleet.lease import Lease
+from engram_ros.core.fleet.lease import OsLock
 from engram_ros.core.model.engram import Engram
 
 DIM = 16
@@ -63,7 +64,7 @@ def fleet(tmp_path: Path):
 
 
 def _lease(backend: MilvusBackend, path: Path, holder: str = 'c1') -> Lease:
-    lease = Lease(backend, holder, lock_path=str(path) + '.consolidate.lock')
+    lease = Lease(backend, holder, lock=OsLock(str(path) + '.consolidate.lock'))
     lease.acquire()
     return lease
 
@@ -219,10 +220,10 @@ def test_a_superseded_lease_stops_the_run_before_it_writes(fleet) -> None:
     _upload(path, 'robot1', [_engram(11, 'mug', (1.0, 2.0, 0.8), _look(mug, 2), 100.0)])
     _upload(path, 'robot2', [_engram(21, 'mug', (1.1, 2.0, 0.8), _look(mug, 3), 105.0)])
     clock = [1000.0]
-    stale = Lease(backend, 'c1', ttl=10.0, lock_path=None, clock=lambda: clock[0])
+    stale = Lease(backend, 'c1', ttl=10.0, clock=lambda: clock[0])
     stale.acquire()
     clock[0] = 1011.0                                     # c1 was paused past its lease
-    taker = Lease(backend, 'c2', ttl=10.0, lock_path=None, clock=lambda: clock[0])
+    taker = Lease(backend, 'c2', ttl=10.0, clock=lambda: clock[0])
     assert taker.acquire() == stale.token + 1
     before = _state(backend)
     result = consolidate_fleet(backend, stale)
@@ -243,7 +244,7 @@ def test_a_lease_taken_over_mid_run_stops_the_next_write(fleet) -> None:
                              _engram(12, 'cup', (5.0, 2.0, 0.8), _look(cup, 2), 100.0)])
     _upload(path, 'robot2', [_engram(21, 'mug', (1.1, 2.0, 0.8), _look(mug, 3), 105.0),
                              _engram(22, 'cup', (5.1, 2.0, 0.8), _look(cup, 3), 105.0)])
-    taker = Lease(backend, 'c2', ttl=10.0, lock_path=None, clock=lambda: 2000.0)
+    taker = Lease(backend, 'c2', ttl=10.0, clock=lambda: 2000.0)
     calls = []
 
     def clock() -> float:
@@ -255,7 +256,7 @@ def test_a_lease_taken_over_mid_run_stops_the_next_write(fleet) -> None:
             taker.acquire()
         return 1000.0
 
-    stale = Lease(backend, 'c1', ttl=10.0, lock_path=None, clock=clock)
+    stale = Lease(backend, 'c1', ttl=10.0, clock=clock)
     stale.acquire()                                        # call 1
     before = _state(backend)
     result = consolidate_fleet(backend, stale)             # checks: start, cluster 1, cluster 2

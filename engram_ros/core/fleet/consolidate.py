@@ -45,6 +45,8 @@ import math
 import time
 from dataclasses import dataclass
 from dataclasses import field
+from pathlib import Path
+from typing import Callable
 from typing import Sequence
 
 import numpy as np
@@ -53,8 +55,11 @@ from engram_ros.core.backend import Stage1Filter
 from engram_ros.core.backends.milvus import MilvusBackend
 from engram_ros.core.duplicates import identity_tags
 from engram_ros.core.duplicates import neighbours_batch
+from engram_ros.core.fleet.lease import default_lock_path
+from engram_ros.core.fleet.lease import DEFAULT_TTL
 from engram_ros.core.fleet.lease import Lease
 from engram_ros.core.fleet.lease import LeaseLost
+from engram_ros.core.fleet.lease import OsLock
 from engram_ros.core.index import EngramIndex
 from engram_ros.core.index.engrams import put_engrams
 from engram_ros.core.merge import merge_cluster
@@ -178,6 +183,43 @@ def consolidate_fleet(backend: MilvusBackend, lease: Lease, *,
                       f'{result.ended} moved beliefs, skipped {result.skipped}')
     _LOG.info('fleet consolidation: %s', result.message)
     return result
+
+
+def run_consolidation(uri: str, *, holder: str, collection: str = 'engrams', token: str = '',
+                      ttl: float = DEFAULT_TTL, lock_path: Path | str | None = None,
+                      tolerance: float = DEFAULT_TOLERANCE, policy: MergePolicy | None = None,
+                      clock: Callable[[], float] = time.time) -> FleetConsolidation:
+    """The ``engram fleet consolidate`` command's work: the OS lock (``lock_path``, else the
+    one next to a milvus-lite file; none for a server URI without one), then the collection,
+    then the lease, one pass, and everything given back.
+
+    :raises LeaseRefused: another consolidator holds the lock or the lease.
+    :raises ValueError: no such collection (or one that is not an engram_ros memory).
+    :raises RuntimeError: Milvus cannot be opened.
+    """
+    path = Path(lock_path) if lock_path else default_lock_path(uri)
+    lock = OsLock(path) if path is not None else None
+    if lock is not None:      # before the file is opened: milvus-lite serves it to one process
+        lock.acquire(holder)
+    try:
+        backend = MilvusBackend.open_existing(uri, collection=collection, token=token,
+                                              robot_id=FLEET_OWNER)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+    try:
+        lease = Lease(backend, holder, ttl=ttl, lock=lock, clock=clock)
+        lease.acquire()
+        try:
+            return consolidate_fleet(backend, lease, policy=policy, tolerance=tolerance,
+                                     now=clock())
+        finally:
+            lease.release()
+    finally:
+        if lock is not None:
+            lock.release()
+        backend.close()
 
 
 def _current(backend: MilvusBackend) -> tuple[list[Engram], dict[int, str]]:

@@ -115,20 +115,61 @@ def default_holder() -> str:
     return f'consolidator@{socket.gethostname()}:{os.getpid()}'
 
 
+class OsLock:
+    """An exclusive, non-blocking ``flock`` on ``path`` (created when missing), holding the
+    holder's id and pid for whoever is refused. Taken before the fleet collection is opened:
+    a milvus-lite file is served to one process, so a second consolidator must be refused by
+    this lock, not fail to open the file."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self, holder: str) -> None:
+        """:raises LeaseRefused: ``locked``, naming the process that holds it."""
+        if self._fd is not None:
+            return
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            who = os.pread(fd, 4096, 0).decode('utf-8', 'replace').strip()
+            os.close(fd)
+            raise LeaseRefused(LOCKED, f'another fleet consolidator holds {self.path} '
+                                       f'({who or "holder unknown"})') from None
+        except BaseException:
+            os.close(fd)
+            raise
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f'{holder} pid {os.getpid()}\n'.encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        """Drop the lock (closing the descriptor drops the flock); again: nothing."""
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
+
+
 class Lease:
     """The consolidation lease of one fleet collection, held by ``holder``.
 
     :param meta: the fleet backend (its metadata keeps the lease record).
     :param holder: who holds it (a consolidator id; :func:`default_holder`).
     :param ttl: [s] how long the lease lasts without a check renewing it.
-    :param lock_path: the OS lock file; ``None``: no OS lock (the lease alone guards).
+    :param lock: the OS lock (:class:`OsLock`; taken by :meth:`acquire` unless already held,
+        dropped by :meth:`release`); ``None``: the lease alone guards.
     :param clock: seconds since the epoch (``time.time``; tests give a later time to
         stand for a wait).
     :raises ValueError: for a ttl that is not a positive finite time, or an empty holder.
     """
 
     def __init__(self, meta: MetaStore, holder: str, *, ttl: float = DEFAULT_TTL,
-                 lock_path: Path | str | None = None,
+                 lock: OsLock | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         if not (ttl > 0.0 and ttl < float('inf')):
             raise ValueError(f'ttl={ttl} must be a positive number of seconds')
@@ -137,12 +178,11 @@ class Lease:
         self.meta = meta
         self.holder = holder
         self.ttl = float(ttl)
-        self.lock_path = None if lock_path is None else Path(lock_path)
+        self.lock = lock
         self.clock = clock
         #: The fencing token while held (0: not held).
         self.token = 0
         self._expires = 0.0
-        self._fd: int | None = None
 
     def read(self) -> LeaseRecord | None:
         """The lease record kept now (anyone's)."""
@@ -155,7 +195,8 @@ class Lease:
             holder's lease is unexpired (``held``), or another taker's record is read back
             (``raced``); this lease then holds nothing.
         """
-        self._lock()
+        if self.lock is not None and not self.lock.held:
+            self.lock.acquire(self.holder)
         try:
             found = self.read()
             now = self.clock()
@@ -174,7 +215,8 @@ class Lease:
                 raise LeaseRefused(RACED, f'another consolidator wrote the lease at the same '
                                           f'time ({back}); not taken', back)
         except BaseException:
-            self._unlock()
+            if self.lock is not None:
+                self.lock.release()
             raise
         self.token, self._expires = token, mine.expires
         _LOG.info('fleet lease taken by %s: token %d until %.3f', self.holder, token,
@@ -215,7 +257,8 @@ class Lease:
                         self.token, self.holder, 0.0, found.host, found.pid).to_json())
         finally:
             self.token = 0
-            self._unlock()
+            if self.lock is not None:
+                self.lock.release()
 
     def __enter__(self) -> Lease:
         self.acquire()
@@ -223,28 +266,3 @@ class Lease:
 
     def __exit__(self, *exc_info: object) -> None:
         self.release()
-
-    # ------------------------------------------------------------------ the OS lock
-
-    def _lock(self) -> None:
-        if self.lock_path is None:
-            return
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            who = os.pread(fd, 4096, 0).decode('utf-8', 'replace').strip()
-            os.close(fd)
-            raise LeaseRefused(LOCKED, f'another fleet consolidator holds {self.lock_path} '
-                                       f'({who or "holder unknown"})') from None
-        except BaseException:
-            os.close(fd)
-            raise
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f'{self.holder} pid {os.getpid()}\n'.encode(), 0)
-        self._fd = fd
-
-    def _unlock(self) -> None:
-        if self._fd is not None:
-            fd, self._fd = self._fd, None
-            os.close(fd)        # closing the descriptor drops the flock
