@@ -15,6 +15,8 @@ Offline, on a store directory (stop the memory node first, or use ``--node``)::
     engram --store DIR map --out map.png  # top-down picture, coloured by kind
     engram keygen FILE                    # a new master key (audit MACs, evidence encryption)
     engram ingest-bag BAG --store DIR [--params FILE] [--keep-partial]   # memory from a bag
+    engram fleet consolidate URI [--holder ID]     # merge the fleet's duplicates (exit 3: busy)
+    engram --store DIR fleet forget URI [--robot R] [--id ID] [--tag T] [--yes]
 
 A store whose audit log is keyed needs its key file for every command: ``--key FILE``.
 
@@ -24,7 +26,8 @@ Against a running memory node (its services)::
 
 Times (``--since``, ``--before``, ...) are ISO 8601 (``2024-05-01T12:00``, local time when no
 zone is given) or seconds since the Unix epoch. Exit status: 0 done, 1 failed or refused
-(message on stderr), 2 bad arguments or not a store. Every command that reads or changes
+(message on stderr), 2 bad arguments or not a store, 3 ``fleet consolidate`` refused because
+another consolidator holds the lock or the lease. Every command that reads or changes
 engrams is written to the store's audit log with requester ``cli:<user>`` (``--as`` changes it).
 
 This module assembles the parser from the command groups (one module each, as ros2cli keeps
@@ -42,6 +45,7 @@ from typing import TextIO
 
 from engram_ros.apps.cli import backup
 from engram_ros.apps.cli import edit
+from engram_ros.apps.cli import fleet_ops
 from engram_ros.apps.cli import ingest_bag
 from engram_ros.apps.cli import inspect
 from engram_ros.apps.cli import keygen
@@ -81,7 +85,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest='command', required=True, metavar='COMMAND')
     for group in (*_OFFLINE_GROUPS, backup, keygen, ingest_bag):
         group.add_parsers(sub)
+    _add_fleet(sub)
     return parser
+
+
+def _add_fleet(sub: argparse._SubParsersAction) -> None:
+    """``engram fleet ...``: the fleet collection's commands (see :mod:`.fleet_ops`)."""
+    fleet = sub.add_parser('fleet', help='work on a fleet memory collection (Milvus)')
+    fleet_sub = fleet.add_subparsers(dest='fleet_command', required=True, metavar='FLEET_COMMAND')
+    fleet_ops.add_fleet_commands(fleet_sub)
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
@@ -94,6 +106,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
             return keygen.cmd_keygen(args, out)
         if args.command == 'ingest-bag':
             return ingest_bag.cmd_ingest_bag(args, out)
+        if args.command == 'fleet':
+            return fleet_ops.run(args, out)
         if args.node:
             return run_node(args, out)
         if args.store is None:
