@@ -113,7 +113,10 @@ def test_forget_by_robot_is_audited_in_the_asking_store(fleet_db: str, tmp_path:
     assert forgets[-1]['result']['ids'] == [21, 22]
 
 
-def test_a_missing_collection_fails_with_status_1(tmp_path: Path) -> None:
+def test_a_missing_collection_fails_with_status_1_a_bad_lease_time_with_2(tmp_path: Path
+                                                                          ) -> None:
     path = str(tmp_path / 'empty.db')
     out = engram('fleet', 'consolidate', path, '--collection', 'nope')
     assert out.returncode == 1 and "no collection 'nope'" in out.stderr
+    out = engram('fleet', 'consolidate', path, '--ttl', '0')
+    assert out.returncode == 2 and 'seconds > 0' in out.stderr

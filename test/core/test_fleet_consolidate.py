@@ -234,36 +234,40 @@ def test_a_superseded_lease_stops_the_run_before_it_writes(fleet) -> None:
     taker.release()
 
 
-def test_a_lease_taken_over_mid_run_stops_the_next_write(fleet) -> None:
+@pytest.mark.parametrize('clusters', [1, 2], ids=['at-the-row-write', 'at-the-next-cluster'])
+def test_a_lease_taken_over_mid_run_stops_the_next_write(fleet, clusters: int) -> None:
     """The token is checked before every write: the holder loses its lease after it wrote
-    the first cluster's provenance; no engram row is written (the rerun by the new holder
-    redoes the cluster, whose id does not depend on who merged it)."""
+    the first cluster's provenance, and its next check (the second cluster's provenance, or
+    with one cluster the batch of rows) stops it; no engram row is written. The new holder's
+    rerun redoes the work (a merged id does not depend on who merged)."""
     path, backend = fleet
     mug, cup = _unit(1), _unit(8)
-    _upload(path, 'robot1', [_engram(11, 'mug', (1.0, 2.0, 0.8), _look(mug, 2), 100.0),
-                             _engram(12, 'cup', (5.0, 2.0, 0.8), _look(cup, 2), 100.0)])
-    _upload(path, 'robot2', [_engram(21, 'mug', (1.1, 2.0, 0.8), _look(mug, 3), 105.0),
-                             _engram(22, 'cup', (5.1, 2.0, 0.8), _look(cup, 3), 105.0)])
+    _upload(path, 'robot1', [_engram(11, 'mug', (1.0, 2.0, 0.8), _look(mug, 2), 100.0)]
+            + [_engram(12, 'cup', (5.0, 2.0, 0.8), _look(cup, 2), 100.0)][:clusters - 1])
+    _upload(path, 'robot2', [_engram(21, 'mug', (1.1, 2.0, 0.8), _look(mug, 3), 105.0)]
+            + [_engram(22, 'cup', (5.1, 2.0, 0.8), _look(cup, 3), 105.0)][:clusters - 1])
     taker = Lease(backend, 'c2', ttl=10.0, clock=lambda: 2000.0)
     calls = []
 
     def clock() -> float:
         # c1's clock: c2 takes the lease (c1's expired by c2's clock) while c1 checks before
-        # the first cluster's write (call 3: acquire, start, cluster 1); c1's next check, before
-        # the second cluster's write, finds c2's token.
+        # the first cluster's write (call 3: acquire, start, cluster 1); c1's next check
+        # finds c2's token.
         calls.append(1)
         if len(calls) == 3:
             taker.acquire()
         return 1000.0
 
     stale = Lease(backend, 'c1', ttl=10.0, clock=clock)
-    stale.acquire()                                        # call 1
+    stale.acquire()
     before = _state(backend)
-    result = consolidate_fleet(backend, stale)             # checks: start, cluster 1, cluster 2
+    result = consolidate_fleet(backend, stale)
     assert result.status == SUPERSEDED and 'taken over' in result.message
+    assert len(calls) == 4                                 # stopped at its next check
     assert _state(backend) == before                       # no engram row was written
     assert provenance(backend, merged_id([11, 21])) is not None     # cluster 1's, before
     rerun = consolidate_fleet(backend, taker)
-    assert (rerun.status, rerun.merged) == ('ok', 4)
-    assert sorted(rerun.merged_ids) == sorted([merged_id([11, 21]), merged_id([12, 22])])
+    assert (rerun.status, rerun.merged) == ('ok', 2 * clusters)
+    assert sorted(rerun.merged_ids) == sorted([merged_id([11, 21]),
+                                               merged_id([12, 22])][:clusters])
     taker.release()

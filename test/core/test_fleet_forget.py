@@ -103,6 +103,20 @@ def test_forget_by_robot_takes_what_was_merged_from_it(fleet) -> None:
     assert record['result']['derived'] == [fleet_id] and record['result']['reopened'] == [21]
 
 
+def test_forgetting_a_merged_engram_makes_its_members_current_again(fleet) -> None:
+    backend, audit = fleet
+    lease = Lease(backend, 'c1')
+    lease.acquire()
+    consolidate_fleet(backend, lease)
+    lease.release()
+    fleet_id = merged_id([11, 21])
+    result = fleet_forget(backend, audit, ids=[fleet_id])
+    assert (result.forgotten_ids, result.derived_ids, result.reopened_ids) == (
+        [fleet_id], [], [11, 21])
+    assert backend.select(Stage1Filter()).tolist() == [11, 12, 21, 22]
+    assert backend.robots_of([11, 21]) == {11: 'robot1', 21: 'robot2'}
+
+
 def test_forget_by_tag_and_region_as_a_local_forget_selects(fleet) -> None:
     backend, audit = fleet
     by_tag = fleet_forget(backend, audit, selection=EngramFilter(tags_any=('label:plant',)))

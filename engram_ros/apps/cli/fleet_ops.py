@@ -56,12 +56,12 @@ def add_fleet_commands(fleet_sub: argparse._SubParsersAction) -> None:
     _common(p)
     p.add_argument('--holder', default='', help='consolidator id in the lease and provenance '
                                                 '(default consolidator@HOST:PID)')
-    p.add_argument('--ttl', type=finite, default=DEFAULT_TTL,
+    p.add_argument('--ttl', type=_seconds(False), default=DEFAULT_TTL,
                    help=f'lease time [s] (default {DEFAULT_TTL:g})')
     p.add_argument('--lock', default=None, metavar='FILE',
                    help='OS lock file (default: next to a milvus-lite file; a server URI has '
                         'none unless given)')
-    p.add_argument('--tolerance', type=finite, default=DEFAULT_TOLERANCE,
+    p.add_argument('--tolerance', type=_seconds(True), default=DEFAULT_TOLERANCE,
                    help=f'clock tolerance between robots [s] (default {DEFAULT_TOLERANCE:g})')
 
     p = fleet_sub.add_parser('forget', help='delete rows of the fleet collection for good and '
@@ -73,6 +73,17 @@ def add_fleet_commands(fleet_sub: argparse._SubParsersAction) -> None:
     p.add_argument('--after', type=parse_time, help='seen after this time')
     p.add_argument('--yes', action='store_true', help='do not ask for confirmation')
     p.add_argument('--dry-run', action='store_true', help='only say what would be forgotten')
+
+
+def _seconds(zero_ok: bool):
+    """An argparse type: a finite number of seconds, > 0 (or >= 0 with ``zero_ok``)."""
+    def parse(text: str) -> float:
+        value = finite(text)
+        if value < 0.0 or (value == 0.0 and not zero_ok):
+            raise argparse.ArgumentTypeError(f'{text!r}: accepted a number of seconds '
+                                             f'{">= 0" if zero_ok else "> 0"}')
+        return value
+    return parse
 
 
 def _common(p: argparse.ArgumentParser) -> None:
