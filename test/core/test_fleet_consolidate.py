@@ -16,10 +16,10 @@ from engram_ros.core.fleet.consolidate import consolidate_fleet
 from engram_ros.core.fleet.consolidate import FLEET_OWNER
 from engram_ros.core.fleet.consolidate import later
 from engram_ros.core.fleet.consolidate import merged_id
-from engram_ros.core.fleet.consolidate import provenance
 from engram_ros.core.fleet.consolidate import SUPERSEDED
 from engram_ros.core.fleet.lease import Lease
 from engram_ros.core.fleet.lease import OsLock
+from engram_ros.core.fleet.provenance import Provenance
 from engram_ros.core.model.engram import Engram
 
 DIM = 16
@@ -76,6 +76,14 @@ def _state(backend: MilvusBackend) -> list[tuple]:
              np.round(e.position, 5).tolist()) for e in rows]
 
 
+def _provenance(backend: MilvusBackend, engram_id: int) -> dict | None:
+    records = Provenance(backend.uri, backend.collection)
+    try:
+        return records.get([engram_id]).get(engram_id)
+    finally:
+        records.close()
+
+
 def test_a_thing_two_robots_saw_is_merged_once_with_provenance(fleet) -> None:
     path, backend = fleet
     mug = _unit(1)
@@ -103,7 +111,7 @@ def test_a_thing_two_robots_saw_is_merged_once_with_provenance(fleet) -> None:
     assert backend.robots_of([new, 11, 21]) == {new: FLEET_OWNER, 11: 'robot1', 21: 'robot2'}
     for original in backend.get([11, 21]):              # history, not gone
         assert original.valid_to is not None and original.successor_id == new
-    record = provenance(backend, new)
+    record = _provenance(backend, new)
     assert sorted(map(tuple, record['members'])) == [(11, 'robot1'), (21, 'robot2')]
     assert (record['holder'], record['token']) == ('c1', token)
 
@@ -210,7 +218,7 @@ def test_a_new_sighting_folds_into_the_fleet_engram(fleet) -> None:
     assert (again.merged, again.merged_ids) == (1, [fleet_id])
     assert backend.select(Stage1Filter()).tolist() == [fleet_id]
     assert backend.get([fleet_id])[0].observation_count == 9
-    assert sorted(map(tuple, provenance(backend, fleet_id)['members'])) == [
+    assert sorted(map(tuple, _provenance(backend, fleet_id)['members'])) == [
         (11, 'robot1'), (21, 'robot2'), (31, 'robot3')]
 
 
@@ -230,16 +238,16 @@ def test_a_superseded_lease_stops_the_run_before_it_writes(fleet) -> None:
     assert result.status == SUPERSEDED and 'taken over' in result.message
     assert (result.merged, result.merged_ids) == (0, [])
     assert _state(backend) == before
-    assert provenance(backend, merged_id([11, 21])) is None
+    assert _provenance(backend, merged_id([11, 21])) is None
     taker.release()
 
 
-@pytest.mark.parametrize('clusters', [1, 2], ids=['at-the-row-write', 'at-the-next-cluster'])
+@pytest.mark.parametrize('clusters', [1, 2], ids=['before-any-write', 'after-one-batch'])
 def test_a_lease_taken_over_mid_run_stops_the_next_write(fleet, clusters: int) -> None:
-    """The token is checked before every write: the holder loses its lease after it wrote
-    the first cluster's provenance, and its next check (the second cluster's provenance, or
-    with one cluster the batch of rows) stops it; no engram row is written. The new holder's
-    rerun redoes the work (a merged id does not depend on who merged)."""
+    """The token is checked before every batch it writes (here one cluster per batch): the
+    lease is taken over while the holder runs, and its next check stops it; what it wrote
+    before stays and counts, nothing is written after. The new holder's rerun does the rest
+    (a merged id does not depend on who merged)."""
     path, backend = fleet
     mug, cup = _unit(1), _unit(8)
     _upload(path, 'robot1', [_engram(11, 'mug', (1.0, 2.0, 0.8), _look(mug, 2), 100.0)]
@@ -248,26 +256,32 @@ def test_a_lease_taken_over_mid_run_stops_the_next_write(fleet, clusters: int) -
             + [_engram(22, 'cup', (5.1, 2.0, 0.8), _look(cup, 3), 105.0)][:clusters - 1])
     taker = Lease(backend, 'c2', ttl=10.0, clock=lambda: 2000.0)
     calls = []
+    # c1's clock. Checks: 1 acquire, 2 start of the pass, 3 first batch, 4 second batch. c2
+    # takes the lease (c1's has expired by c2's clock) during check ``takeover``, after c1
+    # read the record: that check passes, the next one finds c2's token.
+    takeover = clusters + 1
 
     def clock() -> float:
-        # c1's clock: c2 takes the lease (c1's expired by c2's clock) while c1 checks before
-        # the first cluster's write (call 3: acquire, start, cluster 1); c1's next check
-        # finds c2's token.
         calls.append(1)
-        if len(calls) == 3:
+        if len(calls) == takeover:
             taker.acquire()
         return 1000.0
 
     stale = Lease(backend, 'c1', ttl=10.0, clock=clock)
     stale.acquire()
     before = _state(backend)
-    result = consolidate_fleet(backend, stale)
+    result = consolidate_fleet(backend, stale, write_batch=1)
     assert result.status == SUPERSEDED and 'taken over' in result.message
-    assert len(calls) == 4                                 # stopped at its next check
-    assert _state(backend) == before                       # no engram row was written
-    assert provenance(backend, merged_id([11, 21])) is not None     # cluster 1's, before
+    assert len(calls) == takeover + 1                      # stopped at its next check
+    done = merged_id([11, 21])
+    if clusters == 1:
+        assert (result.merged, result.merged_ids) == (0, [])
+        assert _state(backend) == before and _provenance(backend, done) is None
+    else:                                                  # the mugs' batch went before
+        assert (result.merged, result.merged_ids) == (2, [done])
+        assert backend.select(Stage1Filter()).tolist() == [12, 22, done]
     rerun = consolidate_fleet(backend, taker)
-    assert (rerun.status, rerun.merged) == ('ok', 2 * clusters)
-    assert sorted(rerun.merged_ids) == sorted([merged_id([11, 21]),
-                                               merged_id([12, 22])][:clusters])
+    assert (rerun.status, rerun.merged) == ('ok', 2)
+    assert backend.select(Stage1Filter()).tolist() == sorted(
+        [merged_id([11, 21]), merged_id([12, 22])][:clusters])
     taker.release()

@@ -16,9 +16,9 @@ from engram_ros.core.backends.milvus import MilvusBackend
 from engram_ros.core.fleet.consolidate import consolidate_fleet
 from engram_ros.core.fleet.consolidate import FLEET_OWNER
 from engram_ros.core.fleet.consolidate import merged_id
-from engram_ros.core.fleet.consolidate import provenance
 from engram_ros.core.fleet.forget import fleet_forget
 from engram_ros.core.fleet.lease import Lease
+from engram_ros.core.fleet.provenance import Provenance
 from engram_ros.core.governance import EngramFilter
 from engram_ros.core.governance import GovernanceError
 from engram_ros.core.governance import GovernanceStatus
@@ -68,6 +68,14 @@ def _everywhere(backend: MilvusBackend) -> tuple[list[int], list[int], list[int]
     return sorted(got), everything, sorted(found)
 
 
+def _provenance(backend: MilvusBackend, engram_id: int) -> dict | None:
+    records = Provenance(backend.uri, backend.collection)
+    try:
+        return records.get([engram_id]).get(engram_id)
+    finally:
+        records.close()
+
+
 def test_forget_by_ids_removes_the_rows_everywhere_and_is_audited(fleet) -> None:
     backend, audit = fleet
     result = fleet_forget(backend, audit, ids=[12, 99], requester='robot2/memory')
@@ -97,7 +105,7 @@ def test_forget_by_robot_takes_what_was_merged_from_it(fleet) -> None:
     mug = backend.get([21])[0]
     assert (mug.valid_to, mug.successor_id) == (None, 0)
     assert backend.robots_of([21, 22]) == {21: 'robot2', 22: 'robot2'}
-    assert provenance(backend, fleet_id) is None
+    assert _provenance(backend, fleet_id) is None
     record = list(audit.records())[-1]
     assert record['params']['robot'] == 'robot1'
     assert record['result']['derived'] == [fleet_id] and record['result']['reopened'] == [21]

@@ -121,6 +121,7 @@ def _consolidate(args: argparse.Namespace, out: TextIO) -> int:
 def _forget(args: argparse.Namespace, out: TextIO) -> int:
     from engram_ros.core.backends.milvus import MilvusBackend
     from engram_ros.core.fleet.forget import fleet_forget
+    from engram_ros.core.fleet.provenance import Provenance
     if args.store is None:
         print('engram: error: a fleet forget is audited in the asking memory\'s log: give '
               '--store DIR before "fleet"', file=sys.stderr)
@@ -134,10 +135,11 @@ def _forget(args: argparse.Namespace, out: TextIO) -> int:
         backend = MilvusBackend.open_existing(args.uri, collection=args.collection,
                                               token=args.token, frame_id=args.frame,
                                               robot_id=FLEET_OWNER)
+        records = Provenance(args.uri, args.collection, token=args.token)
         try:
             who = requester(args)
             chosen = dict(ids=args.ids, robot=args.robot, selection=selection(args),
-                          requester=who)
+                          requester=who, provenance=records)
             preview = fleet_forget(backend, store.audit, dry_run=True, **chosen)
             print(preview.message, file=out)
             if args.dry_run or not (preview.forgotten_ids or preview.derived_ids):
@@ -148,11 +150,12 @@ def _forget(args: argparse.Namespace, out: TextIO) -> int:
                 print('nothing forgotten', file=out)
                 return 1
             result = fleet_forget(backend, store.audit, ids=preview.forgotten_ids,
-                                  requester=who)
+                                  requester=who, provenance=records)
             print(f'{result.message}; compaction requested (job {result.compaction_job})',
                   file=out)
             return 1 if preview.unknown_ids else 0
         finally:
+            records.close()
             backend.close()
     finally:
         store.close()

@@ -15,7 +15,7 @@ is checked before every write. The rules are the embedded memory's, not new ones
   derived from its members' ids (:func:`merged_id`, in the range :data:`FLEET_ID_BASE` reserves)
   so a rerun after a crash writes the same id; a cluster that already holds a fleet engram
   folds the others into it. Its provenance (each member's id and robot, the holder and token
-  that merged it) is kept in the collection's metadata under ``fleet.merged.<id>``.
+  that merged it) is kept in a side collection (:mod:`engram_ros.core.fleet.provenance`).
 * **The originals become history**, not deleted: ``valid_to`` set (from the merged belief's
   start: they are superseded for the whole time the merged belief covers) and ``successor_id``
   the merged engram; a recall of current beliefs returns the merged one only.
@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
 import math
 import time
@@ -60,6 +59,7 @@ from engram_ros.core.fleet.lease import DEFAULT_TTL
 from engram_ros.core.fleet.lease import Lease
 from engram_ros.core.fleet.lease import LeaseLost
 from engram_ros.core.fleet.lease import OsLock
+from engram_ros.core.fleet.provenance import Provenance
 from engram_ros.core.index import EngramIndex
 from engram_ros.core.index.engrams import put_engrams
 from engram_ros.core.merge import merge_cluster
@@ -74,8 +74,6 @@ FLEET_OWNER = 'fleet'
 #: Ids of merged engrams: ``FLEET_ID_BASE | 48 bits`` (robot index 0x7fff of the
 #: ``robot index << 48 | local id`` scheme, kept for the fleet).
 FLEET_ID_BASE = 0x7FFF << 48
-#: Metadata key prefix of a merged engram's provenance.
-PROVENANCE_PREFIX = 'fleet.merged.'
 #: Clock tolerance [s] within which two robots' events are ordered by robot id.
 DEFAULT_TOLERANCE = 0.5
 #: Engrams per fenced write.
@@ -124,13 +122,6 @@ def merged_id(member_ids: Sequence[int]) -> int:
     return FLEET_ID_BASE | low
 
 
-def provenance(backend: MilvusBackend, engram_id: int) -> dict | None:
-    """The provenance of a merged engram (``members``: ``[[id, robot], ...]``, ``holder``,
-    ``token``, ``time``), or ``None``."""
-    text = backend.get_meta(PROVENANCE_PREFIX + str(int(engram_id)))
-    return json.loads(text) if text else None
-
-
 def later(t1: float, robot1: str, t0: float, robot0: str, tolerance: float) -> bool:
     """Whether event ``(t1, robot1)`` comes after ``(t0, robot0)``: by time, and within
     ``tolerance`` by robot id (a fixed order every consolidator agrees on)."""
@@ -139,46 +130,71 @@ def later(t1: float, robot1: str, t0: float, robot0: str, tolerance: float) -> b
     return robot1 > robot0
 
 
+@dataclass
+class _Step:
+    """One cluster's writes: the merged engram and the originals made history (``rows``), its
+    provenance ``record``, and how many members were folded in."""
+
+    fused_id: int
+    rows: list[Engram]
+    record: dict
+    folded: int
+
+
 def consolidate_fleet(backend: MilvusBackend, lease: Lease, *,
+                      provenance: Provenance | None = None,
                       policy: MergePolicy | None = None,
-                      tolerance: float = DEFAULT_TOLERANCE,
-                      now: float | None = None) -> FleetConsolidation:
+                      tolerance: float = DEFAULT_TOLERANCE, now: float | None = None,
+                      write_batch: int = WRITE_BATCH) -> FleetConsolidation:
     """One fleet consolidation pass over ``backend`` under a held ``lease``.
 
+    Everything is decided first, then written in batches of whole clusters (at most
+    ``write_batch`` rows, or one cluster), each batch after a lease check: its provenance
+    records, then its rows; the moves last.
+
+    :param provenance: the merge records (opened on ``backend``'s URI when ``None``; pass one
+        for a server that needs a token).
     :param policy: the merge policy (the embedded memory's defaults when ``None``).
     :param tolerance: [s] clock tolerance between robots (see the module doc).
     :param now: time of the pass [s since the epoch] (provenance only).
-    :returns: what was done; ``status`` :data:`SUPERSEDED` when the lease was lost.
-    :raises ValueError: for a negative or non-finite tolerance.
+    :returns: what was done (written); ``status`` :data:`SUPERSEDED` when the lease was lost.
+    :raises ValueError: for a negative or non-finite tolerance, or ``write_batch < 1``.
     """
     if not (tolerance >= 0.0 and math.isfinite(tolerance)):
         raise ValueError(f'tolerance={tolerance} must be a finite number of seconds >= 0')
+    if write_batch < 1:
+        raise ValueError(f'write_batch={write_batch} must be >= 1')
     policy = policy or MergePolicy()
     now = time.time() if now is None else now
     result = FleetConsolidation(token=lease.token, holder=lease.holder)
+    records = provenance if provenance is not None else Provenance(backend.uri,
+                                                                   backend.collection)
     try:
         lease.check()
         engrams, robots = _current(backend)
         clusters, result.skipped = _clusters(backend, engrams, robots, policy)
-        changed: dict[int, Engram] = {}
-        owners: dict[int, str] = {}
-        for members in clusters:
-            _merge(backend, lease, members, robots, policy, now, result, changed, owners)
-        current = {e.id: changed.get(e.id, e) for e in engrams}
-        current.update({i: e for i, e in changed.items() if e.valid_to is None})
-        current = {i: e for i, e in current.items() if e.valid_to is None}
-        robots.update(owners)
-        for old, new in _moves(list(current.values()), robots, policy, tolerance):
+        known = records.get([e.id for members in clusters for e in members
+                             if robots.get(e.id) == FLEET_OWNER])
+        steps = [_merge(members, robots, known, policy, now, lease, result)
+                 for members in clusters]
+        for step in steps:
+            robots[step.fused_id] = FLEET_OWNER
+        current = {e.id: e for e in engrams}
+        current.update({e.id: e for step in steps for e in step.rows})
+        moves = _moves([e for e in current.values() if e.valid_to is None], robots, policy,
+                       tolerance)
+        for old, new in moves:          # after every merge: written values are final
             _end(old, new)
-            changed[old.id], changed[new.id] = old, new
-            result.moves.append((old.id, new.id))
-        result.ended = len(result.moves)
-        _write(backend, lease, list(changed.values()), {i: robots[i] for i in changed})
+        _write(backend, lease, records, steps, moves, robots, write_batch, result)
     except LeaseLost as exc:
         result.status = SUPERSEDED
-        result.message = str(exc)
-        _LOG.warning('fleet consolidation stopped: %s', exc)
+        result.message = (f'{exc}; stopped after merging {result.merged} engrams into '
+                          f'{len(result.merged_ids)} and ending {result.ended}')
+        _LOG.warning('fleet consolidation stopped: %s', result.message)
         return result
+    finally:
+        if provenance is None:
+            records.close()
     result.message = (f'merged {result.merged} engrams into {len(result.merged_ids)}, ended '
                       f'{result.ended} moved beliefs, skipped {result.skipped}')
     _LOG.info('fleet consolidation: %s', result.message)
@@ -208,15 +224,19 @@ def run_consolidation(uri: str, *, holder: str, collection: str = 'engrams', tok
         if lock is not None:
             lock.release()
         raise
+    records = None
     try:
         lease = Lease(backend, holder, ttl=ttl, lock=lock, clock=clock)
         lease.acquire()
         try:
-            return consolidate_fleet(backend, lease, policy=policy, tolerance=tolerance,
-                                     now=clock())
+            records = Provenance(uri, collection, token=token)
+            return consolidate_fleet(backend, lease, provenance=records, policy=policy,
+                                     tolerance=tolerance, now=clock())
         finally:
             lease.release()
     finally:
+        if records is not None:
+            records.close()
         if lock is not None:
             lock.release()
         backend.close()
@@ -264,24 +284,22 @@ def _clusters(backend: MilvusBackend, engrams: list[Engram], robots: dict[int, s
     return clusters, skipped
 
 
-def _merge(backend: MilvusBackend, lease: Lease, members: list[Engram],
-           robots: dict[int, str], policy: MergePolicy, now: float,
-           result: FleetConsolidation, changed: dict[int, Engram],
-           owners: dict[int, str]) -> None:
+def _merge(members: list[Engram], robots: dict[int, str], known: dict[int, dict],
+           policy: MergePolicy, now: float, lease: Lease,
+           result: FleetConsolidation) -> _Step:
     """Fuse one cluster into a fleet engram (new or existing); the others become history."""
     fleet = [e for e in members if robots.get(e.id) == FLEET_OWNER]
     if fleet:
         keep, others = fleet[0], [e for e in members if e.id != fleet[0].id]
-        known = provenance(backend, keep.id) or {'members': []}
-        already = {int(i) for i, _ in known['members']}
+        record = known.get(keep.id) or {'members': []}
+        already = {int(i) for i, _ in record['members']}
         fold = [e for e in others if e.id not in already]
         result.skipped += len(others) - len(fold)
         fused = merge_cluster(keep, fold, policy) if fold else keep.copy()
     else:
-        # A new engram: the best-supported member's record with every member fused in. A
-        # provenance already kept for its id is of a run that stopped before writing it.
+        # A new engram: the best-supported member's record with every member fused in.
         others = fold = members
-        known = {'members': []}
+        record = {'members': []}
         best = max(members, key=lambda e: (e.observation_count, -e.id))
         fused = merge_cluster(best, [e for e in members if e.id != best.id], policy)
         fused.id = merged_id([e.id for e in members])
@@ -289,20 +307,15 @@ def _merge(backend: MilvusBackend, lease: Lease, members: list[Engram],
     fused.tier = TIER_LONG
     fused.valid_from = min(_start(e) for e in members)
     fused.valid_to, fused.successor_id = None, 0
+    rows = [fused]
     for e in others:
         old = e.copy()
         old.valid_to = max(old.valid_from, fused.valid_from)
         old.successor_id = fused.id
-        changed[old.id] = old
-    changed[fused.id] = fused
-    owners[fused.id] = FLEET_OWNER
-    result.merged += len(fold)
-    result.merged_ids.append(fused.id)
-    members_now = known['members'] + [[e.id, robots.get(e.id, '')] for e in fold]
-    lease.check()
-    backend.set_meta(PROVENANCE_PREFIX + str(fused.id), json.dumps(
-        {'members': members_now, 'holder': lease.holder, 'token': lease.token,
-         'time': now}, sort_keys=True))
+        rows.append(old)
+    record = {'members': record['members'] + [[e.id, robots.get(e.id, '')] for e in fold],
+              'holder': lease.holder, 'token': lease.token, 'time': now}
+    return _Step(fused.id, rows, record, len(fold))
 
 
 def _start(e: Engram) -> float:
@@ -357,10 +370,32 @@ def _end(old: Engram, new: Engram) -> None:
     new.pinned = new.pinned or old.pinned
 
 
-def _write(backend: MilvusBackend, lease: Lease, engrams: list[Engram],
-           robots: dict[int, str]) -> None:
-    """Fenced writes: the lease checked before each batch."""
-    engrams = sorted(engrams, key=lambda e: e.id)
-    for start in range(0, len(engrams), WRITE_BATCH):
+def _write(backend: MilvusBackend, lease: Lease, records: Provenance, steps: list[_Step],
+           moves: list[tuple[Engram, Engram]], robots: dict[int, str], write_batch: int,
+           result: FleetConsolidation) -> None:
+    """Fenced writes: the lease checked before each batch; what was written counted."""
+    written: set[int] = set()
+    batch: list[_Step] = []
+    for k, step in enumerate(steps):
+        batch.append(step)
+        rows = sum(len(s.rows) for s in batch)
+        if k + 1 == len(steps) or rows + len(steps[k + 1].rows) > write_batch:
+            lease.check()
+            records.put({s.fused_id: s.record for s in batch})
+            engrams = [e for s in batch for e in s.rows]
+            backend.put(engrams, robots={e.id: robots[e.id] for e in engrams})
+            written.update(e.id for e in engrams)
+            for s in batch:
+                result.merged += s.folded
+                result.merged_ids.append(s.fused_id)
+            batch = []
+    rest = {e.id: e for pair in moves for e in pair if e.id not in written}
+    ordered = sorted(rest.values(), key=lambda e: e.id)
+    for start in range(0, len(ordered), write_batch):
         lease.check()
-        backend.put(engrams[start:start + WRITE_BATCH], robots=robots)
+        chunk = ordered[start:start + write_batch]
+        backend.put(chunk, robots={e.id: robots[e.id] for e in chunk})
+        written.update(e.id for e in chunk)
+    result.moves = [(old.id, new.id) for old, new in moves
+                    if old.id in written and new.id in written]
+    result.ended = len(result.moves)

@@ -35,8 +35,7 @@ from engram_ros.core.backend import Region
 from engram_ros.core.backend import Stage1Filter
 from engram_ros.core.backends.milvus import MilvusBackend
 from engram_ros.core.fleet.consolidate import FLEET_OWNER
-from engram_ros.core.fleet.consolidate import provenance
-from engram_ros.core.fleet.consolidate import PROVENANCE_PREFIX
+from engram_ros.core.fleet.provenance import Provenance
 from engram_ros.core.governance import EngramFilter
 from engram_ros.core.governance import GovernanceError
 from engram_ros.core.governance import GovernanceStatus
@@ -80,23 +79,31 @@ class FleetForgetResult:
 
 def fleet_forget(backend: MilvusBackend, audit: AuditLog | None, *, ids: Sequence[int] = (),
                  robot: str = '', selection: EngramFilter | None = None,
-                 dry_run: bool = False, requester: str = 'unknown') -> FleetForgetResult:
+                 dry_run: bool = False, requester: str = 'unknown',
+                 provenance: Provenance | None = None) -> FleetForgetResult:
     """Forget rows of the fleet collection for good, compact it, and audit the request in
     ``audit`` (the asking node's log; ``None`` only for a caller that audits it itself).
 
     :param ids: engram ids (unknown ones are reported, the known ones forgotten).
     :param robot: every row this robot wrote (``''``: no robot condition).
     :param selection: as a local forget's filter, in the collection's frame.
+    :param provenance: the merge records (opened on ``backend``'s URI when ``None``; pass one
+        for a server that needs a token).
     :raises GovernanceError: for a malformed filter or id, or nothing selected (audited).
     """
     params: dict = {'uri': backend.uri, 'collection': backend.collection,
                     'ids': [int(i) for i in ids][:1000], 'robot': robot, 'dry_run': dry_run}
+    records = provenance if provenance is not None else Provenance(backend.uri,
+                                                                   backend.collection)
     try:
-        result = _forget(backend, ids, robot, selection, dry_run)
+        result = _forget(backend, records, ids, robot, selection, dry_run)
     except GovernanceError as exc:
         if audit is not None:
             audit.record(AUDIT_ACTION, requester, params, {'status': int(exc.status)})
         raise
+    finally:
+        if provenance is None:
+            records.close()
     if selection is not None and audit is not None:
         params.update(selection.summary())
         for name in ('tags_all', 'tags_any', 'tags_none'):
@@ -112,7 +119,7 @@ def fleet_forget(backend: MilvusBackend, audit: AuditLog | None, *, ids: Sequenc
     return result
 
 
-def _forget(backend: MilvusBackend, ids: Sequence[int], robot: str,
+def _forget(backend: MilvusBackend, records: Provenance, ids: Sequence[int], robot: str,
             selection: EngramFilter | None, dry_run: bool) -> FleetForgetResult:
     bad = [i for i in ids if not isinstance(i, (int, np.integer)) or int(i) <= 0]
     if bad:
@@ -141,7 +148,7 @@ def _forget(backend: MilvusBackend, ids: Sequence[int], robot: str,
         picked = set(_select(backend, selection))
         chosen = picked if chosen is None else chosen & picked
     forgotten = sorted(chosen or ())
-    derived, dropped, reopen = _derived(backend, forgotten)
+    derived, dropped, reopen = _derived(backend, records, forgotten)
     result = FleetForgetResult(forgotten, sorted(derived), sorted(reopen), unknown,
                                dry_run=dry_run)
     if dry_run:
@@ -149,9 +156,8 @@ def _forget(backend: MilvusBackend, ids: Sequence[int], robot: str,
     gone = sorted(set(forgotten) | derived)
     if reopen:
         _reopen(backend, sorted(reopen), dropped)
-    for fleet_id in sorted(dropped):
-        backend.set_meta(PROVENANCE_PREFIX + str(fleet_id), '')
     backend.delete(gone)
+    records.delete(sorted(dropped))
     result.compaction_job = backend.compact()
     _LOG.info('fleet forget: %s', result.message)
     return result
@@ -175,19 +181,20 @@ def _select(backend: MilvusBackend, selection: EngramFilter) -> list[int]:
     return sorted(ids)
 
 
-def _derived(backend: MilvusBackend, forgotten: list[int]
+def _derived(backend: MilvusBackend, records: Provenance, forgotten: list[int]
              ) -> tuple[set[int], set[int], set[int]]:
     """Fleet engrams merged from ``forgotten`` rows (forgotten with them), every fleet engram
     that goes (those and the forgotten ones), and their members that stay (current again)."""
     gone = set(forgotten)
     merged_from = {e.successor_id for e in backend.get(forgotten) if e.successor_id}
     owners = backend.robots_of(sorted(merged_from | gone))
-    derived = {i for i in merged_from if owners.get(i) == FLEET_OWNER
-               and i not in gone and provenance(backend, i) is not None}
-    dropped = derived | {i for i in gone if owners.get(i) == FLEET_OWNER}
+    fleet = {i for i in merged_from | gone if owners.get(i) == FLEET_OWNER}
+    known = records.get(sorted(fleet))
+    derived = {i for i in merged_from if i in known and i not in gone}
+    dropped = derived | {i for i in gone if i in fleet}
     reopen: set[int] = set()
     for fleet_id in dropped:
-        record = provenance(backend, fleet_id) or {'members': []}
+        record = known.get(fleet_id) or {'members': []}
         reopen |= {int(m) for m, _ in record['members'] if int(m) not in gone}
     return derived, dropped, reopen
 
