@@ -391,11 +391,18 @@ def _write(backend: MilvusBackend, lease: Lease, records: Provenance, steps: lis
             batch = []
     rest = {e.id: e for pair in moves for e in pair if e.id not in written}
     ordered = sorted(rest.values(), key=lambda e: e.id)
+    _count_moves(moves, written, result)
     for start in range(0, len(ordered), write_batch):
         lease.check()
         chunk = ordered[start:start + write_batch]
         backend.put(chunk, robots={e.id: robots[e.id] for e in chunk})
         written.update(e.id for e in chunk)
+        _count_moves(moves, written, result)
+
+
+def _count_moves(moves: list[tuple[Engram, Engram]], written: set[int],
+                 result: FleetConsolidation) -> None:
+    """A move counts once both its rows are written."""
     result.moves = [(old.id, new.id) for old, new in moves
                     if old.id in written and new.id in written]
     result.ended = len(result.moves)
