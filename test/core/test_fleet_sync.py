@@ -200,6 +200,32 @@ def _rows_while_linked(link: FleetLink) -> dict[int, dict]:
     return {int(r['id']): r for r in rows}
 
 
+def test_a_change_uploaded_after_the_fleet_ended_the_belief_keeps_that_ending(
+        tmp_path: Path) -> None:
+    # Fleet consolidation made robot r1's mug history (merged into a fleet engram); r1 then
+    # sees the mug again and uploads its change: the earliest ending wins, the owner's other
+    # fields are written.
+    store = _store(tmp_path / 'store')
+    link = _link(str(tmp_path / 'fleet.db'))
+    sync = FleetSync(store.storage, link)
+    try:
+        mug = store.ingest(_obs('mug')).engram_id
+        assert sync.run_once()
+        backend = link.backend()
+        fid = fleet_id(link.robot_index, mug)
+        ended = backend.get([fid])[0]
+        ended.valid_to, ended.successor_id = T0 + 5.0, FLEET_ID_BASE | 9
+        backend.put([ended])
+        store.edit(mug, add_tags=('color:red',))
+        assert sync.run_once()
+        row = backend.get([fid])[0]
+        assert 'color:red' in row.tags
+        assert (row.valid_to, row.successor_id) == (T0 + 5.0, FLEET_ID_BASE | 9)
+    finally:
+        sync.stop()
+        store.close()
+
+
 def test_a_local_forget_deletes_the_fleet_row(tmp_path: Path) -> None:
     store = _store(tmp_path / 'store')
     link = _link(str(tmp_path / 'fleet.db'))
