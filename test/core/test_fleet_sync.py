@@ -23,9 +23,13 @@ import numpy as np
 import pytest
 
 from engram_ros.core.backends.milvus import MilvusBackend
+from engram_ros.core.fleet.consolidate import FLEET_ID_BASE
 from engram_ros.core.fleet.ids import fleet_id
+from engram_ros.core.fleet.ids import FLEET_INDEX
+from engram_ros.core.fleet.ids import FLEET_OWNER
 from engram_ros.core.fleet.ids import local_id
 from engram_ros.core.fleet.ids import MAX_LOCAL_ID
+from engram_ros.core.fleet.ids import MAX_ROBOTS
 from engram_ros.core.fleet.ids import register
 from engram_ros.core.fleet.ids import robot_index
 from engram_ros.core.fleet.link import FleetLink
@@ -133,6 +137,10 @@ def test_fleet_ids_carry_robot_index_and_local_id_and_refuse_what_does_not_fit()
         fleet_id(1, MAX_LOCAL_ID + 1)
     with pytest.raises(ValueError, match='robot index'):
         fleet_id(0, 1)
+    # The largest index is the fleet's own (fleet-merged engrams): no robot may write there.
+    with pytest.raises(ValueError, match='robot index'):
+        fleet_id(FLEET_INDEX, 1)
+    assert FLEET_ID_BASE == FLEET_INDEX << 48 and robot_index(FLEET_ID_BASE | 5) > MAX_ROBOTS
 
 
 def test_robots_register_distinct_indices_kept_across_reconnects(tmp_path: Path) -> None:
@@ -142,6 +150,8 @@ def test_robots_register_distinct_indices_kept_across_reconnects(tmp_path: Path)
         assert register(fleet, 'r1') == 1
         fleet.set_meta('robot.r3', '2')          # a registration race left a collision
         assert register(fleet, 'r3') not in (1, 2)
+        with pytest.raises(ValueError, match='owner of fleet-merged engrams'):
+            register(fleet, FLEET_OWNER)
     finally:
         fleet.close()
 
@@ -188,6 +198,32 @@ def _rows_while_linked(link: FleetLink) -> dict[int, dict]:
     rows = backend._client.query(backend.collection, filter='id > 0',
                                  output_fields=['id', 'robot', 'record'], limit=1000)
     return {int(r['id']): r for r in rows}
+
+
+def test_a_change_uploaded_after_the_fleet_ended_the_belief_keeps_that_ending(
+        tmp_path: Path) -> None:
+    # Fleet consolidation made robot r1's mug history (merged into a fleet engram); r1 then
+    # sees the mug again and uploads its change: the earliest ending wins, the owner's other
+    # fields are written.
+    store = _store(tmp_path / 'store')
+    link = _link(str(tmp_path / 'fleet.db'))
+    sync = FleetSync(store.storage, link)
+    try:
+        mug = store.ingest(_obs('mug')).engram_id
+        assert sync.run_once()
+        backend = link.backend()
+        fid = fleet_id(link.robot_index, mug)
+        ended = backend.get([fid])[0]
+        ended.valid_to, ended.successor_id = T0 + 5.0, FLEET_ID_BASE | 9
+        backend.put([ended])
+        store.edit(mug, add_tags=('color:red',))
+        assert sync.run_once()
+        row = backend.get([fid])[0]
+        assert 'color:red' in row.tags
+        assert (row.valid_to, row.successor_id) == (T0 + 5.0, FLEET_ID_BASE | 9)
+    finally:
+        sync.stop()
+        store.close()
 
 
 def test_a_local_forget_deletes_the_fleet_row(tmp_path: Path) -> None:

@@ -16,6 +16,8 @@ Offline, on a store directory (stop the memory node first, or use ``--node``)::
     engram keygen FILE                    # a new master key (audit MACs, evidence encryption)
     engram ingest-bag BAG --store DIR [--params FILE] [--keep-partial]   # memory from a bag
     engram fleet serve FILE [--address HOST:PORT]   # one milvus-lite file for many robots
+    engram fleet consolidate URI [--holder ID]     # merge the fleet's duplicates (exit 3: busy)
+    engram --store DIR fleet forget URI [--robot R] [--id ID] [--tag T] [--yes]
 
 A store whose audit log is keyed needs its key file for every command: ``--key FILE``.
 
@@ -25,7 +27,8 @@ Against a running memory node (its services)::
 
 Times (``--since``, ``--before``, ...) are ISO 8601 (``2024-05-01T12:00``, local time when no
 zone is given) or seconds since the Unix epoch. Exit status: 0 done, 1 failed or refused
-(message on stderr), 2 bad arguments or not a store. Every command that reads or changes
+(message on stderr), 2 bad arguments or not a store, 3 ``fleet consolidate`` refused because
+another consolidator holds the lock or the lease. Every command that reads or changes
 engrams is written to the store's audit log with requester ``cli:<user>`` (``--as`` changes it).
 
 This module assembles the parser from the command groups (one module each, as ros2cli keeps

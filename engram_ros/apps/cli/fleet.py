@@ -18,12 +18,15 @@ import threading
 from pathlib import Path
 from typing import TextIO
 
+from engram_ros.apps.cli import fleet_ops
 from engram_ros.apps.cli.common import CliError
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser('fleet', help='fleet memory (issue 15): host a milvus-lite file')
+    p = sub.add_parser('fleet', help='fleet memory (issue 15): host a milvus-lite file, '
+                                     'consolidate or forget in a fleet collection')
     verbs = p.add_subparsers(dest='fleet_command', required=True, metavar='VERB')
+    fleet_ops.add_fleet_commands(verbs)
     s = verbs.add_parser('serve', help='serve a milvus-lite database file to many processes '
                                        'over gRPC (fleet.uri: http://HOST:PORT)')
     s.add_argument('file', type=Path, help='the milvus-lite database (a directory; made '
@@ -44,6 +47,8 @@ def parse_address(text: str) -> tuple[str, int]:
 
 
 def cmd_fleet(args: argparse.Namespace, out: TextIO) -> int:
+    if args.fleet_command != 'serve':
+        return fleet_ops.run(args, out)
     host, port = parse_address(args.address)
     path: Path = args.file
     if path.exists() and not path.is_dir():

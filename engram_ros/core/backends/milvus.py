@@ -35,6 +35,7 @@ import json
 import threading
 from typing import Any
 from typing import Iterator
+from typing import Mapping
 from typing import Sequence
 
 import numpy as np
@@ -153,17 +154,52 @@ class MilvusBackend:
             self._client.close()
             raise
 
+    @classmethod
+    def open_existing(cls, uri: str, *, collection: str = 'engrams', token: str = '',
+                      **options: Any) -> MilvusBackend:
+        """A backend on a collection that exists, with the dimension and encoder it records
+        (for tools that work on a fleet collection without an encoder of their own).
+
+        :raises ValueError: when the collection does not exist or records no dimension.
+        :raises RuntimeError: when the engine cannot be opened.
+        """
+        from pymilvus import MilvusClient
+        try:
+            client = MilvusClient(uri, token=token)
+        except Exception as exc:          # pymilvus raises its own exception types
+            raise RuntimeError(f'cannot open Milvus at {uri!r}: {exc}') from exc
+        try:
+            if not client.has_collection(collection):
+                raise ValueError(f'no collection {collection!r} at {uri!r}')
+            props = client.describe_collection(collection).get('properties') or {}
+        finally:
+            client.close()
+        if PROP_DIM not in props:
+            raise ValueError(f'collection {collection!r} at {uri!r} records no dimension '
+                             f'({PROP_DIM}): not an engram_ros memory')
+        return cls(uri, int(props[PROP_DIM]), model=props.get(PROP_MODEL, ''),
+                   collection=collection, token=token, **options)
+
     @property
     def dim(self) -> int:
         return self._dim
 
     # ------------------------------------------------------------------ records
 
-    def put(self, engrams: Sequence[Engram]) -> None:
+    def put(self, engrams: Sequence[Engram], *,
+            robots: Mapping[int, str] | None = None) -> None:
         """See :meth:`MemoryBackend.put`; a write is atomic only per batch of rows the engine
-        accepts (all rows are checked first, so a refused engram writes nothing)."""
+        accepts (all rows are checked first, so a refused engram writes nothing).
+
+        :param robots: the ``robot`` of the rows of these ids, where it is not this backend's
+            ``robot_id`` (fleet consolidation rewrites other robots' rows as history and
+            keeps who saw them).
+        """
         last = list({e.id: e for e in engrams}.values())
         rows = [self._row(e) for e in last]
+        for row in rows:
+            if robots is not None and row['id'] in robots:
+                row['robot'] = str(robots[row['id']])
         with self._lock:
             self._open()
             # An insert costs the client a fraction of an upsert: upsert only ids kept already.
@@ -195,6 +231,38 @@ class MilvusBackend:
             for start in range(0, len(present), BATCH):
                 self._client.delete(self.collection, ids=present[start:start + BATCH])
             return len(present)
+
+    def robots_of(self, ids: Sequence[int]) -> dict[int, str]:
+        """``id -> robot`` (the robot that wrote the row) of the ids kept; others skipped."""
+        unique = sorted({int(i) for i in ids})
+        found: dict[int, str] = {}
+        with self._lock:
+            self._open()
+            for start in range(0, len(unique), BATCH):
+                for row in self._client.query(self.collection, ids=unique[start:start + BATCH],
+                                              output_fields=['id', 'robot']):
+                    found[int(row['id'])] = str(row['robot'])
+        return found
+
+    def ids_of_robot(self, robot: str) -> np.ndarray:
+        """Ids (increasing) of every row written by ``robot``, history included."""
+        with self._lock:
+            self._open()
+            return self._ids(f'robot == {json.dumps(str(robot))}')
+
+    def compact(self) -> int:
+        """Seal what was written and ask the engine to compact the collection, so deleted
+        rows leave its segments; the compaction job's id (0 when the engine gives none).
+
+        A Milvus server rewrites the segments in the background (``get_compaction_state``
+        follows the job). milvus-lite 3.x accepts the call and does nothing more: it compacts
+        by itself after a flush, once enough data files of one size accumulate, and until then
+        deleted rows stay in its data files on disk (hidden by tombstones)."""
+        with self._lock:
+            self._open()
+            self._client.flush(self.collection)
+            job = self._client.compact(self.collection)
+            return int(job or 0)
 
     def iter_all(self, batch_size: int = 10000) -> Iterator[Engram]:
         """See :meth:`MemoryBackend.iter_all` (the ids are read first, then the engrams in

@@ -5,8 +5,10 @@ engram 7 would be one row in a shared collection. Each robot therefore registers
 index in the collection's metadata (``engram.meta.robot.<robot id>`` = the index, see
 :func:`register`) and writes engram ``i`` as fleet id ``index << 48 | i``:
 
-* the index is 1..32767 (15 bits: the id stays a positive int64; 0 is never used, so a fleet
-  id is never a plain local id), at most :data:`MAX_ROBOTS` robots per collection;
+* the index is 1..32766 (15 bits: the id stays a positive int64; 0 is never used, so a fleet
+  id is never a plain local id), at most :data:`MAX_ROBOTS` robots per collection; index
+  32767 (:data:`FLEET_INDEX`) is the fleet's own, for the engrams fleet consolidation makes
+  (their owner is :data:`FLEET_OWNER`, a robot id no robot may register);
 * a local id must be below ``2 ** 48`` (2.8e14 engrams): a larger one is refused
   (:func:`fleet_id` raises, the sync counts it) rather than wrapped into another robot's range;
 * :func:`local_id` and :func:`robot_index` take a fleet id apart again.
@@ -26,8 +28,12 @@ from typing import Protocol
 LOCAL_BITS = 48
 #: Largest local id a fleet id can carry.
 MAX_LOCAL_ID = (1 << LOCAL_BITS) - 1
+#: The largest index: the fleet's own (engrams fleet consolidation makes), never a robot's.
+FLEET_INDEX = (1 << (63 - LOCAL_BITS)) - 1
 #: Robot indices are 1..MAX_ROBOTS.
-MAX_ROBOTS = (1 << (63 - LOCAL_BITS)) - 1
+MAX_ROBOTS = FLEET_INDEX - 1
+#: The owner (row ``robot``) of the engrams fleet consolidation makes; not a robot id.
+FLEET_OWNER = 'fleet'
 #: Metadata key prefix of robot registrations (under the backend's own meta prefix).
 ROBOT_KEY = 'robot.'
 #: Re-picks before :func:`register` gives up (each needs another robot racing it).
@@ -72,11 +78,14 @@ def register(meta: MetaStore, robot_id: str) -> int:
     """This robot's index in the collection: the one registered before, else the smallest
     free one, written as ``robot.<robot_id>``.
 
-    :raises ValueError: for an empty robot id, or when every index is taken.
+    :raises ValueError: for an empty robot id, the fleet's own id, or when every index is taken.
     :raises RuntimeError: when concurrent registrations kept colliding.
     """
     if not robot_id:
         raise ValueError('a fleet robot id must not be empty')
+    if robot_id == FLEET_OWNER:
+        raise ValueError(f'{FLEET_OWNER!r} is the owner of fleet-merged engrams, not a robot id: '
+                         f'give the robot another fleet.robot_id')
     for attempt in range(_ATTEMPTS):
         taken = _registrations(meta)
         mine = taken.get(robot_id)

@@ -216,7 +216,7 @@ class FleetSync:
                     self.counters.withheld += 1
                     gone.append(fleet_id(index, i))
             if send:
-                self._put(backend, send)
+                self._put(backend, keep_fleet_endings(backend, send))
             if gone:
                 self.counters.deleted += backend.delete(gone)
             for i in ids:
@@ -267,3 +267,24 @@ class FleetSync:
         oldest = min((t for _, t in self._pending.values()), default=None) \
             if self._pending else None
         self.counters.lag = 0.0 if oldest is None else max(0.0, self._clock() - oldest)
+
+
+def keep_fleet_endings(backend, engrams: Sequence[Engram]) -> list[Engram]:
+    """``engrams`` as they should be upserted: an ending already in the fleet row is kept.
+
+    Validity changes are events and the earliest ``valid_to`` wins (``docs/fleet.md``): when
+    the fleet's row of an engram was ended earlier than this robot's copy says (fleet
+    consolidation merged it into a fleet engram, or ended it because another robot saw the
+    thing elsewhere), the upload keeps that ``valid_to`` and its ``successor_id`` instead of
+    making the belief current again. Every other field is the owner's.
+    """
+    rows = {e.id: e for e in backend.get([e.id for e in engrams])}
+    out: list[Engram] = []
+    for engram in engrams:
+        row = rows.get(engram.id)
+        if (row is not None and row.valid_to is not None
+                and (engram.valid_to is None or row.valid_to < engram.valid_to)):
+            engram = engram.copy()
+            engram.valid_to, engram.successor_id = row.valid_to, row.successor_id
+        out.append(engram)
+    return out
