@@ -16,6 +16,7 @@ import pytest
 from engram_ros.core.backend import Region
 from engram_ros.core.backend import Stage1Filter
 from engram_ros.core.backends.milvus import MilvusBackend
+from engram_ros.core.backends.milvus import PROP_MODEL
 from engram_ros.core.backends.milvus_filter import expression
 from engram_ros.core.backends.milvus_filter import plan
 from engram_ros.core.model.engram import Engram
@@ -92,6 +93,49 @@ def test_a_collection_of_another_schema_is_refused(tmp_path: Path) -> None:
     client.close()
     with pytest.raises(ValueError, match='another schema.*missing'):
         _open(tmp_path / 'fleet.db')
+
+
+def _unrecorded(path: Path):
+    """A collection made by engram_ros whose encoder is not recorded yet (its maker is between
+    ``create_collection`` and writing the properties); returns a client to finish it with."""
+    from pymilvus import MilvusClient
+    _open(path).close()
+    client = MilvusClient(str(path))
+    client.drop_collection_properties('engrams', property_keys=[PROP_MODEL])
+    assert PROP_MODEL not in (client.describe_collection('engrams').get('properties') or {})
+    return client
+
+
+def test_a_collection_being_made_is_waited_for_not_refused(tmp_path: Path) -> None:
+    """Two robots starting at once on a new fleet: one opens the collection while the other
+    has made it but not yet recorded its encoder; it waits for the record."""
+    maker = _unrecorded(tmp_path / 'fleet.db')
+
+    class Joining(MilvusBackend):
+        def _properties(self) -> dict[str, str]:
+            properties = super()._properties()
+            if PROP_MODEL not in properties:    # it saw the gap: the maker finishes now
+                maker.alter_collection_properties('engrams', properties={PROP_MODEL: 'clip-a'})
+            return properties
+
+    try:
+        joined = Joining(str(tmp_path / 'fleet.db'), DIM, model='clip-a', frame_id=FRAME)
+        joined.close()
+    finally:
+        maker.close()
+
+
+def test_a_collection_whose_encoder_never_comes_is_refused(tmp_path: Path) -> None:
+    maker = _unrecorded(tmp_path / 'fleet.db')
+
+    class Impatient(MilvusBackend):
+        MAKING_GRACE = 0.3
+
+    try:
+        with pytest.raises(ValueError, match='names no encoder'):
+            Impatient(str(tmp_path / 'fleet.db'), DIM, model='clip-a', frame_id=FRAME)
+    finally:
+        maker.close()
 
 
 def test_a_milvus_lite_file_is_served_to_one_process(tmp_path: Path) -> None:

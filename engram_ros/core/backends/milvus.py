@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from typing import Any
 from typing import Iterator
 from typing import Mapping
@@ -105,6 +106,9 @@ class MilvusBackend:
     :raises RuntimeError: when the engine cannot be opened (a milvus-lite file already served
         to another process, a server that does not answer).
     """
+
+    #: [s] how long a collection found without its encoder is re-read (:meth:`_await_model`).
+    MAKING_GRACE = 5.0
 
     def __init__(self, uri: str, dim: int, *, model: str = '', collection: str = 'engrams',
                  frame_id: str = '', robot_id: str = '', token: str = '',
@@ -409,6 +413,8 @@ class MilvusBackend:
                              f'{stored_dim}-d vectors (encoder {stored_model!r}); this memory '
                              f'uses {self._dim}-d vectors (encoder {self.model!r})')
         if stored_model is None:
+            stored_model = self._await_model()
+        if stored_model is None:
             raise ValueError(f'Milvus collection {self.collection!r} at {self.uri!r} names '
                              f'no encoder ({PROP_MODEL} missing); this memory uses encoder '
                              f'{self.model!r}')
@@ -417,6 +423,21 @@ class MilvusBackend:
                              f'vectors of encoder {stored_model!r}; this memory uses encoder '
                              f'{self.model!r} (both {self._dim}-d): every robot must use the '
                              f'same encoders')
+
+    def _await_model(self) -> str | None:
+        """The encoder of a collection found without one, once its maker records it.
+
+        :meth:`_create` makes the collection, then writes its properties: a robot opening it
+        in between (two robots starting at once on a new fleet) would refuse for good a
+        collection that is only being made. So it re-reads for :attr:`MAKING_GRACE` seconds;
+        None if it is still missing then (not made by engram_ros, or its maker died).
+        """
+        deadline = time.monotonic() + self.MAKING_GRACE
+        while True:
+            model = self._properties().get(PROP_MODEL)
+            if model is not None or time.monotonic() >= deadline:
+                return model
+            time.sleep(0.1)
 
     def _properties(self) -> dict[str, str]:
         return dict(self._client.describe_collection(self.collection).get('properties') or {})
