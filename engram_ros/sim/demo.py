@@ -95,6 +95,9 @@ class Watcher:
         #: perception's latest diagnostics values (where its poses come from, what it skipped)
         self.perception: dict[str, str] = {}
         self._perception_id = f'{namespace}/engram_perception'
+        #: the memory's latest diagnostics values (the fleet demo reads ``fleet``)
+        self.memory: dict[str, str] = {}
+        self._memory_id = f'{namespace}/engram_memory'
         self.trajectory: list[tuple[float, float]] = []
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self._subs = [
@@ -119,6 +122,9 @@ class Watcher:
             if status.hardware_id == self._perception_id:
                 with self.lock:
                     self.perception = {kv.key: kv.value for kv in status.values}
+            elif status.hardware_id == self._memory_id:
+                with self.lock:
+                    self.memory = {kv.key: kv.value for kv in status.values}
 
     def odom_callback(self, msg) -> None:
         p = msg.pose.pose.position

@@ -16,7 +16,7 @@ processes (simulator, perception, memory) in its own namespace, started with
 Each memory keeps its own store and syncs it with the fleet (``fleet.uri``,
 ``docs/fleet.md``). TF is remapped into each namespace (``/robot1/tf``), so the two robots'
 ``odom -> base_link`` do not mix. Both robots run live: each half-house patrol is about a
-third of the main demo's (170 and 268 frames against 612), so the two pipelines together cost
+third of the main demo's (222 and 268 frames against 612), so the two pipelines together cost
 about what the main demo's one does on 2 cores.
 
 While they patrol, the demo measures the **sync lag**: it asks robot 1's own memory for the mug
@@ -304,7 +304,6 @@ def main(argv: list[str] | None = None) -> int:
                         f'memory.fleet.uri:={uri}', f'memory.fleet.robot_id:={name}',
                         f'memory.fleet.sync_period:={args.sync_period}'])
             robots.append(Robot(name, path, launcher))
-            launcher.start()
         from engram_ros.ros.client import spinning_node
         with spinning_node('engram_fleet_demo') as node:
             code = run(node, robots, server, args, started)
@@ -340,9 +339,11 @@ def run(node, robots: list[Robot], server: FleetServer, args, started: float) ->
         robot.watcher = Watcher(node, robot.namespace)
         robot.client = MemoryClient(node, robot.namespace)
         robot.progress = Progress(f'  {robot.name}', position=i)
+    owner, asker = robots
+    for robot in robots:
+        robot.launcher.start()
     for robot in robots:
         robot.client.wait_for_services(timeout=60.0)
-    owner, asker = robots
     lag = SyncLag()
     mug_query = {'tags_all': [f'label:{MUG}'], 'kinds': ['object'], 'k': 5}
     done_at = 0.0
@@ -437,9 +438,14 @@ def answer(robots: list[Robot], lag: SyncLag, args, scope_fleet: int | None) -> 
     kept = {r.name: all_engrams(r.client) for r in robots}
     for r in robots:
         status = r.status()
+        with r.watcher.lock:
+            memory, seen = dict(r.watcher.memory), dict(r.watcher.perception)
         print(f'{r.name} patrolled {status.get("laps")} laps ({status.get("total_frames")} '
-              f'frames) and keeps {len(kept[r.name]["place"])} places, '
-              f'{len(kept[r.name]["object"])} objects, {len(kept[r.name]["audio"])} sounds.')
+              f'frames; perception placed {seen.get("frames_posed_by_tf", "?")} from TF and '
+              f'dropped {seen.get("jobs_dropped", "0")} jobs it had no time for) and keeps '
+              f'{len(kept[r.name]["place"])} places, {len(kept[r.name]["object"])} objects, '
+              f'{len(kept[r.name]["audio"])} sounds; fleet: {memory.get("fleet", "?")}, '
+              f'{memory.get("fleet.uploaded", "?")} uploads.')
     for a in (fleet, own):
         print(f'\n> {a.question}')
         print(f'  {summary_line(a, truth, asker.name)}')
