@@ -50,6 +50,7 @@ class GovernanceStatus(IntEnum):
     EMPTY_SELECTION = 9
     INVALID_EDIT = 10
     UNKNOWN_FRAME = 11
+    FLEET_UNAVAILABLE = 12
     INTERNAL_ERROR = 255
 
 

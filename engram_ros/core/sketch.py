@@ -327,6 +327,28 @@ def text_to_tags(text: str, known_labels: Iterable[str] = ()) -> tuple[str, ...]
     return tuple(sorted(found))
 
 
+def word_tags(text: str, namespace: str, longest: int = 3) -> tuple[str, ...]:
+    """Every ``namespace:`` tag the text's words could name outside the vocabularies: each run
+    of up to ``longest`` words (stop words alone left out) joined by ``_``.
+
+    ``"the box in the server room"`` with ``room`` -> ``room:box``, ``room:server``,
+    ``room:server_room``, ... A caller keeps those the memory holds (a room its map names that no
+    vocabulary lists, e.g. ``workshop``): cheap to check against the tag postings, and never a
+    filter on a tag nobody carries.
+    """
+    text = _EXPLICIT.sub(' ', text.lower().replace("'s ", ' ').replace('\u2019s ', ' '))
+    tokens = _TOKEN.findall(text.replace("'", '').replace('\u2019', ''))
+    out: dict[str, None] = {}
+    for i in range(len(tokens)):
+        for n in range(1, min(longest, len(tokens) - i) + 1):
+            words = tokens[i:i + n]
+            if n == 1 and words[0] in STOP_WORDS:
+                continue
+            for form in ('_'.join(words), '_'.join(words[:-1] + [_singular_word(words[-1])])):
+                out[f'{namespace}:{form}'] = None
+    return tuple(out)
+
+
 def color_name(rgb: tuple[int, int, int]) -> str:
     """Name the colour of an 8-bit RGB triple with the palette of :data:`COLOR_SYNONYMS`,
     in CIELAB (:func:`engram_ros.core.colour.colour_name`).

@@ -146,12 +146,14 @@ class MemoryClient:
         return self.call(self.edit_client, request, timeout)
 
     def forget_engrams(self, ids: Sequence[int] = (), *, dry_run: bool = False,
-                       requester: str = '', timeout: float = 30.0,
+                       requester: str = '', fleet: bool = False, timeout: float = 30.0,
                        **selection) -> ForgetEngrams.Response:
-        """Forget by ids and/or a selection (keywords of :meth:`fill_selection`)."""
+        """Forget by ids and/or a selection (keywords of :meth:`fill_selection`); ``fleet``:
+        also in the fleet collection (see ``srv/ForgetEngrams.srv``)."""
         request = self.fill_selection(ForgetEngrams.Request(), **selection)
         request.ids = [int(i) for i in ids]
         request.dry_run = bool(dry_run)
+        request.fleet = bool(fleet)
         request.requester = requester
         return self.call(self.forget_client, request, timeout)
 

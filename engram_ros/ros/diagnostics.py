@@ -18,7 +18,8 @@ from engram_ros.ros.conversions.common import diagnostic_array
 #: The memory node's counters, reported as diagnostics values in this order.
 MEMORY_COUNTERS = ('received', 'lost', 'ingested', 'merged', 'promoted', 'dropped_malformed',
                    'evicted', 'recalls', 'recall_errors', 'consolidations', 'dropped_privacy',
-                   'lists', 'gets', 'edits', 'forgets', 'forgotten', 'evidence_expired',
+                   'lists', 'gets', 'edits', 'forgets', 'forgotten', 'fleet_forgets_missed',
+                   'evidence_expired',
                    'governance_errors', 'feedbacks', 'feedback_errors', 'corrections',
                    'corrections_rejected', 'moved', 'ended', 'place_queries',
                    # refused past a size limit (engram_ros.core.model.limits), per reason

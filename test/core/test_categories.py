@@ -173,3 +173,25 @@ def test_the_closest_meaning_ranks_first(embed):
     assert 'text means label:laundry_basket' in result.message
     symbolic = [h.symbolic for h in result.hits]
     assert symbolic == sorted(symbolic, reverse=True) and symbolic[0] == 1.0
+
+
+# ------------------------------------------------------------------------- rooms the map names
+def test_a_room_no_vocabulary_lists_is_named_by_its_words():
+    # The map names rooms the vocabularies do not ("workshop", "server room"): a question's
+    # words find them when the memory holds the room tag, and nothing else is invented.
+    store = MemoryStore(MemoryStorage(), StoreConfig(dim=16))
+    rng = np.random.default_rng(7)
+    for i, (label, room) in enumerate((('blue box', 'workshop'), ('green box', 'kitchen'),
+                                       ('drill', 'workshop'), ('router', 'server_room'))):
+        tags = detection_tags(label, 'gray', 'small') + (f'room:{room}',)
+        vector = rng.normal(size=16)
+        for j in range(3):
+            store.ingest(Observation(kind='object', frame_id='map', stamp=100.0 + 10 * i + j,
+                                     position=np.array([3.0 * i, 0.0, 0.5]), vector=vector,
+                                     label=parse_label(label).label, tags=tags))
+    labels, message = _ask(store, 'the box in the workshop')
+    assert labels[0] == 'blue_box' and 'room:workshop' in message
+    labels, _ = _ask(store, 'what is in the server room?')
+    assert labels == ['router']
+    labels, message = _ask(store, 'what is in the garden?')     # no such room here
+    assert labels == [] and 'room:garden' not in message

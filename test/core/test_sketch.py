@@ -208,3 +208,10 @@ def test_color_names_are_the_colour_vocabulary() -> None:
 def test_color_name_rejects(rgb: object) -> None:
     with pytest.raises(ValueError):
         color_name(rgb)  # type: ignore[arg-type]
+
+
+def test_word_tags_are_every_short_run_of_words_without_lone_stop_words():
+    tags = sketch.word_tags('What is in the server rooms?', 'room')
+    assert {'room:server', 'room:server_room', 'room:server_rooms', 'room:room'} <= set(tags)
+    assert 'room:the' not in tags and 'room:in' not in tags
+    assert sketch.word_tags('', 'room') == ()

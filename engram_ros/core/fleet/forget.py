@@ -34,9 +34,12 @@ from engram_ros.core.audit import id_summary
 from engram_ros.core.backend import Region
 from engram_ros.core.backend import Stage1Filter
 from engram_ros.core.backends.milvus import MilvusBackend
+from engram_ros.core.fleet.ids import fleet_id
 from engram_ros.core.fleet.ids import FLEET_OWNER
+from engram_ros.core.fleet.ids import MAX_LOCAL_ID
 from engram_ros.core.fleet.provenance import Provenance
 from engram_ros.core.governance import EngramFilter
+from engram_ros.core.governance import ForgetResult
 from engram_ros.core.governance import GovernanceError
 from engram_ros.core.governance import GovernanceStatus
 from engram_ros.core.model.engram import TIER_SHORT
@@ -193,8 +196,8 @@ def _derived(backend: MilvusBackend, records: Provenance, forgotten: list[int]
     derived = {i for i in merged_from if i in known and i not in gone}
     dropped = derived | {i for i in gone if i in fleet}
     reopen: set[int] = set()
-    for fleet_id in dropped:
-        record = known.get(fleet_id) or {'members': []}
+    for merged in dropped:
+        record = known.get(merged) or {'members': []}
         reopen |= {int(m) for m, _ in record['members'] if int(m) not in gone}
     return derived, dropped, reopen
 
@@ -206,3 +209,61 @@ def _reopen(backend: MilvusBackend, ids: list[int], fleet_ids: set[int]) -> None
     for e in engrams:
         e.valid_to, e.successor_id = None, 0
     backend.put(engrams, robots=robots)
+
+
+@dataclass
+class ForgetHereAndInFleet:
+    """A forget on a robot that also reaches the fleet (:func:`forget_here_and_in_fleet`)."""
+
+    local: ForgetResult
+    #: The fleet's part (``None`` when it was not done: see :attr:`fleet_missing`).
+    fleet: FleetForgetResult | None = None
+    #: Why the fleet's part was not done (``''``: it was, or nothing in the fleet was named).
+    fleet_missing: str = ''
+
+
+def forget_here_and_in_fleet(store, link, ids: Sequence[int] = (),
+                             selection: EngramFilter | None = None, *, dry_run: bool = False,
+                             requester: str = 'unknown') -> ForgetHereAndInFleet:
+    """Forget on this robot and in the fleet collection, both audited in ``store``'s log.
+
+    Ids below ``2 ** 48`` are this robot's engrams (forgotten here; their own fleet rows go at
+    once, not only at the next sync); larger ids are fleet ids (another robot's sighting or a
+    fleet-merged engram, as a fleet-scoped Recall answers them), forgotten in the fleet only. A
+    filter selects here and in the fleet (every robot's rows). With ids given, each part
+    forgets only its own ids (narrowed by the filter).
+
+    :param store: this robot's :class:`~engram_ros.core.memory.store.MemoryStore`.
+    :param link: the robot's :class:`~engram_ros.core.fleet.link.FleetLink` (``None``: no
+        fleet configured; the local part is still done and :attr:`fleet_missing` says why).
+    :raises GovernanceError: as the local forget does (nothing is forgotten anywhere then).
+    """
+    local_ids = [int(i) for i in ids if int(i) <= MAX_LOCAL_ID]
+    fleet_only = [int(i) for i in ids if int(i) > MAX_LOCAL_ID]
+    has_filter = selection is not None and not selection.is_empty()
+    if local_ids or (not ids and has_filter) or not (fleet_only or has_filter):
+        local = store.forget(local_ids, selection, dry_run=dry_run, requester=requester)
+    else:
+        local = ForgetResult(dry_run=dry_run)
+    out = ForgetHereAndInFleet(local)
+    backend = None if link is None else link.backend()
+    if backend is None:
+        out.fleet_missing = ('no fleet configured (fleet.uri)' if link is None
+                             else f'fleet {link.status()}')
+        return out
+    # With ids: the fleet ids asked for, and this robot's own rows of what it forgot here;
+    # by a filter alone: whatever it picks in the fleet, every robot's rows (own ones included).
+    own = [fleet_id(link.robot_index, i) for i in local.forgotten_ids if i <= MAX_LOCAL_ID]
+    if ids and not (fleet_only or own):
+        return out                      # only this robot's unknown ids: nothing in the fleet
+    try:
+        out.fleet = fleet_forget(backend, store.audit, ids=fleet_only + own if ids else (),
+                                 selection=selection, dry_run=dry_run, requester=requester)
+    except GovernanceError:
+        raise
+    except Exception as exc:            # the fleet went away mid-request (pymilvus' own errors)
+        out.fleet_missing = f'fleet forget failed: {exc}'
+        return out
+    # Own rows not yet synced are not unknown to the asker; fleet ids missing are.
+    out.fleet.unknown_ids = [i for i in out.fleet.unknown_ids if i in set(fleet_only)]
+    return out

@@ -110,6 +110,12 @@ def _text_tags(store: MemoryStore, text: str
     with store._lock:   # the question's tags and every label, not every tag name (vw:, place:)
         present = store.index.present_tags(_WORD_NAMESPACES, among=list(text_tags) + [
             f'label:{form}' for label in known for form in (label, parse_label(label).label)])
+        # A room the map names that no vocabulary lists ("workshop", "server room"): its
+        # words name it when the memory holds that room tag.
+        rooms = [t for t in store.index.present_tags(('room',), among=sketch.word_tags(
+            text, 'room')) if t not in text_tags]
+    text_tags += tuple(rooms)
+    present += rooms
     resolved = [categories.resolve(t, present, store.text_matcher) for t in text_tags]
     groups = [r.tags for r in resolved if r.matches]
     meant: list[SemanticMatch] = []

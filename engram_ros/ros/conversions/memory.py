@@ -420,6 +420,21 @@ def fill_forget_response(result: ForgetResult,
     return response
 
 
+def fill_fleet_forget_response(result, response: ForgetEngrams.Response
+                               ) -> ForgetEngrams.Response:
+    """Fill a ForgetEngrams response from a forget here and in the fleet
+    (:class:`~engram_ros.core.fleet.forget.ForgetHereAndInFleet`)."""
+    fill_forget_response(result.local, response)
+    if result.fleet is not None:
+        response.fleet_forgotten_ids = [int(i) for i in (result.fleet.forgotten_ids
+                                                         + result.fleet.derived_ids)]
+        response.message += f'; fleet: {result.fleet.message}'
+    if result.fleet_missing:
+        response.status = int(GovernanceStatus.FLEET_UNAVAILABLE)
+        response.message += f'; not forgotten in the fleet: {result.fleet_missing}'
+    return response
+
+
 # ------------------------------------------------------------------------------- map memory
 
 def feedback_error_response(exc: Exception, response: Feedback.Response) -> Feedback.Response:

@@ -56,6 +56,8 @@ from visualization_msgs.msg import MarkerArray
 
 from engram_ros.core.audit import AuditError
 from engram_ros.core.evidence import EvidenceError
+from engram_ros.core.fleet.forget import forget_here_and_in_fleet
+from engram_ros.core.fleet.forget import ForgetHereAndInFleet
 from engram_ros.core.forgetting import FeedbackError
 from engram_ros.core.governance import check_id_count
 from engram_ros.core.governance import ForgetResult
@@ -497,16 +499,29 @@ class MemoryNode(ManagedNode):
             result = self._forget(request)
         except Exception as exc:
             return self._governance_error('forget', exc, response)
-        self.health.count('forgotten', 0 if result.dry_run else len(result.forgotten_ids))
-        self._markers_dirty = self._markers_dirty or bool(result.forgotten_ids)
+        local = result.local if isinstance(result, ForgetHereAndInFleet) else result
+        self.health.count('forgotten', 0 if local.dry_run else len(local.forgotten_ids))
+        self._markers_dirty = self._markers_dirty or bool(local.forgotten_ids)
+        if isinstance(result, ForgetHereAndInFleet):
+            if result.fleet_missing:
+                self.health.count('fleet_forgets_missed')
+            return conversions.fill_fleet_forget_response(result, response)
         return conversions.fill_forget_response(result, response)
 
-    def _forget(self, request: ForgetEngrams.Request) -> ForgetResult:
-        """Forget what the request selects; ids no engram can have are unknown ids."""
+    def _forget(self, request: ForgetEngrams.Request) -> ForgetResult | ForgetHereAndInFleet:
+        """Forget what the request selects (also in the fleet when ``fleet`` is set); ids no
+        engram can have are unknown ids."""
         check_id_count(len(request.ids))
         ids, impossible = conversions.engram_ids(request.ids)
         selection = conversions.engram_filter_from_request(request)
         requester = conversions.requester_of(request)
+        if request.fleet:               # here and in the fleet collection (core/fleet/forget.py)
+            both = forget_here_and_in_fleet(self.store, self.fleet_link, ids, selection,
+                                            dry_run=request.dry_run, requester=requester)
+            both.local.unknown_ids = conversions.unknown_in_order(
+                request.ids, both.local.unknown_ids + impossible
+                + (both.fleet.unknown_ids if both.fleet else []))
+            return both
         if impossible and not ids:      # never forget by the filter alone: nothing is named
             result = ForgetResult(unknown_ids=impossible, dry_run=request.dry_run)
             self.store.audit_event('forget', requester, {'dry_run': request.dry_run},
