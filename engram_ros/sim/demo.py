@@ -420,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
     except ScenarioError as exc:
         parser.error(str(exc))
     if args.laps > 0:
-        scenario_path = _with_laps(scenario_path, args.laps)
+        scenario_path = with_laps(scenario_path, args.laps)
 
     os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
     from engram_ros.apps.launcher import Launcher
@@ -454,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
-def _with_laps(path: str, laps: int) -> str:
+def with_laps(path: str, laps: int) -> str:
     """A copy of the scenario with another number of laps (events after it are dropped)."""
     import yaml
     doc = yaml.safe_load(Path(path).read_text())
@@ -483,7 +483,7 @@ def run(node, launcher, namespace: str, args, started: float) -> int:
             if died is not None:
                 progress.close()
                 print(f'\n{died.spec.name} stopped unexpectedly (exit code {died.returncode}); '
-                      f'its log ends:\n' + _tail(launcher.log_dir / f'{died.spec.name}.log'))
+                      f'its log ends:\n' + log_tail(launcher.log_dir / f'{died.spec.name}.log'))
                 return 1
             with watcher.lock:
                 status = dict(watcher.status)
@@ -535,7 +535,7 @@ def run(node, launcher, namespace: str, args, started: float) -> int:
     return 0
 
 
-def _tail(path: Path, lines: int = 15) -> str:
+def log_tail(path: Path, lines: int = 15) -> str:
     try:
         return '\n'.join(path.read_text().splitlines()[-lines:])
     except OSError:

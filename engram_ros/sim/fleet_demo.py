@@ -48,8 +48,8 @@ from dataclasses import asdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from engram_ros.sim.demo import _tail
 from engram_ros.sim.demo import Answer
+from engram_ros.sim.demo import log_tail
 from engram_ros.sim.demo import Progress
 from engram_ros.sim.demo import room_of
 from engram_ros.sim.demo import room_of_engram
@@ -195,7 +195,7 @@ class FleetServer:
                     return self.uri
             time.sleep(0.1)
         raise RuntimeError(f'engram fleet serve did not start (exit code {self.proc.poll()}); '
-                           f'its log ends:\n{_tail(self.log_path)}')
+                           f'its log ends:\n{log_tail(self.log_path)}')
 
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -260,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     width, _, height = args.size.partition('x')
 
-    from engram_ros.sim.demo import _with_laps
+    from engram_ros.sim.demo import with_laps
     from engram_ros.sim.scenario import load_scenario
     if args.store is not None:
         if args.store.exists():
@@ -293,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, scenario in ROBOTS:
             path = str(load_scenario(scenario).source)
             if args.laps > 0:
-                path = _with_laps(path, args.laps)
+                path = with_laps(path, args.laps)
             launcher = Launcher(
                 'sim', namespace=f'/{name}', log_dir=log_dir / name, log_level='warn',
                 remaps=[f'/tf:=/{name}/tf', f'/tf_static:=/{name}/tf_static'],
@@ -356,12 +356,12 @@ def run(node, robots: list[Robot], server: FleetServer, args, started: float) ->
                     raise RuntimeError(
                         f'{robot.name}\'s {died.spec.name} stopped unexpectedly (exit code '
                         f'{died.returncode}); its log ends:\n'
-                        + _tail(robot.launcher.log_dir / f'{died.spec.name}.log'))
+                        + log_tail(robot.launcher.log_dir / f'{died.spec.name}.log'))
                 if robot.status():
                     robot.progress.update(robot.status())
             if not server.running():
                 raise RuntimeError('engram fleet serve stopped unexpectedly; its log ends:\n'
-                                   + _tail(server.log_path))
+                                   + log_tail(server.log_path))
             if not lag.stored:
                 mugs = [e for e in owner.recall(**mug_query).engrams if e.label == MUG]
                 if mugs:
