@@ -145,17 +145,23 @@ def test_the_picture_colours_each_engram_by_the_robot_that_saw_it(tmp_path: Path
     assert at(3.5, 3.5) not in ROBOT_COLOURS and np.any(img != 255)
 
 
-def _demo_processes(marker: str) -> list[int]:
-    """Pids of processes whose command line names ``marker`` (the test's own directory)."""
+#: An environment variable the test's demo gets, and every process it starts inherits.
+MARK = 'ENGRAM_FLEET_DEMO_TEST'
+
+
+def _demo_processes(tmp_path: Path) -> list[int]:
+    """Pids of the processes of this test's demo: the demo and everything it started (their
+    environment carries :data:`MARK` = ``tmp_path``), wherever they were reparented."""
+    mark = f'{MARK}={tmp_path}'.encode()
     pids = []
     for entry in Path('/proc').iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+        if not entry.name.isdigit():
             continue
         try:
-            cmdline = (entry / 'cmdline').read_bytes().replace(b'\0', b' ').decode()
+            environ = (entry / 'environ').read_bytes().split(b'\0')
         except OSError:
             continue
-        if marker in cmdline:
+        if mark in environ:
             pids.append(int(entry.name))
     return pids
 
@@ -164,7 +170,19 @@ def _start_demo(tmp_path: Path, *args: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, '-m', 'engram_ros.sim.fleet_demo', '--store', str(tmp_path / 'store'),
          '--png', str(tmp_path / 'fleet.png'), '--summary', str(tmp_path / 'summary.json'),
-         *args], cwd=ROOT, stdout=open(tmp_path / 'demo.log', 'w'), stderr=subprocess.STDOUT)
+         *args], cwd=ROOT, stdout=open(tmp_path / 'demo.log', 'w'), stderr=subprocess.STDOUT,
+        env={**os.environ, MARK: str(tmp_path)})
+
+
+def _wait_for_both_robots(demo: subprocess.Popen, tmp_path: Path) -> None:
+    """Until both robots' memories have made their stores (the fleet server is up then)."""
+    log = tmp_path / 'demo.log'
+    assert wait_for(lambda: all((tmp_path / 'store' / r / MARKER_NAME).exists()
+                                for r in ('robot1', 'robot2')) or demo.poll() is not None,
+                    timeout=120.0, period=0.5), log.read_text()
+    assert demo.poll() is None, log.read_text()
+    # the demo, fleet serve, each robot's simulator, perception and memory
+    assert len(_demo_processes(tmp_path)) >= 8, log.read_text()
 
 
 def test_ctrl_c_stops_every_process_the_demo_started(tmp_path: Path) -> None:
@@ -172,12 +190,7 @@ def test_ctrl_c_stops_every_process_the_demo_started(tmp_path: Path) -> None:
     demo = _start_demo(tmp_path)
     log = tmp_path / 'demo.log'
     try:
-        # both robots' memories have made their stores, the fleet server is up
-        assert wait_for(lambda: all((tmp_path / 'store' / r / MARKER_NAME).exists()
-                                    for r in ('robot1', 'robot2')) or demo.poll() is not None,
-                        timeout=120.0, period=0.5), log.read_text()
-        assert demo.poll() is None, log.read_text()
-        assert len(_demo_processes(str(tmp_path))) >= 4, log.read_text()
+        _wait_for_both_robots(demo, tmp_path)
         demo.send_signal(signal.SIGINT)
         demo.wait(120.0)
     finally:
@@ -189,8 +202,34 @@ def test_ctrl_c_stops_every_process_the_demo_started(tmp_path: Path) -> None:
     # each stopped by the demo with a clean exit (not killed when the demo died)
     assert ('Stopped robot1/memory (0), robot1/perception (0), robot1/sim (0), robot2/memory '
             '(0), robot2/perception (0), robot2/sim (0), fleet serve (0)') in text, text
-    assert wait_for(lambda: not _demo_processes(str(tmp_path)), timeout=10.0), (
-        _demo_processes(str(tmp_path)), log.read_text())
+    assert wait_for(lambda: not _demo_processes(tmp_path), timeout=10.0), (
+        _demo_processes(tmp_path), log.read_text())
+
+
+def test_a_node_that_dies_stops_the_demo_and_every_other_process(tmp_path: Path) -> None:
+    pytest.importorskip('pybullet')
+    demo = _start_demo(tmp_path)
+    log = tmp_path / 'demo.log'
+    try:
+        _wait_for_both_robots(demo, tmp_path)
+        # robot 2's simulator crashes (only processes of this test's own demo are named so)
+        sims = [pid for pid in _demo_processes(tmp_path)
+                if 'engram_ros.sim.node' in Path(f'/proc/{pid}/cmdline').read_text()
+                and '/robot2' in Path(f'/proc/{pid}/cmdline').read_text()]
+        assert len(sims) == 1, log.read_text()
+        os.kill(sims[0], signal.SIGKILL)
+        code = demo.wait(120.0)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+    text = log.read_text()
+    assert code == 1, text
+    assert 'robot2\'s sim stopped unexpectedly (exit code -9)' in text, text
+    assert ('Stopped robot1/memory (0), robot1/perception (0), robot1/sim (0), robot2/memory '
+            '(0), robot2/perception (0), robot2/sim (-9), fleet serve (0)') in text, text
+    assert wait_for(lambda: not _demo_processes(tmp_path), timeout=10.0), (
+        _demo_processes(tmp_path), text)
 
 
 def test_robot_2_answers_with_robot_1s_mug_from_the_fleet(tmp_path: Path) -> None:
@@ -216,4 +255,4 @@ def test_robot_2_answers_with_robot_1s_mug_from_the_fleet(tmp_path: Path) -> Non
     assert summary['own_answer'] == [], summary
     assert summary['sync_lag_s'] is not None and summary['sync_lag_s'] >= 0.0, summary
     assert (tmp_path / 'fleet.png').stat().st_size > 0
-    assert not _demo_processes(str(tmp_path)), log.read_text()[-2000:]
+    assert not _demo_processes(tmp_path), log.read_text()[-2000:]
