@@ -187,6 +187,18 @@ class MilvusBackend:
                     found[int(row['id'])] = _engram(row)
         return [found[i] for i in wanted if i in found]
 
+    def robots_of(self, ids: Sequence[int]) -> dict[int, str]:
+        """See :meth:`MemoryBackend.robots_of` (each row's ``robot`` field)."""
+        unique = sorted({int(i) for i in ids})
+        found: dict[int, str] = {}
+        with self._lock:
+            self._open()
+            for start in range(0, len(unique), BATCH):
+                rows = self._client.query(self.collection, ids=unique[start:start + BATCH],
+                                          output_fields=['id', 'robot'])
+                found.update((int(r['id']), str(r['robot'])) for r in rows)
+        return found
+
     def delete(self, ids: Sequence[int]) -> int:
         """See :meth:`MemoryBackend.delete`."""
         with self._lock:

@@ -56,6 +56,7 @@ from visualization_msgs.msg import MarkerArray
 
 from engram_ros.core.audit import AuditError
 from engram_ros.core.evidence import EvidenceError
+from engram_ros.core.fleet.view import robot_id_from_namespace
 from engram_ros.core.forgetting import FeedbackError
 from engram_ros.core.governance import check_id_count
 from engram_ros.core.governance import ForgetResult
@@ -68,6 +69,7 @@ from engram_ros.core.memory.write_queue import RETRY_MIN
 from engram_ros.core.model.limits import MAX_REQUEST_ITEMS
 from engram_ros.core.places import CorrectionError
 from engram_ros.core.privacy import PrivacyConfigError
+from engram_ros.core.query import FleetAnswer
 from engram_ros.core.query import QueryError
 from engram_ros.core.query import RecallStatus
 from engram_ros.core.semantic import SemanticTags
@@ -271,6 +273,7 @@ class MemoryNode(ManagedNode):
         """:raises StoreOpenError, EvidenceError, AuditError, ValueError: the node cannot run."""
         store, self._store_dir = memory_parameters.open_store(self._value)
         store.clock = self._now
+        store.robot_id = robot_id_from_namespace(self.get_namespace())
         return store
 
     def _now(self) -> float:
@@ -315,6 +318,8 @@ class MemoryNode(ManagedNode):
                                        requester=conversions.requester_of(request))
             conversions.fill_recall_response(result, response, request.include_vectors,
                                              request.compact)
+            if result.fleet in (FleetAnswer.NOT_CONFIGURED, FleetAnswer.UNREACHABLE):
+                self.health.count('recalls_fleet_unanswered')
             self.health.faults.succeeded('recall')
             response.message += self.health.storage_note(self.ingest_queue)
         except QueryError as exc:
