@@ -124,6 +124,22 @@ def test_scope_fleet_finds_what_another_robot_saw(store: MemoryStore, fleet: Fle
     assert store.fleet_recalls == 1
 
 
+def test_a_question_naming_what_only_another_robot_saw(store: MemoryStore,
+                                                       fleet: Fleet) -> None:
+    alone = store.recall(RecallQuery(text='where is the book?'), now=NOW)
+    assert alone.hits == [] and 'nothing in the memory matches' in alone.message
+    result = store.recall(RecallQuery(text='where is the book?', scope=RecallScope.FLEET),
+                          now=NOW)
+    assert _labels(result) == [('book', 'b')]
+    # 'mug' finds A's cup (a cup is one here) and, asked of the fleet as it is, B's mug.
+    assert _labels(store.recall(RecallQuery(text='where is the mug?'), now=NOW)) == [
+        ('cup', 'a')]
+    both = store.recall(RecallQuery(text='where is the mug?', scope=RecallScope.FLEET),
+                        now=NOW)
+    assert sorted(_labels(both)) == [('cup', 'a'), ('mug', 'b')]
+    assert [h.symbolic for h in both.hits] == [1.0, 1.0]
+
+
 def test_scope_robots_names_whose_memory_answers(store: MemoryStore, fleet: Fleet) -> None:
     only_b = store.recall(RecallQuery(**OBJECTS, scope=RecallScope.ROBOTS, robots=('b',)),
                           now=NOW)

@@ -45,6 +45,8 @@ def recall(store: MemoryStore, query: RecallQuery, now: float | None) -> RecallR
     config = store.config
     query.validate(config.dim, config.max_k, config.frame_id)
     now = store.clock() if now is None else now
+    own = fleet_recall.own_robot_id(store)
+    local, others = fleet_recall.reach(query, own)
     try:
         tags_all = sketch.normalize_tags(query.tags_all)
         tags_any = sketch.normalize_tags(query.tags_any)
@@ -56,6 +58,12 @@ def recall(store: MemoryStore, query: RecallQuery, now: float | None) -> RecallR
     meant: list[SemanticMatch] = []
     if query.text.strip():
         groups, resolved, meant = _text_tags(store, query.text)
+        if others is not None:
+            # Words are resolved against this robot's labels; another robot may carry the
+            # word's own tag (one this memory has no engram for), so each word's group gets
+            # it too, ranked alike on both sides.
+            widened = [tuple(dict.fromkeys((*r.tags, r.tag))) for r in resolved]
+            groups = groups + widened if meant else widened
         text_tags = tuple(dict.fromkeys(t for g in groups for t in g))
         if not text_tags and query.vector is None and not (tags_all or tags_any):
             unmatched = categories.describe(resolved)
@@ -72,8 +80,6 @@ def recall(store: MemoryStore, query: RecallQuery, now: float | None) -> RecallR
     # Stage 1 as data (the backend boundary): what another engine would be asked to filter.
     where = Stage1Filter.for_recall(query, tags_all=tags_all, tags_any=tags_any,
                                     tags_none=tags_none)
-    own = fleet_recall.own_robot_id(store)
-    local, others = fleet_recall.reach(query, own)
     hits: list[RecallHit] = []
     n_candidates = 0
     if local:
