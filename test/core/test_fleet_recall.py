@@ -66,12 +66,15 @@ class Fleet:
 
 @pytest.fixture()
 def fleet_db(tmp_path: Path) -> Iterator[MilvusBackend]:
-    """A fleet collection: B's engrams, written as 'b'; A's replicas, written as 'a'."""
-    backend = MilvusBackend(str(tmp_path / 'fleet.db'), DIM, model='test', frame_id=FRAME,
-                            robot_id='a')
-    backend.put([_engram(REPLICA_OFFSET + i + 1, label, seed, x)
-                 for i, (label, seed, x) in enumerate(A_SEEN)])
-    backend.robot_id = 'b'
+    """A fleet collection: A's replicas, written by robot 'a'; B's engrams, written by 'b'
+    (two backends on one milvus-lite file, as one process hosting it would serve them).
+    The fleet as robot A sees it is B's writer: any backend on the collection reads all rows."""
+    path = str(tmp_path / 'fleet.db')
+    writer_a = MilvusBackend(path, DIM, model='test', frame_id=FRAME, robot_id='a')
+    writer_a.put([_engram(REPLICA_OFFSET + i + 1, label, seed, x)
+                  for i, (label, seed, x) in enumerate(A_SEEN)])
+    writer_a.close()
+    backend = MilvusBackend(path, DIM, model='test', frame_id=FRAME, robot_id='b')
     backend.put([_engram(2_000_000 + seed, label, seed, x, count)
                  for label, seed, x, count in B_SEEN])
     yield backend
