@@ -116,6 +116,7 @@ def fleet_hits(store: MemoryStore, query: RecallQuery, where: Stage1Filter,
     hits: list[RecallHit] = []
     if engrams:
         index = EngramIndex(store.config.dim)
+        index.defer_graph()     # a throwaway index: codes only, exact search, no HNSW build
         put_engrams(index, engrams)
         by_id = {e.id: e for e in engrams}
         ranked = rank(index, query, index.live_slots(), query_tags, store.config.ranking, now)
