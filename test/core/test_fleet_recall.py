@@ -246,9 +246,13 @@ def test_the_audit_records_the_scope(store: MemoryStore, fleet: Fleet) -> None:
     store.recall(RecallQuery(**OBJECTS, scope=RecallScope.ROBOTS, robots=('b',)), now=NOW)
     with pytest.raises(QueryError):
         store.recall(RecallQuery(**OBJECTS, scope=9), now=NOW)
-    params = [r['params'] for r in store.audit.records() if r['action'] == 'recall']
+    records = [r for r in store.audit.records() if r['action'] == 'recall']
+    params = [r['params'] for r in records]
     assert [p['scope'] for p in params] == ['robot', 'robots', 9]
     assert params[1]['robots'] == ['b']
+    assert 'fleet' not in records[0]['result']
+    assert records[1]['result']['fleet'] == 'answered'
+    assert records[1]['result']['robots'] == ['b', 'b']
 
 
 @pytest.mark.parametrize('namespace,robot_id', [

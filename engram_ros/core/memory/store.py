@@ -43,6 +43,7 @@ from engram_ros.core.places import CorrectionError
 from engram_ros.core.places import CorrectionReport
 from engram_ros.core.places import PlaceGraph
 from engram_ros.core.places import PoseCorrection
+from engram_ros.core.query import FleetAnswer
 from engram_ros.core.query import QueryError
 from engram_ros.core.query import RecallQuery
 from engram_ros.core.query import RecallResult
@@ -242,8 +243,12 @@ class MemoryStore:
             self._audit('recall', requester, recall_ops.query_summary(self.audit, query),
                         {'status': int(exc.status)})
             raise
-        self._audit('recall', requester, recall_ops.query_summary(self.audit, query),
-                    id_summary(result.ids))
+        summary = id_summary(result.ids)
+        if result.fleet != FleetAnswer.NOT_ASKED:
+            # Ids of other robots' engrams are the fleet's: say whose each answer is.
+            summary.update(fleet=result.fleet.name.lower(),
+                           robots=[h.robot for h in result.hits][:len(summary['ids'])])
+        self._audit('recall', requester, recall_ops.query_summary(self.audit, query), summary)
         return result
 
     def get(self, ids: Sequence[int]) -> list[Engram]:
