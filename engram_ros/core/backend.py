@@ -247,6 +247,16 @@ class SearchResult:
     scores: np.ndarray
 
 
+@dataclass(frozen=True)
+class Fetched:
+    """Engrams passing a filter, read in one go: the engrams, the robot that wrote each
+    (``id -> robot id``), and whether more passed than were read (``limit`` reached)."""
+
+    engrams: list[Engram]
+    robots: dict[int, str]
+    more: bool
+
+
 @runtime_checkable
 class MemoryBackend(Protocol):
     """Where a memory keeps its engrams, their vectors and how it filters them.
@@ -308,6 +318,16 @@ class MemoryBackend(Protocol):
     def robots_of(self, ids: Sequence[int]) -> dict[int, str]:
         """``id -> robot id`` of the robot that wrote each of these engrams (the writing
         backend's ``robot_id``); unknown ids are left out."""
+
+    def fetch(self, where: Stage1Filter, limit: int) -> Fetched:
+        """At most ``limit`` engrams passing ``where`` (which ones, when more pass, is not
+        promised), with their robots: what :meth:`select`, :meth:`get` and :meth:`robots_of`
+        give, in one read of the engine. ``more`` is true when more engrams than ``limit``
+        may pass.
+
+        :raises ValueError: for ``limit < 1``, or a region in a frame the backend does not
+            answer in.
+        """
 
     def close(self) -> None:
         """Release every resource; calling it again does nothing."""
@@ -413,6 +433,15 @@ class EmbeddedBackend:
             wanted = np.asarray([int(i) for i in ids], dtype=np.int64)
             kept = wanted[self._index.has_ids(wanted)] if wanted.shape[0] else wanted
             return {int(i): self.robot_id for i in kept.tolist()}
+
+    def fetch(self, where: Stage1Filter, limit: int) -> Fetched:
+        """See :meth:`MemoryBackend.fetch`."""
+        if limit < 1:
+            raise ValueError(f'limit={limit} must be >= 1')
+        ids = self.select(where)
+        engrams = self.get(ids[:limit].tolist())
+        return Fetched(engrams, dict.fromkeys((e.id for e in engrams), self.robot_id),
+                       ids.shape[0] > limit)
 
     def close(self) -> None:
         """See :meth:`MemoryBackend.close`; closes the storage."""

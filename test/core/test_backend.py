@@ -270,6 +270,24 @@ def test_bad_search_arguments(backend: MemoryBackend, engrams: list[Engram]) -> 
         backend.select(elsewhere)
 
 
+@pytest.mark.parametrize('name', list(FILTERS))
+def test_fetch_reads_what_passes_with_its_robot(backend: MemoryBackend, engrams: list[Engram],
+                                                name: str) -> None:
+    backend.put(engrams)
+    where = FILTERS[name]
+    expected = sorted(e.id for e in engrams if _passes(e, where))
+    every = backend.fetch(where, 10000)
+    assert sorted(e.id for e in every.engrams) == expected and not every.more
+    assert every.robots == dict.fromkeys(expected, ROBOT)
+    by_id = {e.id: e for e in engrams}
+    assert all(e.tags == by_id[e.id].tags for e in every.engrams)
+    few = backend.fetch(where, 3)
+    assert len(few.engrams) <= 3 and {e.id for e in few.engrams} <= set(expected)
+    assert few.more or len(expected) <= 3
+    with pytest.raises(ValueError):
+        backend.fetch(where, 0)
+
+
 def test_robots_of_names_the_writer(backend: MemoryBackend, engrams: list[Engram]) -> None:
     backend.put(engrams[:5])
     ids = [e.id for e in engrams[:5]]

@@ -17,6 +17,7 @@ from engram_ros.core.backend import MemoryBackend
 from engram_ros.core.backends.milvus import MilvusBackend
 from engram_ros.core.fleet.view import FleetView
 from engram_ros.core.fleet.view import robot_id_from_namespace
+from engram_ros.core.memory import fleet_recall
 from engram_ros.core.memory import MemoryStore
 from engram_ros.core.memory import StoreConfig
 from engram_ros.core.model.engram import Engram
@@ -189,6 +190,14 @@ def test_fleet_engrams_rank_as_they_would_locally(store: MemoryStore, fleet: Fle
     assert got.keys() == expected.keys() and expected
     for label, score in expected.items():
         assert got[label] == pytest.approx(score, abs=1e-5)
+
+
+def test_more_fleet_candidates_than_ranked_are_said(store: MemoryStore, fleet: Fleet,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fleet_recall, 'FLEET_CANDIDATES', 1)
+    result = store.recall(RecallQuery(**OBJECTS, scope=RecallScope.FLEET), now=NOW)
+    assert [r for _, r in _labels(result)].count('b') == 1
+    assert 'more than 1 fleet candidates: 1 of them ranked' in result.message
 
 
 def test_fleet_and_local_answers_merge_by_score(store: MemoryStore, fleet: Fleet) -> None:

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 _LOG = logging.getLogger(LOGGER_NAME)
 
 #: Most fleet engrams a recall without a query vector ranks (with a vector, the fleet engine
-#: returns ``k`` times the dense overfetch); more are left out and the message says how many.
+#: returns ``k`` times the dense overfetch); when more match, the message says so.
 FLEET_CANDIDATES = 4096
 #: Fleet candidates fetched per requested hit with a query vector (as the local dense stage).
 _FLEET_OVERFETCH = 4
@@ -99,17 +99,16 @@ def fleet_hits(store: MemoryStore, query: RecallQuery, where: Stage1Filter,
         if backend.dim != store.config.dim:
             return _unanswered(store, f'the fleet keeps {backend.dim}-d vectors; this memory '
                                       f'uses {store.config.dim}')
-        cut = 0
+        more = False
         if query.vector is not None:
             found = backend.search(np.asarray(query.vector, dtype=np.float32),
                                    query.k * _FLEET_OVERFETCH, fleet_where)
             ids = [int(i) for i in found.ids]
-        else:
-            selected = backend.select(fleet_where)
-            cut = max(0, len(selected) - FLEET_CANDIDATES)
-            ids = [int(i) for i in selected[:FLEET_CANDIDATES]]
-        engrams = backend.get(ids)
-        robots = backend.robots_of(ids) if ids else {}
+            engrams = backend.get(ids)
+            robots = backend.robots_of(ids) if ids else {}
+        else:       # every match is ranked: read them in one go (one query of the engine)
+            fetched = backend.fetch(fleet_where, FLEET_CANDIDATES)
+            engrams, robots, more = fetched.engrams, fetched.robots, fetched.more
     except Exception as exc:    # any engine error: the fleet did not answer this recall
         return _unanswered(store, f'the fleet failed: {type(exc).__name__}: {exc}')
     engrams = [e for e in engrams if e.id in robots]    # deleted between the two reads
@@ -128,8 +127,8 @@ def fleet_hits(store: MemoryStore, query: RecallQuery, where: Stage1Filter,
                                   robot=robots[engram.id]))
     with store._lock:
         store.fleet_recalls += 1
-    note = (f'; {cut} fleet candidates beyond the first {FLEET_CANDIDATES} not ranked '
-            '(give a query vector or narrow the filter)' if cut else '')
+    note = (f'; more than {FLEET_CANDIDATES} fleet candidates: {FLEET_CANDIDATES} of them '
+            'ranked (give a query vector or narrow the filter)' if more else '')
     return FleetPart(FleetAnswer.ANSWERED, hits, len(engrams), note)
 
 
