@@ -231,6 +231,17 @@ def test_a_fleet_failing_during_the_recall_leaves_a_local_answer(
     assert store.fleet_recalls_unanswered == 1
 
 
+def test_a_fleet_engram_no_index_can_hold_leaves_a_local_answer(
+        store: MemoryStore, fleet: Fleet, fleet_db: MilvusBackend) -> None:
+    broken = _engram(2_000_099, 'mug', 99, -3.0, count=0)    # another robot wrote no sighting
+    fleet_db.put([broken])
+    result = store.recall(RecallQuery(**OBJECTS, scope=RecallScope.FLEET), now=NOW)
+    assert sorted(_labels(result)) == [('chair', 'a'), ('cup', 'a'), ('plant', 'a')]
+    assert result.fleet == FleetAnswer.UNREACHABLE
+    assert "the fleet's engrams could not be ranked" in result.message
+    assert store.fleet_recalls_unanswered == 1
+
+
 def test_no_fleet_configured_answers_locally_and_says_so(store: MemoryStore) -> None:
     result = store.recall(RecallQuery(**OBJECTS, scope=RecallScope.FLEET), now=NOW)
     assert sorted(_labels(result)) == [('chair', 'a'), ('cup', 'a'), ('plant', 'a')]

@@ -29,6 +29,7 @@ from engram_ros.core.backend import Stage1Filter
 from engram_ros.core.index import EngramIndex
 from engram_ros.core.index.engrams import put_engrams
 from engram_ros.core.memory.config import LOGGER_NAME
+from engram_ros.core.model.engram import Engram
 from engram_ros.core.query import FleetAnswer
 from engram_ros.core.query import RecallHit
 from engram_ros.core.query import RecallQuery
@@ -112,24 +113,37 @@ def fleet_hits(store: MemoryStore, query: RecallQuery, where: Stage1Filter,
     except Exception as exc:    # any engine error: the fleet did not answer this recall
         return _unanswered(store, f'the fleet failed: {type(exc).__name__}: {exc}')
     engrams = [e for e in engrams if e.id in robots]    # deleted between the two reads
-    hits: list[RecallHit] = []
-    if engrams:
-        index = EngramIndex(store.config.dim)
-        index.defer_graph()     # a throwaway index: codes only, exact search, no HNSW build
-        put_engrams(index, engrams)
-        by_id = {e.id: e for e in engrams}
-        ranked = rank(index, query, index.live_slots(), query_tags, store.config.ranking, now)
-        for i, engram_id in enumerate(index.ids_of(ranked.slots).tolist()):
-            engram = by_id[int(engram_id)]
-            hits.append(RecallHit(engram, float(ranked.combined[i]), float(ranked.symbolic[i]),
-                                  float(ranked.dense[i]), float(ranked.spatial[i]),
-                                  float(ranked.temporal[i]), float(ranked.support[i]),
-                                  robot=robots[engram.id]))
+    try:
+        hits = _ranked(store, query, engrams, robots, query_tags, now)
+    except ValueError as exc:   # an engram another robot wrote that no index can hold
+        return _unanswered(store, f"the fleet's engrams could not be ranked: {exc}")
     with store._lock:
         store.fleet_recalls += 1
     note = (f'; more than {FLEET_CANDIDATES} fleet candidates: {FLEET_CANDIDATES} of them '
             'ranked (give a query vector or narrow the filter)' if more else '')
     return FleetPart(FleetAnswer.ANSWERED, hits, len(engrams), note)
+
+
+def _ranked(store: MemoryStore, query: RecallQuery, engrams: list[Engram],
+            robots: dict[int, str], query_tags: Sequence[str | tuple[str, ...]],
+            now: float) -> list[RecallHit]:
+    """``engrams`` ranked by :func:`rank` in an index of their own, each marked with its
+    robot. :raises ValueError: for an engram the index cannot hold."""
+    if not engrams:
+        return []
+    index = EngramIndex(store.config.dim)
+    index.defer_graph()     # a throwaway index: codes only, exact search, no HNSW build
+    put_engrams(index, engrams)
+    by_id = {e.id: e for e in engrams}
+    ranked = rank(index, query, index.live_slots(), query_tags, store.config.ranking, now)
+    hits = []
+    for i, engram_id in enumerate(index.ids_of(ranked.slots).tolist()):
+        engram = by_id[int(engram_id)]
+        hits.append(RecallHit(engram, float(ranked.combined[i]), float(ranked.symbolic[i]),
+                              float(ranked.dense[i]), float(ranked.spatial[i]),
+                              float(ranked.temporal[i]), float(ranked.support[i]),
+                              robot=robots[engram.id]))
+    return hits
 
 
 def _unanswered(store: MemoryStore, why: str) -> FleetPart:
