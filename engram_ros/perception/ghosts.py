@@ -18,6 +18,10 @@ them as ``skipped_<reason>``, published in perception's diagnostics):
   the same depth image, lies farther behind the surface seen there than the thing is deep.
 * ``ghost_outside_map``: the centre lies outside every configured room (the map's extent, as
   the user drew it); checked with the rooms the pipeline knows (none configured: not checked).
+* ``ghost_free_space`` (:meth:`GhostCheck.check_not_in_free_space`): the centre and the space
+  around it were seen empty by at least ``free_space_min`` frames since anything was last
+  seen there (:class:`~engram_ros.perception.free_space.FreeSpace`, updated with the frame
+  first); ``free_space_min`` 0 (the default) turns it off.
 
 Nothing here imports ROS.
 """
@@ -59,6 +63,9 @@ class GhostCheck:
     ring: float = 0.1
     behind_margin: float = 0.1
     enabled: bool = True
+    #: Frames that must have seen a centre's space empty (since anything was last seen there)
+    #: to refuse it; 0: not checked (``objects.free_space_min``).
+    free_space_min: int = 0
     #: Planes tried per RANSAC fit (seeded: the same box gives the same answer).
     ransac_tries: int = 40
 
@@ -136,6 +143,21 @@ class GhostCheck:
                     return []
                 return planes
         return []
+
+    def check_not_in_free_space(self, label: str, centre: np.ndarray, free_space) -> None:
+        """Refuse a centre in space seen empty (see the module doc).
+
+        :param centre: the estimated centre in the map frame.
+        :param free_space: a :class:`~engram_ros.perception.free_space.FreeSpace` already
+            updated with the frame the detection comes from, or None (not checked).
+        :raises InputRejected: ``ghost_free_space``.
+        """
+        if not self.enabled or free_space is None or self.free_space_min < 1:
+            return
+        if free_space.empty_around(centre, self.free_space_min):
+            raise InputRejected('ghost_free_space', f'{label}: ({centre[0]:.2f}, '
+                                                    f'{centre[1]:.2f}, {centre[2]:.2f}) was seen '
+                                                    f'empty by {self.free_space_min}+ frames')
 
     def check_in_front_of_depth(self, label: str, centre_optical: np.ndarray,
                                 extent: np.ndarray, depth: np.ndarray, k: Intrinsics) -> None:
