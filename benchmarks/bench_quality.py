@@ -198,9 +198,10 @@ def thing(truth: dict, label: str) -> dict | None:
 
 
 # ----------------------------------------------------------------------------- the memory
-def params_file(world_rooms: list[str], path: Path) -> Path:
+def params_file(world_rooms: list[str], path: Path, overrides: dict | None = None) -> Path:
     """``config/engram.yaml`` with ``persist: true`` and perception given what the ``sim``
-    set gives it (camera mount, rooms)."""
+    set gives it (camera mount, rooms), and ``overrides`` of perception parameters (dotted
+    names, e.g. ``objects.free_space_min``)."""
     from engram_ros.sim.launch_set import SIM_SHARED
     doc = yaml.safe_load((ROOT / 'config' / 'engram.yaml').read_text())
     doc['/**/engram_memory']['ros__parameters']['persist'] = True
@@ -208,6 +209,12 @@ def params_file(world_rooms: list[str], path: Path) -> Path:
     perception.update(camera_xyz=SIM_SHARED['camera_xyz'],
                       camera_rpy=SIM_SHARED['camera_rpy'], camera_convention='optical',
                       rooms=world_rooms)
+    for name, value in (overrides or {}).items():
+        *groups, leaf = name.split('.')
+        node = perception
+        for group in groups:
+            node = node.setdefault(group, {})
+        node[leaf] = value
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
 
@@ -376,7 +383,7 @@ def run_bag(name: str, source: Path, run: int, args, questions: list[dict]) -> d
     world = load_scenario(scenario).world
     work = Path(tempfile.mkdtemp(prefix=f'quality_{name}_'))
     try:
-        params = params_file(world.room_specs(), work / 'params.yaml')
+        params = params_file(world.room_specs(), work / 'params.yaml', args.perception_param)
         snapshots: dict = {}
         sizes: dict[int, int] = {}
         lap_of = {t: i + 1 for i, t in enumerate(meta['lap_ends'])}
@@ -402,6 +409,7 @@ def run_bag(name: str, source: Path, run: int, args, questions: list[dict]) -> d
             scenario=name, run=run, detector_seed=seed, bag=bag.name, recorded_s=recorded_s,
             ingest_wall_s=round(report.wall_seconds, 1), engrams_after_ingest=report.engrams,
             frames=report.counters.get('frames_synced', 0),
+            refused={k: v for k, v in report.counters.items() if k.startswith('skipped_ghost')},
             moves=moves(meta, snapshots, laps), sizes=sizes,
             false_forgets=false_forgets(meta, forgotten, snapshots, final),
             size_ratio=qs.size_ratio(sizes, laps),
@@ -424,7 +432,7 @@ def run_live(name: str, source: Path, args, questions: list[dict]) -> dict:
     try:
         scenario, seed = seeded_scenario(source, 0, work, args.laps)
         world = load_scenario(scenario).world
-        params = params_file(world.room_specs(), work / 'params.yaml')
+        params = params_file(world.room_specs(), work / 'params.yaml', args.perception_param)
         store_dir, bag = work / 'store', work / 'truth_bag'
         before = loadavg()
         started = time.perf_counter()
@@ -470,6 +478,13 @@ def line(r: dict) -> str:
     return text
 
 
+def override(text: str) -> tuple[str, object]:
+    name, sep, value = text.partition('=')
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f'{text!r}: NAME=VALUE expected')
+    return name, yaml.safe_load(value)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--scenario', action='append', choices=sorted(SCENARIOS),
@@ -488,8 +503,13 @@ def main() -> int:
     parser.add_argument('--cache', type=Path, default=ROOT / '.bench_cache' / 'quality',
                         help='recorded bags, reused while the scenario and the sim match')
     parser.add_argument('--keep-stores', action='store_true')
+    parser.add_argument('--perception-param', action='append', default=[], type=override,
+                        metavar='NAME=VALUE',
+                        help='(repeatable) a perception parameter other than config/engram.yaml '
+                             '(YAML value), e.g. objects.free_space_min=3')
     parser.add_argument('--out', type=Path, help='write the results as JSON here')
     args = parser.parse_args()
+    args.perception_param = dict(args.perception_param)
     random.seed(0)
     args.cache.mkdir(parents=True, exist_ok=True)
     questions = yaml.safe_load((QUALITY / 'questions.yaml').read_text())['questions']
