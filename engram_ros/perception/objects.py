@@ -91,8 +91,8 @@ class ObjectLocator:
         :raises InputRejected: ``bad_box`` (empty after clipping, or a mask of another size),
             ``no_valid_depth`` (too little finite depth in range inside the box),
             ``too_few_points`` (too little left after outlier removal), ``ghost_surface``,
-            ``ghost_behind_depth``, ``ghost_outside_map``, ``ghost_free_space``
-            (:mod:`.ghosts`).
+            ``ghost_plane_patch``, ``ghost_behind_depth``, ``ghost_outside_map``,
+            ``ghost_free_space`` (:mod:`.ghosts`).
         """
         h, w = depth.shape
         x0, y0, x1, y1 = detection.box
@@ -139,7 +139,7 @@ class ObjectLocator:
         self.ghosts.check_not_surface(detection.label, self._box_points(region, valid & inside,
                                                                         (c0, r0), intrinsics),
                                       depth, (c0, r0, c1, r1), intrinsics, self.min_depth,
-                                      self.max_depth)
+                                      self.max_depth, located=optical)
         points = transform_points(t_map_optical, np.asarray(cloud.points))
         lo, hi = points.min(axis=0), points.max(axis=0)
         extent = hi - lo

@@ -85,6 +85,18 @@ def test_a_box_on_a_wall_or_where_it_meets_the_floor_is_refused(scene):
         assert err.value.reason == 'ghost_surface'
 
 
+def test_a_box_on_a_wall_beside_a_piece_of_furniture_is_refused(scene):
+    # The wall, with the table's edge along the box's left side: the whole box is no plane going
+    # on past every side (the table is on one), but the points it would be placed by, the
+    # box's foreground, are the wall, which goes on past the other three sides.
+    render, t = wall_view(scene)
+    box = (2.0, 110.0, 60.0, 190.0)
+    assert (render.seg[110:190, 0:4] == scene.bodies['table']).any()
+    with pytest.raises(InputRejected) as err:
+        ObjectLocator().locate(Detection('tv', 0.5, box), render.depth, render.rgb, K, t)
+    assert err.value.reason == 'ghost_plane_patch'
+
+
 def test_a_real_thing_against_a_wall_is_not_a_surface(scene):
     # the sofa stands against the north wall of the living room, seen head on
     x, y, _ = scene.positions['sofa']
