@@ -27,7 +27,9 @@ For each scenario (``benchmarks/quality/house.yaml``, ``workshop.yaml`` and the 
    (e) moves noticed within one visit: at the end of the lap after the move, the old belief
        ended with a successor within 0.5 m of the new place (every move), with the frames per
        lap the detector reported the thing (from the bag's ``detections``);
-   (f) store size (engrams) at the end of lap 6 over lap 2 (<= 1.1).
+   (f) store size (engrams) at the end of lap 6 over lap 2 (<= 1.1);
+   (g) false forgets of the label-noise rule: true things whose only engrams near them were
+       forgotten as label noise, over the true things (<= 1 %).
 
 ``--live`` runs each scenario once more through the nodes (sim, perception, memory as
 separate processes, real time, the sim recording truth and detections but no raw data) and
@@ -43,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import hashlib
 import json
 import os
@@ -195,9 +198,10 @@ def thing(truth: dict, label: str) -> dict | None:
 
 
 # ----------------------------------------------------------------------------- the memory
-def params_file(world_rooms: list[str], path: Path) -> Path:
+def params_file(world_rooms: list[str], path: Path, overrides: dict | None = None) -> Path:
     """``config/engram.yaml`` with ``persist: true`` and perception given what the ``sim``
-    set gives it (camera mount, rooms)."""
+    set gives it (camera mount, rooms), and ``overrides`` of perception parameters (dotted
+    names, e.g. ``objects.free_space_min``)."""
     from engram_ros.sim.launch_set import SIM_SHARED
     doc = yaml.safe_load((ROOT / 'config' / 'engram.yaml').read_text())
     doc['/**/engram_memory']['ros__parameters']['persist'] = True
@@ -205,6 +209,12 @@ def params_file(world_rooms: list[str], path: Path) -> Path:
     perception.update(camera_xyz=SIM_SHARED['camera_xyz'],
                       camera_rpy=SIM_SHARED['camera_rpy'], camera_convention='optical',
                       rooms=world_rooms)
+    for name, value in (overrides or {}).items():
+        *groups, leaf = name.split('.')
+        node = perception
+        for group in groups:
+            node = node.setdefault(group, {})
+        node[leaf] = value
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
 
@@ -302,6 +312,50 @@ def moves(meta: dict, snapshots: dict[int, list], laps: int) -> list[dict]:
     return out
 
 
+@contextlib.contextmanager
+def label_noise_forgets():
+    """Record every engram consolidation forgets as label noise, as it was just before, with
+    the memory's time: a list of ``(now, Belief)`` filled while the block runs."""
+    from engram_ros.core.memory import consolidation
+    rule = consolidation._label_noise
+    forgotten: list[tuple[float, qs.Belief]] = []
+
+    def recording(store, engrams, plan, now):
+        pairs = rule(store, engrams, plan, now)
+        ids = [noise for noise, _ in pairs]
+        forgotten.extend((now, qs.belief_of(plan.changed.get(e.id, e)))
+                         for e in store.storage.get(ids))
+        return pairs
+
+    consolidation._label_noise = recording
+    try:
+        yield forgotten
+    finally:
+        consolidation._label_noise = rule
+
+
+def false_forgets(meta: dict, forgotten: list, snapshots: dict, final: list) -> dict:
+    """(g) the label-noise rule's false forgets (:func:`quality_score.false_forgets`), per
+    lap against the truth of that lap and the memory at its end (the final memory for the
+    last consolidation); a thing lost in any lap counts once."""
+    lap_ends = meta['lap_ends']
+    by_lap: dict[int, list] = {}
+    for now, belief in forgotten:
+        lap = 1 + sum(1 for end in lap_ends if now > end + 1e-6)
+        by_lap.setdefault(lap, []).append((now, belief))
+    lost: set[str] = set()
+    naming = 0
+    for lap, rows in sorted(by_lap.items()):
+        truth = truth_at(meta['truths'], min(now for now, _ in rows))
+        after = snapshots.get(lap, final)
+        got = qs.false_forgets([b for _, b in rows], truth, after)
+        lost.update(got['things_lost'])
+        naming += got['naming_real']
+    things = len(meta['final']['objects'])
+    return {'forgotten': len(forgotten), 'naming_real': naming, 'things_lost': sorted(lost),
+            'things': things, 'rate_pct': round(100.0 * len(lost) / max(1, things), 2)}
+
+
 def run_bag(name: str, source: Path, run: int, args, questions: list[dict]) -> dict:
     from engram_ros.apps.bag_ingest import ingest_bag
     from engram_ros.sim.scenario import load_scenario
@@ -329,7 +383,7 @@ def run_bag(name: str, source: Path, run: int, args, questions: list[dict]) -> d
     world = load_scenario(scenario).world
     work = Path(tempfile.mkdtemp(prefix=f'quality_{name}_'))
     try:
-        params = params_file(world.room_specs(), work / 'params.yaml')
+        params = params_file(world.room_specs(), work / 'params.yaml', args.perception_param)
         snapshots: dict = {}
         sizes: dict[int, int] = {}
         lap_of = {t: i + 1 for i, t in enumerate(meta['lap_ends'])}
@@ -341,19 +395,23 @@ def run_bag(name: str, source: Path, run: int, args, questions: list[dict]) -> d
         before = loadavg()
         started = time.perf_counter()
         print(f'[{name} run {run}] ingesting', flush=True)
-        report = ingest_bag(bag, work / 'store', params, namespace=meta['namespace'],
-                            progress=False,
-                            checkpoints=meta['lap_ends'], on_checkpoint=on_lap)
+        with label_noise_forgets() as forgotten:
+            report = ingest_bag(bag, work / 'store', params, namespace=meta['namespace'],
+                                progress=False,
+                                checkpoints=meta['lap_ends'], on_checkpoint=on_lap)
         store = open_like_the_node(work / 'store', params)
         try:
             result = score_store(store, meta['final'], questions, meta['lap_ends'][-1])
+            final = object_beliefs(store)
         finally:
             store.close()
         result.update(
             scenario=name, run=run, detector_seed=seed, bag=bag.name, recorded_s=recorded_s,
             ingest_wall_s=round(report.wall_seconds, 1), engrams_after_ingest=report.engrams,
             frames=report.counters.get('frames_synced', 0),
+            refused={k: v for k, v in report.counters.items() if k.startswith('skipped_ghost')},
             moves=moves(meta, snapshots, laps), sizes=sizes,
+            false_forgets=false_forgets(meta, forgotten, snapshots, final),
             size_ratio=qs.size_ratio(sizes, laps),
             current_objects_per_lap={k: sum(b.current for b in v)
                                      for k, v in sorted(snapshots.items())},
@@ -374,7 +432,7 @@ def run_live(name: str, source: Path, args, questions: list[dict]) -> dict:
     try:
         scenario, seed = seeded_scenario(source, 0, work, args.laps)
         world = load_scenario(scenario).world
-        params = params_file(world.room_specs(), work / 'params.yaml')
+        params = params_file(world.room_specs(), work / 'params.yaml', args.perception_param)
         store_dir, bag = work / 'store', work / 'truth_bag'
         before = loadavg()
         started = time.perf_counter()
@@ -412,7 +470,19 @@ def line(r: dict) -> str:
             f'(d) {r["per_thing"]} per thing; (e) moves noticed {noticed}/{len(r["moves"])}')
     if r.get('size_ratio') is not None:
         text += f'; (f) size lap {max(r["sizes"])}/lap 2 {r["size_ratio"]}'
+    if r.get('false_forgets'):
+        f = r['false_forgets']
+        text += (f'; (g) false forgets {len(f["things_lost"])}/{f["things"]} things '
+                 f'({f["rate_pct"]} %; {f["forgotten"]} forgotten as label noise, '
+                 f'{f["naming_real"]} named a real thing)')
     return text
+
+
+def override(text: str) -> tuple[str, object]:
+    name, sep, value = text.partition('=')
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f'{text!r}: NAME=VALUE expected')
+    return name, yaml.safe_load(value)
 
 
 def main() -> int:
@@ -433,8 +503,13 @@ def main() -> int:
     parser.add_argument('--cache', type=Path, default=ROOT / '.bench_cache' / 'quality',
                         help='recorded bags, reused while the scenario and the sim match')
     parser.add_argument('--keep-stores', action='store_true')
+    parser.add_argument('--perception-param', action='append', default=[], type=override,
+                        metavar='NAME=VALUE',
+                        help='(repeatable) a perception parameter other than config/engram.yaml '
+                             '(YAML value), e.g. objects.free_space_min=3')
     parser.add_argument('--out', type=Path, help='write the results as JSON here')
     args = parser.parse_args()
+    args.perception_param = dict(args.perception_param)
     random.seed(0)
     args.cache.mkdir(parents=True, exist_ok=True)
     questions = yaml.safe_load((QUALITY / 'questions.yaml').read_text())['questions']

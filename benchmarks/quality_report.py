@@ -36,8 +36,8 @@ def frac(n: int, d: int) -> str:
 def summary(scenarios: dict) -> list[str]:
     out = ['| scenario | run (seed) | (a) top-1 within 0.5 m | (b) questions | via table | '
            'via model | (c) ghosts | (d) per thing | (e) moves noticed | (f) lap 6 / lap 2 | '
-           'record / ingest [s] | load before -> after |',
-           '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |']
+           '(g) false forgets | record / ingest [s] | load before -> after |',
+           '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |']
     for name, rows in scenarios.items():
         for r in rows:
             q = r['questions']
@@ -51,9 +51,19 @@ def summary(scenarios: dict) -> list[str]:
                 f'{via.get("table", "-")} | {via.get("model", "-")} | '
                 f'{frac(r["ghosts"]["n"], r["ghosts"]["current"])} | {r["per_thing"]} | '
                 f'{noticed}/{len(moves)} | {r.get("size_ratio") or "-"} | '
-                f'{record_ingest(r)} | '
+                f'{forgets(r)} | {record_ingest(r)} | '
                 f'{r["loadavg_before"].split()[0]} -> {r["loadavg_after"].split()[0]} |')
     return out
+
+
+def forgets(r: dict) -> str:
+    """(g): things lost / true things (forgotten as label noise, of them naming a real
+    thing); '-' for runs before it was measured, and live runs."""
+    f = r.get('false_forgets')
+    if not f:
+        return '-'
+    return (f'{frac(len(f["things_lost"]), f["things"])} ({f["forgotten"]}, '
+            f'{f["naming_real"]})')
 
 
 def record_ingest(r: dict) -> str:

@@ -213,6 +213,32 @@ def move_noticed(label: str, old: dict, new: dict, before: Sequence[Belief],
             'successor': right[0].id}
 
 
+# ----------------------------------------------------------------------------- (g) false forgets
+def false_forgets(forgotten: Sequence[Belief], truth: dict, after: Sequence[Belief]) -> dict:
+    """What the label-noise rule forgot of real things.
+
+    ``forgotten``: the engrams the rule forgot as label noise (as they were just before), with
+    ``truth`` the ground truth then and ``after`` the memory's beliefs after (e.g. at the end of
+    that lap). A forgotten engram *named a real thing* when it names a true thing within
+    :data:`GHOST` of it (its label was right: a real sighting, not noise). That thing is
+    *falsely forgotten* when no current belief of ``after`` names it within :data:`GHOST`:
+    the memory lost it. ``rate_pct``: falsely forgotten things over the true things (target
+    <= 1 %).
+    """
+    named: dict[str, list[int]] = {}
+    for belief in forgotten:
+        for t in truth['objects']:
+            if names(belief.label, t['label']) and distance(belief, t) <= GHOST:
+                named.setdefault(t['label'], []).append(belief.id)
+    lost = sorted(label for label in named if not any(
+        b.current and names(b.label, label) and distance(b, t) <= GHOST
+        for b in after for t in truth['objects'] if t['label'] == label))
+    return {'forgotten': len(forgotten),
+            'naming_real': sum(len(v) for v in named.values()),
+            'things_lost': lost, 'things': len(truth['objects']),
+            'rate_pct': round(100.0 * len(lost) / max(1, len(truth['objects'])), 2)}
+
+
 def size_ratio(sizes: dict[int, int], last: int, first: int = 2) -> float | None:
     """Store size at the end of lap ``last`` over lap ``first``."""
     if first not in sizes or last not in sizes or not sizes[first]:
@@ -222,4 +248,4 @@ def size_ratio(sizes: dict[int, int], last: int, first: int = 2) -> float | None
 
 __all__ = ['Belief', 'belief_of', 'names', 'canonical', 'distance', 'room_at', 'top1_right',
            'applicable', 'answered', 'question_summary', 'ghosts', 'per_thing', 'chain_end',
-           'move_noticed', 'size_ratio', 'NEAR', 'GHOST']
+           'move_noticed', 'false_forgets', 'size_ratio', 'NEAR', 'GHOST']

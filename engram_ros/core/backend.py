@@ -79,9 +79,13 @@ class Stage1Filter:
       ``changed_since`` keeps those that began or ended at or after it (history included).
       A current belief's ``valid_from`` is ``max(valid_from, first_seen)`` and its
       ``valid_to`` infinite; a history belief's are its own.
+    * ``robots`` / ``not_robots``: the robot that wrote it (the backend's ``robot_id``) is one
+      of / none of these; empty: any. A fleet recall asks for the other robots' rows
+      (``not_robots=(own id,)``): its own are replicas of its local engrams.
 
-    :raises ValueError: for an unknown kind, tags given as one string, a non-finite time, a
-        window that ends before it starts, or ``include_history`` with a validity time.
+    :raises ValueError: for an unknown kind, tags or robots given as one string, an empty
+        robot id, a non-finite time, a window that ends before it starts, or
+        ``include_history`` with a validity time.
     """
 
     kinds: tuple[str, ...] = ()
@@ -94,13 +98,17 @@ class Stage1Filter:
     at_time: float | None = None
     changed_since: float | None = None
     include_history: bool = False
+    robots: tuple[str, ...] = ()
+    not_robots: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        for name in ('kinds', 'tags_all', 'tags_any', 'tags_none'):
+        for name in ('kinds', 'tags_all', 'tags_any', 'tags_none', 'robots', 'not_robots'):
             value = getattr(self, name)
             if isinstance(value, str):
                 raise ValueError(f'{name} is a sequence of strings, not one string')
             object.__setattr__(self, name, tuple(str(v) for v in value))
+        if '' in self.robots or '' in self.not_robots:
+            raise ValueError('a robot id in robots / not_robots is a non-empty string')
         unknown = [k for k in self.kinds if k not in KINDS]
         if unknown:
             raise ValueError(f'unknown kind(s) {unknown}; accepted: {", ".join(KINDS)}')
@@ -129,6 +137,11 @@ class Stage1Filter:
                    tags_any=tuple(tags_any), tags_none=tuple(tags_none), region=region,
                    t_start=query.t_start, t_end=query.t_end, at_time=query.at_time,
                    changed_since=query.changed_since)
+
+    def admits_robot(self, robot_id: str) -> bool:
+        """Whether rows written by ``robot_id`` may pass (the robot condition alone)."""
+        return ((not self.robots or robot_id in self.robots)
+                and robot_id not in self.not_robots)
 
     def index_arguments(self) -> dict:
         """The keyword arguments of :meth:`EngramIndex.filter` for all but validity."""
@@ -234,6 +247,16 @@ class SearchResult:
     scores: np.ndarray
 
 
+@dataclass(frozen=True)
+class Fetched:
+    """Engrams passing a filter, read in one go: the engrams, the robot that wrote each
+    (``id -> robot id``), and whether more passed than were read (``limit`` reached)."""
+
+    engrams: list[Engram]
+    robots: dict[int, str]
+    more: bool
+
+
 @runtime_checkable
 class MemoryBackend(Protocol):
     """Where a memory keeps its engrams, their vectors and how it filters them.
@@ -292,6 +315,20 @@ class MemoryBackend(Protocol):
         :raises ValueError: for a region in a frame the backend does not answer in.
         """
 
+    def robots_of(self, ids: Sequence[int]) -> dict[int, str]:
+        """``id -> robot id`` of the robot that wrote each of these engrams (the writing
+        backend's ``robot_id``); unknown ids are left out."""
+
+    def fetch(self, where: Stage1Filter, limit: int) -> Fetched:
+        """At most ``limit`` engrams passing ``where`` (which ones, when more pass, is not
+        promised), with their robots: what :meth:`select`, :meth:`get` and :meth:`robots_of`
+        give, in one read of the engine. ``more`` is true when more engrams than ``limit``
+        may pass.
+
+        :raises ValueError: for ``limit < 1``, or a region in a frame the backend does not
+            answer in.
+        """
+
     def close(self) -> None:
         """Release every resource; calling it again does nothing."""
 
@@ -305,14 +342,17 @@ class EmbeddedBackend:
     :param dim: context-vector dimension.
     :param frame_id: the frame positions are in; a region in another frame is refused
         (``''``: regions are not checked).
+    :param robot_id: the robot every engram here belongs to (one robot's memory), for the
+        robot condition of a :class:`Stage1Filter`.
     :param index_options: keyword arguments of :class:`EngramIndex` (search tuning).
     :raises ValueError: for a stored engram the index cannot hold (see :meth:`put`).
     """
 
-    def __init__(self, storage: Storage, dim: int, *, frame_id: str = '',
+    def __init__(self, storage: Storage, dim: int, *, frame_id: str = '', robot_id: str = '',
                  **index_options: float) -> None:
         self.storage = storage
         self.frame_id = frame_id
+        self.robot_id = robot_id
         self._index = EngramIndex(dim, **index_options)      # type: ignore[arg-type]
         self._validity: ValidityTable = ValidityTable()
         self._lock = threading.RLock()
@@ -387,6 +427,22 @@ class EmbeddedBackend:
                 slots = self._index.live_slots()
             return np.sort(self._index.ids_of(slots))
 
+    def robots_of(self, ids: Sequence[int]) -> dict[int, str]:
+        """See :meth:`MemoryBackend.robots_of`: this memory's robot for every kept id."""
+        with self._lock:
+            wanted = np.asarray([int(i) for i in ids], dtype=np.int64)
+            kept = wanted[self._index.has_ids(wanted)] if wanted.shape[0] else wanted
+            return {int(i): self.robot_id for i in kept.tolist()}
+
+    def fetch(self, where: Stage1Filter, limit: int) -> Fetched:
+        """See :meth:`MemoryBackend.fetch`."""
+        if limit < 1:
+            raise ValueError(f'limit={limit} must be >= 1')
+        ids = self.select(where)
+        engrams = self.get(ids[:limit].tolist())
+        return Fetched(engrams, dict.fromkeys((e.id for e in engrams), self.robot_id),
+                       ids.shape[0] > limit)
+
     def close(self) -> None:
         """See :meth:`MemoryBackend.close`; closes the storage."""
         self.storage.close()
@@ -399,6 +455,8 @@ class EmbeddedBackend:
                 region.frame_id != self.frame_id:
             raise ValueError(f'region is in frame {region.frame_id!r}; this memory answers in '
                              f'{self.frame_id!r}')
+        if not where.admits_robot(self.robot_id):
+            return np.zeros(0, dtype=np.int64)
         return filter_index(self._index, where, self._validity)
 
     def _check(self, engram: Engram) -> None:

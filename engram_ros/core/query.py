@@ -43,7 +43,25 @@ class RecallStatus(IntEnum):
     UNKNOWN_FRAME = 8
     INVALID_SCORE = 9
     INVALID_TAG = 10
+    INVALID_SCOPE = 11
     INTERNAL_ERROR = 255
+
+
+class RecallScope(IntEnum):
+    """Whose memory a recall searches; the values are the ``Recall.srv`` ``SCOPE_*``."""
+
+    ROBOT = 0       # this robot's memory only (the default)
+    ROBOTS = 1      # the robots named in ``robots`` (this one included when named)
+    FLEET = 2       # every robot of the fleet
+
+
+class FleetAnswer(IntEnum):
+    """Whether the fleet answered a recall; the values are the ``Recall.srv`` ``FLEET_*``."""
+
+    NOT_ASKED = 0       # the scope needed no other robot
+    ANSWERED = 1        # the fleet was searched: the answer covers the scope
+    NOT_CONFIGURED = 2  # this memory has no fleet: the answer is this robot's alone
+    UNREACHABLE = 3     # the fleet did not answer: this robot's answer alone (retry later)
 
 
 class QueryError(StatusError, ValueError):
@@ -89,6 +107,9 @@ class RecallQuery:
     min_score: float = 0.0
     at_time: float | None = None
     changed_since: float | None = None
+    #: Whose memory to search (:class:`RecallScope`); ``robots`` names them for ``ROBOTS``.
+    scope: int = RecallScope.ROBOT
+    robots: tuple[str, ...] = ()
 
     def is_empty(self) -> bool:
         """True when the request names nothing to look for."""
@@ -106,6 +127,7 @@ class RecallQuery:
         :raises QueryError: with the status code and a message saying what is accepted.
         """
         self._check_sizes()
+        self._check_scope()
         if not 1 <= self.k <= max_k:
             raise QueryError(RecallStatus.INVALID_K,
                              f'k={self.k} is out of range; accepted: 1..{max_k}')
@@ -136,6 +158,31 @@ class RecallQuery:
                              'empty query: give text, tags, a vector, a centre with radius, '
                              'a time window, kinds, at_time or changed_since')
 
+
+    def _check_scope(self) -> None:
+        """:raises QueryError: (``INVALID_SCOPE``) for an unknown scope, robots named with
+        another scope than ``ROBOTS`` or none named with it, or a robot id that is empty or
+        too long."""
+        names = ', '.join(f'{s.value} ({s.name})' for s in RecallScope)
+        if self.scope not in tuple(RecallScope):
+            raise QueryError(RecallStatus.INVALID_SCOPE,
+                             f'scope={self.scope} is unknown; accepted: {names}')
+        if self.scope == RecallScope.ROBOTS and not self.robots:
+            raise QueryError(RecallStatus.INVALID_SCOPE,
+                             'scope ROBOTS names no robot; give robots, or another scope')
+        if self.scope != RecallScope.ROBOTS and self.robots:
+            raise QueryError(RecallStatus.INVALID_SCOPE,
+                             f'robots are named but scope is {RecallScope(self.scope).name}; '
+                             'robots go with scope ROBOTS (1)')
+        if len(self.robots) > MAX_REQUEST_ITEMS:
+            raise QueryError(RecallStatus.INVALID_SCOPE,
+                             f'{len(self.robots)} robots; accepted: at most '
+                             f'{MAX_REQUEST_ITEMS} (MAX_REQUEST_ITEMS)')
+        for robot in self.robots:
+            if not robot.strip() or utf8_len(robot) > MAX_TAG_BYTES:
+                raise QueryError(RecallStatus.INVALID_SCOPE,
+                                 f'robot id {robot!r}; accepted: a non-empty id of at most '
+                                 f'{MAX_TAG_BYTES} bytes')
 
     def _check_sizes(self) -> None:
         """:raises QueryError: past a limit of :mod:`engram_ros.core.model.limits`."""
@@ -171,16 +218,21 @@ class RecallHit:
     temporal: float
     #: Evidence behind the engram: ``1 - exp(-observation_count / support_scale)``.
     support: float
+    #: The robot that saw it (whose memory it comes from; its evidence files are there).
+    robot: str = ''
 
 
 @dataclass
 class RecallResult:
-    """A recall's answer: hits best first, and how many engrams passed the filter stage."""
+    """A recall's answer: hits best first, and how many engrams passed the filter stage (and,
+    in a fleet scope, how many the fleet gave to rank)."""
 
     hits: list[RecallHit] = field(default_factory=list)
     candidates: int = 0
     status: RecallStatus = RecallStatus.OK
     message: str = ''
+    #: Whether the fleet answered (:class:`FleetAnswer`); the message says why not.
+    fleet: FleetAnswer = FleetAnswer.NOT_ASKED
 
     @property
     def ids(self) -> list[int]:

@@ -80,14 +80,19 @@ class ObjectLocator:
 
     def locate(self, detection: Detection, depth: np.ndarray, rgb: np.ndarray,
                intrinsics: Intrinsics, t_map_optical: np.ndarray,
-               in_map: Callable[[np.ndarray], bool] | None = None) -> ObjectEstimate:
+               in_map: Callable[[np.ndarray], bool] | None = None,
+               free_space=None) -> ObjectEstimate:
         """Estimate the detected object's position and extent in the map frame.
 
         :param in_map: whether a map position is in the mapped area (the rooms); None: all is.
+        :param free_space: where depth saw empty space
+            (:class:`~engram_ros.perception.free_space.FreeSpace`, with this frame in it), or
+            None.
         :raises InputRejected: ``bad_box`` (empty after clipping, or a mask of another size),
             ``no_valid_depth`` (too little finite depth in range inside the box),
             ``too_few_points`` (too little left after outlier removal), ``ghost_surface``,
-            ``ghost_behind_depth``, ``ghost_outside_map`` (:mod:`.ghosts`).
+            ``ghost_plane_patch``, ``ghost_behind_depth``, ``ghost_outside_map``,
+            ``ghost_free_space`` (:mod:`.ghosts`).
         """
         h, w = depth.shape
         x0, y0, x1, y1 = detection.box
@@ -134,7 +139,7 @@ class ObjectLocator:
         self.ghosts.check_not_surface(detection.label, self._box_points(region, valid & inside,
                                                                         (c0, r0), intrinsics),
                                       depth, (c0, r0, c1, r1), intrinsics, self.min_depth,
-                                      self.max_depth)
+                                      self.max_depth, located=optical)
         points = transform_points(t_map_optical, np.asarray(cloud.points))
         lo, hi = points.min(axis=0), points.max(axis=0)
         extent = hi - lo
@@ -146,6 +151,7 @@ class ObjectLocator:
         if in_map is not None and not in_map(centre):
             raise InputRejected('ghost_outside_map', f'{detection.label}: ({centre[0]:.2f}, '
                                                      f'{centre[1]:.2f}) is in no room')
+        self.ghosts.check_not_in_free_space(detection.label, centre, free_space)
         inlier_idx = np.asarray(inliers, dtype=np.int64)
         colour = self._colour(rgb, rows[inlier_idx] + r0, cols[inlier_idx] + c0,
                               (c0, r0, c1, r1), detection.mask is not None)

@@ -59,6 +59,7 @@ from engram_ros.perception.audio import SoundClassifier
 from engram_ros.perception.class_names import ClassNames
 from engram_ros.perception.errors import InputRejected
 from engram_ros.perception.frame_poses import FramePoses
+from engram_ros.perception.free_space import FreeSpace
 from engram_ros.perception.geometry import camera_extrinsic
 from engram_ros.perception.geometry import Intrinsics
 from engram_ros.perception.geometry import Pose
@@ -173,7 +174,8 @@ def perception_config(value: Callable[[str], Any]) -> PerceptionConfig:
         locator=ObjectLocator(min_depth=p('objects.min_depth'),
                               max_depth=p('objects.max_depth'),
                               min_valid_fraction=p('objects.min_valid_fraction'),
-                              ghosts=GhostCheck(enabled=p('objects.refuse_ghosts'))),
+                              ghosts=GhostCheck(enabled=p('objects.refuse_ghosts'),
+                                                free_space_min=p('objects.free_space_min'))),
         segmenter=AudioSegmenter(threshold_db=p('audio.threshold_db'),
                                  min_db=p('audio.min_db'), hangover=p('audio.hangover'),
                                  max_duration=p('audio.max_duration')))
@@ -211,6 +213,8 @@ class Perception:
         #: Synchronised frames newer than the newest pose, waiting for it.
         self._waiting: deque[tuple[float, np.ndarray, np.ndarray, Intrinsics]] = deque()
         self._evidence: tuple[str, EvidenceStore] | None = None
+        #: Where depth saw empty space (:mod:`.free_space`), filled while the check is on.
+        self.free_space = FreeSpace()
 
     # ----------------------------------------------------------------------------- helpers
     def count(self, key: str, n: int = 1) -> None:
@@ -233,6 +237,7 @@ class Perception:
         values['frames_unmatched'] = self._frames.dropped
         # detections whose stamp matched no synchronised frame (no image, or one skipped)
         values['detections_unmatched'] = self._detections.dropped_by['detections']
+        values['free_space_voxels_dropped'] = self.free_space.voxels_dropped
         return values
 
     def set_camera_pose(self, xyz, rpy, convention: str) -> None:
@@ -489,8 +494,16 @@ class Perception:
             return self.config.privacy.excludes(job.pose.position, job.segment.stamp)
         return self.config.privacy.excludes(job.frame.pose.position, job.frame.stamp)
 
+    def _seen(self, frame: Frame) -> FreeSpace | None:
+        """The free-space record with ``frame`` in it (each frame once), or None when off."""
+        if self.config.locator.ghosts.free_space_min < 1:
+            return None
+        self.free_space.add_frame(frame.stamp, frame.depth, frame.intrinsics, frame.t_map_optical)
+        return self.free_space
+
     def _place(self, job: PlaceJob) -> Observation:
         frame = job.frame
+        self._seen(frame)
         if hasattr(self.encoder, 'encode_with_words'):
             vector, words = self.encoder.encode_with_words(
                 frame.rgb, frame.depth, self.config.visual_words_per_place)
@@ -513,12 +526,13 @@ class Perception:
 
     def _objects(self, job: ObjectJob) -> list[Observation]:
         frame = job.frame
-        out = []
+        out, free = [], self._seen(frame)
         for det in job.detections:
             label = labels.parse_label(det.label).label     # never fails: kept as given
             try:
                 est = self.config.locator.locate(det, frame.depth, frame.rgb, frame.intrinsics,
-                                                 frame.t_map_optical, self.config.rooms.covers)
+                                                 frame.t_map_optical, self.config.rooms.covers,
+                                                 free)
             except InputRejected as exc:
                 self.count(f'skipped_{exc.reason}')
                 _LOG.debug('object skipped: %s', exc)

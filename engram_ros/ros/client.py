@@ -75,7 +75,9 @@ class MemoryClient:
                             kinds: Sequence[str] = (), k: int = 10,
                             min_score: float = 0.0,
                             include_vectors: bool = False, at_time: float = 0.0,
-                            changed_since: float = 0.0, compact: bool = False) -> Recall.Request:
+                            changed_since: float = 0.0, compact: bool = False,
+                            scope: int = Recall.Request.SCOPE_ROBOT,
+                            robots: Sequence[str] = ()) -> Recall.Request:
         """Build a Recall request; times are seconds since the epoch (0 = open/unset).
 
         ``compact``: a planner's answer, without vectors, evidence URIs, pose covariances and
@@ -83,6 +85,9 @@ class MemoryClient:
 
         ``at_time``: "where was it then" (beliefs current at that time, history included);
         ``changed_since``: "what changed since" (beliefs begun or ended since then).
+
+        ``scope``: ``Recall.Request.SCOPE_*``, whose memory answers (this robot's by default;
+        ``SCOPE_ROBOTS`` with ``robots`` named, ``SCOPE_FLEET`` for every robot).
         """
         request = conversions.fill_where(Recall.Request(), kinds, tags_all, tags_any, tags_none,
                                          center, radius, frame_id, start, end)
@@ -95,6 +100,8 @@ class MemoryClient:
         request.compact = bool(compact)
         request.at_time = common.seconds_to_time(at_time)
         request.changed_since = common.seconds_to_time(changed_since)
+        request.scope = int(scope)
+        request.robots = [str(r) for r in robots]
         return request
 
     def feedback(self, ids: Sequence[int], helped: bool, *, requester: str = '',

@@ -29,7 +29,10 @@ MEMORY_COUNTERS = ('received', 'lost', 'ingested', 'merged', 'promoted', 'droppe
                    'storage_errors', 'dropped_queue_full', 'written_late', 'dropped_error',
                    'internal_errors',
                    # refused unread: over the per-publisher rate limit, over the size limit
-                   'refused_rate', 'dropped_oversize')
+                   'refused_rate', 'dropped_oversize',
+                   # recalls that wanted other robots' memories but were answered locally
+                   # (no fleet, or it did not answer: Recall.srv FLEET_*)
+                   'recalls_fleet_unanswered')
 #: Counters of observations refused by the memory (WARN once any is non-zero).
 DROP_COUNTERS = ('dropped_malformed', 'dropped_label_too_long', 'dropped_too_many_tags',
                  'dropped_tag_too_long', 'dropped_queue_full', 'dropped_error', 'refused_rate',

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
-import socket
 from pathlib import Path
 from typing import Any
 from typing import Callable
@@ -24,9 +22,11 @@ from engram_ros.core.audit import AuditLog
 from engram_ros.core.audit import check_key
 from engram_ros.core.evidence import EvidenceStore
 from engram_ros.core.evidence import load_key
+from engram_ros.core.fleet import view as fleet_view
 from engram_ros.core.fleet.link import FleetLink
 from engram_ros.core.fleet.sync import FleetSync
 from engram_ros.core.fleet.sync import parse_share
+from engram_ros.core.fleet.view import robot_id_from_namespace
 from engram_ros.core.forgetting import RetentionPolicy
 from engram_ros.core.keys import read_key_file
 from engram_ros.core.memory import MemoryStore
@@ -254,10 +254,9 @@ def rejection(name: str, value: Any) -> str | None:
 
 
 def robot_id(configured: str, namespace: str) -> str:
-    """``fleet.robot_id``, or the namespace made an id (``/house/robot1`` -> ``house_robot1``;
-    the host name in the root namespace)."""
-    text = configured or '_'.join(p for p in namespace.split('/') if p) or socket.gethostname()
-    return re.sub(r'[^A-Za-z0-9_.-]', '_', text)[:255]
+    """``fleet.robot_id``, or the namespace made an id (``/house/robot1`` -> ``house.robot1``;
+    the host name in the root namespace): :mod:`engram_ros.core.fleet.view`'s rule."""
+    return fleet_view.robot_id(configured) if configured else robot_id_from_namespace(namespace)
 
 
 def open_fleet(value: Callable[[str], Any], store: MemoryStore,

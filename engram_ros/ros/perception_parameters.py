@@ -76,6 +76,9 @@ PARAMETERS: dict[str, tuple[object, str]] = {
     'objects.min_valid_fraction': (0.2, 'fraction of the box/mask that must have valid depth'),
     'objects.refuse_ghosts': (True, 'refuse object positions on a wall/floor plane that goes on '
                                     'past the box, behind the depth seen, or outside the rooms'),
+    'objects.free_space_min': (0, 'refuse an object whose centre and the space around it this '
+                                  'many frames saw empty (depth rays through it, 0.1 m voxels; '
+                                  'counted: skipped_ghost_free_space); 0: off'),
     'audio.threshold_db': (12.0, '[dB] above the noise floor that starts a sound event'),
     'audio.min_db': (-50.0, '[dBFS] quietest level that can start a sound event'),
     'audio.hangover': (0.4, '[s] of quiet that ends a sound event'),
@@ -119,7 +122,7 @@ POSITIVE = ('sync_queue_size', 'pose_tolerance', 'tf.max_gap', 'time_reset', 'ob
 NON_NEGATIVE = ('sync_slop', 'tf.tolerance', 'tf.wait', 'objects.min_interval',
                 'keyframe.min_translation', 'keyframe.min_rotation', 'keyframe.min_view_change',
                 'keyframe.min_interval', 'visual_words_per_place', 'objects.min_depth',
-                'audio.hangover', 'audio.threshold_db')
+                'objects.free_space_min', 'audio.hangover', 'audio.threshold_db')
 UNIT_INTERVAL = ('objects.min_score', 'objects.min_valid_fraction', 'audio.min_similarity')
 
 

@@ -68,6 +68,22 @@ def test_a_move_is_noticed_only_when_the_old_belief_ends_with_a_successor_at_the
     assert qs.size_ratio({2: 40, 6: 46}, 6) == 1.15
 
 
+def test_a_false_forget_is_a_real_thing_the_label_noise_rule_left_the_memory_without():
+    # 1: a real mug forgotten and no other mug near it after -> the mug is lost;
+    # 2: a 'ball' forgotten 0.3 m from the red ball, which another belief still holds;
+    # 3: a 'bed' where no bed is (real label noise) -> not a false forget
+    forgotten = [qs.Belief(1, 'mug', 1.2, 1.0), qs.Belief(2, 'ball', 5.3, 1.0),
+                 qs.Belief(3, 'bed', 0.6, 3.4)]
+    after = [qs.Belief(4, 'red ball', 5.1, 1.1), qs.Belief(5, 'refrigerator', 0.5, 3.4),
+             qs.Belief(6, 'mug', 1.1, 1.0, valid_to=9.0)]             # history: not held
+    result = qs.false_forgets(forgotten, TRUTH, after)
+    assert result['things_lost'] == ['mug'] and result['naming_real'] == 2
+    assert result['forgotten'] == 3 and result['rate_pct'] == pytest.approx(100.0 / 3, abs=0.01)
+    kept = after + [qs.Belief(7, 'mug', 1.0, 1.3)]
+    assert qs.false_forgets(forgotten, TRUTH, kept)['things_lost'] == []
+    assert qs.false_forgets([], TRUTH, after)['rate_pct'] == 0.0
+
+
 def look(name: str) -> np.ndarray:
     v = np.random.default_rng(zlib.crc32(name.encode())).normal(size=DIM)
     return (v / np.linalg.norm(v)).astype(np.float32)

@@ -25,27 +25,31 @@ from engram_ros.core.storage import SQLiteStorage
 DIM = 16
 N = 240
 FRAME = 'map'
+#: The robot every backend here writes as (a filter on robots is checked against it).
+ROBOT = 'a'
 VOCAB = ('color:red', 'color:blue', 'room:kitchen', 'room:hall', 'label:mug', 'label:cup')
 
 
 def _memory(tmp_path: Path) -> MemoryBackend:
-    return EmbeddedBackend(MemoryStorage(), DIM, frame_id=FRAME)
+    return EmbeddedBackend(MemoryStorage(), DIM, frame_id=FRAME, robot_id=ROBOT)
 
 
 def _sqlite(tmp_path: Path) -> MemoryBackend:
-    return EmbeddedBackend(SQLiteStorage(tmp_path / 'memory'), DIM, frame_id=FRAME)
+    return EmbeddedBackend(SQLiteStorage(tmp_path / 'memory'), DIM, frame_id=FRAME,
+                           robot_id=ROBOT)
 
 
 def _milvus(tmp_path: Path) -> MilvusBackend:
     """milvus-lite in a database file of this test (one process per file: this one)."""
-    return MilvusBackend(str(tmp_path / 'fleet.db'), DIM, model='test-encoder', frame_id=FRAME)
+    return MilvusBackend(str(tmp_path / 'fleet.db'), DIM, model='test-encoder', frame_id=FRAME,
+                         robot_id=ROBOT)
 
 
 def _milvus_hnsw(tmp_path: Path) -> MilvusBackend:
     """The same, planned so that every filtered search runs the engine's HNSW search, with
     tags matched as a Milvus server matches them (ARRAY_CONTAINS_*)."""
     return MilvusBackend(str(tmp_path / 'fleet.db'), DIM, model='test-encoder', frame_id=FRAME,
-                         exact_threshold=0, tag_match='array')
+                         exact_threshold=0, tag_match='array', robot_id=ROBOT)
 
 
 @pytest.fixture(params=[_memory, _sqlite, _milvus, _milvus_hnsw],
@@ -87,7 +91,9 @@ def engrams() -> list[Engram]:
 
 
 def _passes(e: Engram, f: Stage1Filter) -> bool:
-    """The documented meaning of every Stage1Filter field, on one record."""
+    """The documented meaning of every Stage1Filter field, on one record (written by ROBOT)."""
+    if f.robots and ROBOT not in f.robots or ROBOT in f.not_robots:
+        return False
     if f.kinds and e.kind not in f.kinds:
         return False
     tags = set(e.tags)
@@ -127,6 +133,10 @@ FILTERS: dict[str, Stage1Filter] = {
     'region-no-frame': Stage1Filter(region=Region((-10.0, 5.0, 1.0), 9.0)),
     'huge-region': Stage1Filter(region=Region((0.0, 0.0, 0.0), 5000.0)),
     't-start': Stage1Filter(t_start=1700.0),
+    'robot-named': Stage1Filter(robots=('z', ROBOT), kinds=('object',)),
+    'robot-other': Stage1Filter(robots=('b',)),
+    'robot-excluded': Stage1Filter(not_robots=(ROBOT,), include_history=True),
+    'robot-not-other': Stage1Filter(not_robots=('b', 'c'), tags_any=('label:mug',)),
     't-end': Stage1Filter(t_end=1300.0, include_history=True),
     'window': Stage1Filter(t_start=1200.0, t_end=1500.0),
     'at-time': Stage1Filter(at_time=1650.0),
@@ -260,6 +270,31 @@ def test_bad_search_arguments(backend: MemoryBackend, engrams: list[Engram]) -> 
         backend.select(elsewhere)
 
 
+@pytest.mark.parametrize('name', list(FILTERS))
+def test_fetch_reads_what_passes_with_its_robot(backend: MemoryBackend, engrams: list[Engram],
+                                                name: str) -> None:
+    backend.put(engrams)
+    where = FILTERS[name]
+    expected = sorted(e.id for e in engrams if _passes(e, where))
+    every = backend.fetch(where, 10000)
+    assert sorted(e.id for e in every.engrams) == expected and not every.more
+    assert every.robots == dict.fromkeys(expected, ROBOT)
+    by_id = {e.id: e for e in engrams}
+    assert all(e.tags == by_id[e.id].tags for e in every.engrams)
+    few = backend.fetch(where, 3)
+    assert len(few.engrams) <= 3 and {e.id for e in few.engrams} <= set(expected)
+    assert few.more or len(expected) <= 3
+    with pytest.raises(ValueError):
+        backend.fetch(where, 0)
+
+
+def test_robots_of_names_the_writer(backend: MemoryBackend, engrams: list[Engram]) -> None:
+    backend.put(engrams[:5])
+    ids = [e.id for e in engrams[:5]]
+    assert backend.robots_of(ids + [999999]) == dict.fromkeys(ids, ROBOT)
+    assert backend.robots_of([]) == {}
+
+
 def test_meta(backend: MemoryBackend) -> None:
     assert backend.get_meta('model', 'none') == 'none'
     backend.set_meta('model', 'clip')
@@ -268,7 +303,8 @@ def test_meta(backend: MemoryBackend) -> None:
 
 def test_sqlite_backend_reopens_with_the_same_answers(tmp_path: Path,
                                                       engrams: list[Engram]) -> None:
-    first = EmbeddedBackend(SQLiteStorage(tmp_path / 'memory'), DIM, frame_id=FRAME)
+    first = EmbeddedBackend(SQLiteStorage(tmp_path / 'memory'), DIM, frame_id=FRAME,
+                           robot_id=ROBOT)
     first.put(engrams)
     first.delete([engrams[7].id])
     q = _unit(np.random.default_rng(5))
@@ -276,7 +312,7 @@ def test_sqlite_backend_reopens_with_the_same_answers(tmp_path: Path,
               for name, f in FILTERS.items()}
     first.close()
     again = EmbeddedBackend(SQLiteStorage(tmp_path / 'memory', create=False), DIM,
-                            frame_id=FRAME)
+                            frame_id=FRAME, robot_id=ROBOT)
     try:
         after = {name: (again.select(f).tolist(), again.search(q, 8, f).ids.tolist())
                  for name, f in FILTERS.items()}
@@ -297,8 +333,10 @@ def test_sqlite_backend_reopens_with_the_same_answers(tmp_path: Path,
     lambda: Region((0.0, 0.0), 1.0),
     lambda: Region((0.0, 0.0, math.inf), 1.0),
     lambda: Region((0.0, 0.0, 0.0), 0.0),
+    lambda: Stage1Filter(robots='a'),
+    lambda: Stage1Filter(not_robots=('',)),
 ], ids=['kind', 'tags-string', 'window', 'nan-time', 'history-with-time', 'centre-2d',
-        'centre-inf', 'radius-0'])
+        'centre-inf', 'radius-0', 'robots-string', 'robot-empty'])
 def test_malformed_filters_are_refused(make: Callable[[], object]) -> None:
     with pytest.raises(ValueError):
         make()

@@ -208,9 +208,40 @@ def test_expression_of_no_filter_and_of_every_part() -> None:
     for part in ('kind in [1]', 'ARRAY_CONTAINS_ANY(tags, ["a"])', 'last_seen >= 1.0',
                  'valid_from <= 2.0', 'x >= ', 'z <= '):
         assert part in text
+    assert expression(Stage1Filter(robots=('r"1',), not_robots=('r2',))) == (
+        '(robot in ["r\\"1"]) and (robot not in ["r2"]) and (current == true)')
     text = expression(Stage1Filter(tags_all=('a',), tags_none=('b',)), tags='text')
     assert text == ('(tag_text like "%|61|%") and (not (tag_text like "%|62|%")) and '
                     '(current == true)')
+
+
+@pytest.mark.parametrize('tag_match', ['array', 'text'])
+def test_rows_are_filtered_by_the_robot_that_wrote_them(tmp_path: Path, tag_match: str) -> None:
+    """Two robots write to one collection (two backends on one file in this process); the
+    robot condition selects and searches by the ``robot`` field."""
+    engrams = _engrams(30)
+    a = _open(tmp_path / 'fleet.db', robot_id='a', tag_match=tag_match)
+    b = _open(tmp_path / 'fleet.db', robot_id='b', tag_match=tag_match)
+    try:
+        a.put(engrams[:10])
+        b.put(engrams[10:])
+        ids_a = [e.id for e in engrams[:10]]
+        ids_b = [e.id for e in engrams[10:]]
+        assert a.robots_of([1, 11, 999]) == {1: 'a', 11: 'b'}
+        for where, expected in ((Stage1Filter(robots=('a',)), ids_a),
+                                (Stage1Filter(robots=('b', 'c')), ids_b),
+                                (Stage1Filter(not_robots=('a',)), ids_b),
+                                (Stage1Filter(robots=('a', 'b'), not_robots=('b',)), ids_a),
+                                (Stage1Filter(robots=('c',)), [])):
+            assert b.select(where).tolist() == expected
+            found = b.search(engrams[3].vector, 30, where).ids.tolist()
+            assert sorted(found) == expected
+        mugs_of_b = Stage1Filter(tags_any=('label:mug',), not_robots=('a',))
+        assert b.select(mugs_of_b).tolist() == [e.id for e in engrams[10:]
+                                                if 'label:mug' in e.tags]
+    finally:
+        a.close()
+        b.close()
 
 
 def test_a_closed_backend_refuses_calls(tmp_path: Path) -> None:

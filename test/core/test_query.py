@@ -12,9 +12,11 @@ import pytest
 from engram_ros.core import query as query_module
 from engram_ros.core.model.engram import KINDS
 from engram_ros.core.query import as_tags
+from engram_ros.core.query import FleetAnswer
 from engram_ros.core.query import QueryError
 from engram_ros.core.query import RecallQuery
 from engram_ros.core.query import RecallResult
+from engram_ros.core.query import RecallScope
 from engram_ros.core.query import RecallStatus
 
 DIM = 8
@@ -159,6 +161,14 @@ def test_recall_status_matches_srv() -> None:
     constants = _srv_status_constants(RECALL_SRV.read_text(encoding='utf-8'))
     assert constants, f'no STATUS_* constants found in {RECALL_SRV}'
     assert constants == {status.name: int(status.value) for status in RecallStatus}
+
+
+@pytest.mark.parametrize('prefix,part,enum', [('SCOPE', 0, RecallScope),
+                                              ('FLEET', 1, FleetAnswer)])
+def test_scope_and_fleet_answers_match_srv(prefix: str, part: int, enum: type) -> None:
+    text = RECALL_SRV.read_text(encoding='utf-8').split('\n---\n', 1)[part]
+    found = re.findall(rf'^\s*uint8\s+{prefix}_([A-Z0-9_]+)\s*=\s*(\d+)\b', text, re.MULTILINE)
+    assert {name: int(value) for name, value in found} == {e.name: int(e.value) for e in enum}
 
 
 def test_srv_status_values_fit_uint8_and_are_unique() -> None:

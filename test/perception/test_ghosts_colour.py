@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import replace
 
@@ -9,7 +10,9 @@ import numpy as np
 import pytest
 
 from engram_ros.perception.errors import InputRejected
+from engram_ros.perception.free_space import FreeSpace
 from engram_ros.perception.geometry import Intrinsics
+from engram_ros.perception.ghosts import GhostCheck
 from engram_ros.perception.objects import Detection
 from engram_ros.perception.objects import object_tags
 from engram_ros.perception.objects import ObjectLocator
@@ -82,6 +85,18 @@ def test_a_box_on_a_wall_or_where_it_meets_the_floor_is_refused(scene):
         assert err.value.reason == 'ghost_surface'
 
 
+def test_a_box_on_a_wall_beside_a_piece_of_furniture_is_refused(scene):
+    # The wall, with the table's edge along the box's left side: the whole box is no plane going
+    # on past every side (the table is on one), but the points it would be placed by, the
+    # box's foreground, are the wall, which goes on past the other three sides.
+    render, t = wall_view(scene)
+    box = (2.0, 110.0, 60.0, 190.0)
+    assert (render.seg[110:190, 0:4] == scene.bodies['table']).any()
+    with pytest.raises(InputRejected) as err:
+        ObjectLocator().locate(Detection('tv', 0.5, box), render.depth, render.rgb, K, t)
+    assert err.value.reason == 'ghost_plane_patch'
+
+
 def test_a_real_thing_against_a_wall_is_not_a_surface(scene):
     # the sofa stands against the north wall of the living room, seen head on
     x, y, _ = scene.positions['sofa']
@@ -113,3 +128,35 @@ def test_a_position_behind_the_wall_or_outside_the_rooms_is_refused(scene):
     est = locator.locate(det, render.depth, render.rgb, K, t,
                          RoomMap.parse(['kitchen=box:0,0,3,4']).covers)
     assert np.linalg.norm((est.position - np.asarray(scene.positions['plant']))[:2]) < 0.2
+
+
+def test_space_seen_empty_refuses_a_centre_but_keeps_a_thing_put_there_later(scene):
+    # The brown box lifted out of view; the living room seen from two places: the space where
+    # it will float (0.6-0.9 m up, the wall 1.5 m behind) is seen empty.
+    home = scene.positions['box']
+    spot = (home[0], home[1], 0.6)
+    locator = ObjectLocator(ghosts=GhostCheck(free_space_min=2))
+    space = FreeSpace()
+    try:
+        scene.move('box', (home[0], home[1], -5.0))
+        for stamp, (x, y, yaw) in enumerate(((spot[0], spot[1] + 1.4, -math.pi / 2),
+                                             (spot[0] + 1.2, spot[1] + 1.2, -3 * math.pi / 4))):
+            render, t = view(scene, x, y, yaw)
+            space.add_frame(float(stamp), render.depth, K, t)
+        centre = np.array([spot[0], spot[1], 0.75])
+        with pytest.raises(InputRejected) as err:
+            locator.ghosts.check_not_in_free_space('box', centre, space)
+        assert err.value.reason == 'ghost_free_space'
+        # The box put there (a move into space seen empty) and seen: against the record
+        # without this frame its centre is in empty space; the frame goes in first, and the
+        # box's own surface, hit by its rays, keeps it.
+        scene.move('box', spot)
+        render, t = view(scene, spot[0], spot[1] + 1.4, -math.pi / 2)
+        det = detection(scene, render.seg, 'box', False)
+        with pytest.raises(InputRejected):
+            locator.locate(det, render.depth, render.rgb, K, t, free_space=copy.deepcopy(space))
+        space.add_frame(2.0, render.depth, K, t)
+        est = locator.locate(det, render.depth, render.rgb, K, t, free_space=space)
+        assert np.linalg.norm(est.position[:2] - np.asarray(spot[:2])) < 0.2
+    finally:
+        scene.move('box', home)

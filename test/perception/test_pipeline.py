@@ -13,7 +13,9 @@ from engram_ros.perception.errors import InputRejected
 from engram_ros.perception.geometry import camera_extrinsic
 from engram_ros.perception.geometry import checked_pose
 from engram_ros.perception.geometry import Intrinsics
+from engram_ros.perception.ghosts import GhostCheck
 from engram_ros.perception.objects import Detection
+from engram_ros.perception.objects import ObjectLocator
 from engram_ros.perception.pipeline import ObjectJob
 from engram_ros.perception.pipeline import Perception
 from engram_ros.perception.pipeline import PerceptionConfig
@@ -350,3 +352,23 @@ def test_an_object_in_a_zone_seen_from_outside_is_not_kept(tmp_path):
     assert [o.kind for o in observations] == ['place']          # the view is not private
     assert len(evidence_on_disk(tmp_path)) == 1                 # the frame, no crop
     assert p.snapshot()['privacy_skipped'] == 1
+
+
+def test_free_space_fills_only_when_on_and_keeps_a_mug_put_where_space_was_empty():
+    # Three keyframes without the mug (x = 0, 0.6, 1.2) see its place empty; then it is there.
+    p = make(locator=ObjectLocator(ghosts=GhostCheck(free_space_min=2)))
+    off = make()
+    for i, x in enumerate((0.0, 0.6, 1.2)):
+        pose, rgb, depth, _ = view_of(x, [])
+        for q in (p, off):
+            q.add_pose(100.0 + i, pose)
+            run_all(q, q.add_color(100.0 + i, rgb) + q.add_depth(100.0 + i, depth))
+    assert p.free_space.frames == 3 and off.free_space.frames == 0     # off: no cost
+    assert p.free_space.empty_around(MUG, 2)
+    pose, rgb, depth, boxes = view_of(1.2, [MUG])
+    p.add_pose(103.0, pose)
+    jobs = p.add_color(103.0, rgb) + p.add_depth(103.0, depth)
+    objects = run_all(p, jobs + p.add_detections(103.0, [Detection('cup', 0.9, boxes[0])]))
+    assert len(objects) == 1 and np.linalg.norm(objects[0].position - MUG) < 0.05
+    assert p.snapshot().get('skipped_ghost_free_space', 0) == 0
+    assert p.free_space.frames == 4 and p.snapshot()['free_space_voxels_dropped'] == 0

@@ -27,6 +27,9 @@ from engram_ros.core.fleet.ids import local_id  # noqa: E402
 from engram_ros.core.fleet.ids import register  # noqa: E402
 from engram_ros.core.model.engram import Engram  # noqa: E402
 from engram_ros.srv import ForgetEngrams  # noqa: E402
+from engram_ros.srv import Recall  # noqa: E402
+
+SCOPE_FLEET = Recall.Request.SCOPE_FLEET
 
 
 def test_an_ingested_observation_is_uploaded_under_the_robots_id(test_node, start_memory,
@@ -134,3 +137,40 @@ def test_a_fleet_forget_without_a_fleet_forgets_here_and_says_the_fleet_was_miss
     assert answer.forgotten == 1 and 'no fleet configured' in answer.message
     assert memory.client.recall(tags_all=['label:mug'], k=1).engrams == []
     assert wait_for(lambda: memory.diagnostic('fleet_forgets_missed') == '1', 10.0)
+
+
+def test_robot_2_answers_where_the_mug_is_with_robot_1s_sighting(test_node, start_memory,
+                                                                  tmp_path):
+    # Two memory nodes in two namespaces share one served fleet file: robot 1 sees the mug,
+    # robot 2 never does; asked with the fleet scope, robot 2 answers with robot 1's sighting
+    # and says whose it is; asked about itself only, it has nothing.
+    served = Served(tmp_path / 'fleet.db')
+    try:
+        p1, ns1 = start_memory('/robot1', tmp_path / 'r1', f'fleet.uri:={served.uri}',
+                               'fleet.sync_period:=0.2')
+        p2, ns2 = start_memory('/robot2', tmp_path / 'r2', f'fleet.uri:={served.uri}',
+                               'fleet.sync_period:=0.2')
+        robot1, robot2 = Memory(test_node, p1, ns1), Memory(test_node, p2, ns2)
+        ingest(robot1, [observation('mug', (1.0, 2.0, 0.8))], expected=1)
+        ingest(robot2, [observation('book', (8.0, 2.0, 0.8))], expected=1)
+        assert wait_for(lambda: robot1.diagnostic('fleet.uploaded') == '1', 30.0), p1.log()
+
+        def fleet_answer():
+            return robot2.client.recall(text='where is the mug?', k=5, scope=SCOPE_FLEET)
+
+        assert wait_for(lambda: [e.label for e in fleet_answer().engrams] == ['mug'], 30.0), \
+            p2.log()
+        answer = fleet_answer()
+        assert answer.fleet == Recall.Response.FLEET_ANSWERED
+        assert list(answer.robots) == ['robot1']
+        assert np.allclose([answer.engrams[0].pose.pose.position.x,
+                            answer.engrams[0].pose.pose.position.y],
+                           [1.0, 2.0], atol=0.1)
+        own = robot2.client.recall(text='where is the mug?', k=5)
+        assert own.engrams == [] and own.fleet == Recall.Response.FLEET_NOT_ASKED
+        # Robot 1 asked the same with the fleet scope answers from its own memory only once:
+        # its rows in the fleet are replicas, never a second answer.
+        mine = robot1.client.recall(text='where is the mug?', k=5, scope=SCOPE_FLEET)
+        assert [e.label for e in mine.engrams] == ['mug'] and list(mine.robots) == ['robot1']
+    finally:
+        served.stop()

@@ -92,7 +92,7 @@ def test_accepted_changes_reach_the_running_config():
 
 
 def test_fleet_robot_id_defaults_to_the_namespace_and_share_is_checked():
-    assert memory_parameters.robot_id('', '/house/robot1') == 'house_robot1'
+    assert memory_parameters.robot_id('', '/house/robot1') == 'house.robot1'
     assert memory_parameters.robot_id('arm 2', '/house/robot1') == 'arm_2'
     assert memory_parameters.robot_id('', '/')                 # the host name, never empty
     assert 'accepted none, places, all' in memory_parameters.rejection('fleet.share', 'most')

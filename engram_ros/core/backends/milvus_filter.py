@@ -9,7 +9,8 @@ position ``x``/``y``/``z`` (a region becomes the box around its ball, slightly p
 exact 3D distance is checked by the caller on the returned float32 positions, as the embedded
 index checks its own), the sighting interval ``first_seen``/``last_seen`` and the belief
 interval ``valid_from``/``valid_to`` with ``current`` (a current belief's interval is
-``[max(valid_from, first_seen), VALID_TO_OPEN)``, a history belief's its own).
+``[max(valid_from, first_seen), VALID_TO_OPEN)``, a history belief's its own), and the
+writer ``robot`` (``in`` / ``not in`` a list of robot ids).
 
 The plan (:func:`plan`) is the embedded index's (:mod:`engram_ros.core.index.dense`) applied to
 a count the engine gives: a filter that matches at most ``exact_threshold`` engrams is answered
@@ -108,6 +109,10 @@ def expression(where: Stage1Filter | None, tags: str = 'array') -> str:
     if box is not None:
         for axis, low, high in zip('xyz', box[0], box[1]):
             parts.append(f'{axis} >= {_num(low)} and {axis} <= {_num(high)}')
+    if where.robots:
+        parts.append(f'robot in {_strings(where.robots)}')
+    if where.not_robots:
+        parts.append(f'robot not in {_strings(where.not_robots)}')
     if where.t_start is not None:
         parts.append(f'last_seen >= {_num(where.t_start)}')
     if where.t_end is not None:

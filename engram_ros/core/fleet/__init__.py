@@ -18,5 +18,10 @@ Upkeep of the shared collection (``engram fleet consolidate|forget``):
 * :mod:`.forget`: a forget that reaches the fleet collection, compacts it and is audited by
   the node that asked.
 
+In a recall (the robot's Recall with a scope):
+
+* :mod:`.view`: :class:`~.view.FleetView`, what a robot's memory needs of the fleet to answer
+  a fleet-scoped recall, and the robot id rule (:func:`~.view.robot_id_from_namespace`).
+
 Nothing here imports ROS.
 """

@@ -4,10 +4,11 @@ recall statistics it leaves behind.
 Stage one narrows by tags, kinds, region, time window and validity (history is hidden unless
 the query asks ``at_time`` or ``changed_since``), expressed as a
 :class:`~engram_ros.core.backend.Stage1Filter` so another engine could run it; stage two ranks
-what is left
-(:mod:`engram_ros.core.ranking`). Query text becomes tags word by word, or by meaning when the
-store has a :attr:`~MemoryStore.text_matcher`; a word that names a category finds the labels
-that are one (:mod:`engram_ros.core.categories`). The engrams returned count as recalled: their
+what is left (:mod:`engram_ros.core.ranking`). A scope beyond this robot adds the other
+robots' candidates from the fleet, ranked by the same code and merged by score
+(:mod:`.fleet_recall`). Query text becomes tags word by word, or by meaning when the store has
+a :attr:`~MemoryStore.text_matcher`; a word that names a category finds the labels that are
+one (:mod:`engram_ros.core.categories`). The engrams returned count as recalled: their
 statistics are kept in the state and written at the next consolidation or close.
 """
 
@@ -23,10 +24,13 @@ from engram_ros.core.audit import AuditLog
 from engram_ros.core.backend import filter_index
 from engram_ros.core.backend import Stage1Filter
 from engram_ros.core.labels import parse_label
+from engram_ros.core.memory import fleet_recall
+from engram_ros.core.query import FleetAnswer
 from engram_ros.core.query import QueryError
 from engram_ros.core.query import RecallHit
 from engram_ros.core.query import RecallQuery
 from engram_ros.core.query import RecallResult
+from engram_ros.core.query import RecallScope
 from engram_ros.core.query import RecallStatus
 from engram_ros.core.ranking import rank
 from engram_ros.core.semantic import NAMESPACES as SEMANTIC_NAMESPACES
@@ -41,6 +45,8 @@ def recall(store: MemoryStore, query: RecallQuery, now: float | None) -> RecallR
     config = store.config
     query.validate(config.dim, config.max_k, config.frame_id)
     now = store.clock() if now is None else now
+    own = fleet_recall.own_robot_id(store)
+    local, others = fleet_recall.reach(query, own)
     try:
         tags_all = sketch.normalize_tags(query.tags_all)
         tags_any = sketch.normalize_tags(query.tags_any)
@@ -52,6 +58,12 @@ def recall(store: MemoryStore, query: RecallQuery, now: float | None) -> RecallR
     meant: list[SemanticMatch] = []
     if query.text.strip():
         groups, resolved, meant = _text_tags(store, query.text)
+        if others is not None:
+            # Words are resolved against this robot's labels; another robot may carry the
+            # word's own tag (one this memory has no engram for), so each word's group gets
+            # it too, ranked alike on both sides.
+            widened = [tuple(dict.fromkeys((*r.tags, r.tag))) for r in resolved]
+            groups = groups + widened if meant else widened
         text_tags = tuple(dict.fromkeys(t for g in groups for t in g))
         if not text_tags and query.vector is None and not (tags_all or tags_any):
             unmatched = categories.describe(resolved)
@@ -68,11 +80,40 @@ def recall(store: MemoryStore, query: RecallQuery, now: float | None) -> RecallR
     # Stage 1 as data (the backend boundary): what another engine would be asked to filter.
     where = Stage1Filter.for_recall(query, tags_all=tags_all, tags_any=tags_any,
                                     tags_none=tags_none)
+    hits: list[RecallHit] = []
+    n_candidates = 0
+    if local:
+        hits, n_candidates = _local_hits(store, query, where, query_tags, now, own)
+    fleet = fleet_recall.FleetPart(FleetAnswer.NOT_ASKED)
+    if others is not None:
+        fleet = fleet_recall.fleet_hits(store, query, where, others, query_tags, now)
+        hits = fleet_recall.merge(hits, fleet.hits, query.k)
+        n_candidates += fleet.candidates
+    message = f'{len(hits)} of {n_candidates} candidates'
+    if fleet.answer == FleetAnswer.ANSWERED:
+        message += (f' ({sum(h.robot != own for h in hits)} from other robots of the fleet'
+                    f'{fleet.note})')
+    elif fleet.note:
+        message += f' ({fleet.note})'
+    if meant:
+        message += ' (no exact word; text means ' + ', '.join(
+            f'{m.tag} {m.similarity:.2f}' for m in meant) + ')'
+    elif resolved:
+        message += f' (text matched {categories.describe(resolved)})'
+    return RecallResult(hits=hits, candidates=n_candidates, message=message,
+                        fleet=fleet.answer)
+
+
+def _local_hits(store: MemoryStore, query: RecallQuery, where: Stage1Filter,
+                query_tags: list[str | tuple[str, ...]], now: float,
+                own: str) -> tuple[list[RecallHit], int]:
+    """This robot's ranked hits (marked ``own``) and its stage-1 candidate count; the hits
+    count as recalled."""
     with store._lock:
         index = store.index
         candidates = filter_index(index, where, store.state.validity)
         n_candidates = len(index) if candidates is None else len(candidates)
-        ranked = rank(index, query, candidates, query_tags, config.ranking, now)
+        ranked = rank(index, query, candidates, query_tags, store.config.ranking, now)
         ids = [int(i) for i in index.ids_of(ranked.slots)]
     engrams = {e.id: e for e in store.storage.get(ids)}
     hits = []
@@ -82,16 +123,10 @@ def recall(store: MemoryStore, query: RecallQuery, now: float | None) -> RecallR
             continue
         hits.append(RecallHit(engram, float(ranked.combined[i]), float(ranked.symbolic[i]),
                               float(ranked.dense[i]), float(ranked.spatial[i]),
-                              float(ranked.temporal[i]), float(ranked.support[i])))
+                              float(ranked.temporal[i]), float(ranked.support[i]), robot=own))
     with store._lock:
         store.state.touch([h.engram.id for h in hits], now)
-    message = f'{len(hits)} of {n_candidates} candidates'
-    if meant:
-        message += ' (no exact word; text means ' + ', '.join(
-            f'{m.tag} {m.similarity:.2f}' for m in meant) + ')'
-    elif resolved:
-        message += f' (text matched {categories.describe(resolved)})'
-    return RecallResult(hits=hits, candidates=n_candidates, message=message)
+    return hits, n_candidates
 
 
 #: Tag namespaces a question's words are resolved in (against the tags live engrams carry).
@@ -148,7 +183,11 @@ def query_summary(audit: AuditLog | None, query: RecallQuery) -> dict:
     """What the audit log keeps of a query: digests of its words and tags, its bounds."""
     if audit is None:
         return {}
-    out: dict = {'k': query.k}
+    scope = query.scope
+    out: dict = {'k': query.k, 'scope': (RecallScope(scope).name.lower()
+                                         if scope in tuple(RecallScope) else scope)}
+    if query.robots:
+        out['robots'] = list(query.robots)
     if query.text:
         out['text'] = audit.digest(query.text)
     for name in ('tags_all', 'tags_any', 'tags_none'):

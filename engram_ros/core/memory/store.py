@@ -11,6 +11,7 @@ import threading
 import time
 from typing import Callable
 from typing import Sequence
+from typing import TYPE_CHECKING
 
 from engram_ros.core.audit import AuditLog
 from engram_ros.core.audit import id_summary
@@ -42,12 +43,16 @@ from engram_ros.core.places import CorrectionError
 from engram_ros.core.places import CorrectionReport
 from engram_ros.core.places import PlaceGraph
 from engram_ros.core.places import PoseCorrection
+from engram_ros.core.query import FleetAnswer
 from engram_ros.core.query import QueryError
 from engram_ros.core.query import RecallQuery
 from engram_ros.core.query import RecallResult
 from engram_ros.core.semantic import SemanticTags
 from engram_ros.core.storage import Storage
 from engram_ros.core.visibility import MissTracker
+
+if TYPE_CHECKING:
+    from engram_ros.core.fleet.view import FleetView
 
 _LOG = logging.getLogger(LOGGER_NAME)
 
@@ -79,6 +84,16 @@ class MemoryStore:
         #: is given); an offline ingest sets it to the bag's time, the memory node to the ROS
         #: clock (simulated time under ``use_sim_time``).
         self.clock: Callable[[], float] = time.time
+        #: The fleet this robot belongs to (issue 15), searched by a recall whose scope goes
+        #: beyond this robot; ``None``: no fleet (such a recall answers locally and says so).
+        self.fleet: FleetView | None = None
+        #: This robot's id while no fleet is configured (the fleet's ``robot_id`` otherwise):
+        #: the robot a recall's local answers are marked with.
+        self.robot_id = ''
+        #: Recalls the fleet answered, and those that wanted it but were answered locally
+        #: (no fleet configured, unreachable, or failing during the recall).
+        self.fleet_recalls = 0
+        self.fleet_recalls_unanswered = 0
         #: Guards the index and the state; held for index reads and updates only.
         self._lock = threading.RLock()
         #: One writer at a time: ingest, consolidate, edit, forget, feedback, correct, close.
@@ -228,8 +243,12 @@ class MemoryStore:
             self._audit('recall', requester, recall_ops.query_summary(self.audit, query),
                         {'status': int(exc.status)})
             raise
-        self._audit('recall', requester, recall_ops.query_summary(self.audit, query),
-                    id_summary(result.ids))
+        summary = id_summary(result.ids)
+        if result.fleet != FleetAnswer.NOT_ASKED:
+            # Ids of other robots' engrams are the fleet's: say whose each answer is.
+            summary.update(fleet=result.fleet.name.lower(),
+                           robots=[h.robot for h in result.hits][:len(summary['ids'])])
+        self._audit('recall', requester, recall_ops.query_summary(self.audit, query), summary)
         return result
 
     def get(self, ids: Sequence[int]) -> list[Engram]:

@@ -187,7 +187,8 @@ def recall_query_from_request(request: Recall.Request) -> RecallQuery:
         frame_id=request.center.header.frame_id, t_start=optional_time(request.start),
         t_end=optional_time(request.end), kinds=tuple(request.kinds), k=int(request.k),
         min_score=float(request.min_score), at_time=optional_time(request.at_time),
-        changed_since=optional_time(request.changed_since))
+        changed_since=optional_time(request.changed_since), scope=int(request.scope),
+        robots=tuple(request.robots))
 
 
 def fill_recall_response(result: RecallResult, response: Recall.Response,
@@ -203,7 +204,9 @@ def fill_recall_response(result: RecallResult, response: Recall.Response,
                            ('support_scores', 'support')):
             setattr(response, name, np.array([getattr(h, attr) for h in hits],
                                              dtype=np.float32))
+    response.robots = [h.robot for h in hits]
     response.candidates = int(result.candidates)
+    response.fleet = int(result.fleet)
     response.status = int(result.status)
     response.message = result.message
     return response

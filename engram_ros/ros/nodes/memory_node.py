@@ -70,6 +70,7 @@ from engram_ros.core.memory.write_queue import RETRY_MIN
 from engram_ros.core.model.limits import MAX_REQUEST_ITEMS
 from engram_ros.core.places import CorrectionError
 from engram_ros.core.privacy import PrivacyConfigError
+from engram_ros.core.query import FleetAnswer
 from engram_ros.core.query import QueryError
 from engram_ros.core.query import RecallStatus
 from engram_ros.core.semantic import SemanticTags
@@ -277,6 +278,9 @@ class MemoryNode(ManagedNode):
         """:raises StoreOpenError, EvidenceError, AuditError, ValueError: the node cannot run."""
         store, self._store_dir = memory_parameters.open_store(self._value)
         store.clock = self._now
+        # The id every fleet row of this robot carries: a fleet recall leaves those out.
+        store.robot_id = memory_parameters.robot_id(self._value('fleet.robot_id'),
+                                                    self.get_namespace())
         return store
 
     def _open_fleet(self) -> None:
@@ -334,6 +338,8 @@ class MemoryNode(ManagedNode):
                                        requester=conversions.requester_of(request))
             conversions.fill_recall_response(result, response, request.include_vectors,
                                              request.compact)
+            if result.fleet in (FleetAnswer.NOT_CONFIGURED, FleetAnswer.UNREACHABLE):
+                self.health.count('recalls_fleet_unanswered')
             self.health.faults.succeeded('recall')
             response.message += self.health.storage_note(self.ingest_queue)
         except QueryError as exc:

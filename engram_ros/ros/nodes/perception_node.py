@@ -310,6 +310,8 @@ class PerceptionNode(ManagedNode):
                 setattr(config.locator, name.split('.', 1)[1], float(value))
             elif name == 'objects.refuse_ghosts':
                 config.locator.ghosts.enabled = bool(value)
+            elif name == 'objects.free_space_min':
+                config.locator.ghosts.free_space_min = int(value)
             elif name == 'rooms':
                 config.rooms = RoomMap.parse(list(value or []))
             elif name == 'audio.min_similarity':
