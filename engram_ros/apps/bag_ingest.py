@@ -4,7 +4,7 @@ The perception pipeline and the memory run in one process over the bag's message
 order, at full speed, and every frame is processed: nothing is dropped as a loaded live node
 drops frames, so the same bag gives the same memory (a byte-identical ``engram export``). The
 pipeline is built from the same parameters as the perception node
-(:func:`engram_ros.perception.pipeline.perception_config`), the memory from the memory node's
+(:func:`engram_ros.perception.config.perception_config`), the memory from the memory node's
 (:func:`engram_ros.ros.memory_parameters.open_store`), both read from ``--params`` (default
 ``config/engram.yaml``) the way the launchers read it, with ``store_dir`` = ``--store``.
 
@@ -55,9 +55,9 @@ from engram_ros.core.memory import ObservationExcluded
 from engram_ros.core.model.engram import InvalidObservation
 from engram_ros.perception.audio import SoundClassifier
 from engram_ros.perception.audio import SoundModel
+from engram_ros.perception.config import perception_config
 from engram_ros.perception.errors import InputRejected
 from engram_ros.perception.pipeline import Perception
-from engram_ros.perception.pipeline import perception_config
 from engram_ros.perception.visual import load_visual_encoder
 from engram_ros.ros import memory_parameters
 from engram_ros.ros.bag import BagError

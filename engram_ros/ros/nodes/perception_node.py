@@ -57,11 +57,11 @@ from engram_ros.msg import Observation as ObservationMsg
 from engram_ros.perception.audio import SoundClassifier
 from engram_ros.perception.audio import SoundModel
 from engram_ros.perception.class_names import ClassNames
+from engram_ros.perception.config import perception_config
+from engram_ros.perception.config import PerceptionConfig
 from engram_ros.perception.errors import InputRejected
 from engram_ros.perception.frame_poses import TF
 from engram_ros.perception.pipeline import Perception
-from engram_ros.perception.pipeline import perception_config
-from engram_ros.perception.pipeline import PerceptionConfig
 from engram_ros.perception.rooms import RoomMap
 from engram_ros.perception.visual import load_visual_encoder
 from engram_ros.ros.conversions import sensors as pc
