@@ -66,7 +66,6 @@ POLL = 0.2
 MARKER = '.engram_fleet_demo'
 MUG = 'mug'
 #: What the demo says when Recall has no ``scope`` (a build before issue 15's recall scope).
-NO_SCOPE = 'this build\'s Recall has no scope (issue 15, recall scope)'
 
 
 @dataclass
@@ -91,10 +90,8 @@ class SyncLag:
         """[s] robot 1's camera frame of the mug -> robot 2 answers with it."""
         return self.shared - self.seen if self.seen and self.shared else None
 
-    def line(self, scope: bool = True) -> str:
-        """The measurement in words; ``scope`` False: Recall has no scope to measure with."""
-        if not scope:
-            return f'Sync lag: not measured ({NO_SCOPE}).'
+    def line(self) -> str:
+        """The measurement in words."""
         if not self.stored:
             return 'Sync lag: not measured (robot 1 never stored a mug).'
         if not self.shared:
@@ -238,7 +235,7 @@ class Robot:
         if response.status != Recall.Response.STATUS_OK:
             return Answer(question, message=f'status {response.status}: {response.message}')
         return Answer(question, list(response.engrams), list(response.scores),
-                      response.message, robots=list(getattr(response, 'robots', [])))
+                      response.message, robots=list(response.robots))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -331,10 +328,7 @@ def run(node, robots: list[Robot], server: FleetServer, args, started: float) ->
     from engram_ros.sim.demo import Watcher
     from engram_ros.srv import Recall
 
-    scope_fleet = getattr(Recall.Request, 'SCOPE_FLEET', None)
-    if scope_fleet is None:
-        print(NO_SCOPE + ': the robots patrol and sync, but robot 2 cannot ask the fleet.',
-              file=sys.stderr)
+    scope_fleet = Recall.Request.SCOPE_FLEET
     for i, robot in enumerate(robots):
         robot.watcher = Watcher(node, robot.namespace)
         robot.client = MemoryClient(node, robot.namespace)
@@ -366,13 +360,13 @@ def run(node, robots: list[Robot], server: FleetServer, args, started: float) ->
                 mugs = [e for e in owner.recall(**mug_query).engrams if e.label == MUG]
                 if mugs:
                     lag.stored, lag.seen = time.time(), min(seconds(e.first_seen) for e in mugs)
-            elif not lag.shared and scope_fleet is not None:
+            elif not lag.shared:
                 if seen_by(asker.recall(scope_fleet, **mug_query), owner.name):
                     lag.shared = time.time()
             if not done_at and all(robot.status().get('done') for robot in robots):
                 done_at = time.monotonic()
             # after the patrols, the sync-lag poll gets a few sync periods more
-            if done_at and (lag.shared or not lag.stored or scope_fleet is None
+            if done_at and (lag.shared or not lag.stored
                             or time.monotonic() - done_at > 3 * args.sync_period + 10.0):
                 break
             if time.monotonic() - started > args.timeout:
@@ -384,8 +378,7 @@ def run(node, robots: list[Robot], server: FleetServer, args, started: float) ->
     for robot in robots:
         settle(robot.client)
         robot.client.consolidate()
-    if scope_fleet is not None:
-        fleet_agrees(owner, asker, scope_fleet, mug_query, timeout=3 * args.sync_period + 10.0)
+    fleet_agrees(owner, asker, scope_fleet, mug_query, timeout=3 * args.sync_period + 10.0)
     return answer(robots, lag, args, scope_fleet)
 
 
@@ -421,7 +414,7 @@ def fleet_agrees(owner: Robot, asker: Robot, scope_fleet: int, query: dict,
     return False
 
 
-def answer(robots: list[Robot], lag: SyncLag, args, scope_fleet: int | None) -> int:
+def answer(robots: list[Robot], lag: SyncLag, args, scope_fleet: int) -> int:
     """Ask robot 2 where the mug is (fleet, then its own memory), print, draw, summarise."""
     from engram_ros.sim.demo import all_engrams
 
@@ -430,8 +423,7 @@ def answer(robots: list[Robot], lag: SyncLag, args, scope_fleet: int | None) -> 
         truth = dict(owner.watcher.truth)
     question = {'text': f'where is the {MUG}?', 'kinds': ['object'], 'k': 5}
     ask_fleet = f'{asker.name}, where is the {MUG}? (the fleet)'
-    fleet = only(MUG, asker.recall(scope_fleet, question=ask_fleet, **question)
-                  if scope_fleet is not None else Answer(ask_fleet, message=NO_SCOPE))
+    fleet = only(MUG, asker.recall(scope_fleet, question=ask_fleet, **question))
     # no scope: this robot's own memory (SCOPE_ROBOT, Recall's default)
     own = only(MUG, asker.recall(question=f'{asker.name}, where is the {MUG}? (its own memory)',
                                  **question))
@@ -451,7 +443,7 @@ def answer(robots: list[Robot], lag: SyncLag, args, scope_fleet: int | None) -> 
         print(f'  {summary_line(a, truth, asker.name)}')
         if a.engrams:
             print(fleet_table(a, truth))
-    print(f'\n{lag.line(scope_fleet is not None)}')
+    print(f'\n{lag.line()}')
     trajectories = {}
     for r in robots:
         with r.watcher.lock:
