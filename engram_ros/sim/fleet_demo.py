@@ -379,7 +379,24 @@ def run(node, robots: list[Robot], server: FleetServer, args, started: float) ->
         settle(robot.client)
         robot.client.consolidate()
     fleet_agrees(owner, asker, scope_fleet, mug_query, timeout=3 * args.sync_period + 10.0)
+    consolidate_fleet(server)
     return answer(robots, lag, args, scope_fleet)
+
+
+def consolidate_fleet(server: FleetServer) -> None:
+    """What both robots saw (a table through a doorway) merged once, as ``engram fleet
+    consolidate URI --lock FILE`` does (the served file is the server's: the lock sits beside
+    it); its outcome printed."""
+    from engram_ros.core.fleet.consolidate import run_consolidation
+    from engram_ros.core.fleet.lease import LeaseRefused
+    try:
+        result = run_consolidation(server.uri, holder='fleet-demo',
+                                   lock_path=server.path.with_suffix('.consolidate.lock'))
+    except (LeaseRefused, ValueError, RuntimeError) as exc:
+        print(f'\nFleet consolidation did not run: {exc}')
+        return
+    print(f'\nFleet consolidation (engram fleet consolidate): {result.status}: {result.message}'
+          f' (lease token {result.token}).')
 
 
 def settle(client, timeout: float = 20.0) -> None:

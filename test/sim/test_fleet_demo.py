@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -255,4 +256,7 @@ def test_robot_2_answers_with_robot_1s_mug_from_the_fleet(tmp_path: Path) -> Non
     assert summary['own_answer'] == [], summary
     assert summary['sync_lag_s'] is not None and summary['sync_lag_s'] >= 0.0, summary
     assert (tmp_path / 'fleet.png').stat().st_size > 0
+    # Both robots saw things through doorways: the fleet consolidation ran and merged some.
+    assert re.search(r'Fleet consolidation \(engram fleet consolidate\): ok: merged [1-9]',
+                     log.read_text()), log.read_text()[-2000:]
     assert not _demo_processes(tmp_path), log.read_text()[-2000:]
