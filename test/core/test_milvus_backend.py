@@ -39,7 +39,8 @@ def _engrams(n: int, seed: int = 1) -> list[Engram]:
 
 def _open(path: Path, **options) -> MilvusBackend:
     options.setdefault('model', 'clip-a')
-    return MilvusBackend(str(path), options.pop('dim', DIM), frame_id=FRAME, **options)
+    options.setdefault('frame_id', FRAME)
+    return MilvusBackend(str(path), options.pop('dim', DIM), **options)
 
 
 def test_reopen_gives_the_same_answers_and_metadata(tmp_path: Path) -> None:
@@ -65,20 +66,24 @@ def test_reopen_gives_the_same_answers_and_metadata(tmp_path: Path) -> None:
         again.close()
 
 
-@pytest.mark.parametrize('change', ['dim', 'model'])
-def test_another_encoder_or_dimension_is_refused_and_nothing_written(tmp_path: Path,
-                                                                     change: str) -> None:
+@pytest.mark.parametrize('change', ['dim', 'model', 'frame'])
+def test_another_encoder_dimension_or_frame_is_refused_and_nothing_written(
+        tmp_path: Path, change: str) -> None:
     made = _open(tmp_path / 'fleet.db')
     made.put(_engrams(10))
     made.close()
-    asked = {'dim': {'dim': DIM + 8}, 'model': {'model': 'clip-b'}}[change]
+    asked = {'dim': {'dim': DIM + 8}, 'model': {'model': 'clip-b'},
+             'frame': {'frame_id': FRAME + '_other'}}[change]
     with pytest.raises(ValueError) as refused:
         _open(tmp_path / 'fleet.db', **asked)
     message = str(refused.value)
     if change == 'dim':
         assert f'{DIM}-d' in message and f'{DIM + 8}-d' in message
-    else:
+    elif change == 'model':
         assert "'clip-a'" in message and "'clip-b'" in message
+    else:
+        assert f"'{FRAME}'" in message and f"'{FRAME}_other'" in message
+        assert 'one map frame' in message
     again = _open(tmp_path / 'fleet.db')
     try:
         assert again.count() == 10 and again.dim == DIM

@@ -64,6 +64,8 @@ FIELDS = ('id', 'vector', 'kind', 'tags', 'tag_text', 'x', 'y', 'z', 'first_seen
 #: Collection properties: the vector dimension, the encoder identity, metadata keys' prefix.
 PROP_DIM = 'engram.dim'
 PROP_MODEL = 'engram.model'
+#: The map frame every robot's positions are in (one shared frame: aligning maps is out of scope).
+PROP_FRAME = 'engram.frame'
 PROP_META = 'engram.meta.'
 #: Most tags one engram may carry in the collection (Milvus' largest ARRAY capacity).
 MAX_TAGS = 4096
@@ -102,8 +104,8 @@ class MilvusBackend:
         ``tags`` array, native on a Milvus server) or ``'text'`` (``LIKE`` on ``tag_text``;
         milvus-lite runs array functions row by row in Python, about 100x slower); ``''``:
         ``'text'`` for a milvus-lite file, ``'array'`` for a server URI.
-    :raises ValueError: for an existing collection with another dimension, encoder or schema
-        (the message names both; nothing is written).
+    :raises ValueError: for an existing collection with another dimension, encoder, map frame
+        or schema (the message names both; nothing is written).
     :raises RuntimeError: when the engine cannot be opened (a milvus-lite file already served
         to another process, a server that does not answer).
     """
@@ -421,6 +423,8 @@ class MilvusBackend:
         # The dimension and encoder are made WITH the collection: another robot opening it a
         # moment later must never see a collection without them (it would refuse it for good).
         properties = {PROP_DIM: str(self._dim), PROP_MODEL: self.model}
+        if self.frame_id:
+            properties[PROP_FRAME] = self.frame_id
         try:
             self._client.create_collection(self.collection, schema=schema, index_params=index,
                                            properties=properties)
@@ -460,6 +464,15 @@ class MilvusBackend:
                              f'vectors of encoder {stored_model!r}; this memory uses encoder '
                              f'{self.model!r} (both {self._dim}-d): every robot must use the '
                              f'same encoders')
+        stored_frame = props.get(PROP_FRAME)
+        if stored_frame and self.frame_id and stored_frame != self.frame_id:
+            raise ValueError(f'Milvus collection {self.collection!r} at {self.uri!r} holds '
+                             f'positions in frame {stored_frame!r}; this memory\'s are in '
+                             f'{self.frame_id!r}: every robot of a fleet must share one map '
+                             f'frame (aligning maps is out of scope)')
+        if not stored_frame and self.frame_id:      # a collection made without one: name it
+            self._client.alter_collection_properties(self.collection,
+                                                     properties={PROP_FRAME: self.frame_id})
 
     def _await_model(self) -> str | None:
         """The encoder of a collection found without one, once its maker records it.
