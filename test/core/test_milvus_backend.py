@@ -16,9 +16,9 @@ import pytest
 from engram_ros.core.backend import Region
 from engram_ros.core.backend import Stage1Filter
 from engram_ros.core.backends.milvus import MilvusBackend
-from engram_ros.core.backends.milvus import PROP_MODEL
 from engram_ros.core.backends.milvus_filter import expression
 from engram_ros.core.backends.milvus_filter import plan
+from engram_ros.core.backends.milvus_schema import PROP_MODEL
 from engram_ros.core.model.engram import Engram
 
 DIM = 16

@@ -52,25 +52,19 @@ from engram_ros.core.backends.milvus_filter import plan
 from engram_ros.core.backends.milvus_filter import rank_exact
 from engram_ros.core.backends.milvus_filter import tag_text
 from engram_ros.core.backends.milvus_filter import VALID_TO_OPEN
+from engram_ros.core.backends.milvus_schema import check_collection
+from engram_ros.core.backends.milvus_schema import create_collection
+from engram_ros.core.backends.milvus_schema import MAX_RECORD_BYTES
+from engram_ros.core.backends.milvus_schema import MAX_TAGS
+from engram_ros.core.backends.milvus_schema import PROP_DIM
+from engram_ros.core.backends.milvus_schema import PROP_FRAME
+from engram_ros.core.backends.milvus_schema import PROP_META
+from engram_ros.core.backends.milvus_schema import PROP_MODEL
 from engram_ros.core.model.codec import from_record
 from engram_ros.core.model.codec import to_record
 from engram_ros.core.model.engram import Engram
 from engram_ros.core.model.engram import kind_code
-from engram_ros.core.model.limits import MAX_TAG_BYTES
 
-#: Fields of the collection, in order; a collection without one of them is another schema.
-FIELDS = ('id', 'vector', 'kind', 'tags', 'tag_text', 'x', 'y', 'z', 'first_seen', 'last_seen',
-          'valid_from', 'valid_to', 'current', 'robot', 'record')
-#: Collection properties: the vector dimension, the encoder identity, metadata keys' prefix.
-PROP_DIM = 'engram.dim'
-PROP_MODEL = 'engram.model'
-#: The map frame every robot's positions are in (one shared frame: aligning maps is out of scope).
-PROP_FRAME = 'engram.frame'
-PROP_META = 'engram.meta.'
-#: Most tags one engram may carry in the collection (Milvus' largest ARRAY capacity).
-MAX_TAGS = 4096
-#: Longest JSON record (Milvus' VARCHAR limit); a longer one is refused before writing.
-MAX_RECORD_BYTES = 65535
 #: Rows per query window: below Milvus' 16384-row limit on ``offset + limit``.
 WINDOW = 16000
 #: Rows per insert or id query.
@@ -400,79 +394,18 @@ class MilvusBackend:
     # ------------------------------------------------------------------ internals
 
     def _create(self, hnsw_m: int, ef_construction: int) -> None:
-        from pymilvus import DataType
-        from pymilvus import MilvusClient
-        schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False,
-                                            description='engram_ros memory')
-        schema.add_field('id', DataType.INT64, is_primary=True)
-        schema.add_field('vector', DataType.FLOAT_VECTOR, dim=self._dim)
-        schema.add_field('kind', DataType.INT8)
-        schema.add_field('tags', DataType.ARRAY, element_type=DataType.VARCHAR,
-                         max_capacity=MAX_TAGS, max_length=MAX_TAG_BYTES)
-        schema.add_field('tag_text', DataType.VARCHAR, max_length=MAX_RECORD_BYTES)
-        for name in ('x', 'y', 'z'):
-            schema.add_field(name, DataType.FLOAT)
-        for name in ('first_seen', 'last_seen', 'valid_from', 'valid_to'):
-            schema.add_field(name, DataType.DOUBLE)
-        schema.add_field('current', DataType.BOOL)
-        schema.add_field('robot', DataType.VARCHAR, max_length=256)
-        schema.add_field('record', DataType.VARCHAR, max_length=MAX_RECORD_BYTES)
-        index = self._client.prepare_index_params()
-        index.add_index('vector', index_type='HNSW', metric_type='COSINE',
-                        params={'M': hnsw_m, 'efConstruction': ef_construction})
-        # The dimension and encoder are made WITH the collection: another robot opening it a
-        # moment later must never see a collection without them (it would refuse it for good).
         properties = {PROP_DIM: str(self._dim), PROP_MODEL: self.model}
         if self.frame_id:
             properties[PROP_FRAME] = self.frame_id
-        try:
-            self._client.create_collection(self.collection, schema=schema, index_params=index,
-                                           properties=properties)
-        except Exception:                 # pymilvus' own errors: another robot made it first?
-            if not self._client.has_collection(self.collection):
-                raise
-            self._check_collection()
-            return
-        if (self._properties().get(PROP_MODEL)) != self.model:    # an engine ignoring them
-            self._client.alter_collection_properties(self.collection, properties=properties)
+        if not create_collection(self._client, self.collection, self._dim, properties,
+                                 hnsw_m, ef_construction):
+            self._check_collection()          # another robot made it first
 
     def _check_collection(self) -> None:
-        """Refuse a collection this backend cannot share: another schema, dimension or
-        encoder (the message names what the collection has and what was asked)."""
-        info = self._client.describe_collection(self.collection)
-        fields = {f['name']: f for f in info.get('fields', [])}
-        missing = [name for name in FIELDS if name not in fields]
-        if missing:
-            raise ValueError(f'Milvus collection {self.collection!r} at {self.uri!r} has '
-                             f'another schema: fields {sorted(fields)}; engram_ros needs '
-                             f'{list(FIELDS)} (missing {missing})')
-        stored_dim = int(fields['vector'].get('params', {}).get('dim', -1))
-        props = info.get('properties', {}) or {}
-        stored_model = props.get(PROP_MODEL)
-        if stored_dim != self._dim:
-            raise ValueError(f'Milvus collection {self.collection!r} at {self.uri!r} holds '
-                             f'{stored_dim}-d vectors (encoder {stored_model!r}); this memory '
-                             f'uses {self._dim}-d vectors (encoder {self.model!r})')
-        if stored_model is None:
-            stored_model = self._await_model()
-        if stored_model is None:
-            raise ValueError(f'Milvus collection {self.collection!r} at {self.uri!r} names '
-                             f'no encoder ({PROP_MODEL} missing); this memory uses encoder '
-                             f'{self.model!r}')
-        if stored_model != self.model:
-            raise ValueError(f'Milvus collection {self.collection!r} at {self.uri!r} holds '
-                             f'vectors of encoder {stored_model!r}; this memory uses encoder '
-                             f'{self.model!r} (both {self._dim}-d): every robot must use the '
-                             f'same encoders')
-        stored_frame = props.get(PROP_FRAME)
-        if stored_frame and self.frame_id and stored_frame != self.frame_id:
-            raise ValueError(f'Milvus collection {self.collection!r} at {self.uri!r} holds '
-                             f'positions in frame {stored_frame!r}; this memory\'s are in '
-                             f'{self.frame_id!r}: every robot of a fleet must share one map '
-                             f'frame (aligning maps is out of scope)')
-        if not stored_frame and self.frame_id:      # a collection made without one: name it
-            self._client.alter_collection_properties(self.collection,
-                                                     properties={PROP_FRAME: self.frame_id})
+        """Refuse a collection this backend cannot share
+        (:func:`.milvus_schema.check_collection`)."""
+        check_collection(self._client, self.collection, self.uri, self._dim, self.model,
+                         self.frame_id, self._await_model)
 
     def _await_model(self) -> str | None:
         """The encoder of a collection found without one, once its maker records it.
