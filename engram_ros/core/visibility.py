@@ -29,6 +29,11 @@ the prior and the distance it was seen from at least ``range_sightings`` times, 
 searches around a keyframe). One far sighting (a merged mislabel, a lucky frame) does not
 stretch it; a thing only ever seen from near keeps the prior, so a far keyframe never ends it.
 
+A move should not wait for a timer: :meth:`MissTracker.newly_missed` says when a keyframe's
+expectation has just become a miss (its grace passed without a sighting) for a belief not
+already flagged since its last sighting, so the store can judge moves then, within the visit
+that completed the evidence, instead of at the next periodic consolidation.
+
 This state lives in RAM: after a restart the counting starts again, and the ranges fall back to
 the prior until the thing is seen again, which only delays a decision.
 Nothing here imports ROS or touches storage.
@@ -37,6 +42,7 @@ Nothing here imports ROS or touches storage.
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass
 from dataclasses import field
 
@@ -187,9 +193,19 @@ class MissTracker:
     #: One-off sightings by a well-known lookalike that wait for the robot to look again
     #: before consolidation judges them label noise (core/memory/consolidation.py).
     awaiting: set[int] = field(default_factory=set)
+    #: Keyframes with expectations whose grace has not passed yet: ``(stamp, ids)``, oldest
+    #: first (drained by :meth:`newly_missed`; at most :attr:`MAX_PENDING`).
+    pending: deque = field(default_factory=deque)
+    #: belief id -> the keyframe stamp of the miss :meth:`newly_missed` last reported for it.
+    flagged: dict[int, float] = field(default_factory=dict)
+    #: Moves the store made right after an ingest batch, not in a consolidation's report.
+    moves_at_ingest: int = 0
 
     #: Most expectations kept per belief (older ones are dropped).
     MAX_EXPECTED = 64
+    #: Most keyframes waiting for their grace (a caller that never drains loses the oldest:
+    #: only an early judgement is lost, the periodic consolidation still judges them).
+    MAX_PENDING = 4096
 
     def saw(self, engram_id: int, distance: float) -> None:
         """``engram_id`` was seen from ``distance`` [m] (the camera to the sighting)."""
@@ -219,6 +235,7 @@ class MissTracker:
             for distance in self.ranges.pop(int(gone), ()):
                 self.saw(keep, distance)
             self.expected.pop(int(gone), None)
+            self.flagged.pop(int(gone), None)
 
     def expect(self, ids: list[int], stamp: float) -> None:
         """``ids`` should have been visible at ``stamp`` (a keyframe)."""
@@ -227,6 +244,30 @@ class MissTracker:
             if not stamps or stamp > stamps[-1]:
                 stamps.append(float(stamp))
                 del stamps[:-self.MAX_EXPECTED]
+        if ids:
+            self.pending.append((float(stamp), tuple(int(i) for i in ids)))
+            while len(self.pending) > self.MAX_PENDING:
+                self.pending.popleft()
+
+    def newly_missed(self, last_seen, now: float, grace: float) -> list[int]:
+        """Beliefs whose expectation at a keyframe became a miss by ``now`` (no sighting within
+        ``grace`` [s] after it) and that were not reported since their last sighting: the
+        moments a move may have become decidable.
+
+        :param last_seen: ``id -> last sighting`` (None when no longer current), a callable.
+        """
+        out = []
+        while self.pending and self.pending[0][0] + grace <= now:
+            stamp, ids = self.pending.popleft()
+            for i in ids:
+                seen = last_seen(i)
+                if seen is None or stamp <= seen + grace:
+                    continue
+                if self.flagged.get(i, -math.inf) > seen:
+                    continue            # already reported since its last sighting
+                self.flagged[i] = stamp
+                out.append(i)
+        return out
 
     def missed(self, engram_id: int, last_seen: float, now: float, grace: float) -> bool:
         """True when a keyframe should have shown ``engram_id`` after ``last_seen`` and no
@@ -251,6 +292,7 @@ class MissTracker:
                 if commit:
                     del self.expected[i]
                     self.ranges.pop(i, None)
+                    self.flagged.pop(i, None)
                 continue
             stamps = [s for s in self.expected[i] if s > seen + grace]
             if commit:
@@ -264,4 +306,5 @@ class MissTracker:
                 out[i] = misses[0]
                 if commit:
                     del self.expected[i]
+                    self.flagged.pop(i, None)
         return out

@@ -186,6 +186,12 @@ def test_with_views_a_move_needs_the_old_place_seen_empty():
     other = see(store, 'mug', (0.0, 30.0, 1.0), T0 + 60, seed=1)
     see(store, 'mug', (0.0, 30.0, 1.0), T0 + 61, seed=1)
     assert store.consolidate(now=T0 + 100).moved == []
+    assert sorted(current(store, 'mug', T0 + 100)) == sorted([mug, other])
     keyframe(store, T0 + 120, view())            # now the old place is in view, empty
-    assert store.consolidate(now=T0 + 200).moved == [(mug, other)]
+    # Judged right after that keyframe's batch (the store's clock, wall time, is past its
+    # grace), not at the next consolidation.
+    assert store.misses.moves_at_ingest == 1
+    assert store.consolidate(now=T0 + 200).moved == []
     assert current(store, 'mug', T0 + 200) == [other]
+    [history] = store.get([mug])
+    assert history.successor_id == other

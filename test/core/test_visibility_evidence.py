@@ -107,7 +107,9 @@ def test_a_thing_seen_only_from_afar_is_moved_within_the_next_visit(tmp_path: Pa
     if not old_place_first:
         keyframe(store, T0 + 120, x=0.0)
     report = store.consolidate(now=T0 + 130)
-    assert report.moved == [(old, new_id)]
+    # Judged right after the batch that completed the evidence (the store's clock, wall time,
+    # is past every stamp here): the consolidation has nothing left to decide.
+    assert report.moved == [] and store.misses.moves_at_ingest == 1
     assert report.ended == []
     assert current_cups(store, T0 + 130) == [new_id]
     changed = store.recall(RecallQuery(text='cup', kinds=['object'], k=5,
@@ -182,4 +184,68 @@ def test_a_viewpoint_that_is_not_three_finite_numbers_is_refused(tmp_path: Path)
         cup(store, OLD, T0, [0.0, np.nan, 1.0])
     with pytest.raises(InvalidObservation, match='viewpoint'):
         cup(store, OLD, T0, [0.0, 1.0])
+    store.close()
+
+
+@pytest.mark.parametrize('old_place_first', [False, True])
+def test_a_move_is_current_within_the_visit_without_waiting_for_a_consolidation(
+        tmp_path: Path, old_place_first: bool):
+    """Issue 14: the evidence of a move was complete within the visit (the new place seen
+    twice, the old one seen empty), but the verdict waited for the periodic consolidation
+    (every 30 s), which came after the visit: the old place stayed the current belief."""
+    store = open_store(tmp_path / 'store')
+    clock = [T0]
+    store.clock = lambda: clock[0]              # the memory's time: a replayed bag's
+
+    def at(t: float) -> float:
+        clock[0] = t
+        return t
+    old = two_laps_far_away(store)
+    # Lap 3, no consolidation at all: the new place seen twice and the old place seen empty,
+    # in either order; then the robot goes on (one more keyframe elsewhere, past the grace).
+    if old_place_first:
+        keyframe(store, at(T0 + 95), x=0.0)
+    new_ids = {cup(store, NEW, at(T0 + 100 + 0.25 * k), NEW - [0.0, 2.5, 0.0])
+               for k in range(2)}
+    [new_id] = new_ids
+    if not old_place_first:
+        keyframe(store, at(T0 + 110), x=0.0)
+    store.ingest(Observation(kind='place', frame_id='map', stamp=at(T0 + 120),
+                             position=np.array([0.0, 30.0, 0.0]), vector=unit(98)))
+    assert current_cups(store, T0 + 120) == [new_id]
+    [history] = store.get([old])
+    assert history.valid_to == pytest.approx(T0 + 100) and history.successor_id == new_id
+    assert store.misses.moves_at_ingest == 1
+    assert store.consolidate(now=at(T0 + 130)).moved == []     # nothing left to decide
+    store.close()
+    store = open_store(tmp_path / 'store')      # the verdict was stored
+    [history] = store.get([old])
+    assert history.successor_id == new_id
+    store.close()
+
+
+def test_a_miss_alone_or_a_sighting_alone_moves_nothing_at_ingest(tmp_path: Path):
+    """The early verdict is the same rule: the old place seen empty without a confirmed
+    sighting elsewhere (one look only), then two looks elsewhere while the old place was
+    seen again, make no move."""
+    store = open_store(tmp_path / 'store')
+    clock = [T0]
+    store.clock = lambda: clock[0]
+    old = two_laps_far_away(store)
+    clock[0] = T0 + 95
+    keyframe(store, T0 + 95, x=0.0)
+    clock[0] = T0 + 100
+    one_look = cup(store, NEW, T0 + 100, NEW - [0.0, 2.5, 0.0])
+    clock[0] = T0 + 110
+    keyframe(store, T0 + 110, x=30.0)
+    assert sorted(current_cups(store, T0 + 110)) == sorted([old, one_look])
+    # Seen again at the old place (it was only hidden), then the second look elsewhere.
+    clock[0] = T0 + 150
+    assert cup(store, OLD, T0 + 150, from_distance(2.6)) == old
+    clock[0] = T0 + 160
+    cup(store, NEW, T0 + 160, NEW - [0.0, 2.5, 0.0])
+    clock[0] = T0 + 170
+    keyframe(store, T0 + 170, x=30.0)
+    assert sorted(current_cups(store, T0 + 170)) == sorted([old, one_look])
+    assert store.misses.moves_at_ingest == 0
     store.close()

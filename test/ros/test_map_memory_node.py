@@ -185,3 +185,23 @@ def test_where_an_object_was_seen_from_crosses_the_wire():
     seen.viewpoint = None
     assert conversions.observation_from_msg(conversions.observation_to_msg(seen)).viewpoint \
         is None
+
+
+def test_a_move_seen_in_keyframe_views_is_made_and_counted_without_a_consolidation(memory):
+    """Issue 14: with keyframe views, the node makes a move right after the batch that
+    completes its evidence (the old place seen empty), and counts it in ``moved``."""
+    from core.test_visibility import view  # the mug's old place (2, 0, 1) in view, empty
+
+    look = msg('', KITCHEN, T0 + 100, 'place')
+    for stamp in (T0, T0 + 1):
+        memory.publish(msg('mug', (2.0, 0.0, 1.0), stamp))
+    for stamp in (T0 + 60, T0 + 61):
+        memory.publish(msg('mug', (0.0, 30.0, 1.0), stamp))
+    memory.publish(conversions.observation_to_msg(Observation(
+        kind='place', frame_id='map', position=np.zeros(3), stamp=T0 + 100,
+        vector=np.asarray(look.vector), view=view())))
+    assert wait_for(lambda: memory.diagnostic('moved') == '1', 10.0), memory.process.log()
+    [mug] = memory.client.recall(tags_all=['label:mug'], k=5).engrams
+    assert mug.pose.pose.position.y == pytest.approx(30.0)
+    history = memory.client.recall(tags_all=['label:mug'], k=5, changed_since=T0 + 50)
+    assert {e.successor_id for e in history.engrams} == {0, mug.id}

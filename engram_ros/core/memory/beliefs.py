@@ -5,6 +5,13 @@ The decisions are :mod:`engram_ros.core.validity` (moves) and :mod:`engram_ros.c
 (misses by keyframe view); this module gathers what they need from the index and the state,
 and writes their verdicts into the engrams a consolidation pass changes. Ingest notes, for
 each keyframe view, which current objects it should have shown (:func:`expect_visible`).
+
+Moves are also judged right after an ingest batch that completed their evidence
+(:func:`judge_moves_if_due`): a keyframe's expectation just became a miss, or a belief was just
+confirmed (promoted) while another is missed. Waiting for the periodic consolidation
+(``consolidation_period``, 30 s) let a thing's old place stay the current belief past the
+visit that showed it empty (the quality benchmark's shoes and teddy, issue 14). The rule is the
+same (:func:`find_moves`); only the moment changes.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from engram_ros.core.duplicates import identity_tags
+from engram_ros.core.memory import writes
 from engram_ros.core.memory.config import LOGGER_NAME
 from engram_ros.core.model.engram import Engram
 from engram_ros.core.model.engram import kind_code
@@ -244,3 +252,36 @@ def apply_ends(store: MemoryStore, ended: dict[int, float], changed: dict[int, E
         _LOG.info('belief %d (%s at %s) is history since %.3f: not seen where it should '
                   'have been visible on %d visits', i, engram.label or engram.kind,
                   np.round(engram.position, 2).tolist(), when, store.misses.policy.visits)
+
+
+def judge_moves_if_due(store: MemoryStore, promoted: bool, now: float) -> list:
+    """After an ingest batch (under ``_write_lock``): judge moves when the batch may have
+    completed the evidence for one, and write them. Only with keyframe views (without them,
+    moves wait for the consolidation as before).
+
+    :param promoted: an engram of the batch was just confirmed (promoted to long-term).
+    :returns: the moves made (also counted in ``store.misses.moves_at_ingest``).
+    """
+    misses, index = store.misses, store.index
+    if misses.policy.visits < 1 or not misses.views_seen:
+        return []
+    with store._lock:
+        history = store.state.history
+
+        def last_seen(i: int) -> float | None:
+            if i not in index or i in history:
+                return None
+            return float(index.last_seen_of(np.array([index.slot_of(i)]))[0])
+
+        due = bool(misses.newly_missed(last_seen, now, store.config.move_grace))
+        due = due or (promoted and bool(misses.flagged))
+    if not due:
+        return []
+    changed: dict[int, Engram] = {}
+    moves = find_moves(store, changed, set(), now)
+    if moves:
+        apply_moves(store, moves, changed)
+        with store.storage.transaction():
+            writes.write(store, list(changed.values()))
+        misses.moves_at_ingest += len(moves)
+    return moves

@@ -52,6 +52,7 @@ from engram_ros.core.index.engrams import add_engrams
 from engram_ros.core.index.engrams import put_engrams
 from engram_ros.core.memory import writes
 from engram_ros.core.memory.beliefs import expect_visible
+from engram_ros.core.memory.beliefs import judge_moves_if_due
 from engram_ros.core.memory.beliefs import saw_from
 from engram_ros.core.memory.config import IngestResult
 from engram_ros.core.memory.config import LOGGER_NAME
@@ -130,8 +131,23 @@ def ingest_many(store: MemoryStore, observations: Sequence[Observation]
                     results[i] = exc
                 return results              # type: ignore[return-value]
             undo.committed()
+            _judge_moves(store, observations, results)
             break
     return results                          # type: ignore[return-value]
+
+
+def _judge_moves(store: MemoryStore, observations: Sequence[Observation],
+                 results: list) -> None:
+    """Moves the committed batch may have made decidable, judged now (core/memory/beliefs.py)
+    rather than at the next consolidation. A failure here loses nothing: the batch is
+    committed and the consolidation judges the same moves later; it is logged."""
+    promoted = any(isinstance(r, IngestResult) and r.promoted and o.kind == 'object'
+                   for o, r in zip(observations, results))
+    try:
+        judge_moves_if_due(store, promoted, store.clock())
+    except Exception as exc:        # noqa: BLE001 - the batch is committed; see the docstring
+        _LOG.error('judging moves after a batch failed (the consolidation will): %s',
+                   describe(exc))
 
 
 class _ItemFailed(Exception):

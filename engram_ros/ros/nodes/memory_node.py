@@ -568,6 +568,7 @@ class MemoryNode(ManagedNode):
     def diagnostics_callback(self) -> None:
         queue = self.ingest_queue
         counters = self.health.snapshot(queue)
+        counters['moved'] += self.store.misses.moves_at_ingest     # not in any consolidation
         self.diagnostics_pub.publish(memory_diagnostics(
             self.get_clock().now().to_msg(), self.get_fully_qualified_name(), counters,
             len(self.store), self.store.short_term_size, self._last_recall_ms,
