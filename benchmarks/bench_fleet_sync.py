@@ -25,7 +25,6 @@ import datetime
 import json
 import os
 import platform
-import selectors
 import signal
 import subprocess
 import sys
@@ -38,6 +37,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from engram_ros.apps.cli.fleet import serve_in_subprocess  # noqa: E402
 from engram_ros.core.backends.milvus import MilvusBackend  # noqa: E402
 from engram_ros.core.fleet.ids import fleet_id  # noqa: E402
 from engram_ros.core.fleet.link import FleetLink  # noqa: E402
@@ -49,22 +49,6 @@ from engram_ros.core.storage import SQLiteStorage  # noqa: E402
 
 DIM = 256
 MODEL = 'bench'
-
-
-def _serve(path: Path) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, '-m', 'engram_ros.apps.cli', 'fleet', 'serve',
-                             str(path), '--address', '127.0.0.1:0'],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    selector = selectors.DefaultSelector()
-    selector.register(proc.stdout, selectors.EVENT_READ)
-    deadline = time.monotonic() + 120.0
-    line = ''
-    while not line and time.monotonic() < deadline:
-        if selector.select(timeout=deadline - time.monotonic()):
-            line = proc.stdout.readline()
-    if not line.startswith('serving '):
-        raise RuntimeError(f'engram fleet serve did not start: {line!r}')
-    return proc, line.split(' at ')[1].strip()
 
 
 def _observation(i: int) -> Observation:
@@ -151,7 +135,7 @@ def main() -> None:
     started = datetime.datetime.now(datetime.timezone.utc)
     load_start = ' '.join(f'{v:.2f}' for v in os.getloadavg())
     with tempfile.TemporaryDirectory(prefix='bench_fleet_sync_') as tmp:
-        proc, uri = _serve(Path(tmp) / 'fleet.db')
+        proc, uri = serve_in_subprocess(Path(tmp) / 'fleet.db', timeout=120.0)
         try:
             rows = [run_period(uri, p, args.n, args.poll, Path(tmp), 1000 * k)
                     for k, p in enumerate(args.periods)]

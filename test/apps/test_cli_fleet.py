@@ -6,15 +6,14 @@ milvus-lite."""
 from __future__ import annotations
 
 import io
-import selectors
 import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 from engram_ros.apps.cli import main
+from engram_ros.apps.cli.fleet import serve_in_subprocess
 
 ROBOT = textwrap.dedent("""
     import sys
@@ -31,25 +30,9 @@ ROBOT = textwrap.dedent("""
 """)
 
 
-def _serve(path: Path) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, '-m', 'engram_ros.apps.cli', 'fleet', 'serve',
-                             str(path), '--address', '127.0.0.1:0'],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    selector = selectors.DefaultSelector()
-    selector.register(proc.stdout, selectors.EVENT_READ)
-    deadline = time.monotonic() + 60.0
-    line = ''
-    while not line and time.monotonic() < deadline:
-        if selector.select(timeout=deadline - time.monotonic()):
-            line = proc.stdout.readline()
-    selector.close()
-    assert line.startswith(f'serving {path} at http://127.0.0.1:'), line
-    return proc, line.split(' at ')[1].strip()
-
-
 def test_two_robot_processes_share_one_file_through_serve(tmp_path: Path) -> None:
     path = tmp_path / 'fleet.db'
-    proc, uri = _serve(path)
+    proc, uri = serve_in_subprocess(path)
     try:
         counts = [subprocess.run([sys.executable, '-c', ROBOT, uri, robot, str(i)],
                                  capture_output=True, text=True, timeout=120, check=True)

@@ -13,8 +13,12 @@ until SIGINT/SIGTERM. A real fleet uses a Milvus server instead (``docs/fleet.md
 from __future__ import annotations
 
 import argparse
+import selectors
 import signal
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 from typing import TextIO
 
@@ -73,3 +77,30 @@ def cmd_fleet(args: argparse.Namespace, out: TextIO) -> int:
         db.close()
     print(f'stopped serving {path}', file=out, flush=True)
     return 0
+
+
+def serve_in_subprocess(path: Path, address: str = '127.0.0.1:0',
+                        timeout: float = 60.0) -> tuple[subprocess.Popen, str]:
+    """Start ``engram fleet serve PATH --address ADDRESS`` in a child process and wait until it
+    says it listens (tests, benchmarks: a fleet file several processes share).
+
+    :returns: the process (stdout piped, text) and the URI it serves (``http://HOST:PORT``).
+    :raises RuntimeError: when it exits or says nothing else within ``timeout``; it is killed.
+    """
+    proc = subprocess.Popen([sys.executable, '-m', 'engram_ros.apps.cli', 'fleet', 'serve',
+                             str(path), '--address', address],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    line = ''
+    with selectors.DefaultSelector() as selector:
+        selector.register(proc.stdout, selectors.EVENT_READ)
+        deadline = time.monotonic() + timeout
+        while not line and time.monotonic() < deadline:
+            if selector.select(timeout=max(0.0, deadline - time.monotonic())):
+                line = proc.stdout.readline()
+                if not line:                  # end of output: it exited
+                    break
+    if not line.startswith(f'serving {path} at '):
+        proc.kill()
+        proc.wait()
+        raise RuntimeError(f'engram fleet serve {path} did not start: {line!r}')
+    return proc, line.split(' at ')[1].strip()
