@@ -35,7 +35,6 @@ guards its own state (see :mod:`engram_ros.core.memory`).
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 import time
@@ -73,7 +72,6 @@ from engram_ros.core.privacy import PrivacyConfigError
 from engram_ros.core.query import FleetAnswer
 from engram_ros.core.query import QueryError
 from engram_ros.core.query import RecallStatus
-from engram_ros.core.semantic import SemanticTags
 from engram_ros.core.storage import StoreOpenError
 from engram_ros.msg import KeyframeCorrection
 from engram_ros.msg import Observation as ObservationMsg
@@ -87,6 +85,7 @@ from engram_ros.ros.memory_health import MemoryHealth
 from engram_ros.ros.memory_intake import ObservationIntake
 from engram_ros.ros.nodes.spin import run_node
 from engram_ros.ros.take_loop import TakeLoop
+from engram_ros.ros.text_model import load_text_matcher
 from engram_ros.srv import Consolidate
 from engram_ros.srv import EditEngram
 from engram_ros.srv import Feedback
@@ -303,27 +302,9 @@ class MemoryNode(ManagedNode):
         return nanoseconds * 1e-9 if nanoseconds > 0 else time.time()
 
     def _load_text_model(self, store: MemoryStore) -> None:
-        """Background thread: load the sentence model, then let ``store``'s recall use it."""
-        try:
-            # Only this thread: loading must not slow the callbacks (Linux nice is per thread).
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
-        except OSError:
-            pass
-        started = time.monotonic()
-        try:
-            from engram_ros.perception.text import MODEL_DIM
-            from engram_ros.perception.text import TextEncoder
-            encoder = TextEncoder(dim=MODEL_DIM)
-            encoder.embed(['warm up'])
-        except Exception as exc:    # a missing package or a broken model: exact words only
-            self._semantic_state = f'failed: {type(exc).__name__}: {exc}'
-            self.get_logger().warning(f'semantic text matching is off: {self._semantic_state}')
-            return
-        store.text_matcher = SemanticTags(
-            encoder.embed, threshold=self.get_parameter('semantic_threshold').value)
-        self._semantic_state = 'ready'
-        self.get_logger().info(f'semantic text matching ready '
-                               f'({time.monotonic() - started:.1f} s to load the model)')
+        """Background thread: the sentence model (:mod:`engram_ros.ros.text_model`)."""
+        load_text_matcher(store, self.get_parameter('semantic_threshold').value,
+                          self.get_logger(), lambda state: setattr(self, '_semantic_state', state))
 
     # ------------------------------------------------------------------------- callbacks
     def _memory_changed(self) -> None:
